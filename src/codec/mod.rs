@@ -1,0 +1,1 @@
+//! Points to target heatmaps and heatmaps back to points.

@@ -1,0 +1,1 @@
+//! Datasets on disk, their validation, synthetic faces, and the training-time pipeline.

@@ -1,0 +1,1 @@
+//! Evaluation of a trained model and prediction on new images.

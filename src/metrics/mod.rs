@@ -1,0 +1,1 @@
+//! Landmark accuracy: NMAE, NME, failure rate, AUC, per-point errors.

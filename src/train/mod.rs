@@ -1,0 +1,1 @@
+//! Losses, optimiser, schedules, checkpoints and the training loop.

@@ -1,0 +1,1 @@
+//! PNG output: curves, grids, heatmaps, annotated images.
