@@ -383,14 +383,16 @@ fn check_split(
             .get(&stem)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        for dup in images.iter().skip(1) {
+        if images.len() > 1 {
+            let names: Vec<String> = images.iter().map(|p| p.display().to_string()).collect();
             problems.push(Problem {
-                path: dup.clone(),
+                path: images[0].clone(),
                 line: None,
                 kind: ProblemKind::DuplicateStem,
                 message: format!(
-                    "same stem as {}: which image the landmarks belong to is ambiguous",
-                    images[0].display()
+                    "{} images share the stem {stem:?}, so the landmarks are ambiguous: {}",
+                    images.len(),
+                    names.join(", ")
                 ),
             });
         }
@@ -407,11 +409,13 @@ fn check_split(
                 *st.point_counts.entry(p.points.len()).or_default() += 1;
             }
         }
-        if let [a, b] = lms {
-            if let (Some(pa), Some(pb)) = (clean(a), clean(b)) {
-                if let Some(msg) = disagreement(&pa.points, &pb.points, a) {
+        if let (Some(txt), [_, _]) = (preferred_landmarks(lms), lms) {
+            // Both a .txt and a .pts: the .txt is used, the .pts must say the same.
+            let other = lms.iter().find(|p| *p != txt).unwrap_or(txt);
+            if let (Some(pa), Some(pb)) = (clean(txt), clean(other)) {
+                if let Some(msg) = disagreement(&pa.points, &pb.points, txt) {
                     problems.push(Problem {
-                        path: b.clone(),
+                        path: other.clone(),
                         line: None,
                         kind: ProblemKind::FormatsDisagree,
                         message: msg,
