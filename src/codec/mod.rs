@@ -291,7 +291,8 @@ pub enum Decoder {
         k: usize,
     },
     /// Softmax of `map / temperature` over the whole map, expected position. Temperature 1 suits
-    /// logits; Gaussian maps in [0, 1] need a small one (e.g. 0.05).
+    /// logits; Gaussian maps in [0, 1] need one matched to sigma (0.05 for sigma 3 is within
+    /// 0.002 px; too warm and the zeros outside the window pull towards the map centre).
     SoftArgmax {
         #[serde(default = "default_temperature")]
         temperature: f32,
