@@ -3,6 +3,8 @@
 
 pub mod batchnorm;
 pub mod conv;
+pub mod conv_cpu;
+pub mod cpu_data;
 
 pub use batchnorm::batch_norm;
 pub use conv::conv2d;
