@@ -3,6 +3,8 @@
 
 pub mod batchnorm;
 pub mod conv;
+pub mod conv_cpu;
+pub mod cpu_data;
 pub mod maxpool;
 pub mod pixel_shuffle;
 pub mod resize;
