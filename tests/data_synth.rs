@@ -103,6 +103,38 @@ fn synth_then_check_is_clean_and_loads() {
     assert_eq!(cfg_back, cfg);
 }
 
+const FLIP_PAIRS: [(usize, usize); 29] = [
+    (0, 16),
+    (1, 15),
+    (2, 14),
+    (3, 13),
+    (4, 12),
+    (5, 11),
+    (6, 10),
+    (7, 9),
+    (17, 26),
+    (18, 25),
+    (19, 24),
+    (20, 23),
+    (21, 22),
+    (31, 35),
+    (32, 34),
+    (36, 45),
+    (37, 44),
+    (38, 43),
+    (39, 42),
+    (40, 47),
+    (41, 46),
+    (48, 54),
+    (49, 53),
+    (50, 52),
+    (59, 55),
+    (58, 56),
+    (60, 64),
+    (61, 63),
+    (67, 65),
+];
+
 /// Coordinates in the face's own upright frame: x along the outer eye corners 36 -> 45,
 /// y perpendicular to it (down the face).
 fn upright(p: &[[f32; 2]]) -> Vec<[f32; 2]> {
@@ -146,6 +178,14 @@ fn landmarks_have_ibug68_meaning() {
             );
         }
         let u = upright(&pts);
+        // Every left/right pair of /work/shared/data/README.md (the flip permutation), written
+        // here image-left first, lies on its own side of the face's own frame.
+        for (l, r) in FLIP_PAIRS {
+            assert!(
+                u[l][0] < u[r][0],
+                "image {i}: pair {l}-{r} on the wrong sides"
+            );
+        }
         let y = |k: usize| u[k][1];
         let mean_y = |r: std::ops::Range<usize>| r.clone().map(y).sum::<f32>() / r.len() as f32;
         assert!(mean_y(17..27) < mean_y(36..48), "brows above eyes");
