@@ -241,7 +241,12 @@ pub fn check_dataset_with(root: &Path, opts: &CheckOptions) -> CheckReport {
             path: root.to_path_buf(),
             line: None,
             kind: ProblemKind::NoSplits,
-            message: "no train/, val/ or test/ folder".to_string(),
+            message: if root.join("images").is_dir() || root.join("landmarks").is_dir() {
+                "no train/, val/ or test/ folder (this looks like a split folder: give its parent)"
+                    .to_string()
+            } else {
+                "no train/, val/ or test/ folder".to_string()
+            },
         });
     }
     let point_count = cross_file_checks(&counted, opts, &mut problems);
