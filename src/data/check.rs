@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -334,6 +335,7 @@ fn check_split(
     // The expensive part (decoding images, parsing files) runs in parallel; results come back in
     // listing order, so the report does not depend on thread timing.
     let image_paths: Vec<&PathBuf> = listing.images.values().flatten().collect();
+    let bar = progress(image_paths.len(), split);
     let sizes: BTreeMap<&PathBuf, Result<(u32, u32), String>> = image_paths
         .par_iter()
         .map(|p| {
@@ -342,11 +344,13 @@ fn check_split(
             } else {
                 image_size(p)
             };
+            bar.inc(1);
             (*p, r.map_err(error_message))
         })
         .collect::<Vec<_>>()
         .into_iter()
         .collect();
+    bar.finish_and_clear();
     let lm_paths: Vec<&PathBuf> = listing.landmarks.values().flatten().collect();
     let parsed: BTreeMap<&PathBuf, Result<ParsedLandmarks, String>> = lm_paths
         .par_iter()
@@ -518,6 +522,21 @@ fn disagreement(a: &[[f32; 2]], b: &[[f32; 2]], a_path: &Path) -> Option<String>
         a[k][1],
         a_path.display()
     ))
+}
+
+/// A progress bar over a split's images, drawn only when stderr is a terminal (decoding a full
+/// LaPa split takes minutes).
+fn progress(n: usize, split: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(n as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("check {msg} {bar:40} {pos}/{len} [{eta}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(split.to_string());
+    bar
 }
 
 fn range(r: Option<[u32; 2]>, v: u32) -> [u32; 2] {
