@@ -163,7 +163,8 @@ impl CheckReport {
         if self.problems.is_empty() {
             let _ = writeln!(s, "clean: no problems found");
         } else {
-            let _ = writeln!(s, "{} problems:", self.problems.len());
+            let n = self.problems.len();
+            let _ = writeln!(s, "{n} problem{}:", if n == 1 { "" } else { "s" });
             for p in &self.problems {
                 let _ = writeln!(s, "  {}", p);
             }
