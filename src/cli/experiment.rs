@@ -4,8 +4,12 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
 
 use super::{EXIT_PROBLEMS, EXIT_USAGE};
+use crate::data::dataset::{load_split, present_splits};
+use crate::data::image_io::image_size;
+use crate::data::points::PointSelection;
 use crate::experiment::rounding::{self, MonteCarloConfig, QuantizationConfig, QuantizationReport};
 use crate::metrics::{MetricConfig, NmeNorm};
 use crate::{Error, Keypoints, Result};
@@ -173,17 +177,68 @@ fn run_quantization(a: &RoundingArgs) -> Result<()> {
 }
 
 /// Ground-truth points of every image in input pixels: each image squished to `input x input`
-/// (only the image size and the points matter; no pixels are decoded).
+/// (only the image size and the points matter; no pixels are decoded). `data` is a dataset root
+/// (every split present, or `split`) or one split folder (holding `landmarks/`).
 fn load_input_points(
     data: &Path,
     split: Option<&str>,
     points: &str,
     input: usize,
 ) -> Result<Vec<Keypoints>> {
-    let _ = (data, split, points, input);
-    Err(Error::Msg(
-        "dataset loading lands with the data module".into(),
-    ))
+    let selection: PointSelection = points.parse()?;
+    let (root, splits) = if data.join("landmarks").is_dir() {
+        let name = data
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::file(data, "cannot name this split folder"))?;
+        if let Some(s) = split {
+            if s != name {
+                return Err(Error::config(format!(
+                    "--split {s} given, but --data {} is the split folder {name:?}",
+                    data.display()
+                )));
+            }
+        }
+        let parent = data.parent().unwrap_or_else(|| Path::new("."));
+        (parent.to_path_buf(), vec![name.to_string()])
+    } else {
+        let splits = match split {
+            Some(s) => vec![s.to_string()],
+            None => present_splits(data),
+        };
+        if splits.is_empty() {
+            return Err(Error::file(
+                data,
+                "no split folders (train, val, test) and no landmarks/ folder here",
+            ));
+        }
+        (data.to_path_buf(), splits)
+    };
+    let mut out = Vec::new();
+    for s in &splits {
+        let samples = load_split(&root, s, &selection)?;
+        let sized: Vec<Result<Keypoints>> = samples
+            .par_iter()
+            .map(|sm| {
+                let (w, h) = image_size(&sm.image_path)?;
+                let (sx, sy) = (input as f32 / w as f32, input as f32 / h as f32);
+                Ok(sm.points.scaled(sx, sy))
+            })
+            .collect();
+        for k in sized {
+            out.push(k?);
+        }
+    }
+    if let Some(first) = out.first() {
+        let l = first.len();
+        if out.iter().any(|k| k.len() != l) {
+            return Err(Error::file(
+                data,
+                "splits have different point counts; choose one with --split or --points",
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// NME against heatmap size, one series per pair.
