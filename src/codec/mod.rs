@@ -311,7 +311,8 @@ pub enum Decoder {
     /// Integer position of the maximum (first one on ties).
     Argmax,
     /// The paper's decoder: softmax over the `k` largest raw values, weighted mean of their
-    /// integer positions.
+    /// integer positions. Meant for logits: on probabilities in [0, 1] the softmax is nearly
+    /// flat (see the rounding experiment).
     TopK {
         #[serde(default = "default_k")]
         k: usize,

@@ -351,7 +351,8 @@ impl Pair {
             Pair::RrTopkProbabilities => {
                 "ideal model output = the expected randomized-rounding map (bilinear weights of \
                  the 4 pixels around p) taken as probabilities, then top-k softmax over those \
-                 raw values: zeros among the k pull the result away"
+                 raw values: softmax of values in [0, 1] is nearly flat, and the zeros among the \
+                 k (ties taken in scan order: top-left pixels) pull the result away"
             }
             Pair::RrTopkLogOdds => {
                 "the same expected map as the log-odds a perfectly calibrated BCE-trained model \
