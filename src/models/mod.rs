@@ -14,7 +14,7 @@ pub mod unet;
 
 pub use layers::LayerInfo;
 pub use params::{LoadReport, Param, ParamGroup, ParamKind, ParamStore};
-pub use pretrained::load_pretrained;
+pub use pretrained::{load_pretrained, load_pretrained_with, LoadOptions};
 
 use candle_core::Tensor;
 
