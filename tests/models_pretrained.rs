@@ -118,7 +118,8 @@ fn safetensors_with_torchvision_timm_and_fastai_names_restore_exact_values() {
         };
         format!("layers.0.{idx}.{tail}")
     };
-    let cases: Vec<(&str, Box<dyn Fn(&str) -> String>)> = vec![
+    type Rename = Box<dyn Fn(&str) -> String>;
+    let cases: Vec<(&str, Rename)> = vec![
         ("torchvision", Box::new(|n: &str| n.to_string())),
         ("timm", Box::new(|n: &str| format!("model.{n}"))),
         ("dataparallel", Box::new(|n: &str| format!("module.{n}"))),
