@@ -175,11 +175,12 @@ fn grid_dimensions_and_placement() {
     assert_eq!(h, 2 * (30 + cap + pad) + pad);
     let out = g.render();
     assert_eq!(out.dimensions(), (w, h));
-    // A 80x20 image fits into 40x30 as 40x10, centred vertically in the first cell.
-    assert_eq!(*out.get_pixel(pad + 20, pad + 15), RED);
-    assert_ne!(*out.get_pixel(pad + 20, pad + 5), RED);
+    // A 80x20 image fits into 40x30 as 40x10, at the bottom of the first cell.
+    assert_eq!(*out.get_pixel(pad + 20, pad + 25), RED);
+    assert_eq!(*out.get_pixel(pad + 20, pad + 20), RED);
+    assert_ne!(*out.get_pixel(pad + 20, pad + 19), RED);
     // The fourth image starts the second row.
-    assert_eq!(*out.get_pixel(pad + 20, pad + 30 + cap + pad + 15), RED);
+    assert_eq!(*out.get_pixel(pad + 20, pad + 30 + cap + pad + 25), RED);
     // Captions are dark ink under the images; nothing red leaks into caption bands.
     let band_y = pad + 30;
     let band: Vec<_> = (band_y..band_y + cap)

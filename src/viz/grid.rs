@@ -2,7 +2,8 @@
 //!
 //! Layout: `cols` columns; each cell is `cell_w x cell_h` for the image plus a caption band under
 //! it, with [`PAD`] pixels around and between cells. Images are scaled to fit their cell keeping
-//! the aspect ratio, and centred. Captions are drawn with the built-in font, may contain `'\n'`,
+//! the aspect ratio, centred horizontally and aligned to the bottom of the cell (next to the
+//! caption). Captions are drawn with the built-in font, may contain `'\n'`,
 //! and are cut with `..` when wider than the cell.
 
 use image::{imageops, Rgb, RgbImage};
@@ -96,7 +97,8 @@ impl Grid {
             if img.width() > 0 && img.height() > 0 {
                 let fit = fit_into(img, self.cell_w, self.cell_h);
                 let dx = (self.cell_w - fit.width()) / 2;
-                let dy = (self.cell_h - fit.height()) / 2;
+                // Bottom-aligned so that the caption sits right under the picture.
+                let dy = self.cell_h - fit.height();
                 imageops::replace(&mut out, &fit, (x0 + dx) as i64, (y0 + dy) as i64);
             }
             for (li, line) in caption.split('\n').enumerate() {
