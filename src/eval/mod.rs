@@ -6,6 +6,7 @@
 //! - [`predict`]: landmarks for arbitrary images, in the original image's pixels.
 
 pub mod evaluate;
+pub mod predict;
 pub mod show;
 pub mod tta;
 
