@@ -212,3 +212,57 @@ fn a_failing_batch_is_an_error_not_a_skip() {
     };
     assert!(err.contains("broken.jpg"), "{err}");
 }
+
+#[test]
+fn report_text_json_and_output_folder() {
+    let pred: Vec<Vec<[usize; 2]>> = (0..3)
+        .map(|i| vec![[2 + i, 3], [20, 5], [10, 25 - i]])
+        .collect();
+    let gts: Vec<Keypoints> = pred
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut k = kp(p);
+            k.xy[2][1] += 2.0 * i as f32;
+            k
+        })
+        .collect();
+    let batches = vec![Ok(EvalBatch {
+        images: dots(&pred),
+        points: gts,
+        targets: None,
+        ids: vec!["a".into(), "b,c".into(), "d".into()],
+    })];
+    let out = evaluate(&Identity, batches, &options(2, 2), &mut |_| {}).unwrap();
+    let ctx = eval::report::SummaryContext {
+        checkpoint: std::path::Path::new("run/checkpoints/e1"),
+        data: std::path::Path::new("data"),
+        split: "val",
+        decoder: "argmax".into(),
+        flip_test: false,
+        file_indices: Some(vec![30, 40, 50]),
+    };
+    let mut summary = eval::report::summarize(&out, &ctx);
+    assert_eq!(summary.worst[0].id, "d");
+    assert_eq!(summary.per_point[2].file_index, Some(50));
+    assert!(summary.per_point[2].nme > 0.0 && summary.per_point[0].nme == 0.0);
+    let dir = tempfile::tempdir().unwrap();
+    let outdir = dir.path().join("eval");
+    eval::report::write_outputs(&outdir, &out, &mut summary).unwrap();
+    for f in ["results.png", "worst.png", "samples.csv", "metrics.json"] {
+        assert!(outdir.join(f).is_file(), "{f} missing");
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(outdir.join("metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(doc["images"], 3);
+    assert_eq!(
+        doc["metrics"]["nmae"].as_f64().unwrap() as f32,
+        out.report.nmae
+    );
+    let csv = std::fs::read_to_string(outdir.join("samples.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4);
+    assert!(csv.contains("\"b,c\""));
+    let text = eval::report::to_text(&summary);
+    assert!(text.contains("NMAE") && text.contains("FR@10%") && text.contains("AUC@10%"));
+}
