@@ -1,5 +1,15 @@
 //! Datasets on disk, their validation, synthetic faces, and the training-time pipeline.
 
+pub mod dataset;
+pub mod image_io;
+pub mod landmarks;
+pub mod points;
+
+pub use dataset::{load_split, present_splits, Sample, SPLITS};
+pub use image_io::{image_size, read_rgb};
+pub use landmarks::{read_landmarks, write_landmarks_txt};
+pub use points::PointSelection;
+
 pub mod augment;
 pub mod flip;
 pub mod normalize;

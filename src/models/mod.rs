@@ -1,10 +1,24 @@
 //! The networks: a ResNet18 encoder with a UNet decoder, HRNet-W18/W32 with the binary head.
+//!
+//! [`build`] creates a model's parameters in a [`ParamStore`] (groups: encoder = ResNet / HRNet
+//! backbone, decoder = UNet decoder, head = the layers emitting the maps) and returns the network;
+//! [`load_pretrained`] fills a store from torchvision/timm/fastai/HRNet checkpoints by name.
 
+pub mod blocks;
+pub mod hrnet;
+pub mod layers;
 pub mod params;
+pub mod pretrained;
+pub mod resnet;
+pub mod unet;
 
-pub use params::{Param, ParamGroup, ParamKind, ParamStore};
+pub use layers::LayerInfo;
+pub use params::{LoadReport, Param, ParamGroup, ParamKind, ParamStore};
+pub use pretrained::load_pretrained;
 
 use candle_core::Tensor;
+
+use crate::{Error, Result};
 
 /// A network that maps normalised images `(N, 3, H, W)` to one map per point `(N, L, H / s, W / s)`.
 /// The maps are raw outputs: heatmap values for MSE training, logits for BCE training.
@@ -13,4 +27,152 @@ pub trait KeypointNet: Send + Sync {
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor>;
     /// Input pixels per heatmap pixel: 1 for the UNet, 4 for HRNet.
     fn stride(&self) -> usize;
+    /// The layers with output shapes (for one image of the configured size) and parameter counts,
+    /// in creation order, for `hmreg summary`.
+    fn layers(&self) -> Vec<LayerInfo> {
+        Vec::new()
+    }
+}
+
+/// Spatial sizes the models accept: every model downsamples 5 times.
+pub const SIZE_MULTIPLE: usize = 32;
+
+/// Rejects inputs the networks cannot take (wrong rank, 3 channels, sizes not multiples of 32).
+pub(crate) fn check_input(x: &Tensor) -> candle_core::Result<()> {
+    let (_, c, h, w) = x.dims4()?;
+    if c != 3 {
+        candle_core::bail!("model input must have 3 channels, got {c}");
+    }
+    if h == 0 || w == 0 || h % SIZE_MULTIPLE != 0 || w % SIZE_MULTIPLE != 0 {
+        candle_core::bail!(
+            "model input size {h}x{w} is not a positive multiple of {SIZE_MULTIPLE}"
+        );
+    }
+    Ok(())
+}
+
+/// The architectures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// fastai DynamicUnet on ResNet18, full-resolution maps (variant 1).
+    UnetResnet18,
+    /// HRNet-W18 + binary head, 1/4-resolution maps (variant 2).
+    #[default]
+    Hrnet18,
+    /// HRNet-W32 + binary head.
+    Hrnet32,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 3] = [Arch::UnetResnet18, Arch::Hrnet18, Arch::Hrnet32];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Arch::UnetResnet18 => "unet-resnet18",
+            Arch::Hrnet18 => "hrnet18",
+            Arch::Hrnet32 => "hrnet32",
+        }
+    }
+
+    /// Input pixels per output pixel.
+    pub fn stride(&self) -> usize {
+        match self {
+            Arch::UnetResnet18 => 1,
+            Arch::Hrnet18 | Arch::Hrnet32 => 4,
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Arch {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "unknown architecture `{s}` (expected unet-resnet18, hrnet18 or hrnet32)"
+                ))
+            })
+    }
+}
+
+/// Which network to build.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    /// Number of landmarks L (output maps).
+    pub points: usize,
+    /// Square input size in pixels (a multiple of 32); shapes in the summary refer to it.
+    pub input_size: usize,
+    /// Channel multiplier: 1.0 = the published widths; smaller values give thin test models.
+    pub width: f32,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            arch: Arch::Hrnet18,
+            points: 5,
+            input_size: 256,
+            width: 1.0,
+        }
+    }
+}
+
+impl ModelConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.points == 0 {
+            return Err(Error::config("model: points must be at least 1"));
+        }
+        if self.input_size == 0 || self.input_size % SIZE_MULTIPLE != 0 {
+            return Err(Error::config(format!(
+                "model: input_size {} is not a positive multiple of {SIZE_MULTIPLE}",
+                self.input_size
+            )));
+        }
+        if !(self.width.is_finite() && self.width > 0.0 && self.width <= 4.0) {
+            return Err(Error::config(format!(
+                "model: width {} must be in (0, 4]",
+                self.width
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Creates the parameters of `cfg`'s network in `store` and returns the network.
+pub fn build(cfg: &ModelConfig, store: &mut ParamStore) -> Result<Box<dyn KeypointNet>> {
+    cfg.validate()?;
+    Ok(match cfg.arch {
+        Arch::UnetResnet18 => Box::new(unet::UnetResnet18::new(
+            store,
+            cfg.width,
+            cfg.points,
+            cfg.input_size,
+        )?),
+        Arch::Hrnet18 => Box::new(hrnet::HrnetKeypointNet::new(
+            store,
+            18,
+            cfg.width,
+            cfg.points,
+            cfg.input_size,
+        )?),
+        Arch::Hrnet32 => Box::new(hrnet::HrnetKeypointNet::new(
+            store,
+            32,
+            cfg.width,
+            cfg.points,
+            cfg.input_size,
+        )?),
+    })
 }

@@ -3,6 +3,14 @@
 
 pub mod batchnorm;
 pub mod conv;
+pub mod conv_cpu;
+pub mod cpu_data;
+pub mod maxpool;
+pub mod pixel_shuffle;
+pub mod resize;
 
 pub use batchnorm::batch_norm;
 pub use conv::conv2d;
+pub use maxpool::max_pool2d;
+pub use pixel_shuffle::pixel_shuffle;
+pub use resize::resize_bilinear;

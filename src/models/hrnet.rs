@@ -1,0 +1,436 @@
+//! HRNet (W18, W32) as in the reference HRNet code used by the randomized-rounding paper, with the
+//! reference parameter names (`conv1`, `layer1.0.conv1`, `transition1.0.0`,
+//! `stage2.0.branches.0.0.conv1`, `stage2.0.fuse_layers.1.0.0.0`, ...) so its checkpoints load by
+//! name, and the binary keypoint head (`head.0`, `head.1`, `head.3`).
+//!
+//! Stem: two 3x3/s2 convs (3->64->64) with BN+ReLU. layer1: 4 Bottlenecks (64->256). Stages 2, 3, 4:
+//! 1, 4, 3 modules of 2, 3, 4 branches with 4 BasicBlocks each, widths C, 2C, 4C, 8C. Fusion sums
+//! every branch into every target (1x1 conv + BN + nearest upsampling from lower resolutions,
+//! chains of 3x3/s2 conv + BN from higher ones, ReLU between but not after the last), then ReLU.
+//! The output resizes all branches to 1/4 resolution (bilinear, align_corners=False) and
+//! concatenates them (15C channels). Init follows `init_weights`: convs N(0, 0.001²), BN 1/0.
+
+use candle_core::Tensor;
+
+use super::blocks::{BasicBlock, Bottleneck};
+use super::layers::{BatchNorm2d, Builder, Conv2d, Init, LayerInfo, BN_TORCH};
+use super::params::{ParamGroup, ParamStore};
+use super::KeypointNet;
+use crate::Result;
+
+/// HRNet's `init_weights`: every conv ~ N(0, 0.001²).
+const INIT: Init = Init::Normal(0.001);
+
+/// Widths of an HRNet variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HrnetWidths {
+    /// Stem channels and layer1 bottleneck planes (64 in every published variant).
+    pub stem: usize,
+    /// Width of the highest-resolution branch: 18 for W18, 32 for W32.
+    pub base: usize,
+}
+
+impl HrnetWidths {
+    /// Published width `base` (18 or 32) scaled by a width multiplier (1.0 = published).
+    pub fn scaled(base: usize, width: f32) -> Self {
+        HrnetWidths {
+            stem: super::layers::scaled(64, width),
+            base: super::layers::scaled(base, width),
+        }
+    }
+
+    pub fn branches(&self, n: usize) -> Vec<usize> {
+        (0..n).map(|i| self.base << i).collect()
+    }
+
+    /// Channels of the concatenated output.
+    pub fn out_channels(&self) -> usize {
+        self.branches(4).iter().sum()
+    }
+}
+
+/// Conv + BN with an optional ReLU after.
+struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm2d,
+    relu: bool,
+}
+
+impl ConvBn {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        b: &mut Builder,
+        name: &str,
+        input: [usize; 3],
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        relu: bool,
+    ) -> Result<(Self, [usize; 3])> {
+        let (conv, s) = b.conv(
+            &format!("{name}.0"),
+            input,
+            c_out,
+            kernel,
+            stride,
+            kernel / 2,
+            false,
+            INIT,
+        )?;
+        let bn = b.bn(&format!("{name}.1"), s, BN_TORCH)?;
+        Ok((ConvBn { conv, bn, relu }, s))
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let y = self.bn.forward_t(&self.conv.forward(x)?, train)?;
+        if self.relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
+    }
+}
+
+fn chain(layers: &[ConvBn], x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+    let mut y = x.clone();
+    for l in layers {
+        y = l.forward_t(&y, train)?;
+    }
+    Ok(y)
+}
+
+/// How branch `j` reaches target `i` in a fusion.
+enum Fuse {
+    Identity,
+    /// From a lower resolution: 1x1 conv + BN, then nearest upsampling by `factor`.
+    Up {
+        step: ConvBn,
+        factor: usize,
+    },
+    /// From a higher resolution: 3x3/s2 conv + BN steps.
+    Down(Vec<ConvBn>),
+}
+
+struct HrModule {
+    branches: Vec<Vec<BasicBlock>>,
+    fuse: Vec<Vec<Fuse>>,
+}
+
+impl HrModule {
+    fn new(
+        b: &mut Builder,
+        name: &str,
+        shapes: &[[usize; 3]],
+        blocks: usize,
+    ) -> Result<(Self, Vec<[usize; 3]>)> {
+        let n = shapes.len();
+        let mut branches = Vec::with_capacity(n);
+        for (i, &s) in shapes.iter().enumerate() {
+            let mut blks = Vec::with_capacity(blocks);
+            let mut cur = s;
+            for k in 0..blocks {
+                let (blk, s2) = BasicBlock::new(
+                    b,
+                    &format!("{name}.branches.{i}.{k}"),
+                    cur,
+                    s[0],
+                    1,
+                    INIT,
+                    BN_TORCH,
+                )?;
+                cur = s2;
+                blks.push(blk);
+            }
+            branches.push(blks);
+        }
+        let mut fuse = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut row = Vec::with_capacity(n);
+            for j in 0..n {
+                let fname = format!("{name}.fuse_layers.{i}.{j}");
+                let f = if j == i {
+                    Fuse::Identity
+                } else if j > i {
+                    let (step, s) = ConvBn::new(b, &fname, shapes[j], shapes[i][0], 1, 1, false)?;
+                    let factor = 1 << (j - i);
+                    b.note(
+                        &format!("{fname}.2"),
+                        "Upsample(nearest)",
+                        [s[0], s[1] * factor, s[2] * factor],
+                    );
+                    Fuse::Up { step, factor }
+                } else {
+                    let mut steps = Vec::with_capacity(i - j);
+                    let mut cur = shapes[j];
+                    for k in 0..i - j {
+                        let last = k == i - j - 1;
+                        let c_out = if last { shapes[i][0] } else { shapes[j][0] };
+                        let (step, s) =
+                            ConvBn::new(b, &format!("{fname}.{k}"), cur, c_out, 3, 2, !last)?;
+                        cur = s;
+                        steps.push(step);
+                    }
+                    Fuse::Down(steps)
+                };
+                row.push(f);
+            }
+            fuse.push(row);
+        }
+        Ok((HrModule { branches, fuse }, shapes.to_vec()))
+    }
+
+    fn forward_t(&self, xs: &[Tensor], train: bool) -> candle_core::Result<Vec<Tensor>> {
+        let mut ys = Vec::with_capacity(xs.len());
+        for (x, blocks) in xs.iter().zip(&self.branches) {
+            let mut y = x.clone();
+            for blk in blocks {
+                y = blk.forward_t(&y, train)?;
+            }
+            ys.push(y);
+        }
+        let mut out = Vec::with_capacity(ys.len());
+        for row in &self.fuse {
+            let mut sum: Option<Tensor> = None;
+            for (f, y) in row.iter().zip(&ys) {
+                let t = match f {
+                    Fuse::Identity => y.clone(),
+                    Fuse::Up { step, factor } => {
+                        let t = step.forward_t(y, train)?;
+                        let (_, _, h, w) = t.dims4()?;
+                        t.upsample_nearest2d(h * factor, w * factor)?
+                    }
+                    Fuse::Down(steps) => chain(steps, y, train)?,
+                };
+                sum = Some(match sum {
+                    None => t,
+                    Some(s) => (s + t)?,
+                });
+            }
+            match sum {
+                Some(s) => out.push(s.relu()?),
+                None => candle_core::bail!("HRNet module without branches"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Per new or changed branch: the conv+BN+ReLU steps of a transition (None: passed through).
+type Transition = Vec<Option<Vec<ConvBn>>>;
+
+/// Builds `transitionK`: branches whose width changes get one 3x3 conv (`transitionK.i.{0,1}`);
+/// each new branch comes from the lowest-resolution previous branch by 3x3/s2 steps
+/// (`transitionK.i.j.{0,1}`).
+fn transition(
+    b: &mut Builder,
+    name: &str,
+    pre: &[[usize; 3]],
+    channels: &[usize],
+) -> Result<(Transition, Vec<[usize; 3]>)> {
+    let mut t = Vec::with_capacity(channels.len());
+    let mut shapes = Vec::with_capacity(channels.len());
+    for (i, &c) in channels.iter().enumerate() {
+        if i < pre.len() {
+            if pre[i][0] != c {
+                let (step, s) = ConvBn::new(b, &format!("{name}.{i}"), pre[i], c, 3, 1, true)?;
+                t.push(Some(vec![step]));
+                shapes.push(s);
+            } else {
+                t.push(None);
+                shapes.push(pre[i]);
+            }
+        } else {
+            let mut cur = pre[pre.len() - 1];
+            let extra = i + 1 - pre.len();
+            let mut steps = Vec::with_capacity(extra);
+            for j in 0..extra {
+                let c_out = if j == i - pre.len() { c } else { cur[0] };
+                let (step, s) = ConvBn::new(b, &format!("{name}.{i}.{j}"), cur, c_out, 3, 2, true)?;
+                cur = s;
+                steps.push(step);
+            }
+            t.push(Some(steps));
+            shapes.push(cur);
+        }
+    }
+    Ok((t, shapes))
+}
+
+/// The HRNet backbone: image `(N, 3, H, W)` to `(N, 15 C, H / 4, W / 4)`.
+pub struct HrnetBackbone {
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    conv2: Conv2d,
+    bn2: BatchNorm2d,
+    layer1: Vec<Bottleneck>,
+    transitions: Vec<Transition>,
+    stages: Vec<Vec<HrModule>>,
+    out_channels: usize,
+}
+
+/// Modules per stage (stages 2, 3, 4) and BasicBlocks per branch, as in the published configs.
+const STAGE_MODULES: [usize; 3] = [1, 4, 3];
+const BLOCKS: usize = 4;
+
+impl HrnetBackbone {
+    /// Registers the backbone (group: encoder) for `input = [3, H, W]`; returns it and its output
+    /// shape.
+    pub fn new(
+        b: &mut Builder,
+        input: [usize; 3],
+        widths: HrnetWidths,
+    ) -> Result<(Self, [usize; 3])> {
+        b.group = ParamGroup::Encoder;
+        let (conv1, s) = b.conv("conv1", input, widths.stem, 3, 2, 1, false, INIT)?;
+        let bn1 = b.bn("bn1", s, BN_TORCH)?;
+        let (conv2, s) = b.conv("conv2", s, widths.stem, 3, 2, 1, false, INIT)?;
+        let bn2 = b.bn("bn2", s, BN_TORCH)?;
+        let mut layer1 = Vec::with_capacity(4);
+        let mut s = s;
+        for k in 0..4 {
+            let (blk, s2) =
+                Bottleneck::new(b, &format!("layer1.{k}"), s, widths.stem, 1, INIT, BN_TORCH)?;
+            s = s2;
+            layer1.push(blk);
+        }
+        let mut shapes = vec![s];
+        let mut transitions = Vec::with_capacity(3);
+        let mut stages = Vec::with_capacity(3);
+        for (k, &modules) in STAGE_MODULES.iter().enumerate() {
+            let channels = widths.branches(k + 2);
+            let (t, sh) = transition(b, &format!("transition{}", k + 1), &shapes, &channels)?;
+            transitions.push(t);
+            shapes = sh;
+            let mut mods = Vec::with_capacity(modules);
+            for m in 0..modules {
+                let (module, sh) =
+                    HrModule::new(b, &format!("stage{}.{m}", k + 2), &shapes, BLOCKS)?;
+                shapes = sh;
+                mods.push(module);
+            }
+            stages.push(mods);
+        }
+        let out_channels = shapes.iter().map(|s| s[0]).sum();
+        let out = [out_channels, shapes[0][1], shapes[0][2]];
+        b.note("upsample+cat", "Concat(bilinear)", out);
+        Ok((
+            HrnetBackbone {
+                conv1,
+                bn1,
+                conv2,
+                bn2,
+                layer1,
+                transitions,
+                stages,
+                out_channels,
+            },
+            out,
+        ))
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.out_channels
+    }
+
+    /// The four branch outputs (resolutions 1/4, 1/8, 1/16, 1/32).
+    pub fn branches_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Vec<Tensor>> {
+        let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let mut y = self
+            .bn2
+            .forward_t(&self.conv2.forward(&y)?, train)?
+            .relu()?;
+        for blk in &self.layer1 {
+            y = blk.forward_t(&y, train)?;
+        }
+        let mut xs = vec![y];
+        for (t, mods) in self.transitions.iter().zip(&self.stages) {
+            let mut next = Vec::with_capacity(t.len());
+            for (i, step) in t.iter().enumerate() {
+                next.push(match step {
+                    // New branches start from the lowest-resolution branch.
+                    Some(steps) => chain(steps, &xs[i.min(xs.len() - 1)], train)?,
+                    None => xs[i].clone(),
+                });
+            }
+            xs = next;
+            for m in mods {
+                xs = m.forward_t(&xs, train)?;
+            }
+        }
+        Ok(xs)
+    }
+
+    /// All branches resized to the highest resolution and concatenated along channels.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let xs = self.branches_t(x, train)?;
+        let (_, _, h, w) = xs[0].dims4()?;
+        let mut parts = Vec::with_capacity(xs.len());
+        for t in &xs {
+            parts.push(crate::ops::resize_bilinear(t, h, w)?);
+        }
+        Tensor::cat(&parts, 1)
+    }
+}
+
+/// HRNet backbone + the binary head: 1x1 conv (no bias), BN, ReLU, 1x1 conv to L maps (no bias).
+pub struct HrnetKeypointNet {
+    backbone: HrnetBackbone,
+    head0: Conv2d,
+    head1: BatchNorm2d,
+    head3: Conv2d,
+    rows: Vec<LayerInfo>,
+}
+
+impl HrnetKeypointNet {
+    /// `base` is the published width (18 or 32), `width` a multiplier (1.0 = published).
+    pub fn new(
+        store: &mut ParamStore,
+        base: usize,
+        width: f32,
+        points: usize,
+        input_size: usize,
+    ) -> Result<Self> {
+        let mut b = Builder::new(store);
+        let (backbone, s) = HrnetBackbone::new(
+            &mut b,
+            [3, input_size, input_size],
+            HrnetWidths::scaled(base, width),
+        )?;
+        b.group = ParamGroup::Head;
+        let (head0, s) = b.conv("head.0", s, s[0], 1, 1, 0, false, INIT)?;
+        let head1 = b.bn("head.1", s, BN_TORCH)?;
+        let (head3, _) = b.conv("head.3", s, points, 1, 1, 0, false, INIT)?;
+        let rows = b.rows;
+        Ok(HrnetKeypointNet {
+            backbone,
+            head0,
+            head1,
+            head3,
+            rows,
+        })
+    }
+
+    pub fn backbone(&self) -> &HrnetBackbone {
+        &self.backbone
+    }
+}
+
+impl KeypointNet for HrnetKeypointNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        super::check_input(x)?;
+        let f = self.backbone.forward_t(x, train)?;
+        let y = self
+            .head1
+            .forward_t(&self.head0.forward(&f)?, train)?
+            .relu()?;
+        self.head3.forward(&y)
+    }
+
+    fn stride(&self) -> usize {
+        4
+    }
+
+    fn layers(&self) -> Vec<LayerInfo> {
+        self.rows.clone()
+    }
+}

@@ -1,0 +1,278 @@
+//! Parametrised building blocks (convolution, batch norm) registered in a [`ParamStore`] with the
+//! reference libraries' init schemes, plus the per-layer rows that `hmreg summary` prints.
+//!
+//! Every convolution and batch norm goes through [`crate::ops::conv2d`] and
+//! [`crate::ops::batch_norm`], so faster kernels replace Candle's without touching the models.
+
+use candle_core::{Tensor, Var};
+
+use super::params::{ParamGroup, ParamKind, ParamStore};
+use crate::Result;
+
+/// PyTorch's BatchNorm2d defaults, which every reference model here uses.
+pub const BN_MOMENTUM: f64 = 0.1;
+pub const BN_EPS: f64 = 1e-5;
+
+/// One row of a model summary: a layer, the shape it outputs for one image, and its parameters.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LayerInfo {
+    /// Parameter-name prefix (e.g. `layer1.0.conv1`) or a descriptive name for parameter-free ops.
+    pub name: String,
+    /// Layer type, as PyTorch would name it (`Conv2d`, `BatchNorm2d`, `MaxPool2d`, ...).
+    pub kind: String,
+    /// Output shape `[C, H, W]` for one image.
+    pub output: [usize; 3],
+    /// Number of parameter values (buffers excluded).
+    pub params: usize,
+    /// How many of them stay trainable while the encoder is frozen.
+    pub trainable_frozen: usize,
+}
+
+/// Weight-init schemes of the reference libraries.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// PyTorch's `Conv2d.reset_parameters`: kaiming_uniform(a = sqrt 5), i.e. U(+-1/sqrt(fan_in)),
+    /// bias U(+-1/sqrt(fan_in)).
+    TorchDefault,
+    /// fastai `init_linear` for a layer without activation (the UNet's last 1x1 conv): PyTorch's
+    /// default weight, bias N(0, 0.01).
+    FastaiLinear,
+    /// torchvision ResNet: kaiming_normal(mode = fan_out, relu): N(0, 2 / fan_out); bias 0.
+    KaimingNormalFanOut,
+    /// fastai `init_default(m, kaiming_normal_)`: N(0, 2 / fan_in), bias 0.
+    KaimingNormalFanIn,
+    /// fastai ICNR for a conv feeding PixelShuffle(scale): a kaiming_normal (fan_in) kernel for
+    /// `C_out / scale^2` channels, each repeated for the `scale^2` sub-pixels it becomes; bias 0.
+    Icnr(usize),
+    /// HRNet's `init_weights`: N(0, std^2); bias 0.
+    Normal(f64),
+}
+
+/// Batch-norm init: weight 1, bias `bias` (0 in PyTorch/torchvision/HRNet, 1e-3 in fastai).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BnInit {
+    pub bias: f32,
+}
+
+pub const BN_TORCH: BnInit = BnInit { bias: 0.0 };
+/// fastai's `BatchNorm()` helper fills the bias with 1e-3.
+pub const BN_FASTAI: BnInit = BnInit { bias: 1e-3 };
+
+/// A 2-D convolution with symmetric zero padding.
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Conv2d {
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        crate::ops::conv2d(
+            x,
+            &self.weight,
+            self.bias.as_ref(),
+            self.stride,
+            self.padding,
+            1,
+        )
+    }
+}
+
+/// BatchNorm2d with running statistics held as buffers in the store.
+#[derive(Clone, Debug)]
+pub struct BatchNorm2d {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub running_mean: Var,
+    pub running_var: Var,
+}
+
+impl BatchNorm2d {
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        crate::ops::batch_norm(
+            x,
+            &self.weight,
+            &self.bias,
+            &self.running_mean,
+            &self.running_var,
+            train,
+            BN_MOMENTUM,
+            BN_EPS,
+        )
+    }
+}
+
+/// Channel count scaled by a width multiplier (at least 1), for thin test models.
+pub fn scaled(channels: usize, width: f32) -> usize {
+    ((channels as f32 * width).round() as usize).max(1)
+}
+
+/// Output size of a convolution or pooling along one axis.
+pub fn out_size(size: usize, kernel: usize, stride: usize, padding: usize) -> usize {
+    (size + 2 * padding - kernel) / stride + 1
+}
+
+/// Creates layers in a store under one parameter group, recording a summary row for each.
+pub struct Builder<'a> {
+    pub store: &'a mut ParamStore,
+    pub group: ParamGroup,
+    pub rows: Vec<LayerInfo>,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(store: &'a mut ParamStore) -> Self {
+        Builder {
+            store,
+            group: ParamGroup::Encoder,
+            rows: Vec::new(),
+        }
+    }
+
+    fn trainable_frozen(&self, kind: ParamKind) -> bool {
+        kind == ParamKind::Norm || self.group != ParamGroup::Encoder
+    }
+
+    /// Adds a conv `name.weight` (and `name.bias`) taking `input = [C, H, W]`; returns it with
+    /// its output shape.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv(
+        &mut self,
+        name: &str,
+        input: [usize; 3],
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+        init: Init,
+    ) -> Result<(Conv2d, [usize; 3])> {
+        let c_in = input[0];
+        let shape = [c_out, c_in, kernel, kernel];
+        let fan_in = (c_in * kernel * kernel) as f64;
+        let fan_out = (c_out * kernel * kernel) as f64;
+        let weight = match init {
+            Init::TorchDefault | Init::FastaiLinear => {
+                self.store.uniform(&shape, 1.0 / fan_in.sqrt())?
+            }
+            Init::KaimingNormalFanOut => self.store.normal(&shape, (2.0 / fan_out).sqrt())?,
+            Init::KaimingNormalFanIn => self.store.normal(&shape, (2.0 / fan_in).sqrt())?,
+            Init::Normal(std) => self.store.normal(&shape, std)?,
+            Init::Icnr(scale) => {
+                let sub = scale * scale;
+                if c_out % sub != 0 {
+                    return Err(crate::Error::config(format!(
+                        "{name}: ICNR needs output channels ({c_out}) divisible by {sub}"
+                    )));
+                }
+                let base = self
+                    .store
+                    .normal(&[c_out / sub, c_in, kernel, kernel], (2.0 / fan_in).sqrt())?;
+                // Output channel `o` feeds sub-pixel `o % sub` of channel `o / sub` in
+                // PixelShuffle, so all sub-pixels of a channel start with the same kernel.
+                let idx: Vec<u32> = (0..c_out as u32).map(|o| o / sub as u32).collect();
+                let idx = Tensor::new(idx.as_slice(), self.store.device())?;
+                base.index_select(&idx, 0)?
+            }
+        };
+        let w_kind = ParamKind::Weight;
+        let weight = self
+            .store
+            .add(&format!("{name}.weight"), weight, self.group, w_kind)?;
+        let mut n_params = weight.elem_count();
+        let mut n_frozen_trainable = if self.trainable_frozen(w_kind) {
+            n_params
+        } else {
+            0
+        };
+        let bias = if bias {
+            let b = match init {
+                Init::TorchDefault => self.store.uniform(&[c_out], 1.0 / fan_in.sqrt())?,
+                Init::FastaiLinear => self.store.normal(&[c_out], 0.01)?,
+                _ => self.store.constant(&[c_out], 0.0)?,
+            };
+            let b = self
+                .store
+                .add(&format!("{name}.bias"), b, self.group, ParamKind::Bias)?;
+            n_params += c_out;
+            if self.trainable_frozen(ParamKind::Bias) {
+                n_frozen_trainable += c_out;
+            }
+            Some(b)
+        } else {
+            None
+        };
+        let output = [
+            c_out,
+            out_size(input[1], kernel, stride, padding),
+            out_size(input[2], kernel, stride, padding),
+        ];
+        self.rows.push(LayerInfo {
+            name: name.to_string(),
+            kind: "Conv2d".into(),
+            output,
+            params: n_params,
+            trainable_frozen: n_frozen_trainable,
+        });
+        Ok((
+            Conv2d {
+                weight,
+                bias,
+                stride,
+                padding,
+            },
+            output,
+        ))
+    }
+
+    /// Adds BatchNorm2d parameters `name.{weight,bias}` and buffers `name.{running_mean,running_var}`.
+    pub fn bn(&mut self, name: &str, input: [usize; 3], init: BnInit) -> Result<BatchNorm2d> {
+        let c = input[0];
+        let g = self.group;
+        let w = self.store.constant(&[c], 1.0)?;
+        let weight = self
+            .store
+            .add(&format!("{name}.weight"), w, g, ParamKind::Norm)?;
+        let b = self.store.constant(&[c], init.bias)?;
+        let bias = self
+            .store
+            .add(&format!("{name}.bias"), b, g, ParamKind::Norm)?;
+        let running_mean = self.buffer(&format!("{name}.running_mean"), c, 0.0)?;
+        let running_var = self.buffer(&format!("{name}.running_var"), c, 1.0)?;
+        self.rows.push(LayerInfo {
+            name: name.to_string(),
+            kind: "BatchNorm2d".into(),
+            output: input,
+            params: 2 * c,
+            trainable_frozen: 2 * c,
+        });
+        Ok(BatchNorm2d {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+        })
+    }
+
+    fn buffer(&mut self, name: &str, c: usize, value: f32) -> Result<Var> {
+        let t = self.store.constant(&[c], value)?;
+        self.store.add(name, t, self.group, ParamKind::Buffer)?;
+        let p = self
+            .store
+            .get(name)
+            .ok_or_else(|| crate::Error::Msg(format!("buffer `{name}` vanished")))?;
+        Ok(p.var.clone())
+    }
+
+    /// Records a parameter-free layer (pooling, shuffle, resize, concatenation) in the summary.
+    pub fn note(&mut self, name: &str, kind: &str, output: [usize; 3]) {
+        self.rows.push(LayerInfo {
+            name: name.to_string(),
+            kind: kind.to_string(),
+            output,
+            params: 0,
+            trainable_frozen: 0,
+        });
+    }
+}

@@ -1,0 +1,94 @@
+//! ResNet18 encoder with torchvision/timm parameter names (`conv1`, `bn1`, `layer1.0.conv1`,
+//! `layer2.0.downsample.{0,1}`, ...), train-mode BatchNorm, and its skip features exposed.
+//! Random init follows torchvision: convs kaiming_normal(fan_out, relu), BN weight 1 bias 0.
+
+use candle_core::Tensor;
+
+use super::blocks::BasicBlock;
+use super::layers::{scaled, BatchNorm2d, Builder, Conv2d, Init, BN_TORCH};
+use super::params::ParamGroup;
+use crate::Result;
+
+const INIT: Init = Init::KaimingNormalFanOut;
+
+/// The encoder's intermediate outputs, highest resolution first.
+pub struct ResnetFeatures {
+    /// After conv1-bn1-ReLU: `(N, 64, H/2, W/2)`.
+    pub stem: Tensor,
+    /// layer1 `(N, 64, H/4, W/4)`, layer2 `(N, 128, H/8)`, layer3 `(N, 256, H/16)`.
+    pub layer1: Tensor,
+    pub layer2: Tensor,
+    pub layer3: Tensor,
+    /// layer4 `(N, 512, H/32, W/32)`.
+    pub layer4: Tensor,
+}
+
+pub struct Resnet18 {
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    layers: Vec<Vec<BasicBlock>>,
+    /// Output shapes `[C, H, W]` of stem, layer1..layer4 for the configured input.
+    pub shapes: [[usize; 3]; 5],
+}
+
+impl Resnet18 {
+    /// Registers the encoder (group: encoder) for `input = [3, H, W]`; `width` multiplies the
+    /// channel counts (1.0 = 64/128/256/512).
+    pub fn new(b: &mut Builder, input: [usize; 3], width: f32) -> Result<Self> {
+        b.group = ParamGroup::Encoder;
+        let base = scaled(64, width);
+        let (conv1, stem) = b.conv("conv1", input, base, 7, 2, 3, false, INIT)?;
+        let bn1 = b.bn("bn1", stem, BN_TORCH)?;
+        let mut s = [
+            base,
+            super::layers::out_size(stem[1], 3, 2, 1),
+            super::layers::out_size(stem[2], 3, 2, 1),
+        ];
+        b.note("maxpool", "MaxPool2d", s);
+        let mut shapes = [stem; 5];
+        let mut layers = Vec::with_capacity(4);
+        for l in 0..4 {
+            let planes = base << l;
+            let mut blocks = Vec::with_capacity(2);
+            for k in 0..2 {
+                let stride = if l > 0 && k == 0 { 2 } else { 1 };
+                let name = format!("layer{}.{k}", l + 1);
+                let (blk, s2) = BasicBlock::new(b, &name, s, planes, stride, INIT, BN_TORCH)?;
+                s = s2;
+                blocks.push(blk);
+            }
+            shapes[l + 1] = s;
+            layers.push(blocks);
+        }
+        Ok(Resnet18 {
+            conv1,
+            bn1,
+            layers,
+            shapes,
+        })
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<ResnetFeatures> {
+        let stem = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let mut y = crate::ops::max_pool2d(&stem, 3, 2, 1)?;
+        let mut outs = Vec::with_capacity(4);
+        for blocks in &self.layers {
+            for blk in blocks {
+                y = blk.forward_t(&y, train)?;
+            }
+            outs.push(y.clone());
+        }
+        let mut it = outs.into_iter();
+        let mut next = || {
+            it.next()
+                .ok_or_else(|| candle_core::Error::Msg("resnet: missing layer".into()))
+        };
+        Ok(ResnetFeatures {
+            stem,
+            layer1: next()?,
+            layer2: next()?,
+            layer3: next()?,
+            layer4: next()?,
+        })
+    }
+}

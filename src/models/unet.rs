@@ -1,0 +1,205 @@
+//! fastai's DynamicUnet on the ResNet18 encoder, with fastai's defaults as `unet_learner` builds
+//! it (blur=False, self_attention=False, y_range=None, last_cross=True, bottle=False, ReLU, and no
+//! norm layers inside its ConvLayers, which therefore carry biases). Parameter names follow the
+//! model's PyTorch state dict: `layers.1` (BN after the encoder), `layers.3.{0,1}.0` (middle
+//! convs), `layers.4`..`layers.7` (UnetBlocks: `shuf.0.0`, `bn`, `conv1.0`, `conv2.0`),
+//! `layers.8.0.0` (final PixelShuffle_ICNR), `layers.11.convpath.{0,1}.0` (ResBlock),
+//! `layers.12.0` (1x1 output conv); the encoder keeps torchvision names.
+//!
+//! With 5 outputs at 256x256 this is 31,113,308 parameters, 11,166,912 of them in encoder convs
+//! (frozen by `fine_tune`'s first phase; encoder BatchNorm stays trainable).
+
+use candle_core::Tensor;
+
+use super::layers::{BatchNorm2d, Builder, Conv2d, Init, LayerInfo, BN_FASTAI};
+use super::params::{ParamGroup, ParamStore};
+use super::resnet::Resnet18;
+use super::KeypointNet;
+use crate::ops::pixel_shuffle;
+use crate::Result;
+
+/// fastai's `apply_init(..., nn.init.kaiming_normal_)` on the middle convs, UnetBlock convs and
+/// the ResBlock: N(0, 2 / fan_in), bias 0.
+const INIT: Init = Init::KaimingNormalFanIn;
+
+fn conv_relu(c: &Conv2d, x: &Tensor) -> candle_core::Result<Tensor> {
+    c.forward(x)?.relu()
+}
+
+/// fastai's `PixelShuffle_ICNR(ni, nf)` without norm: 1x1 conv to `4 nf` (ICNR init, bias 0),
+/// ReLU, PixelShuffle(2).
+struct PixelShuffleIcnr {
+    conv: Conv2d,
+}
+
+impl PixelShuffleIcnr {
+    fn new(
+        b: &mut Builder,
+        name: &str,
+        input: [usize; 3],
+        nf: usize,
+    ) -> Result<(Self, [usize; 3])> {
+        let (conv, s) = b.conv(
+            &format!("{name}.0.0"),
+            input,
+            nf * 4,
+            1,
+            1,
+            0,
+            true,
+            Init::Icnr(2),
+        )?;
+        let out = [nf, s[1] * 2, s[2] * 2];
+        b.note(&format!("{name}.1"), "PixelShuffle", out);
+        Ok((PixelShuffleIcnr { conv }, out))
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        pixel_shuffle(&conv_relu(&self.conv, x)?, 2)
+    }
+}
+
+/// fastai's UnetBlock: upsample, BN on the skip, concat, ReLU, two conv+ReLU.
+struct UnetBlock {
+    shuf: PixelShuffleIcnr,
+    bn: BatchNorm2d,
+    conv1: Conv2d,
+    conv2: Conv2d,
+}
+
+impl UnetBlock {
+    fn new(
+        b: &mut Builder,
+        name: &str,
+        up_in: [usize; 3],
+        skip: [usize; 3],
+        final_div: bool,
+    ) -> Result<(Self, [usize; 3])> {
+        let (shuf, up) = PixelShuffleIcnr::new(b, &format!("{name}.shuf"), up_in, up_in[0] / 2)?;
+        let bn = b.bn(&format!("{name}.bn"), skip, BN_FASTAI)?;
+        let ni = up[0] + skip[0];
+        b.note(&format!("{name}.cat"), "Concat", [ni, skip[1], skip[2]]);
+        let nf = if final_div { ni } else { ni / 2 };
+        let s = [ni, skip[1], skip[2]];
+        let (conv1, s) = b.conv(&format!("{name}.conv1.0"), s, nf, 3, 1, 1, true, INIT)?;
+        let (conv2, s) = b.conv(&format!("{name}.conv2.0"), s, nf, 3, 1, 1, true, INIT)?;
+        Ok((
+            UnetBlock {
+                shuf,
+                bn,
+                conv1,
+                conv2,
+            },
+            s,
+        ))
+    }
+
+    fn forward_t(&self, x: &Tensor, skip: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let up = self.shuf.forward(x)?;
+        let (_, _, h, w) = skip.dims4()?;
+        let (_, _, uh, uw) = up.dims4()?;
+        // fastai resizes (nearest) when odd sizes leave the shapes apart.
+        let up = if (uh, uw) != (h, w) {
+            up.upsample_nearest2d(h, w)?
+        } else {
+            up
+        };
+        let cat = Tensor::cat(&[up, self.bn.forward_t(skip, train)?], 1)?.relu()?;
+        conv_relu(&self.conv2, &conv_relu(&self.conv1, &cat)?)
+    }
+}
+
+/// The ResNet18 DynamicUnet with `points` output maps at input resolution.
+pub struct UnetResnet18 {
+    encoder: Resnet18,
+    bn: BatchNorm2d,
+    middle: [Conv2d; 2],
+    blocks: Vec<UnetBlock>,
+    shuf: PixelShuffleIcnr,
+    res: [Conv2d; 2],
+    head: Conv2d,
+    rows: Vec<LayerInfo>,
+}
+
+impl UnetResnet18 {
+    pub fn new(
+        store: &mut ParamStore,
+        width: f32,
+        points: usize,
+        input_size: usize,
+    ) -> Result<Self> {
+        let mut b = Builder::new(store);
+        let input = [3, input_size, input_size];
+        let encoder = Resnet18::new(&mut b, input, width)?;
+        b.group = ParamGroup::Decoder;
+        let [stem, l1, l2, l3, l4] = encoder.shapes;
+        let bn = b.bn("layers.1", l4, BN_FASTAI)?;
+        let (m0, s) = b.conv("layers.3.0.0", l4, l4[0] * 2, 3, 1, 1, true, INIT)?;
+        let (m1, mut s) = b.conv("layers.3.1.0", s, l4[0], 3, 1, 1, true, INIT)?;
+        // Skips are the encoder outputs just before each size change, lowest resolution first.
+        let skips = [l3, l2, l1, stem];
+        let mut blocks = Vec::with_capacity(4);
+        for (i, &skip) in skips.iter().enumerate() {
+            let final_div = i != skips.len() - 1;
+            let (blk, s2) =
+                UnetBlock::new(&mut b, &format!("layers.{}", 4 + i), s, skip, final_div)?;
+            s = s2;
+            blocks.push(blk);
+        }
+        // The last block ends at half resolution: one more PixelShuffle_ICNR(ni) gets to full.
+        let (shuf, s) = PixelShuffleIcnr::new(&mut b, "layers.8", s, s[0])?;
+        let ni = s[0] + input[0];
+        let s = [ni, s[1], s[2]];
+        b.note("layers.10", "MergeLayer(dense)", s);
+        let (r0, s) = b.conv("layers.11.convpath.0.0", s, ni, 3, 1, 1, true, INIT)?;
+        let (r1, s) = b.conv("layers.11.convpath.1.0", s, ni, 3, 1, 1, true, INIT)?;
+        b.group = ParamGroup::Head;
+        let (head, _) = b.conv("layers.12.0", s, points, 1, 1, 0, true, Init::FastaiLinear)?;
+        let rows = b.rows;
+        Ok(UnetResnet18 {
+            encoder,
+            bn,
+            middle: [m0, m1],
+            blocks,
+            shuf,
+            res: [r0, r1],
+            head,
+            rows,
+        })
+    }
+
+    pub fn encoder(&self) -> &Resnet18 {
+        &self.encoder
+    }
+}
+
+impl KeypointNet for UnetResnet18 {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        super::check_input(x)?;
+        let f = self.encoder.forward_t(x, train)?;
+        let mut y = self.bn.forward_t(&f.layer4, train)?.relu()?;
+        for c in &self.middle {
+            y = conv_relu(c, &y)?;
+        }
+        for (blk, skip) in self
+            .blocks
+            .iter()
+            .zip([&f.layer3, &f.layer2, &f.layer1, &f.stem])
+        {
+            y = blk.forward_t(&y, skip, train)?;
+        }
+        let y = self.shuf.forward(&y)?;
+        let y = Tensor::cat(&[&y, x], 1)?;
+        let r = self.res[1].forward(&conv_relu(&self.res[0], &y)?)?;
+        let y = (r + y)?.relu()?;
+        self.head.forward(&y)
+    }
+
+    fn stride(&self) -> usize {
+        1
+    }
+
+    fn layers(&self) -> Vec<LayerInfo> {
+        self.rows.clone()
+    }
+}
