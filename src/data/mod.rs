@@ -15,3 +15,13 @@ pub use image_io::{image_size, read_rgb};
 pub use landmarks::{read_landmarks, write_landmarks_txt};
 pub use points::PointSelection;
 pub use synth::{generate, SynthConfig};
+
+pub mod augment;
+pub mod flip;
+pub mod normalize;
+pub mod pipeline_config;
+pub mod transform;
+pub mod warp;
+
+pub use pipeline_config::{FlipConfig, NormalizeConfig, PipelineConfig, ResizeMode};
+pub use warp::{Mat3, PadMode};
