@@ -1,0 +1,107 @@
+//! Reading images: RGB pixels, or just the size from the header. Every error names the file.
+//!
+//! JPEG decoders are lenient with truncated files (they fill the missing part with grey and carry
+//! on), so a JPEG must also end with its end-of-image marker: a cut-off download is reported, not
+//! trained on.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{ImageFormat, ImageReader, RgbImage};
+
+use crate::{Error, Result};
+
+/// Image file extensions a dataset may use (compared case-insensitively).
+pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+
+/// True if the path has one of [`IMAGE_EXTENSIONS`].
+pub fn is_image_path(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+        .unwrap_or(false)
+}
+
+/// Decodes an image file to 8-bit RGB (grey, alpha and 16-bit images are converted).
+pub fn read_rgb(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    decode_rgb(&bytes, path)
+}
+
+/// Decodes image bytes that came from `path` (used only in messages).
+pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let format = reader.format();
+    if format.is_none() {
+        return Err(Error::file(path, "not a JPEG or PNG image"));
+    }
+    if format == Some(ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
+        return Err(Error::file(
+            path,
+            "truncated JPEG: no end-of-image marker at the end of the file",
+        ));
+    }
+    let img = reader
+        .decode()
+        .map_err(|e| Error::file(path, format!("cannot decode image: {e}")))?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err(Error::file(path, "image has zero width or height"));
+    }
+    Ok(img.into_rgb8())
+}
+
+/// Width and height from the image header, without decoding the pixels.
+pub fn image_size(path: &Path) -> Result<(u32, u32)> {
+    let reader = ImageReader::open(path)
+        .map_err(|e| Error::file(path, format!("cannot read: {e}")))?
+        .with_guessed_format()
+        .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    if reader.format().is_none() {
+        return Err(Error::file(path, "not a JPEG or PNG image"));
+    }
+    reader
+        .into_dimensions()
+        .map_err(|e| Error::file(path, format!("cannot read image header: {e}")))
+}
+
+/// Decodes the whole file (catching truncation and corrupt data) and returns its size.
+pub fn verify_image(path: &Path) -> Result<(u32, u32)> {
+    let img = read_rgb(path)?;
+    Ok(img.dimensions())
+}
+
+/// A complete JPEG ends with the EOI marker FF D9, possibly followed by padding or trailing data
+/// some cameras append. Entropy-coded data never contains FF D9 (0xFF bytes are stuffed), so
+/// finding it in the tail means the scan data was not cut off.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_jpeg_is_refused() {
+        let img = RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]));
+        let mut buf = Vec::new();
+        img.write_to(&mut Cursor::new(&mut buf), ImageFormat::Jpeg)
+            .unwrap();
+        let p = Path::new("t.jpg");
+        assert_eq!(decode_rgb(&buf, p).unwrap().dimensions(), (64, 48));
+        let cut = &buf[..buf.len() * 2 / 3];
+        let e = decode_rgb(cut, p).unwrap_err().to_string();
+        assert!(e.starts_with("t.jpg: truncated"), "{e}");
+        assert!(decode_rgb(b"hello", p).is_err());
+    }
+
+    #[test]
+    fn extensions() {
+        assert!(is_image_path(Path::new("a/B.JPG")));
+        assert!(is_image_path(Path::new("a.png")));
+        assert!(!is_image_path(Path::new("a.txt")));
+    }
+}

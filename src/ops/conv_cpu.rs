@@ -1,0 +1,395 @@
+//! CPU kernels for 2-D convolution (f32, NCHW, groups = 1) as im2col + one gemm per tile.
+//!
+//! Candle's own CPU conv spends most of its time outside the matrix product (its im2col copies
+//! and, for the input gradient, a plain-loop transposed convolution). Here all three passes are
+//! large gemms through the `gemm` crate (the same one Candle uses for matmul):
+//! - forward:      `Y[n] = W · col(X[n])`
+//! - weight grad:  `dW  = Σ_n dY[n] · col(X[n])ᵀ`
+//! - input grad:   `dX[n] = col⁻¹(Wᵀ · dY[n])` (col2im scatters the columns back)
+//!
+//! The batch is split into one chunk per thread (each chunk runs its gemms single-threaded, which
+//! also parallelises the memory-bound im2col/col2im); with fewer samples than threads, samples run
+//! one after another and the gemm itself uses all threads. The im2col buffer covers a tile of whole
+//! output rows, bounded in size, so full-resolution layers do not need a column matrix of the
+//! whole image. A 1x1 convolution with stride 1 and no padding uses the input directly.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Upper bound on the floats of one im2col tile (per thread): 16 MiB.
+const TILE_FLOATS: usize = 4 << 20;
+
+/// Shapes of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub n: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl ConvGeom {
+    pub fn out_h(&self) -> usize {
+        (self.h + 2 * self.padding - self.kh) / self.stride + 1
+    }
+    pub fn out_w(&self) -> usize {
+        (self.w + 2 * self.padding - self.kw) / self.stride + 1
+    }
+    /// Rows of the column matrix: `C_in · KH · KW`.
+    pub fn k(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.padding == 0
+    }
+    /// Output rows per im2col tile.
+    fn tile_rows(&self) -> usize {
+        let per_row = self.k() * self.out_w();
+        (TILE_FLOATS / per_row.max(1)).clamp(1, self.out_h())
+    }
+    pub fn in_len(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+    pub fn out_len(&self) -> usize {
+        self.c_out * self.out_h() * self.out_w()
+    }
+    /// Multiply-adds of the forward pass (the backward passes cost the same each).
+    pub fn macs(&self) -> usize {
+        self.n * self.out_len() * self.k()
+    }
+}
+
+/// The output columns `[lo, hi)` of valid input for kernel offset `k` along one axis.
+fn valid_range(
+    k: usize,
+    pad: usize,
+    stride: usize,
+    size_in: usize,
+    size_out: usize,
+) -> (usize, usize) {
+    // input index = o·stride + k − pad must lie in [0, size_in)
+    let lo = if k >= pad {
+        0
+    } else {
+        (pad - k).div_ceil(stride)
+    };
+    let hi = if size_in + pad > k {
+        (size_in + pad - k).div_ceil(stride).min(size_out)
+    } else {
+        0
+    };
+    (lo.min(size_out), hi.max(lo.min(size_out)))
+}
+
+/// Fills `col` (K x T row-major, T = rows · OW) with the input patches of output rows `[oh0, oh1)`.
+fn im2col(x: &[f32], g: &ConvGeom, oh0: usize, oh1: usize, col: &mut [f32]) {
+    let (ow_n, t) = (g.out_w(), (oh1 - oh0) * g.out_w());
+    let plane = g.h * g.w;
+    for c in 0..g.c_in {
+        let xc = &x[c * plane..(c + 1) * plane];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let k = (c * g.kh + ki) * g.kw + kj;
+                let row = &mut col[k * t..(k + 1) * t];
+                let (lo, hi) = valid_range(kj, g.padding, g.stride, g.w, ow_n);
+                for (r, oh) in (oh0..oh1).enumerate() {
+                    let dst = &mut row[r * ow_n..(r + 1) * ow_n];
+                    let ih = (oh * g.stride + ki) as isize - g.padding as isize;
+                    if ih < 0 || ih >= g.h as isize || lo >= hi {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &xc[ih as usize * g.w..(ih as usize + 1) * g.w];
+                    dst[..lo].fill(0.0);
+                    dst[hi..].fill(0.0);
+                    let first = lo * g.stride + kj - g.padding;
+                    if g.stride == 1 {
+                        dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                    } else {
+                        for (d, s) in dst[lo..hi]
+                            .iter_mut()
+                            .zip(src[first..].iter().step_by(g.stride))
+                        {
+                            *d = *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the columns `col` (K x T of output rows `[oh0, oh1)`) back into the input gradient `dx`.
+fn col2im(col: &[f32], g: &ConvGeom, oh0: usize, oh1: usize, dx: &mut [f32]) {
+    let (ow_n, t) = (g.out_w(), (oh1 - oh0) * g.out_w());
+    let plane = g.h * g.w;
+    for c in 0..g.c_in {
+        let dxc = &mut dx[c * plane..(c + 1) * plane];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let k = (c * g.kh + ki) * g.kw + kj;
+                let row = &col[k * t..(k + 1) * t];
+                let (lo, hi) = valid_range(kj, g.padding, g.stride, g.w, ow_n);
+                if lo >= hi {
+                    continue;
+                }
+                for (r, oh) in (oh0..oh1).enumerate() {
+                    let ih = (oh * g.stride + ki) as isize - g.padding as isize;
+                    if ih < 0 || ih >= g.h as isize {
+                        continue;
+                    }
+                    let src = &row[r * ow_n + lo..r * ow_n + hi];
+                    let dst = &mut dxc[ih as usize * g.w..(ih as usize + 1) * g.w];
+                    let first = lo * g.stride + kj - g.padding;
+                    if g.stride == 1 {
+                        for (d, s) in dst[first..first + (hi - lo)].iter_mut().zip(src) {
+                            *d += *s;
+                        }
+                    } else {
+                        for (d, s) in dst[first..].iter_mut().step_by(g.stride).zip(src) {
+                            *d += *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst (m x n) = [dst +] lhs (m x k) · rhs (k x n)`, all strides in elements.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_f32(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: isize,
+    dst_cs: isize,
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_rs: isize,
+    lhs_cs: isize,
+    rhs: *const f32,
+    rhs_rs: isize,
+    rhs_cs: isize,
+    par: Parallelism,
+) {
+    gemm::gemm(
+        m, n, k, dst, dst_cs, dst_rs, accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, 1.0,
+        1.0, false, false, false, par,
+    );
+}
+
+/// How to spread the batch over threads: (chunk size in samples, gemm parallelism inside a chunk).
+fn plan(n: usize) -> (usize, Parallelism) {
+    let threads = rayon::current_num_threads().max(1);
+    if n >= threads {
+        (n.div_ceil(threads), Parallelism::None)
+    } else {
+        (1, Parallelism::Rayon(threads))
+    }
+}
+
+/// Runs `f(first_sample, samples)` over the batch, in parallel chunks when the batch allows it.
+fn for_chunks<F: Fn(usize, usize) + Sync>(n: usize, chunk: usize, parallel: bool, f: F) {
+    let starts: Vec<usize> = (0..n).step_by(chunk.max(1)).collect();
+    if parallel {
+        starts.par_iter().for_each(|&s| f(s, chunk.min(n - s)));
+    } else {
+        starts.iter().for_each(|&s| f(s, chunk.min(n - s)));
+    }
+}
+
+/// Raw pointer that may cross threads: every chunk writes a disjoint part of the buffer.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    // A method (not field access) so closures capture the whole Send wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Forward pass: `x` is `(N, C_in, H, W)`, `w` is `(C_out, C_in, KH, KW)`, returns `(N, C_out, OH, OW)`.
+pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
+    assert_eq!(x.len(), g.n * g.in_len());
+    assert_eq!(w.len(), g.c_out * g.k());
+    let (oh_n, ow_n, k) = (g.out_h(), g.out_w(), g.k());
+    let ohw = oh_n * ow_n;
+    let mut y = vec![0f32; g.n * g.out_len()];
+    let yp = SendPtr(y.as_mut_ptr());
+    let (chunk, par) = plan(g.n);
+    let rows = g.tile_rows();
+    for_chunks(g.n, chunk, matches!(par, Parallelism::None), |s0, ns| {
+        let mut col = if g.is_pointwise() {
+            Vec::new()
+        } else {
+            vec![0f32; k * rows * ow_n]
+        };
+        for s in s0..s0 + ns {
+            let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
+            let mut oh0 = 0;
+            while oh0 < oh_n {
+                let oh1 = (oh0 + rows).min(oh_n);
+                let t = (oh1 - oh0) * ow_n;
+                let (rhs, rhs_rs) = if g.is_pointwise() {
+                    (xs[oh0 * ow_n..].as_ptr(), ohw as isize)
+                } else {
+                    im2col(xs, g, oh0, oh1, &mut col);
+                    (col.as_ptr(), t as isize)
+                };
+                // SAFETY: the destination is this sample's columns [oh0·OW, oh1·OW) of `y`,
+                // written by this chunk only; all pointers stay inside their buffers.
+                unsafe {
+                    let dst = yp.get().add(s * g.out_len() + oh0 * ow_n);
+                    gemm_f32(
+                        g.c_out,
+                        t,
+                        k,
+                        dst,
+                        ohw as isize,
+                        1,
+                        false,
+                        w.as_ptr(),
+                        k as isize,
+                        1,
+                        rhs,
+                        rhs_rs,
+                        1,
+                        par,
+                    );
+                }
+                oh0 = oh1;
+            }
+        }
+    });
+    y
+}
+
+/// Backward pass: returns `(dx, dw)`, each only when asked for.
+pub fn conv2d_backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    g: &ConvGeom,
+    need_dx: bool,
+    need_dw: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    assert_eq!(x.len(), g.n * g.in_len());
+    assert_eq!(dy.len(), g.n * g.out_len());
+    let (oh_n, ow_n, k) = (g.out_h(), g.out_w(), g.k());
+    let ohw = oh_n * ow_n;
+    let mut dx = need_dx.then(|| vec![0f32; g.n * g.in_len()]);
+    let dxp = SendPtr(dx.as_mut().map_or(std::ptr::null_mut(), |v| v.as_mut_ptr()));
+    let (chunk, par) = plan(g.n);
+    let rows = g.tile_rows();
+    let chunks = g.n.div_ceil(chunk);
+    // One weight-gradient accumulator per chunk, summed at the end.
+    let mut dw_parts = if need_dw {
+        vec![0f32; chunks * g.c_out * k]
+    } else {
+        Vec::new()
+    };
+    let dwp = SendPtr(dw_parts.as_mut_ptr());
+    for_chunks(g.n, chunk, matches!(par, Parallelism::None), |s0, ns| {
+        let pw = g.is_pointwise();
+        let mut col = if pw || !need_dw {
+            Vec::new()
+        } else {
+            vec![0f32; k * rows * ow_n]
+        };
+        let mut dcol = if pw || !need_dx {
+            Vec::new()
+        } else {
+            vec![0f32; k * rows * ow_n]
+        };
+        // SAFETY: chunk `s0 / chunk` owns its accumulator slice.
+        let dw_acc = unsafe { dwp.get().add((s0 / chunk) * g.c_out * k) };
+        for s in s0..s0 + ns {
+            let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
+            let mut oh0 = 0;
+            while oh0 < oh_n {
+                let oh1 = (oh0 + rows).min(oh_n);
+                let t = (oh1 - oh0) * ow_n;
+                let dy_t = dy[s * g.out_len() + oh0 * ow_n..].as_ptr();
+                if need_dw {
+                    let (col_p, col_rs) = if pw {
+                        (xs[oh0 * ow_n..].as_ptr(), ohw as isize)
+                    } else {
+                        im2col(xs, g, oh0, oh1, &mut col);
+                        (col.as_ptr(), t as isize)
+                    };
+                    // dW (C_out x K) += dY_tile (C_out x T) · colᵀ (T x K)
+                    unsafe {
+                        gemm_f32(
+                            g.c_out,
+                            k,
+                            t,
+                            dw_acc,
+                            k as isize,
+                            1,
+                            true,
+                            dy_t,
+                            ohw as isize,
+                            1,
+                            col_p,
+                            1,
+                            col_rs,
+                            par,
+                        );
+                    }
+                }
+                if need_dx {
+                    // dcol (K x T) = Wᵀ (K x C_out) · dY_tile (C_out x T)
+                    unsafe {
+                        let (dst, dst_rs) = if pw {
+                            (dxp.get().add(s * g.in_len() + oh0 * ow_n), ohw as isize)
+                        } else {
+                            (dcol.as_mut_ptr(), t as isize)
+                        };
+                        gemm_f32(
+                            k,
+                            t,
+                            g.c_out,
+                            dst,
+                            dst_rs,
+                            1,
+                            false,
+                            w.as_ptr(),
+                            1,
+                            k as isize,
+                            dy_t,
+                            ohw as isize,
+                            1,
+                            par,
+                        );
+                        if !pw {
+                            let dxs = std::slice::from_raw_parts_mut(
+                                dxp.get().add(s * g.in_len()),
+                                g.in_len(),
+                            );
+                            col2im(&dcol, g, oh0, oh1, dxs);
+                        }
+                    }
+                }
+                oh0 = oh1;
+            }
+        }
+    });
+    let dw = need_dw.then(|| {
+        let len = g.c_out * k;
+        let mut dw = dw_parts[..len].to_vec();
+        for part in dw_parts[len..].chunks(len) {
+            dw.iter_mut().zip(part).for_each(|(a, b)| *a += *b);
+        }
+        dw
+    });
+    (dx, dw)
+}

@@ -1,0 +1,343 @@
+//! The custom CPU ops against Candle's reference ops: values and gradients.
+
+use candle_core::{Device, Tensor, Var};
+use hmreg::ops;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn rand_tensor(rng: &mut ChaCha8Rng, dims: &[usize]) -> Tensor {
+    let n: usize = dims.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn max_abs(a: &Tensor) -> f32 {
+    a.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// Direct-loop convolution in f64 (definition), with its gradients under `L = Σ y·weights`:
+/// returns `(y, dx, dw)` as flat vectors.
+#[allow(clippy::too_many_arguments)]
+fn naive_conv(
+    x: &[f32],
+    wt: &[f32],
+    gw: &[f32],
+    dims: (usize, usize, usize, usize, usize, usize, usize),
+    stride: usize,
+    pad: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (n, c_in, h, w, c_out, kh, kw) = dims;
+    let oh = (h + 2 * pad - kh) / stride + 1;
+    let ow = (w + 2 * pad - kw) / stride + 1;
+    let mut y = vec![0f64; n * c_out * oh * ow];
+    let mut dx = vec![0f64; x.len()];
+    let mut dw = vec![0f64; wt.len()];
+    for b in 0..n {
+        for co in 0..c_out {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let yi = ((b * c_out + co) * oh + i) * ow + j;
+                    for ci in 0..c_in {
+                        for a in 0..kh {
+                            for e in 0..kw {
+                                let ih = (i * stride + a) as isize - pad as isize;
+                                let iw = (j * stride + e) as isize - pad as isize;
+                                if ih < 0 || iw < 0 || ih >= h as isize || iw >= w as isize {
+                                    continue;
+                                }
+                                let xi = ((b * c_in + ci) * h + ih as usize) * w + iw as usize;
+                                let wi = ((co * c_in + ci) * kh + a) * kw + e;
+                                y[yi] += x[xi] as f64 * wt[wi] as f64;
+                                dx[xi] += gw[yi] as f64 * wt[wi] as f64;
+                                dw[wi] += gw[yi] as f64 * x[xi] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (y, dx, dw)
+}
+
+fn assert_close(ours: &Tensor, want: &[f64], what: &str) {
+    let got: Vec<f32> = ours.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (*a as f64 - b).abs() <= 1e-4 * scale,
+            "{what}: element {i}: {a} vs {b} (scale {scale})"
+        );
+    }
+}
+
+/// Compares value, input gradient and weight gradient of `ops::conv2d` with a direct-loop
+/// definition, and with Candle's conv2d (values always; gradients where Candle's own backward
+/// handles the shape: it fails when the transposed conv needs output padding).
+#[allow(clippy::too_many_arguments)]
+fn check_conv(
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: (usize, usize),
+    stride: usize,
+    pad: usize,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64((n * 1000 + c_in * 100 + h + stride * 7 + pad) as u64);
+    let x = Var::from_tensor(&rand_tensor(&mut rng, &[n, c_in, h, w])).unwrap();
+    let wt = Var::from_tensor(&rand_tensor(&mut rng, &[c_out, c_in, k.0, k.1])).unwrap();
+    let ours = ops::conv2d(x.as_tensor(), wt.as_tensor(), None, stride, pad, 1).unwrap();
+    let refr = x
+        .as_tensor()
+        .conv2d(wt.as_tensor(), pad, stride, 1, 1)
+        .unwrap();
+    let ctx = format!("n{n} c{c_in} {h}x{w} -> {c_out} k{k:?} s{stride} p{pad}");
+    let scale = max_abs(&refr).max(1.0);
+    assert!(max_abs_diff(&ours, &refr) <= 1e-4 * scale, "forward {ctx}");
+    let weights = rand_tensor(&mut rng, refr.dims());
+    let g_ours = (&ours * &weights)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let flat = |t: &Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+    let (y, dx, dw) = naive_conv(
+        &flat(x.as_tensor()),
+        &flat(wt.as_tensor()),
+        &flat(&weights),
+        (n, c_in, h, w, c_out, k.0, k.1),
+        stride,
+        pad,
+    );
+    assert_close(&ours, &y, &format!("y {ctx}"));
+    assert_close(
+        g_ours.get(x.as_tensor()).unwrap(),
+        &dx,
+        &format!("dx {ctx}"),
+    );
+    assert_close(
+        g_ours.get(wt.as_tensor()).unwrap(),
+        &dw,
+        &format!("dw {ctx}"),
+    );
+    if let Ok(g_ref) = (refr * &weights).unwrap().sum_all().unwrap().backward() {
+        for (name, v) in [("dx", &x), ("dw", &wt)] {
+            let a = g_ours.get(v.as_tensor()).unwrap();
+            let b = g_ref.get(v.as_tensor()).unwrap();
+            let scale = max_abs(b).max(1.0);
+            let d = max_abs_diff(a, b);
+            assert!(
+                d <= 1e-4 * scale,
+                "{name} vs candle {ctx}: max diff {d} (scale {scale})"
+            );
+        }
+    }
+}
+
+#[test]
+fn conv_matches_candle_3x3_same() {
+    check_conv(2, 5, 9, 11, 7, (3, 3), 1, 1);
+}
+
+#[test]
+fn conv_matches_candle_strided_and_padded() {
+    check_conv(3, 4, 13, 10, 6, (3, 3), 2, 1);
+    check_conv(2, 3, 20, 17, 8, (7, 7), 2, 3);
+    check_conv(1, 3, 8, 8, 4, (3, 3), 2, 0);
+}
+
+#[test]
+fn conv_matches_candle_pointwise_and_downsample() {
+    check_conv(4, 6, 7, 5, 9, (1, 1), 1, 0);
+    check_conv(2, 6, 9, 9, 3, (1, 1), 2, 0);
+    check_conv(1, 6, 6, 6, 3, (1, 1), 1, 1);
+}
+
+#[test]
+fn conv_matches_candle_rect_kernel_and_big_padding() {
+    check_conv(2, 2, 6, 7, 3, (3, 5), 1, 2);
+    check_conv(2, 2, 5, 5, 3, (3, 3), 3, 2);
+}
+
+#[test]
+fn conv_tiles_large_images_correctly() {
+    // K·OW large enough that one im2col tile holds only part of the output rows.
+    check_conv(1, 64, 140, 140, 2, (3, 3), 1, 1);
+}
+
+#[test]
+fn conv_skips_gradient_of_untracked_input_and_adds_bias() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let x = rand_tensor(&mut rng, &[2, 3, 8, 8]);
+    let wt = Var::from_tensor(&rand_tensor(&mut rng, &[4, 3, 3, 3])).unwrap();
+    let b = Var::from_tensor(&rand_tensor(&mut rng, &[4])).unwrap();
+    let y = ops::conv2d(&x, wt.as_tensor(), Some(b.as_tensor()), 1, 1, 1).unwrap();
+    let r = x
+        .conv2d(wt.as_tensor(), 1, 1, 1, 1)
+        .unwrap()
+        .broadcast_add(&b.as_tensor().reshape((1, 4, 1, 1)).unwrap())
+        .unwrap();
+    assert!(max_abs_diff(&y, &r) < 1e-4);
+    let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(g.get(&x).is_none(), "the image must get no gradient");
+    assert!(g.get(wt.as_tensor()).is_some() && g.get(b.as_tensor()).is_some());
+}
+
+/// Runs `f` (our batch norm or the reference) with fresh running statistics and returns the
+/// output, the gradients of `Σ y·weights` for x, gamma, beta, and the updated running stats.
+type BnFn =
+    fn(&Tensor, &Tensor, &Tensor, &Var, &Var, bool, f64, f64) -> candle_core::Result<Tensor>;
+
+fn run_bn(
+    f: BnFn,
+    x: &Var,
+    gamma: &Var,
+    beta: &Var,
+    gw: &Tensor,
+    train: bool,
+    relu: bool,
+) -> Vec<Tensor> {
+    let c = x.dim(1).unwrap();
+    let rm = Var::from_tensor(
+        &Tensor::from_vec(
+            (0..c).map(|i| i as f32 * 0.1).collect::<Vec<_>>(),
+            c,
+            &Device::Cpu,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let rv = Var::from_tensor(
+        &Tensor::from_vec(
+            (0..c).map(|i| 1.0 + i as f32 * 0.2).collect::<Vec<_>>(),
+            c,
+            &Device::Cpu,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut y = f(
+        x.as_tensor(),
+        gamma.as_tensor(),
+        beta.as_tensor(),
+        &rm,
+        &rv,
+        train,
+        0.1,
+        1e-5,
+    )
+    .unwrap();
+    if relu {
+        y = y.relu().unwrap();
+    }
+    let g = (&y * gw).unwrap().sum_all().unwrap().backward().unwrap();
+    vec![
+        y,
+        g.get(x.as_tensor()).unwrap().clone(),
+        g.get(gamma.as_tensor()).unwrap().clone(),
+        g.get(beta.as_tensor()).unwrap().clone(),
+        rm.as_tensor().clone(),
+        rv.as_tensor().clone(),
+    ]
+}
+
+fn check_bn(dims: [usize; 4], train: bool, relu: bool, offset: f32) {
+    let mut rng = ChaCha8Rng::seed_from_u64(dims.iter().sum::<usize>() as u64 + train as u64);
+    let x = Var::from_tensor(
+        &rand_tensor(&mut rng, &dims)
+            .affine(3.0, offset as f64)
+            .unwrap(),
+    )
+    .unwrap();
+    let c = dims[1];
+    let gamma = Var::from_tensor(&(rand_tensor(&mut rng, &[c]) + 1.0).unwrap()).unwrap();
+    let beta = Var::from_tensor(&rand_tensor(&mut rng, &[c])).unwrap();
+    let gw = rand_tensor(&mut rng, &dims);
+    let ours_fn: BnFn = if relu {
+        ops::batch_norm_relu
+    } else {
+        ops::batch_norm
+    };
+    let ours = run_bn(ours_fn, &x, &gamma, &beta, &gw, train, false);
+    let refr = run_bn(
+        ops::batchnorm::batch_norm_reference,
+        &x,
+        &gamma,
+        &beta,
+        &gw,
+        train,
+        relu,
+    );
+    for (name, (a, b)) in ["y", "dx", "dgamma", "dbeta", "running_mean", "running_var"]
+        .iter()
+        .zip(ours.iter().zip(&refr))
+    {
+        let scale = max_abs(b).max(1.0);
+        let d = max_abs_diff(a, b);
+        assert!(
+            d <= 2e-4 * scale,
+            "{name} {dims:?} train={train} relu={relu}: diff {d} (scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn batch_norm_train_matches_reference() {
+    check_bn([4, 3, 5, 6], true, false, 0.0);
+    check_bn([2, 5, 9, 7], true, false, 50.0);
+    check_bn([1, 2, 3, 3], true, false, -2.0);
+}
+
+#[test]
+fn batch_norm_relu_train_matches_reference() {
+    check_bn([3, 4, 6, 5], true, true, 0.5);
+}
+
+#[test]
+fn batch_norm_inference_matches_reference() {
+    check_bn([2, 3, 4, 4], false, false, 1.0);
+    check_bn([2, 3, 4, 4], false, true, 0.0);
+}
+
+#[test]
+fn batch_norm_large_planes_use_parallel_path() {
+    check_bn([2, 3, 64, 80], true, true, 0.0);
+}
+
+#[test]
+fn allocator_tuning_and_thread_count_checks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    assert!(
+        ops::alloc::tune_allocator(),
+        "glibc must accept the mallopt settings"
+    );
+    assert!(ops::threads::set_threads(0).is_err());
+    // The pool already exists (the tests above used it): asking for its own size is accepted.
+    let n = ops::threads::num_threads();
+    assert!(ops::threads::set_threads(n).is_ok());
+}
