@@ -1,0 +1,276 @@
+//! Item geometry: from a source image to the network input in ONE warp.
+//!
+//! fastai resizes each item to 400 (crop to a square, random position in training), then warps the
+//! batch to 256 with rotation, zoom and perspective. Here those steps are one matrix
+//! `source -> input`, composed in normalised frame coordinates (`n = 2 x / side - 1`, as fastai
+//! scales points): `input = Out * (P R Z)^-1 * Frame * source`, then an optional mirror. The image
+//! is warped once with its inverse (bilinear, reflection padding), points with the matrix itself,
+//! so both agree exactly. A source much larger than `item_size` is first antialiased down (the
+//! recipe's resize to 400), which the matrix accounts for.
+
+use image::RgbImage;
+use rand::Rng;
+
+use super::augment::{AugmentDraw, ColourLut};
+use super::flip;
+use super::pipeline_config::{PipelineConfig, ResizeMode};
+use super::warp::{self, Mat3};
+use crate::Keypoints;
+
+/// Source pixels of the region `[x0, x0 + w) x [y0, y0 + h)` to normalised frame coordinates.
+pub fn region_to_frame(x0: f64, y0: f64, w: f64, h: f64) -> Mat3 {
+    Mat3::affine(
+        2.0 / w,
+        0.0,
+        -2.0 * x0 / w - 1.0,
+        0.0,
+        2.0 / h,
+        -2.0 * y0 / h - 1.0,
+    )
+}
+
+/// Normalised frame coordinates to pixels of a `size x size` output.
+pub fn frame_to_pixels(size: usize) -> Mat3 {
+    let s = size as f64 / 2.0;
+    Mat3::affine(s, 0.0, s, 0.0, s, s)
+}
+
+/// The region of a `w x h` source that becomes the square item (fastai `Resize`): `pct` places a
+/// crop (or the image inside a pad) along each axis, 0.5 = centred. Returns (x0, y0, w, h).
+pub fn item_region(w: u32, h: u32, mode: ResizeMode, pct: [f64; 2]) -> [f64; 4] {
+    let (w, h) = (w as f64, h as f64);
+    match mode {
+        ResizeMode::Crop | ResizeMode::Pad => {
+            let side = if mode == ResizeMode::Crop {
+                w.min(h)
+            } else {
+                w.max(h)
+            };
+            [pct[0] * (w - side), pct[1] * (h - side), side, side]
+        }
+        ResizeMode::Squish => [0.0, 0.0, w, h],
+    }
+}
+
+/// Size to antialias a `w x h` source down to before warping, so that the item region is at
+/// most `item_size` pixels along each axis (no change when it already is, or item_size is 0).
+pub fn working_size(w: u32, h: u32, region_w: f64, region_h: f64, item_size: usize) -> (u32, u32) {
+    if item_size == 0 {
+        return (w, h);
+    }
+    let sx = (item_size as f64 / region_w).min(1.0);
+    let sy = (item_size as f64 / region_h).min(1.0);
+    let nw = ((w as f64 * sx).round() as u32).clamp(1, w.max(1));
+    let nh = ((h as f64 * sy).round() as u32).clamp(1, h.max(1));
+    (nw, nh)
+}
+
+/// Working size of a source for the item transform of `cfg` (independent of the crop position,
+/// so a downscaled image can be cached across epochs).
+pub fn item_working_size(w: u32, h: u32, cfg: &PipelineConfig) -> (u32, u32) {
+    let [_, _, rw, rh] = item_region(w, h, cfg.resize, [0.5, 0.5]);
+    working_size(w, h, rw, rh, cfg.item_size)
+}
+
+/// A source image ready for warping: possibly downscaled, with its original size.
+pub struct Source<'a> {
+    /// The image actually sampled (the original or its antialiased reduction).
+    pub image: &'a RgbImage,
+    /// Size of the original image, the frame the landmark coordinates live in.
+    pub original: (u32, u32),
+}
+
+impl Source<'_> {
+    /// Original pixel coordinates to working-image pixel coordinates.
+    pub fn original_to_working(&self) -> Mat3 {
+        let (w, h) = self.original;
+        if (w, h) == self.image.dimensions() {
+            Mat3::IDENTITY
+        } else {
+            warp::resample_matrix(w, h, self.image.width(), self.image.height())
+        }
+    }
+}
+
+/// The random (or, in validation, fixed) decisions for one sample.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Original source pixels to input pixels.
+    pub src_to_input: Mat3,
+    pub draw: AugmentDraw,
+    pub flipped: bool,
+}
+
+/// Decides the geometry for one sample. In training, the draws are: crop position (2), the
+/// augmentation ([`AugmentDraw::draw`]), the flip (1), always in this order and number.
+pub fn plan(
+    original: (u32, u32),
+    cfg: &PipelineConfig,
+    train: bool,
+    can_flip: bool,
+    rng: &mut impl Rng,
+) -> Plan {
+    let (pct, draw, flipped) = if train {
+        let pct = [rng.random::<f64>(), rng.random::<f64>()];
+        let draw = AugmentDraw::draw(&cfg.augment, rng);
+        let u: f32 = rng.random();
+        (pct, draw, can_flip && u < cfg.flip.p)
+    } else {
+        ([0.5, 0.5], AugmentDraw::NEUTRAL, false)
+    };
+    let [x0, y0, rw, rh] = item_region(original.0, original.1, cfg.resize, pct);
+    let frame = region_to_frame(x0, y0, rw, rh);
+    let aug = draw.output_to_input();
+    let aug_inv = aug.inverse().expect("augmentation matrices are invertible");
+    let mut m = frame_to_pixels(cfg.input_size).mul(&aug_inv).mul(&frame);
+    if flipped {
+        m = flip::mirror_matrix(cfg.input_size).mul(&m);
+    }
+    Plan {
+        src_to_input: m,
+        draw,
+        flipped,
+    }
+}
+
+/// Maps points with `m` into a `size x size` frame; points leaving it become invisible (their
+/// coordinates are kept, not clamped).
+pub fn transform_points(kp: &Keypoints, m: &Mat3, size: usize) -> Keypoints {
+    let mut visible = kp.visible.clone();
+    let xy = kp
+        .xy
+        .iter()
+        .zip(visible.iter_mut())
+        .map(|(&p, v)| match m.apply(p) {
+            Some(q) => q,
+            None => {
+                *v = false;
+                [f32::NAN, f32::NAN]
+            }
+        })
+        .collect();
+    let mut out = Keypoints { xy, visible };
+    out.mark_outside(size as f32, size as f32);
+    out
+}
+
+/// Renders the input image of a plan into `out` (3 x size x size, CHW, normalised).
+pub fn render(src: &Source, plan: &Plan, cfg: &PipelineConfig, out: &mut [f32]) {
+    let input_to_working = src.original_to_working().mul(
+        &plan
+            .src_to_input
+            .inverse()
+            .expect("geometric plans are invertible"),
+    );
+    // One padding rule for the pad-resize and the augmentation (fastai uses reflection for both).
+    let s = cfg.input_size;
+    warp::warp_rgb_chw(src.image, &input_to_working, s, s, cfg.augment.pad, out);
+    ColourLut::new(&plan.draw, cfg.normalize.mean, cfg.normalize.std).apply_chw(out);
+}
+
+/// One prepared sample: the image is written by the caller-provided buffer.
+pub struct Prepared {
+    /// Points in input pixels (mirrored and re-identified when flipped).
+    pub points: Keypoints,
+    pub plan: Plan,
+}
+
+/// Plans, renders and maps points for one sample. `flip_perm` (the mirror permutation of these
+/// points) enables flips; `out` receives the normalised CHW input.
+pub fn prepare(
+    src: &Source,
+    points: &Keypoints,
+    cfg: &PipelineConfig,
+    train: bool,
+    flip_perm: Option<&[usize]>,
+    rng: &mut impl Rng,
+    out: &mut [f32],
+) -> Prepared {
+    let plan = plan(src.original, cfg, train, flip_perm.is_some(), rng);
+    render(src, &plan, cfg, out);
+    let mut pts = transform_points(points, &plan.src_to_input, cfg.input_size);
+    if plan.flipped {
+        // The matrix already mirrored the coordinates; only the identities change.
+        pts = flip::permute(
+            &pts,
+            flip_perm.expect("flips only happen with a permutation"),
+        );
+    }
+    Prepared { points: pts, plan }
+}
+
+/// Validation-style preparation for prediction: a centred item (or the square around `bbox`,
+/// `[x_min, y_min, x_max, y_max]` in image pixels), no augmentation. Returns the normalised CHW
+/// input (3 x S x S) and the matrix from original pixels to input pixels; map predictions back
+/// with its inverse.
+pub fn prepare_for_inference(
+    img: &RgbImage,
+    bbox: Option<[f32; 4]>,
+    cfg: &PipelineConfig,
+) -> (Vec<f32>, Mat3) {
+    let (w, h) = img.dimensions();
+    let region = match bbox {
+        Some([x0, y0, x1, y1]) => {
+            let (bw, bh) = (
+                (x1 - x0).abs().max(1.0) as f64,
+                (y1 - y0).abs().max(1.0) as f64,
+            );
+            let side = bw.max(bh);
+            let (cx, cy) = ((x0 + x1) as f64 / 2.0, (y0 + y1) as f64 / 2.0);
+            [cx - side / 2.0, cy - side / 2.0, side, side]
+        }
+        None => item_region(w, h, cfg.resize, [0.5, 0.5]),
+    };
+    let [x0, y0, rw, rh] = region;
+    let m = frame_to_pixels(cfg.input_size).mul(&region_to_frame(x0, y0, rw, rh));
+    let (nw, nh) = working_size(w, h, rw, rh, cfg.item_size);
+    let small;
+    let image = if (nw, nh) != (w, h) {
+        small = warp::downscale(img, nw, nh);
+        &small
+    } else {
+        img
+    };
+    let src = Source {
+        image,
+        original: (w, h),
+    };
+    let plan = Plan {
+        src_to_input: m,
+        draw: AugmentDraw::NEUTRAL,
+        flipped: false,
+    };
+    let s = cfg.input_size;
+    let mut out = vec![0.0; 3 * s * s];
+    render(&src, &plan, cfg, &mut out);
+    (out, m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn centre_crop_maps_the_square_onto_the_input() {
+        let cfg = PipelineConfig::default();
+        let mut rng = rand::rng();
+        let p = plan((600, 400), &cfg, false, false, &mut rng);
+        // Centre crop of a 600x400 image: x in [100, 500) -> [0, 256).
+        let a = p.src_to_input.apply([100.0, 0.0]).unwrap();
+        let b = p.src_to_input.apply([500.0, 400.0]).unwrap();
+        assert!((a[0] - 0.0).abs() < 1e-4 && (a[1] - 0.0).abs() < 1e-4);
+        assert!((b[0] - 256.0).abs() < 1e-3 && (b[1] - 256.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn working_size_only_shrinks() {
+        let cfg = PipelineConfig::default();
+        assert_eq!(item_working_size(300, 200, &cfg), (300, 200));
+        assert_eq!(item_working_size(1600, 800, &cfg), (800, 400));
+        let squish = PipelineConfig {
+            resize: ResizeMode::Squish,
+            ..cfg.clone()
+        };
+        assert_eq!(item_working_size(1600, 300, &squish), (400, 300));
+    }
+}
