@@ -11,11 +11,14 @@ pub use landmarks::{read_landmarks, write_landmarks_txt};
 pub use points::PointSelection;
 
 pub mod augment;
+pub mod cache;
 pub mod flip;
+pub mod loader;
 pub mod normalize;
 pub mod pipeline_config;
 pub mod transform;
 pub mod warp;
 
-pub use pipeline_config::{FlipConfig, NormalizeConfig, PipelineConfig, ResizeMode};
+pub use loader::{Batch, Loader};
+pub use pipeline_config::{FlipConfig, NormalizeConfig, PipelineConfig, ResizeMode, TargetConfig};
 pub use warp::{Mat3, PadMode};
