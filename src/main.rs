@@ -1,3 +1,5 @@
 fn main() {
+    // Before any large allocation: keep activation buffers in the heap between steps.
+    hmreg::ops::alloc::tune_allocator();
     std::process::exit(hmreg::cli::main());
 }

@@ -324,3 +324,23 @@ fn encoder_config_parses_and_serialises() {
     }
     let _ = gaussian::integer_centre([1.0, 2.0]);
 }
+
+#[test]
+fn batch_tensors_have_the_documented_shapes() {
+    let kps = vec![
+        Keypoints::new(vec![[1.0, 2.0], [30.0, 1.0]]),
+        Keypoints::new(vec![[3.5, 0.5], [0.0, 0.0]]),
+    ];
+    let dev = candle_core::Device::Cpu;
+    let (maps, mask) =
+        hmreg::codec::encode_batch_tensors(&TargetEncoder::Floor, &kps, 8, 4, &mut rng(0), &dev)
+            .unwrap();
+    assert_eq!(maps.dims(), &[2, 2, 4, 8]);
+    assert_eq!(
+        mask.to_vec2::<f32>().unwrap(),
+        vec![vec![1.0, 0.0], vec![1.0, 1.0]]
+    );
+    let v = maps.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(v[2 * 8 + 1], 1.0); // sample 0, point 0 at (1, 2)
+    assert_eq!(v[2 * 32 + 3], 1.0); // sample 1, point 0 at (3, 0)
+}

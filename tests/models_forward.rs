@@ -202,3 +202,32 @@ fn thin_unet_overfits_one_batch() {
     let (first, last) = overfit(Arch::UnetResnet18, 0.0625, 3e-3, 150);
     assert!(last < first / 10.0, "loss {first} -> {last}");
 }
+
+/// Full-size models at 256x256, batch 1: output shapes and forward time. Slow on 2 cores, so
+/// ignored by default: `cargo test --release --test models_forward -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn full_size_forward() {
+    for (arch, out) in [
+        (Arch::Hrnet18, 64),
+        (Arch::Hrnet32, 64),
+        (Arch::UnetResnet18, 256),
+    ] {
+        let mut store = ParamStore::new(&Device::Cpu, 0);
+        let cfg = ModelConfig {
+            arch,
+            ..Default::default()
+        };
+        let net = build(&cfg, &mut store).unwrap();
+        let x = image(1, 256, 256, 1);
+        for train in [false, true] {
+            let t = std::time::Instant::now();
+            let y = net.forward_t(&x, train).unwrap();
+            assert_eq!(y.dims(), &[1, 5, out, out]);
+            println!(
+                "{arch} train={train}: forward {:.2} s",
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+}

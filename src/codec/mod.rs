@@ -278,6 +278,32 @@ pub fn encode_batch(
     cs.iter().map(Option::is_some).collect()
 }
 
+/// [`encode_batch`] into tensors on `device`: targets `(N, L, h, w)` f32 and the mask `(N, L)`
+/// f32 (1 = the point counts, 0 = masked), ready for a masked loss.
+pub fn encode_batch_tensors(
+    enc: &TargetEncoder,
+    kps: &[Keypoints],
+    w: usize,
+    h: usize,
+    rng: &mut impl Rng,
+    device: &candle_core::Device,
+) -> Result<(candle_core::Tensor, candle_core::Tensor)> {
+    enc.validate()?;
+    let n = kps.len();
+    let l = kps.first().map_or(0, Keypoints::len);
+    if kps.iter().any(|k| k.len() != l) {
+        return Err(Error::Msg(
+            "encode_batch_tensors: samples with different point counts".into(),
+        ));
+    }
+    let mut out = vec![0f32; n * l * w * h];
+    let mask = encode_batch(enc, kps, w, h, rng, &mut out);
+    let maps = candle_core::Tensor::from_vec(out, (n, l, h, w), device)?;
+    let mask: Vec<f32> = mask.iter().map(|&m| if m { 1.0 } else { 0.0 }).collect();
+    let mask = candle_core::Tensor::from_vec(mask, (n, l), device)?;
+    Ok((maps, mask))
+}
+
 /// How heatmaps become points.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
@@ -285,7 +311,8 @@ pub enum Decoder {
     /// Integer position of the maximum (first one on ties).
     Argmax,
     /// The paper's decoder: softmax over the `k` largest raw values, weighted mean of their
-    /// integer positions.
+    /// integer positions. Meant for logits: on probabilities in [0, 1] the softmax is nearly
+    /// flat (see the rounding experiment).
     TopK {
         #[serde(default = "default_k")]
         k: usize,

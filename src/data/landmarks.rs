@@ -235,7 +235,8 @@ fn parse_pts(lines: &[&str]) -> ParsedLandmarks {
 }
 
 /// Parses `x y` lines; `first_line` is the 1-based line number of `body[0]`. Returns the number of
-/// point lines (good or bad), which is what a declared count must match.
+/// non-empty point lines (good or bad), which is what a declared count must match (a stray blank
+/// line is reported on its own, not as a count mismatch too).
 fn parse_point_lines(body: &[&str], first_line: usize, out: &mut ParsedLandmarks) -> usize {
     for (i, l) in body.iter().enumerate() {
         let line = first_line + i;
@@ -252,7 +253,7 @@ fn parse_point_lines(body: &[&str], first_line: usize, out: &mut ParsedLandmarks
             Err(msg) => out.problem(line, LineProblemKind::BadValue, msg),
         }
     }
-    body.len()
+    body.iter().filter(|l| !l.is_empty()).count()
 }
 
 fn parse_xy(line: &str) -> std::result::Result<[f32; 2], String> {

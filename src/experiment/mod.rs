@@ -1,1 +1,3 @@
 //! Reproductions of published experiments.
+
+pub mod rounding;

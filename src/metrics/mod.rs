@@ -147,7 +147,8 @@ impl MetricReport {
 }
 
 /// Fed batch by batch during evaluation or training, then [`finish`](Self::finish)ed.
-#[derive(Clone, Debug)]
+/// Serialisable too, so a partial evaluation can be saved and resumed.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct MetricAccumulator {
     cfg: MetricConfig,
     points: usize,

@@ -161,7 +161,7 @@ impl<'a> Builder<'a> {
             Init::Normal(std) => self.store.normal(&shape, std)?,
             Init::Icnr(scale) => {
                 let sub = scale * scale;
-                if c_out % sub != 0 {
+                if !c_out.is_multiple_of(sub) {
                     return Err(crate::Error::config(format!(
                         "{name}: ICNR needs output channels ({c_out}) divisible by {sub}"
                     )));

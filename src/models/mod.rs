@@ -14,7 +14,7 @@ pub mod unet;
 
 pub use layers::LayerInfo;
 pub use params::{LoadReport, Param, ParamGroup, ParamKind, ParamStore};
-pub use pretrained::load_pretrained;
+pub use pretrained::{load_pretrained, load_pretrained_with, LoadOptions};
 
 use candle_core::Tensor;
 
@@ -134,7 +134,7 @@ impl ModelConfig {
         if self.points == 0 {
             return Err(Error::config("model: points must be at least 1"));
         }
-        if self.input_size == 0 || self.input_size % SIZE_MULTIPLE != 0 {
+        if self.input_size == 0 || !self.input_size.is_multiple_of(SIZE_MULTIPLE) {
             return Err(Error::config(format!(
                 "model: input_size {} is not a positive multiple of {SIZE_MULTIPLE}",
                 self.input_size

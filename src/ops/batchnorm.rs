@@ -1,6 +1,14 @@
 //! Batch normalisation over NCHW with PyTorch semantics.
+//!
+//! On the CPU with f32, batch norm is one fused custom op (statistics in one pass, normalisation
+//! and optional ReLU in a second, backward as one reduction pass plus one pass for the input
+//! gradient; inference folds the running statistics into a per-channel scale and shift). Other
+//! devices and dtypes use [`batch_norm_reference`], built from Candle tensor ops.
 
-use candle_core::{DType, Result, Tensor, Var, D};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, Var, D};
+
+use super::batchnorm_cpu;
+use super::cpu_data::{storage_f32, with_f32};
 
 /// Batch norm. In training mode, normalises with the batch statistics (biased variance) and
 /// updates the running statistics in place with PyTorch's rule
@@ -8,6 +16,240 @@ use candle_core::{DType, Result, Tensor, Var, D};
 /// In inference mode, uses the running statistics.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    running_mean: &Var,
+    running_var: &Var,
+    train: bool,
+    momentum: f64,
+    eps: f64,
+) -> Result<Tensor> {
+    batch_norm_act(
+        x,
+        weight,
+        bias,
+        running_mean,
+        running_var,
+        train,
+        momentum,
+        eps,
+        false,
+    )
+}
+
+/// [`batch_norm`] followed by a ReLU, fused into one op on the CPU (saves one pass over the
+/// activation and one stored tensor per layer).
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_relu(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    running_mean: &Var,
+    running_var: &Var,
+    train: bool,
+    momentum: f64,
+    eps: f64,
+) -> Result<Tensor> {
+    batch_norm_act(
+        x,
+        weight,
+        bias,
+        running_mean,
+        running_var,
+        train,
+        momentum,
+        eps,
+        true,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn batch_norm_act(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    running_mean: &Var,
+    running_var: &Var,
+    train: bool,
+    momentum: f64,
+    eps: f64,
+    relu: bool,
+) -> Result<Tensor> {
+    let fast = x.device().is_cpu()
+        && x.rank() == 4
+        && [x, weight, bias].iter().all(|t| t.dtype() == DType::F32)
+        && running_mean.dtype() == DType::F32
+        && running_var.dtype() == DType::F32;
+    if !fast {
+        let y = batch_norm_reference(
+            x,
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            train,
+            momentum,
+            eps,
+        )?;
+        return if relu { y.relu() } else { Ok(y) };
+    }
+    let (n, c, h, w) = x.dims4()?;
+    let hw = h * w;
+    let x = x.contiguous()?;
+    let (mean, var) = if train {
+        let (mean, var) = with_f32("batch_norm", &x, |xs| {
+            Ok(batchnorm_cpu::channel_stats(xs, n, c, hw))
+        })?;
+        update_running(running_mean, running_var, &mean, &var, n * hw, momentum)?;
+        (mean, var)
+    } else {
+        (
+            running_mean.as_tensor().flatten_all()?.to_vec1::<f32>()?,
+            running_var.as_tensor().flatten_all()?.to_vec1::<f32>()?,
+        )
+    };
+    let invstd = var
+        .iter()
+        .map(|&v| 1.0 / (v as f64 + eps).sqrt() as f32)
+        .collect();
+    let op = BatchNormOp {
+        mean,
+        invstd,
+        train,
+        relu,
+    };
+    x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
+}
+
+/// PyTorch's running-statistics rule, with the unbiased batch variance.
+fn update_running(
+    running_mean: &Var,
+    running_var: &Var,
+    mean: &[f32],
+    var: &[f32],
+    count: usize,
+    momentum: f64,
+) -> Result<()> {
+    let unbias = count as f64 / (count as f64 - 1.0).max(1.0);
+    let blend = |old: Vec<f32>, new: &[f32], k: f64| -> Vec<f32> {
+        old.iter()
+            .zip(new)
+            .map(|(&o, &b)| ((1.0 - momentum) * o as f64 + momentum * k * b as f64) as f32)
+            .collect()
+    };
+    let dev = running_mean.device();
+    let shape = running_mean.shape().clone();
+    let rm = blend(
+        running_mean.as_tensor().flatten_all()?.to_vec1()?,
+        mean,
+        1.0,
+    );
+    let rv = blend(
+        running_var.as_tensor().flatten_all()?.to_vec1()?,
+        var,
+        unbias,
+    );
+    running_mean.set(&Tensor::from_vec(rm, shape.clone(), dev)?)?;
+    running_var.set(&Tensor::from_vec(rv, shape, dev)?)?;
+    Ok(())
+}
+
+/// Fused batch norm (+ ReLU) over `(x, gamma, beta)` with the statistics fixed at creation.
+struct BatchNormOp {
+    mean: Vec<f32>,
+    invstd: Vec<f32>,
+    /// Batch statistics: the gradient flows through mean and variance too.
+    train: bool,
+    relu: bool,
+}
+
+impl CustomOp3 for BatchNormOp {
+    fn name(&self) -> &'static str {
+        "hmreg-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = storage_f32(self.name(), s1, l1)?;
+        let gamma = storage_f32(self.name(), s2, l2)?;
+        let beta = storage_f32(self.name(), s3, l3)?;
+        let c = self.mean.len();
+        if l1.dims().len() != 4 || l1.dims()[1] != c || gamma.len() != c || beta.len() != c {
+            candle_core::bail!(
+                "batch_norm: input {:?} does not match {c} channels (weight {}, bias {})",
+                l1.dims(),
+                gamma.len(),
+                beta.len()
+            );
+        }
+        let hw = l1.dims()[2] * l1.dims()[3];
+        let scale: Vec<f32> = (0..c).map(|i| gamma[i] * self.invstd[i]).collect();
+        let shift: Vec<f32> = (0..c).map(|i| beta[i] - self.mean[i] * scale[i]).collect();
+        let y = batchnorm_cpu::affine(x, &scale, &shift, c, hw, self.relu);
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, c, h, w) = x.dims4()?;
+        let name = self.name();
+        let need_dx = x.track_op();
+        let (dx, dgamma, dbeta) = with_f32(name, x, |xs| {
+            with_f32(name, res, |ys| {
+                with_f32(name, grad, |dys| {
+                    with_f32(name, gamma, |gs| {
+                        Ok(batchnorm_cpu::backward(
+                            xs,
+                            ys,
+                            dys,
+                            &self.mean,
+                            &self.invstd,
+                            gs,
+                            n,
+                            c,
+                            h * w,
+                            self.relu,
+                            self.train,
+                            need_dx,
+                        ))
+                    })
+                })
+            })
+        })?;
+        let dev = x.device();
+        let dx = dx
+            .map(|v| Tensor::from_vec(v, x.shape(), dev))
+            .transpose()?;
+        let dgamma = gamma
+            .track_op()
+            .then(|| Tensor::from_vec(dgamma, gamma.shape(), dev))
+            .transpose()?;
+        let dbeta = beta
+            .track_op()
+            .then(|| Tensor::from_vec(dbeta, beta.shape(), dev))
+            .transpose()?;
+        Ok((dx, dgamma, dbeta))
+    }
+}
+
+/// Batch norm from Candle tensor ops (any device and dtype): the reference the fused op is tested
+/// against, and the path for non-CPU devices.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_reference(
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,

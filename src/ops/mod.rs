@@ -1,15 +1,18 @@
 //! Tensor operations the models use. Every model calls convolution and batch norm through here,
 //! so that faster CPU kernels can replace Candle's without touching the models.
 
+pub mod alloc;
 pub mod batchnorm;
+pub mod batchnorm_cpu;
 pub mod conv;
 pub mod conv_cpu;
 pub mod cpu_data;
 pub mod maxpool;
 pub mod pixel_shuffle;
 pub mod resize;
+pub mod threads;
 
-pub use batchnorm::batch_norm;
+pub use batchnorm::{batch_norm, batch_norm_relu};
 pub use conv::conv2d;
 pub use maxpool::max_pool2d;
 pub use pixel_shuffle::pixel_shuffle;

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod device;
+pub mod history;
 pub mod loss;
 pub mod lr_find;
 pub mod optim;

@@ -1,0 +1,148 @@
+//! CPU kernels for batch normalisation (f32, NCHW), optionally fused with a ReLU.
+//!
+//! One pass for the statistics, one for the normalisation; the backward pass needs one
+//! reduction pass and one pass writing the input gradient. Work is spread over channels for the
+//! reductions and over `(n, c)` planes for the element-wise passes.
+
+use rayon::prelude::*;
+
+/// Planes of fewer elements than this are grouped so rayon tasks stay worth their overhead.
+const MIN_TASK_ELEMS: usize = 16 * 1024;
+
+fn min_planes(hw: usize) -> usize {
+    MIN_TASK_ELEMS.div_ceil(hw.max(1))
+}
+
+/// Per-channel mean and biased variance of `x` `(N, C, HW)`, accumulated in f64 around a pivot
+/// (the channel's first value) so that large means do not cancel the variance.
+pub fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize) -> (Vec<f32>, Vec<f32>) {
+    let stats: Vec<(f32, f32)> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let pivot = x[ch * hw];
+            let (mut s, mut ss) = (0f64, 0f64);
+            for b in 0..n {
+                let plane = &x[(b * c + ch) * hw..(b * c + ch + 1) * hw];
+                // 8 independent f32 lanes per plane (vectorisable), then into f64.
+                let (mut a, mut q) = ([0f32; 8], [0f32; 8]);
+                let mut chunks = plane.chunks_exact(8);
+                for ck in &mut chunks {
+                    for i in 0..8 {
+                        let d = ck[i] - pivot;
+                        a[i] += d;
+                        q[i] += d * d;
+                    }
+                }
+                for &v in chunks.remainder() {
+                    let d = v - pivot;
+                    a[0] += d;
+                    q[0] += d * d;
+                }
+                s += a.iter().map(|&v| v as f64).sum::<f64>();
+                ss += q.iter().map(|&v| v as f64).sum::<f64>();
+            }
+            let m = (n * hw) as f64;
+            let mean_d = s / m;
+            let var = (ss / m - mean_d * mean_d).max(0.0);
+            ((pivot as f64 + mean_d) as f32, var as f32)
+        })
+        .collect();
+    stats.into_iter().unzip()
+}
+
+/// `y = max?(0, x · scale[c] + shift[c])` over `(N, C, HW)`.
+pub fn affine(
+    x: &[f32],
+    scale: &[f32],
+    shift: &[f32],
+    c: usize,
+    hw: usize,
+    relu: bool,
+) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(hw)
+        .zip(x.par_chunks(hw))
+        .enumerate()
+        .with_min_len(min_planes(hw))
+        .for_each(|(i, (yp, xp))| {
+            let (a, b) = (scale[i % c], shift[i % c]);
+            if relu {
+                yp.iter_mut()
+                    .zip(xp)
+                    .for_each(|(y, &x)| *y = (x * a + b).max(0.0));
+            } else {
+                yp.iter_mut().zip(xp).for_each(|(y, &x)| *y = x * a + b);
+            }
+        });
+    y
+}
+
+/// Gradients of batch norm (+ ReLU) given the output `y` (for the ReLU mask), the saved `mean`
+/// and `invstd`, and `gamma`. With `train`, mean and variance are functions of `x` (batch
+/// statistics); otherwise they are constants (running statistics).
+/// Returns `(dx if need_dx, dgamma, dbeta)`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+    gamma: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+    relu: bool,
+    train: bool,
+    need_dx: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let g = |i: usize| if relu && y[i] <= 0.0 { 0.0 } else { dy[i] };
+    // Σ dy and Σ dy·x̂ per channel.
+    let sums: Vec<(f32, f32)> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let (mut s, mut sx) = (0f64, 0f64);
+            let (mu, is) = (mean[ch], invstd[ch]);
+            for b in 0..n {
+                let base = (b * c + ch) * hw;
+                let (mut a, mut q) = (0f32, 0f32);
+                for i in base..base + hw {
+                    let d = g(i);
+                    a += d;
+                    q += d * (x[i] - mu);
+                }
+                s += a as f64;
+                sx += q as f64 * is as f64;
+            }
+            (s as f32, sx as f32)
+        })
+        .collect();
+    let (dbeta, dgamma): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
+    let dx = need_dx.then(|| {
+        let m = (n * hw) as f32;
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(hw)
+            .enumerate()
+            .with_min_len(min_planes(hw))
+            .for_each(|(p, dxp)| {
+                let ch = p % c;
+                let base = p * hw;
+                let k = gamma[ch] * invstd[ch];
+                if train {
+                    let (mb, mg) = (dbeta[ch] / m, dgamma[ch] / m);
+                    let (mu, is) = (mean[ch], invstd[ch]);
+                    for (j, d) in dxp.iter_mut().enumerate() {
+                        let i = base + j;
+                        let xhat = (x[i] - mu) * is;
+                        *d = k * (g(i) - mb - xhat * mg);
+                    }
+                } else {
+                    for (j, d) in dxp.iter_mut().enumerate() {
+                        *d = k * g(base + j);
+                    }
+                }
+            });
+        dx
+    });
+    (dx, dgamma, dbeta)
+}

@@ -1,0 +1,171 @@
+//! Prediction on image files: coordinates come back in the original frame, broken files are
+//! reported by name while the others succeed.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use hmreg::codec::Decoder;
+use hmreg::eval::predict::{self, PredictOptions, PreparedImage};
+use hmreg::models::KeypointNet;
+use image::{Rgb, RgbImage};
+
+/// Stride-1 detector: maps are the input channels (red, green, blue blobs = points 0, 1, 2).
+struct Identity;
+
+impl KeypointNet for Identity {
+    fn forward_t(&self, x: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
+        Ok(x.clone())
+    }
+    fn stride(&self) -> usize {
+        1
+    }
+}
+
+const S: usize = 64;
+
+/// A dark image with a soft red, green and blue blob at the given points.
+fn blobs(w: u32, h: u32, pts: &[[f32; 2]; 3]) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        let mut c = [10u8; 3];
+        for (k, p) in pts.iter().enumerate() {
+            let d2 = (x as f32 - p[0]).powi(2) + (y as f32 - p[1]).powi(2);
+            let v = 10.0 + 240.0 * (-d2 / (2.0 * 6.0f32.powi(2))).exp();
+            c[k] = c[k].max(v as u8);
+        }
+        Rgb(c)
+    })
+}
+
+/// A stand-in preparation: pad the image to a square (bottom/right, black), resize to S x S.
+fn pad_and_resize(img: &RgbImage, _bbox: Option<[f32; 4]>) -> hmreg::Result<PreparedImage> {
+    let side = img.width().max(img.height());
+    let mut sq = RgbImage::new(side, side);
+    image::imageops::replace(&mut sq, img, 0, 0);
+    let small = image::imageops::resize(
+        &sq,
+        S as u32,
+        S as u32,
+        image::imageops::FilterType::Triangle,
+    );
+    let mut input = vec![0f32; 3 * S * S];
+    for (x, y, p) in small.enumerate_pixels() {
+        for c in 0..3 {
+            input[(c * S + y as usize) * S + x as usize] = p[c] as f32 / 255.0;
+        }
+    }
+    // Pixel i of the input stands for coordinate i: scale by side / S (crate convention).
+    let k = side as f32 / S as f32;
+    Ok(PreparedImage {
+        input,
+        to_original: Box::new(move |[x, y]| [x * k, y * k]),
+    })
+}
+
+fn options(out: Option<PathBuf>) -> PredictOptions {
+    PredictOptions {
+        decoder: Decoder::TopK { k: 9 },
+        flip: None,
+        input_size: S,
+        batch_size: 2,
+        bbox: None,
+        out_dir: out,
+    }
+}
+
+fn write(dir: &Path, name: &str, img: &RgbImage) -> PathBuf {
+    let p = dir.join(name);
+    img.save(&p).unwrap();
+    p
+}
+
+#[test]
+fn points_come_back_in_the_original_frame_and_broken_files_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth_a = [[40.0, 30.0], [150.0, 60.0], [100.0, 100.0]];
+    let truth_b = [[20.0, 200.0], [60.0, 40.0], [90.0, 150.0]];
+    let a = write(dir.path(), "wide.png", &blobs(200, 120, &truth_a));
+    let b = write(dir.path(), "tall.png", &blobs(110, 240, &truth_b));
+    let broken = dir.path().join("broken.jpg");
+    std::fs::write(&broken, b"\xFF\xD8\xFF\xE0 not really a jpeg").unwrap();
+    let missing = dir.path().join("missing.png");
+    let paths = vec![a.clone(), broken.clone(), b.clone(), missing.clone()];
+    let out = dir.path().join("out");
+    let mut ticks = 0;
+    let (preds, failures) = predict::predict_files(
+        &Identity,
+        &paths,
+        &pad_and_resize,
+        &options(Some(out.clone())),
+        &Device::Cpu,
+        &mut || ticks += 1,
+    );
+    assert_eq!(ticks, 4);
+    assert_eq!(preds.len(), 2);
+    assert_eq!(failures.len(), 2);
+    assert_eq!(failures[0].path, broken);
+    assert!(
+        failures[0].error.contains("broken.jpg"),
+        "{}",
+        failures[0].error
+    );
+    assert_eq!(failures[1].path, missing);
+    assert!(
+        failures[1].error.contains("missing.png"),
+        "{}",
+        failures[1].error
+    );
+
+    for (p, truth, (w, h)) in [
+        (&preds[0], truth_a, (200, 120)),
+        (&preds[1], truth_b, (110, 240)),
+    ] {
+        assert_eq!((p.width, p.height), (w, h));
+        assert_eq!(p.points.len(), 3);
+        let k = w.max(h) as f32 / S as f32; // one input pixel in original pixels
+        for (q, t) in p.points.iter().zip(truth) {
+            let err = (q.x - t[0]).hypot(q.y - t[1]);
+            assert!(
+                err < k,
+                "{}: predicted ({}, {}) for {t:?}",
+                p.path.display(),
+                q.x,
+                q.y
+            );
+            assert!(q.confidence > 0.5);
+        }
+        let pic = p.annotated.as_ref().expect("annotated picture written");
+        assert_eq!(image::open(pic).unwrap().to_rgb8().dimensions(), (w, h));
+    }
+    let json = serde_json::to_value(&preds).unwrap();
+    assert!(json[0]["points"][2]["confidence"].is_f64());
+}
+
+#[test]
+fn bbox_parsing_and_checks() {
+    assert_eq!(
+        predict::parse_bbox("1, 2.5,30,40").unwrap(),
+        [1.0, 2.5, 30.0, 40.0]
+    );
+    for bad in ["1,2,3", "1,2,0,4", "a,b,c,d", "1,2,3,-4", "1,2,3,inf"] {
+        assert!(predict::parse_bbox(bad).is_err(), "{bad}");
+    }
+    // A box outside the image fails that image only, naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(
+        dir.path(),
+        "a.png",
+        &blobs(100, 80, &[[10.0, 10.0], [50.0, 40.0], [90.0, 70.0]]),
+    );
+    let mut opts = options(None);
+    opts.bbox = Some([500.0, 500.0, 20.0, 20.0]);
+    let (preds, failures) = predict::predict_files(
+        &Identity,
+        &[a],
+        &pad_and_resize,
+        &opts,
+        &Device::Cpu,
+        &mut || {},
+    );
+    assert!(preds.is_empty());
+    assert!(failures[0].error.contains("a.png") && failures[0].error.contains("outside"));
+}
