@@ -209,6 +209,15 @@ impl Loader {
         self.inner.n_points
     }
 
+    /// Side of the network input.
+    pub fn input_size(&self) -> usize {
+        self.inner.pipeline.input_size
+    }
+
+    pub fn pipeline(&self) -> &PipelineConfig {
+        &self.inner.pipeline
+    }
+
     /// Side of the target maps (input size / stride).
     pub fn map_size(&self) -> usize {
         self.inner.map_size
