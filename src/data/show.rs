@@ -7,18 +7,38 @@ use image::{imageops, Rgb, RgbImage};
 use super::loader::{Item, Loader};
 use super::normalize::denormalize_to_rgb;
 use crate::viz::{self, Grid};
-use crate::Result;
+use crate::{Keypoints, Result};
 
-/// Visible points are drawn in this colour (invisible ones as hollow grey circles).
-const POINT_COLOUR: Rgb<u8> = Rgb([255, 40, 40]);
-
-/// The input picture of an item (normalisation undone) with its points.
+/// The input picture of an item (normalisation undone) with its points, one colour per point
+/// index (so identities can be checked across flips); invisible points as hollow grey circles.
 pub fn item_picture(item: &Item, normalize: &super::NormalizeConfig) -> RgbImage {
     let s = (item.image.len() / 3).isqrt();
     let mut img = denormalize_to_rgb(&item.image, s, s, normalize);
     let radius = if s >= 192 { 2 } else { 1 };
-    viz::draw_points(&mut img, &item.points, POINT_COLOUR, radius);
+    for (i, (&p, &v)) in item
+        .points
+        .xy
+        .iter()
+        .zip(item.points.visible.iter())
+        .enumerate()
+    {
+        let one = Keypoints {
+            xy: vec![p],
+            visible: vec![v],
+        };
+        viz::draw_points(&mut img, &one, point_colour(i, item.points.len()), radius);
+    }
     img
+}
+
+/// Red for a single set of many points (iBUG-68 drawn in one colour reads best); distinct plot
+/// colours per index for small selections.
+fn point_colour(i: usize, n: usize) -> Rgb<u8> {
+    if n > 12 {
+        Rgb([255, 40, 40])
+    } else {
+        viz::plot::series_color(i)
+    }
 }
 
 /// The pixelwise maximum of an item's target maps, colorised, scaled to the input size and laid
@@ -69,7 +89,8 @@ pub fn show_grid(
             stem.clone()
         };
         grid.push(pic, &caption);
-        grid.push(heat, &format!("targets: max of {}", item.mask.len()));
+        let flip = if item.plan.flipped { ", flipped" } else { "" };
+        grid.push(heat, &format!("max of {} maps{flip}", item.mask.len()));
     }
     Ok(grid.render())
 }
