@@ -259,7 +259,7 @@ fn save_plot(report: &QuantizationReport, path: &Path) -> Result<()> {
         .collect();
     LinePlot {
         title: format!(
-            "Quantization error on ground truth ({} images, {}x{} input)",
+            "Target quantization, {} images, input {}x{}",
             report.images, report.config.input, report.config.input
         ),
         x_label: "heatmap size (px)".into(),
