@@ -43,6 +43,8 @@ fn quantization_runs_on_a_root_or_a_split_folder_and_writes_results() {
     assert_eq!(v["rows"].as_array().unwrap().len(), 2 * 8);
     assert!(out_dir.join("quantization.json").is_file());
     assert!(out_dir.join("quantization.md").is_file());
+    let png = image::open(out_dir.join("quantization.png")).unwrap();
+    assert!(png.width() > 100 && png.height() > 100);
 
     // One split folder directly, markdown output.
     let o = hmreg()

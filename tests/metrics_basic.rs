@@ -42,8 +42,18 @@ fn nmae_is_scale_free_and_the_target_variant_is_separate() {
     let pred = kp(&[[11.0, 20.0], [2.0, 7.5]]);
     let target = kp(&[[10.0, 20.0], [3.0, 7.0]]);
     let mut a = MetricAccumulator::new(MetricConfig::default(), 2);
-    a.add(&[pred.clone()], &[gt.clone()], 64.0, 32.0);
-    a.add_target_decoded(&[pred.clone()], &[target.clone()], 64.0, 32.0);
+    a.add(
+        std::slice::from_ref(&pred),
+        std::slice::from_ref(&gt),
+        64.0,
+        32.0,
+    );
+    a.add_target_decoded(
+        std::slice::from_ref(&pred),
+        std::slice::from_ref(&target),
+        64.0,
+        32.0,
+    );
     let mut b = MetricAccumulator::new(MetricConfig::default(), 2);
     b.add(
         &[pred.scaled(4.0, 8.0)],

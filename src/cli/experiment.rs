@@ -12,6 +12,7 @@ use crate::data::image_io::image_size;
 use crate::data::points::PointSelection;
 use crate::experiment::rounding::{self, MonteCarloConfig, QuantizationConfig, QuantizationReport};
 use crate::metrics::{MetricConfig, NmeNorm};
+use crate::viz::plot::{LinePlot, Series};
 use crate::{Error, Keypoints, Result};
 
 /// Experiments.
@@ -241,8 +242,31 @@ fn load_input_points(
     Ok(out)
 }
 
-/// NME against heatmap size, one series per pair.
+/// NME against heatmap size, one series per pair (log-log: errors scale like 1/size).
 fn save_plot(report: &QuantizationReport, path: &Path) -> Result<()> {
-    let _ = (report, path);
-    Ok(())
+    let k = report.config.k;
+    let series = rounding::Pair::ALL
+        .iter()
+        .map(|&pair| {
+            let points = report
+                .rows
+                .iter()
+                .filter(|q| q.pair == pair)
+                .map(|q| (q.size as f64, q.nme as f64 * 100.0))
+                .collect();
+            Series::new(pair.label(k), points)
+        })
+        .collect();
+    LinePlot {
+        title: format!(
+            "Target quantization, {} images, input {}x{}",
+            report.images, report.config.input, report.config.input
+        ),
+        x_label: "heatmap size (px)".into(),
+        y_label: "NME vs float ground truth (%)".into(),
+        log_x: true,
+        log_y: true,
+        series,
+    }
+    .save_png(path)
 }
