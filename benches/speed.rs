@@ -433,6 +433,11 @@ fn main() {
         } else {
             None
         };
+        // Partial results survive an interrupted run.
+        eprintln!("hmreg:   {}", serde_json::to_string(&h).unwrap_or_default());
+        if let Some(p) = &p {
+            eprintln!("pytorch: {}", serde_json::to_string(p).unwrap_or_default());
+        }
         rows.push((h, p));
     }
     print_table(&o, &rows);

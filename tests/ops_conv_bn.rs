@@ -353,7 +353,7 @@ fn relu_and_add_relu_match_candle() {
     let grads = |y: Tensor| {
         let g = (&y * &gw).unwrap().sum_all().unwrap().backward().unwrap();
         let ga = g.get(a.as_tensor()).unwrap().clone();
-        let gb = g.get(b.as_tensor()).map(|t| t.clone());
+        let gb = g.get(b.as_tensor()).cloned();
         (y, ga, gb)
     };
     let (y1, ga1, gb1) = grads(ops::add_relu(a.as_tensor(), b.as_tensor()).unwrap());
