@@ -52,7 +52,10 @@ fn rr_target() -> TargetConfig {
     }
 }
 
-fn flat(b: &Batch) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<usize>) {
+/// Images, targets, mask and indices of a batch, flattened for comparison.
+type Flat = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<usize>);
+
+fn flat(b: &Batch) -> Flat {
     (
         b.images.flatten_all().unwrap().to_vec1().unwrap(),
         b.targets.flatten_all().unwrap().to_vec1().unwrap(),
@@ -100,9 +103,7 @@ fn identical_seeds_give_identical_batches_with_1_and_4_threads() {
         }
         epochs.push(a);
     }
-    let order = |e: &Vec<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<usize>)>| {
-        e.iter().flat_map(|b| b.3.clone()).collect::<Vec<_>>()
-    };
+    let order = |e: &Vec<Flat>| e.iter().flat_map(|b| b.3.clone()).collect::<Vec<_>>();
     assert_ne!(
         order(&epochs[0]),
         order(&epochs[1]),

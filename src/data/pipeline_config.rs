@@ -110,7 +110,7 @@ impl TargetConfig {
     /// Checks the encoder and that the stride divides the input size; returns the map side.
     pub fn validate(&self, input_size: usize) -> Result<usize> {
         self.encoder.validate()?;
-        if self.stride == 0 || input_size % self.stride != 0 {
+        if self.stride == 0 || !input_size.is_multiple_of(self.stride) {
             return Err(Error::config(format!(
                 "target.stride must divide the input size {input_size}, got {}",
                 self.stride

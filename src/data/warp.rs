@@ -114,13 +114,12 @@ impl Mat3 {
             for v in a[col].iter_mut() {
                 *v /= p;
             }
-            for row in 0..8 {
-                if row != col {
-                    let f = a[row][col];
-                    if f != 0.0 {
-                        for k in 0..9 {
-                            a[row][k] -= f * a[col][k];
-                        }
+            let pivot_row = a[col];
+            for (r, row) in a.iter_mut().enumerate() {
+                let f = row[col];
+                if r != col && f != 0.0 {
+                    for (v, &p) in row.iter_mut().zip(pivot_row.iter()) {
+                        *v -= f * p;
                     }
                 }
             }
