@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use hmreg::codec::{decode, encode, encode_batch, Decoder, TargetEncoder};
+use hmreg::codec::{decode, decode_maps, encode, encode_batch, Decoder, TargetEncoder};
 use hmreg::Keypoints;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -129,6 +129,14 @@ fn main() {
         // Decoders on Gaussian maps held in a CPU tensor.
         encode_batch(&encoders[1], &kps, w, w, &mut rng, &mut out);
         let t = Tensor::from_slice(&out, (n, l, w, w), &Device::Cpu).unwrap();
+        let ms = median_ms(repeats.min(7), || {
+            black_box(t.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        });
+        row("tensor -> Vec<f32> copy only", n, l, w, ms);
+        let ms = median_ms(repeats.min(7), || {
+            black_box(decode_maps(&out, n, l, w, w, &Decoder::Argmax).unwrap());
+        });
+        row("decode_maps argmax (CPU slice)", n, l, w, ms);
         for dec in [
             Decoder::Argmax,
             Decoder::TopK { k: 9 },

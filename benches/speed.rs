@@ -1,46 +1,439 @@
-use candle_core::{Device, Tensor, Var};
+//! hmreg's CPU speed next to PyTorch's, in one run:
+//!
+//! ```text
+//! cargo bench --bench speed -- --threads 2
+//! ```
+//!
+//! For unet-resnet18 and hrnet18 (256x256, batch 8): training step (forward + backward + Adam
+//! step, MSE loss), inference forward at batch 1 and 8, peak resident memory, achieved GFLOP/s
+//! (3x the forward convolution FLOPs per training step, 1x per inference). Medians over `--reps`
+//! runs after `--warmup` runs. Each architecture runs in a child process of its own (the bench
+//! re-runs itself with `--child`), so each peak-memory figure is that model's alone. When
+//! `python3 -c "import torch"` works, benches/reference_pytorch.py measures the same in PyTorch
+//! with the same thread count and the table prints the ratio hmreg/PyTorch per row.
+//!
+//! Options: `--threads N` (default: all cores), `--arch unet-resnet18|hrnet18` (repeatable),
+//! `--reps R` (5), `--warmup W` (1), `--batch B` (8), `--size S` (256), `--no-reference`,
+//! `--layers` (conv layer micro-benchmark against Candle's conv2d instead of the models).
+
+use std::process::Command;
 use std::time::Instant;
-fn main() {
-    let dev = Device::Cpu;
-    let shapes = [
-        (8, 3, 256, 64, 7, 2, 3),
-        (8, 64, 64, 64, 3, 1, 1),
-        (8, 64, 64, 128, 3, 2, 1),
-        (8, 128, 32, 128, 3, 1, 1),
-        (8, 256, 16, 256, 3, 1, 1),
-        (8, 512, 8, 512, 3, 1, 1),
-        (8, 96, 256, 96, 3, 1, 1),
-    ];
-    for (n, c, h, co, k, s, p) in shapes {
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1., (n, c, h, h), &dev).unwrap()).unwrap();
-        let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, (co, c, k, k), &dev).unwrap()).unwrap();
-        let oh = (h + 2 * p - k) / s + 1;
-        let flops = 2.0 * (n * co * oh * oh * c * k * k) as f64;
-        for which in ["ours", "candle"] {
-            let run = |bwd: bool| {
-                let y = if which == "ours" {
-                    hmreg::ops::conv2d(x.as_tensor(), w.as_tensor(), None, s, p, 1).unwrap()
-                } else {
-                    x.as_tensor().conv2d(w.as_tensor(), p, s, 1, 1).unwrap()
-                };
-                if bwd {
-                    let _ = y.sum_all().unwrap().backward().unwrap();
+
+use candle_core::{Device, Tensor, Var};
+use hmreg::models::{build, Arch, ModelConfig, ParamStore};
+use hmreg::ops;
+use hmreg::train::optim::{Adam, OptimConfig};
+use hmreg::train::schedule::Hypers;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+const ARCHS: [&str; 2] = ["unet-resnet18", "hrnet18"];
+
+#[derive(Clone, Debug)]
+struct Opts {
+    threads: usize,
+    archs: Vec<String>,
+    reps: usize,
+    warmup: usize,
+    batch: usize,
+    size: usize,
+    reference: bool,
+    layers: bool,
+    child: bool,
+}
+
+/// One architecture's figures, from either implementation (the Python script writes the same keys).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Row {
+    arch: String,
+    params: u64,
+    train_ms: f64,
+    infer1_ms: f64,
+    infer8_ms: f64,
+    /// Forward FLOPs (convolutions) for one batch.
+    fwd_gflop_batch: f64,
+    peak_rss_mb: f64,
+}
+
+fn parse_opts() -> Result<Opts, String> {
+    let mut o = Opts {
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        archs: Vec::new(),
+        reps: 5,
+        warmup: 1,
+        batch: 8,
+        size: 256,
+        reference: true,
+        layers: false,
+        child: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut num = |name: &str| -> Result<usize, String> {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .ok_or(format!("{name} needs a number"))
+        };
+        match a.as_str() {
+            "--threads" => o.threads = num("--threads")?,
+            "--reps" => o.reps = num("--reps")?.max(1),
+            "--warmup" => o.warmup = num("--warmup")?,
+            "--batch" => o.batch = num("--batch")?.max(1),
+            "--size" => o.size = num("--size")?,
+            "--arch" => {
+                let v = args.next().ok_or("--arch needs a name")?;
+                if !ARCHS.contains(&v.as_str()) {
+                    return Err(format!("unknown arch {v}; one of {ARCHS:?}"));
                 }
-            };
-            run(true);
-            let t = Instant::now();
-            run(false);
-            let f = t.elapsed().as_secs_f64();
-            let t = Instant::now();
-            run(true);
-            let fb = t.elapsed().as_secs_f64();
-            println!(
-                "{which:6} n{n} c{c} {h} -> {co} k{k} s{s}: fwd {:7.1} ms ({:5.0} GF/s)  fwd+bwd {:7.1} ms ({:5.0} GF/s)",
-                f * 1e3, flops / f / 1e9, fb * 1e3, 3.0 * flops / fb / 1e9
-            );
-            if h >= 256 && c >= 96 {
-                break;
+                o.archs.push(v);
             }
+            "--no-reference" => o.reference = false,
+            "--layers" => o.layers = true,
+            "--child" => o.child = true,
+            "--bench" => {} // added by `cargo bench`
+            other => return Err(format!("unknown option {other}")),
         }
     }
+    if o.archs.is_empty() {
+        o.archs = ARCHS.iter().map(|s| s.to_string()).collect();
+    }
+    Ok(o)
+}
+
+fn median_ms(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(|a, b| a.total_cmp(b));
+    t[t.len() / 2]
+}
+
+/// Peak resident set size of this process (VmHWM), in MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn random_tensor(rng: &mut ChaCha8Rng, dims: &[usize], lo: f32, hi: f32) -> Tensor {
+    let n: usize = dims.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
+    Tensor::from_vec(v, dims, &Device::Cpu).expect("tensor")
+}
+
+/// Measures one architecture in this process.
+fn bench_arch(arch: &str, o: &Opts) -> candle_core::Result<Row> {
+    let dev = Device::Cpu;
+    let cfg = ModelConfig {
+        arch: if arch == "hrnet18" {
+            Arch::Hrnet18
+        } else {
+            Arch::UnetResnet18
+        },
+        points: 5,
+        input_size: o.size,
+        width: 1.0,
+    };
+    let mut store = ParamStore::new(&dev, 0);
+    let model = build(&cfg, &mut store).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let params: u64 = store
+        .params()
+        .iter()
+        .filter(|p| p.is_trainable())
+        .map(|p| p.var.elem_count() as u64)
+        .sum();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let x = random_tensor(&mut rng, &[o.batch, 3, o.size, o.size], -2.0, 2.0);
+    let out_dims = model.forward_t(&x.narrow(0, 0, 1)?, false)?.dims().to_vec();
+    let mut tdims = out_dims.clone();
+    tdims[0] = o.batch;
+    let target = random_tensor(&mut rng, &tdims, 0.0, 1.0);
+    let mut opt = Adam::new(&store, &OptimConfig::default())
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let hypers = Hypers {
+        lrs: vec![1e-4; 3],
+        mom: 0.9,
+        frozen: false,
+    };
+    let mut train_step = || -> candle_core::Result<()> {
+        let y = model.forward_t(&x, true)?;
+        let loss = (y - &target)?.sqr()?.mean_all()?;
+        let grads = loss.backward()?;
+        opt.step(&grads, &hypers)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Ok(())
+    };
+    let train_ms = median_ms(o.warmup, o.reps, || train_step().expect("train step"));
+    let infer = |b: usize| -> f64 {
+        let xb = x.narrow(0, 0, b).expect("narrow");
+        median_ms(o.warmup, o.reps, || {
+            model.forward_t(&xb, false).expect("forward");
+        })
+    };
+    let infer1_ms = infer(1);
+    let infer8_ms = infer(o.batch);
+    let before = ops::conv::forward_macs();
+    model.forward_t(&x, false)?;
+    let macs = ops::conv::forward_macs() - before;
+    Ok(Row {
+        arch: arch.to_string(),
+        params,
+        train_ms,
+        infer1_ms,
+        infer8_ms,
+        fwd_gflop_batch: 2.0 * macs as f64 / 1e9,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+/// Runs this bench again as a child for one architecture and reads its JSON row.
+fn run_child(arch: &str, o: &Opts) -> Result<Row, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = Command::new(exe)
+        .args(["--child", "--arch", arch])
+        .args(["--threads", &o.threads.to_string()])
+        .args([
+            "--reps",
+            &o.reps.to_string(),
+            "--warmup",
+            &o.warmup.to_string(),
+        ])
+        .args([
+            "--batch",
+            &o.batch.to_string(),
+            "--size",
+            &o.size.to_string(),
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "hmreg child for {arch} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    last_json_row(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn last_json_row(stdout: &str) -> Result<Row, String> {
+    let line = stdout
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .ok_or("no result line")?;
+    serde_json::from_str(line).map_err(|e| format!("{e}: {line}"))
+}
+
+/// PyTorch's rows, when torch is importable.
+fn run_reference(arch: &str, o: &Opts) -> Result<Row, String> {
+    let probe = Command::new("python3")
+        .args(["-c", "import torch"])
+        .output();
+    if !probe.map(|p| p.status.success()).unwrap_or(false) {
+        return Err("python3 cannot import torch (pip install torch fastai)".into());
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/reference_pytorch.py");
+    let out = Command::new("python3")
+        .args([script, "--json", "--arch", arch])
+        .args(["--threads", &o.threads.to_string()])
+        .args([
+            "--reps",
+            &o.reps.to_string(),
+            "--warmup",
+            &o.warmup.to_string(),
+        ])
+        .args([
+            "--batch",
+            &o.batch.to_string(),
+            "--size",
+            &o.size.to_string(),
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "reference script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    last_json_row(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn print_table(o: &Opts, rows: &[(Row, Option<Row>)]) {
+    println!(
+        "\nCPU, {} threads, batch {}, {}x{}, median of {} runs after {} warm-up",
+        o.threads, o.batch, o.size, o.size, o.reps, o.warmup
+    );
+    println!(
+        "{:<14} {:<26} {:>12} {:>12} {:>14}",
+        "model", "row", "hmreg", "pytorch", "hmreg/pytorch"
+    );
+    for (h, p) in rows {
+        let b = o.batch;
+        type Metric = fn(&Row) -> f64;
+        let lines: [(String, Metric); 7] = [
+            ("train step (ms)".into(), |r| r.train_ms),
+            ("infer batch 1 (ms)".into(), |r| r.infer1_ms),
+            (format!("infer batch {b} (ms)"), |r| r.infer8_ms),
+            ("peak RSS (MB)".into(), |r| r.peak_rss_mb),
+            ("train GFLOP/s".into(), |r| {
+                3.0 * r.fwd_gflop_batch / r.train_ms * 1e3
+            }),
+            (format!("infer b{b} GFLOP/s"), |r| {
+                r.fwd_gflop_batch / r.infer8_ms * 1e3
+            }),
+            ("params".into(), |r| r.params as f64),
+        ];
+        for (i, (name, f)) in lines.iter().enumerate() {
+            let hv = f(h);
+            let pv = p.as_ref().map(f);
+            let model = if i == 0 { h.arch.as_str() } else { "" };
+            let fmt = |v: f64| {
+                if name.contains("ms") || name.contains("GFLOP") {
+                    format!("{v:.1}")
+                } else {
+                    format!("{v:.0}")
+                }
+            };
+            let ratio = match pv {
+                Some(pv) if !name.contains("GFLOP") && name != "params" => {
+                    format!("{:.2}", hv / pv)
+                }
+                _ => String::new(),
+            };
+            println!(
+                "{:<14} {:<26} {:>12} {:>12} {:>14}",
+                model,
+                name,
+                fmt(hv),
+                pv.map(fmt).unwrap_or_else(|| "-".into()),
+                ratio
+            );
+        }
+    }
+    println!(
+        "GFLOP/s counts the convolutions' forward FLOPs (x3 for a training step); ratios > 1 mean \
+         hmreg is slower or larger.\nData pipeline images/s and codec throughput: not part of this \
+         bench (see the data and codec benches of their modules)."
+    );
+}
+
+/// Conv layer shapes of ResNet18/UNet at batch 8: ours against Candle's conv2d.
+fn bench_layers(o: &Opts) {
+    let shapes = [
+        (3, 256, 64, 7, 2, 3),
+        (64, 64, 64, 3, 1, 1),
+        (64, 64, 128, 3, 2, 1),
+        (128, 32, 128, 3, 1, 1),
+        (256, 16, 256, 3, 1, 1),
+        (512, 8, 512, 3, 1, 1),
+        (256, 64, 64, 1, 1, 0),
+        (96, 256, 96, 3, 1, 1),
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let n = o.batch;
+    println!(
+        "conv layers, batch {n}, {} threads: fwd / fwd+bwd (ms)",
+        o.threads
+    );
+    for (c, h, co, k, s, p) in shapes {
+        let x = Var::from_tensor(&random_tensor(&mut rng, &[n, c, h, h], -1.0, 1.0)).expect("x");
+        let w = Var::from_tensor(&random_tensor(&mut rng, &[co, c, k, k], -0.1, 0.1)).expect("w");
+        let oh = (h + 2 * p - k) / s + 1;
+        let gflop = 2.0 * (n * co * oh * oh * c * k * k) as f64 / 1e9;
+        let mut line = format!("c{c:<3} {h:>3}x{h:<3} -> {co:<3} k{k} s{s} ({gflop:5.1} GFLOP):");
+        // Candle's own backward would run a transposed conv for hours at full resolution.
+        let candle_too = h * h * c < 128 * 128 * 96;
+        for ours in [true, false] {
+            if !ours && !candle_too {
+                break;
+            }
+            let run = |bwd: bool| {
+                let y = if ours {
+                    ops::conv2d(x.as_tensor(), w.as_tensor(), None, s, p, 1)
+                } else {
+                    x.as_tensor().conv2d(w.as_tensor(), p, s, 1, 1)
+                }
+                .expect("conv");
+                if bwd {
+                    y.sum_all().and_then(|l| l.backward()).expect("backward");
+                }
+            };
+            let f = median_ms(o.warmup, o.reps, || run(false));
+            let fb = median_ms(o.warmup, o.reps, || run(true));
+            line += &format!(
+                "  {} {f:7.1} / {fb:7.1} ({:4.0} / {:4.0} GFLOP/s)",
+                if ours { "hmreg" } else { "candle" },
+                gflop / f * 1e3,
+                3.0 * gflop / fb * 1e3
+            );
+        }
+        println!("{line}");
+    }
+}
+
+fn main() {
+    let o = match parse_opts() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("speed: {e}");
+            std::process::exit(2);
+        }
+    };
+    ops::alloc::tune_allocator();
+    if let Err(e) = ops::threads::set_threads(o.threads) {
+        eprintln!("speed: {e}");
+        std::process::exit(2);
+    }
+    if o.layers {
+        bench_layers(&o);
+        return;
+    }
+    if o.child {
+        match bench_arch(&o.archs[0], &o) {
+            Ok(row) => println!("{}", serde_json::to_string(&row).expect("json")),
+            Err(e) => {
+                eprintln!("speed: {}: {e}", o.archs[0]);
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    let mut rows = Vec::new();
+    for arch in &o.archs {
+        eprintln!("measuring hmreg {arch} ...");
+        let h = match run_child(arch, &o) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("speed: {e}");
+                std::process::exit(1);
+            }
+        };
+        let p = if o.reference {
+            eprintln!("measuring pytorch {arch} ...");
+            match run_reference(arch, &o) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    eprintln!("speed: no PyTorch reference: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        rows.push((h, p));
+    }
+    print_table(&o, &rows);
 }

@@ -210,6 +210,64 @@ fn empty_split_and_no_splits() {
     let e = tempfile::tempdir().unwrap();
     let r = check_dataset(e.path());
     assert_names(&r, ProblemKind::NoSplits, e.path(), None);
+    // Pointing at a split folder instead of the root gets a hint.
+    let r = check_dataset(&d.path().join("train"));
+    assert!(only_problem(&r).message.contains("give its parent"));
+}
+
+#[test]
+fn headers_only_reads_sizes_without_decoding() {
+    let d = fixture();
+    let c = d.path().join("train/images/c.jpg");
+    let bytes = std::fs::read(&c).unwrap();
+    std::fs::write(&c, &bytes[..bytes.len() - 40]).unwrap();
+    let fast = CheckOptions {
+        decode_images: false,
+        ..Default::default()
+    };
+    let r = check_dataset_with(d.path(), &fast);
+    assert!(r.is_clean(), "{}", r.to_text());
+    assert_eq!(r.splits[0].width, Some([W, 40]));
+    assert_names(&check_dataset(d.path()), ProblemKind::BadImage, &c, None);
+}
+
+#[test]
+fn garbage_files_never_stop_the_report() {
+    use rand::{Rng, SeedableRng};
+    let d = fixture();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let mut garbage = Vec::new();
+    for i in 0..40 {
+        let n = rng.random_range(0..300);
+        let mut bytes: Vec<u8> = (0..n).map(|_| rng.random()).collect();
+        // Some start like real files so the parsers get further in.
+        let prefix: &[u8] = match i % 4 {
+            0 => &[0xFF, 0xD8, 0xFF, 0xE0],
+            1 => b"\x89PNG\r\n\x1a\n",
+            2 => b"3\n1 2\n",
+            _ => b"version: 1\nn_points: 3\n{\n",
+        };
+        bytes.splice(0..0, prefix.iter().copied());
+        let (sub, ext) = if i % 4 < 2 {
+            ("images", "png")
+        } else {
+            ("landmarks", "txt")
+        };
+        let ext = if i % 4 == 3 { "pts" } else { ext };
+        let p = d.path().join(format!("train/{sub}/g{i:02}.{ext}"));
+        std::fs::write(&p, bytes).unwrap();
+        garbage.push(p);
+    }
+    let r = check_dataset(d.path());
+    for p in &garbage {
+        assert!(
+            r.problems.iter().any(|q| &q.path == p),
+            "{} not reported",
+            p.display()
+        );
+    }
+    // The good files are still counted.
+    assert_eq!(r.splits[0].annotated, 3, "{}", r.to_text());
 }
 
 #[test]

@@ -337,3 +337,62 @@ fn cli_synth_refuses_to_mix_with_old_files() {
     let (code, _) = hmreg(&["data", "synth"]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn damaged_synthetic_copy_reports_each_damage() {
+    use hmreg::data::ProblemKind as K;
+    let d = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        train: 8,
+        val: 2,
+        test: 0,
+        size: 64,
+        seed: 1,
+    };
+    generate(d.path(), &cfg).unwrap();
+    let t = d.path().join("train");
+    let lm = |i: usize| t.join(format!("landmarks/train_{i:05}.txt"));
+    let im = |i: usize| t.join(format!("images/train_{i:05}.jpg"));
+    // 0: truncated image; 1: landmarks deleted; 2: image deleted; 3: NaN on point 5 (line 7);
+    // 4: count line says 67; 5: one point line dropped and the count fixed (inconsistent count).
+    let bytes = std::fs::read(im(0)).unwrap();
+    std::fs::write(im(0), &bytes[..bytes.len() * 3 / 4]).unwrap();
+    std::fs::remove_file(lm(1)).unwrap();
+    std::fs::remove_file(im(2)).unwrap();
+    let edit = |i: usize, f: &dyn Fn(&mut Vec<String>)| {
+        let mut lines: Vec<String> = std::fs::read_to_string(lm(i))
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        f(&mut lines);
+        std::fs::write(lm(i), lines.join("\n") + "\n").unwrap();
+    };
+    edit(3, &|l| l[6] = "12.5 NaN".into());
+    edit(4, &|l| l[0] = "67".into());
+    edit(5, &|l| {
+        l.pop();
+        l[0] = "67".into();
+    });
+    let r = check_dataset(d.path());
+    let expect = [
+        (im(0), None, K::BadImage),
+        (im(1), None, K::MissingLandmarks),
+        (lm(2), None, K::MissingImage),
+        (lm(3), Some(7), K::BadValue),
+        (lm(4), Some(1), K::CountMismatch),
+        (lm(5), Some(1), K::InconsistentCount),
+    ];
+    for (path, line, kind) in &expect {
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| &p.path == path && p.line == *line && p.kind == *kind),
+            "{kind:?} at {}:{line:?} missing:\n{}",
+            path.display(),
+            r.to_text()
+        );
+    }
+    assert_eq!(r.problems.len(), expect.len(), "{}", r.to_text());
+    assert_eq!(r.splits[0].annotated, 8 - 4);
+}

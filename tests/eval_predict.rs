@@ -169,3 +169,61 @@ fn bbox_parsing_and_checks() {
     assert!(preds.is_empty());
     assert!(failures[0].error.contains("a.png") && failures[0].error.contains("outside"));
 }
+
+/// The real validation preparation: pad mode (the image is padded to a square and resized to the
+/// input), optional pre-downscale, optional face box. Points come back in original pixels.
+#[test]
+fn real_pipeline_pad_resize_and_box_map_back_to_the_original_frame() {
+    use hmreg::data::{PadMode, PipelineConfig, ResizeMode};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = PipelineConfig {
+        input_size: S,
+        item_size: 100, // the 200 px item is antialiased down to 100 first
+        resize: ResizeMode::Pad,
+        ..Default::default()
+    };
+    cfg.augment.pad = PadMode::Zeros;
+    // Wide image: padded above and below; tall image: padded left and right.
+    let truth_a = [[40.0, 45.0], [150.0, 60.0], [110.0, 75.0]];
+    let truth_b = [[30.0, 200.0], [60.0, 40.0], [85.0, 150.0]];
+    let a = write(dir.path(), "wide.png", &blobs(200, 120, &truth_a));
+    let b = write(dir.path(), "tall.png", &blobs(110, 240, &truth_b));
+    let prepare = predict::validation_preparation(&cfg);
+    let (preds, failures) = predict::predict_files(
+        &Identity,
+        &[a, b],
+        &prepare,
+        &options(None),
+        &Device::Cpu,
+        &mut || {},
+    );
+    assert!(failures.is_empty(), "{failures:?}");
+    for (p, truth) in preds.iter().zip([truth_a, truth_b]) {
+        let k = p.width.max(p.height) as f32 / S as f32;
+        for (q, t) in p.points.iter().zip(truth) {
+            let err = (q.x - t[0]).hypot(q.y - t[1]);
+            assert!(
+                err < k,
+                "{}: ({}, {}) for {t:?}, err {err}",
+                p.path.display(),
+                q.x,
+                q.y
+            );
+        }
+    }
+
+    // A face box inside a larger picture: the box's square is the network input.
+    let face = [[330.0, 220.0], [370.0, 230.0], [350.0, 265.0]];
+    let c = write(dir.path(), "scene.png", &blobs(640, 480, &face));
+    let mut opts = options(None);
+    opts.bbox = Some([300.0, 190.0, 100.0, 100.0]);
+    let (preds, failures) =
+        predict::predict_files(&Identity, &[c], &prepare, &opts, &Device::Cpu, &mut || {});
+    assert!(failures.is_empty(), "{failures:?}");
+    let k = 100.0 / S as f32;
+    for (q, t) in preds[0].points.iter().zip(face) {
+        let err = (q.x - t[0]).hypot(q.y - t[1]);
+        assert!(err < k, "box: ({}, {}) for {t:?}, err {err}", q.x, q.y);
+    }
+    assert_eq!((preds[0].width, preds[0].height), (640, 480));
+}

@@ -204,7 +204,7 @@ fn thin_unet_overfits_one_batch() {
 }
 
 /// Full-size models at 256x256, batch 1: output shapes and forward time. Slow on 2 cores, so
-/// ignored by default: `cargo test --release --test models_forward -- --ignored --nocapture`.
+/// ignored by default: `cargo test --test models_forward -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn full_size_forward() {

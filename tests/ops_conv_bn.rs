@@ -341,3 +341,29 @@ fn allocator_tuning_and_thread_count_checks() {
     let n = ops::threads::num_threads();
     assert!(ops::threads::set_threads(n).is_ok());
 }
+
+#[test]
+fn relu_and_add_relu_match_candle() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    // Larger than one parallel chunk, not a multiple of it.
+    let dims = [3, 5, 97, 101];
+    let a = Var::from_tensor(&rand_tensor(&mut rng, &dims)).unwrap();
+    let b = Var::from_tensor(&rand_tensor(&mut rng, &dims)).unwrap();
+    let gw = rand_tensor(&mut rng, &dims);
+    let grads = |y: Tensor| {
+        let g = (&y * &gw).unwrap().sum_all().unwrap().backward().unwrap();
+        let ga = g.get(a.as_tensor()).unwrap().clone();
+        let gb = g.get(b.as_tensor()).map(|t| t.clone());
+        (y, ga, gb)
+    };
+    let (y1, ga1, gb1) = grads(ops::add_relu(a.as_tensor(), b.as_tensor()).unwrap());
+    let (y2, ga2, gb2) = grads((a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap());
+    assert!(max_abs_diff(&y1, &y2) < 1e-6);
+    assert!(max_abs_diff(&ga1, &ga2) < 1e-6);
+    assert!(max_abs_diff(&gb1.unwrap(), &gb2.unwrap()) < 1e-6);
+    let (y1, ga1, _) = grads(ops::relu(a.as_tensor()).unwrap());
+    let (y2, ga2, _) = grads(a.as_tensor().relu().unwrap());
+    assert!(max_abs_diff(&y1, &y2) < 1e-6);
+    assert!(max_abs_diff(&ga1, &ga2) < 1e-6);
+    assert!(max_abs(&ga1) > 0.0 && max_abs(&y1) > 0.0);
+}

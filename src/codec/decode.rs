@@ -48,6 +48,17 @@ impl Decoded {
 /// Decodes a batch of heatmaps `(N, C, H, W)` of any float dtype on any device.
 pub fn decode(maps: &Tensor, dec: &Decoder) -> Result<Decoded> {
     let (n, c, h, w) = maps.dims4()?;
+    // A contiguous f32 CPU tensor is read in place: copying 100 MB of maps costs as much as
+    // decoding them.
+    if maps.device().is_cpu() && maps.dtype() == DType::F32 {
+        let (storage, layout) = maps.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            let data = cpu.as_slice::<f32>()?;
+            return decode_maps(&data[start..end], n, c, h, w, dec);
+        }
+    }
     let data: Vec<f32> = maps
         .to_device(&Device::Cpu)?
         .to_dtype(DType::F32)?
@@ -104,16 +115,13 @@ pub fn decode_one(map: &[f32], w: usize, h: usize, dec: &Decoder) -> ([f32; 2], 
 
 /// Flat index and value of the first maximum; NaNs are skipped (an all-NaN map gives index 0).
 pub fn argmax(map: &[f32]) -> (usize, f32) {
-    let mut best = (0, f32::NEG_INFINITY);
-    for (i, &v) in map.iter().enumerate() {
-        if v > best.1 {
-            best = (i, v);
-        }
+    // Two simple passes (max, then its first position) vectorise; one pass with a running index
+    // does not.
+    let max = map.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    match map.iter().position(|&v| v == max) {
+        Some(i) => (i, max),
+        None => (0, map.first().copied().unwrap_or(f32::NAN)),
     }
-    if best.1 == f32::NEG_INFINITY && !map.is_empty() {
-        best = (0, map[0]);
-    }
-    best
 }
 
 /// The `k` largest values with their indices, largest first (earlier index first on ties).

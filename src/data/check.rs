@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -162,7 +163,8 @@ impl CheckReport {
         if self.problems.is_empty() {
             let _ = writeln!(s, "clean: no problems found");
         } else {
-            let _ = writeln!(s, "{} problems:", self.problems.len());
+            let n = self.problems.len();
+            let _ = writeln!(s, "{n} problem{}:", if n == 1 { "" } else { "s" });
             for p in &self.problems {
                 let _ = writeln!(s, "  {}", p);
             }
@@ -241,7 +243,12 @@ pub fn check_dataset_with(root: &Path, opts: &CheckOptions) -> CheckReport {
             path: root.to_path_buf(),
             line: None,
             kind: ProblemKind::NoSplits,
-            message: "no train/, val/ or test/ folder".to_string(),
+            message: if root.join("images").is_dir() || root.join("landmarks").is_dir() {
+                "no train/, val/ or test/ folder (this looks like a split folder: give its parent)"
+                    .to_string()
+            } else {
+                "no train/, val/ or test/ folder".to_string()
+            },
         });
     }
     let point_count = cross_file_checks(&counted, opts, &mut problems);
@@ -329,6 +336,7 @@ fn check_split(
     // The expensive part (decoding images, parsing files) runs in parallel; results come back in
     // listing order, so the report does not depend on thread timing.
     let image_paths: Vec<&PathBuf> = listing.images.values().flatten().collect();
+    let bar = progress(image_paths.len(), split);
     let sizes: BTreeMap<&PathBuf, Result<(u32, u32), String>> = image_paths
         .par_iter()
         .map(|p| {
@@ -337,11 +345,13 @@ fn check_split(
             } else {
                 image_size(p)
             };
+            bar.inc(1);
             (*p, r.map_err(error_message))
         })
         .collect::<Vec<_>>()
         .into_iter()
         .collect();
+    bar.finish_and_clear();
     let lm_paths: Vec<&PathBuf> = listing.landmarks.values().flatten().collect();
     let parsed: BTreeMap<&PathBuf, Result<ParsedLandmarks, String>> = lm_paths
         .par_iter()
@@ -513,6 +523,21 @@ fn disagreement(a: &[[f32; 2]], b: &[[f32; 2]], a_path: &Path) -> Option<String>
         a[k][1],
         a_path.display()
     ))
+}
+
+/// A progress bar over a split's images, drawn only when stderr is a terminal (decoding a full
+/// LaPa split takes minutes).
+fn progress(n: usize, split: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(n as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("check {msg} {bar:40} {pos}/{len} [{eta}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(split.to_string());
+    bar
 }
 
 fn range(r: Option<[u32; 2]>, v: u32) -> [u32; 2] {

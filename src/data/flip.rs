@@ -13,6 +13,7 @@
 
 use image::RgbImage;
 
+use super::points::PointSelection;
 use super::warp::Mat3;
 use crate::{Error, Keypoints, Result};
 
@@ -212,6 +213,27 @@ pub fn flip_permutation_for_indices(
     }
 }
 
+/// The mirror permutation for the points `selection` picks from files of `n_points_in_file`
+/// points: `custom` (over the file's points) when given, else the built-in iBUG-68 or LaPa-106
+/// layout; a selection must contain both points of every pair it touches.
+pub fn flip_permutation(
+    n_points_in_file: usize,
+    selection: &PointSelection,
+    custom: Option<&[usize]>,
+) -> Result<Vec<usize>> {
+    match selection {
+        PointSelection::All => flip_permutation_for_indices(n_points_in_file, None, custom),
+        PointSelection::Indices(ix) => {
+            if let Some(&bad) = ix.iter().find(|&&i| i >= n_points_in_file) {
+                return Err(Error::config(format!(
+                    "point {bad} selected but the landmark files have {n_points_in_file} points"
+                )));
+            }
+            flip_permutation_for_indices(n_points_in_file, Some(ix), custom)
+        }
+    }
+}
+
 /// The mirror of a frame `width` pixels wide: pixel `i` goes to `width - 1 - i`.
 pub fn mirror_matrix(width: usize) -> Mat3 {
     Mat3::affine(-1.0, 0.0, width as f64 - 1.0, 0.0, 1.0, 0.0)
@@ -288,5 +310,13 @@ mod tests {
         );
         assert!(flip_permutation_for_indices(3, None, Some(&[1, 2, 0])).is_err());
         assert!(flip_permutation_for_indices(3, None, Some(&[1, 0])).is_err());
+        let sel: PointSelection = "30,40,50,60,70".parse().unwrap();
+        assert!(flip_permutation(106, &sel, None).is_err());
+        let sel = PointSelection::Indices(vec![66, 79, 16]);
+        assert_eq!(flip_permutation(106, &sel, None).unwrap(), vec![1, 0, 2]);
+        assert_eq!(
+            flip_permutation(68, &PointSelection::All, None).unwrap()[45],
+            36
+        );
     }
 }

@@ -17,11 +17,15 @@ pub use points::PointSelection;
 pub use synth::{generate, SynthConfig};
 
 pub mod augment;
+pub mod cache;
 pub mod flip;
+pub mod loader;
 pub mod normalize;
 pub mod pipeline_config;
+pub mod show;
 pub mod transform;
 pub mod warp;
 
-pub use pipeline_config::{FlipConfig, NormalizeConfig, PipelineConfig, ResizeMode};
+pub use loader::{Batch, Loader};
+pub use pipeline_config::{FlipConfig, NormalizeConfig, PipelineConfig, ResizeMode, TargetConfig};
 pub use warp::{Mat3, PadMode};

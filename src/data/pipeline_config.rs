@@ -87,6 +87,39 @@ impl PipelineConfig {
     }
 }
 
+/// How targets are made from the transformed points.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetConfig {
+    pub encoder: crate::codec::TargetEncoder,
+    /// Input pixels per heatmap pixel: 4 for HRNet (64x64 maps for 256 inputs), 1 for the UNet.
+    pub stride: usize,
+}
+
+impl Default for TargetConfig {
+    /// The recipe's variant 1: Gaussian sigma 10 on full-resolution maps.
+    fn default() -> Self {
+        TargetConfig {
+            encoder: crate::codec::TargetEncoder::default(),
+            stride: 1,
+        }
+    }
+}
+
+impl TargetConfig {
+    /// Checks the encoder and that the stride divides the input size; returns the map side.
+    pub fn validate(&self, input_size: usize) -> Result<usize> {
+        self.encoder.validate()?;
+        if self.stride == 0 || input_size % self.stride != 0 {
+            return Err(Error::config(format!(
+                "target.stride must divide the input size {input_size}, got {}",
+                self.stride
+            )));
+        }
+        Ok(input_size / self.stride)
+    }
+}
+
 /// Random horizontal flips. Off in the recipe (landmarks have left/right identities); when on,
 /// symmetric points swap indices (built-in for iBUG-68 and LaPa-106, or `permutation`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

@@ -13,6 +13,7 @@ use super::show;
 use super::tta;
 use crate::codec::Decoder;
 use crate::data::image_io::read_rgb;
+use crate::data::PipelineConfig;
 use crate::models::KeypointNet;
 use crate::{Error, Keypoints, Result};
 
@@ -246,4 +247,23 @@ pub fn parse_bbox(s: &str) -> Result<[f32; 4]> {
         return Err(bad());
     }
     Ok(v)
+}
+
+/// The validation preparation of `pipeline` ([`crate::data::transform::prepare_for_inference`]):
+/// the centred item of the whole image, or the square around the `[x, y, w, h]` box; points map
+/// back through the inverse of its original-to-input matrix.
+pub fn validation_preparation(
+    pipeline: &PipelineConfig,
+) -> impl Fn(&RgbImage, Option<[f32; 4]>) -> Result<PreparedImage> + '_ {
+    move |img, bbox| {
+        let corners = bbox.map(|[x, y, w, h]| [x, y, x + w, y + h]);
+        let (input, m) = crate::data::transform::prepare_for_inference(img, corners, pipeline);
+        let inv = m
+            .inverse()
+            .ok_or_else(|| Error::Msg("the input transform is not invertible".into()))?;
+        Ok(PreparedImage {
+            input,
+            to_original: Box::new(move |p| inv.apply(p).unwrap_or([f32::NAN; 2])),
+        })
+    }
 }

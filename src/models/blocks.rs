@@ -69,13 +69,13 @@ impl BasicBlock {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let y = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
         let y = self.bn2.forward_t(&self.conv2.forward(&y)?, train)?;
         let identity = match &self.downsample {
             Some((c, n)) => n.forward_t(&c.forward(x)?, train)?,
             None => x.clone(),
         };
-        (y + identity)?.relu()
+        crate::ops::add_relu(&y, &identity)
     }
 }
 
@@ -158,16 +158,13 @@ impl Bottleneck {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
-        let y = self
-            .bn2
-            .forward_t(&self.conv2.forward(&y)?, train)?
-            .relu()?;
+        let y = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
+        let y = self.bn2.forward_relu_t(&self.conv2.forward(&y)?, train)?;
         let y = self.bn3.forward_t(&self.conv3.forward(&y)?, train)?;
         let identity = match &self.downsample {
             Some((c, n)) => n.forward_t(&c.forward(x)?, train)?,
             None => x.clone(),
         };
-        (y + identity)?.relu()
+        crate::ops::add_relu(&y, &identity)
     }
 }

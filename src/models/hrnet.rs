@@ -82,11 +82,11 @@ impl ConvBn {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let y = self.bn.forward_t(&self.conv.forward(x)?, train)?;
+        let y = self.conv.forward(x)?;
         if self.relu {
-            y.relu()
+            self.bn.forward_relu_t(&y, train)
         } else {
-            Ok(y)
+            self.bn.forward_t(&y, train)
         }
     }
 }
@@ -207,7 +207,7 @@ impl HrModule {
                 });
             }
             match sum {
-                Some(s) => out.push(s.relu()?),
+                Some(s) => out.push(crate::ops::relu(&s)?),
                 None => candle_core::bail!("HRNet module without branches"),
             }
         }
@@ -334,11 +334,8 @@ impl HrnetBackbone {
 
     /// The four branch outputs (resolutions 1/4, 1/8, 1/16, 1/32).
     pub fn branches_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Vec<Tensor>> {
-        let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
-        let mut y = self
-            .bn2
-            .forward_t(&self.conv2.forward(&y)?, train)?
-            .relu()?;
+        let y = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
+        let mut y = self.bn2.forward_relu_t(&self.conv2.forward(&y)?, train)?;
         for blk in &self.layer1 {
             y = blk.forward_t(&y, train)?;
         }
@@ -419,10 +416,7 @@ impl KeypointNet for HrnetKeypointNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         super::check_input(x)?;
         let f = self.backbone.forward_t(x, train)?;
-        let y = self
-            .head1
-            .forward_t(&self.head0.forward(&f)?, train)?
-            .relu()?;
+        let y = self.head1.forward_relu_t(&self.head0.forward(&f)?, train)?;
         self.head3.forward(&y)
     }
 

@@ -102,6 +102,20 @@ impl BatchNorm2d {
             BN_EPS,
         )
     }
+
+    /// `relu(bn(x))`, fused into one op on the CPU.
+    pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        crate::ops::batch_norm_relu(
+            x,
+            &self.weight,
+            &self.bias,
+            &self.running_mean,
+            &self.running_var,
+            train,
+            BN_MOMENTUM,
+            BN_EPS,
+        )
+    }
 }
 
 /// Channel count scaled by a width multiplier (at least 1), for thin test models.

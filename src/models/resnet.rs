@@ -69,7 +69,7 @@ impl Resnet18 {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<ResnetFeatures> {
-        let stem = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let stem = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
         let mut y = crate::ops::max_pool2d(&stem, 3, 2, 1)?;
         let mut outs = Vec::with_capacity(4);
         for blocks in &self.layers {

@@ -23,7 +23,7 @@ use crate::Result;
 const INIT: Init = Init::KaimingNormalFanIn;
 
 fn conv_relu(c: &Conv2d, x: &Tensor) -> candle_core::Result<Tensor> {
-    c.forward(x)?.relu()
+    crate::ops::relu(&c.forward(x)?)
 }
 
 /// fastai's `PixelShuffle_ICNR(ni, nf)` without norm: 1x1 conv to `4 nf` (ICNR init, bias 0),
@@ -177,7 +177,7 @@ impl KeypointNet for UnetResnet18 {
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         super::check_input(x)?;
         let f = self.encoder.forward_t(x, train)?;
-        let mut y = self.bn.forward_t(&f.layer4, train)?.relu()?;
+        let mut y = self.bn.forward_relu_t(&f.layer4, train)?;
         for c in &self.middle {
             y = conv_relu(c, &y)?;
         }
@@ -191,7 +191,7 @@ impl KeypointNet for UnetResnet18 {
         let y = self.shuf.forward(&y)?;
         let y = Tensor::cat(&[&y, x], 1)?;
         let r = self.res[1].forward(&conv_relu(&self.res[0], &y)?)?;
-        let y = (r + y)?.relu()?;
+        let y = crate::ops::add_relu(&r, &y)?;
         self.head.forward(&y)
     }
 

@@ -97,24 +97,27 @@ pub fn backward(
     need_dx: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     let g = |i: usize| if relu && y[i] <= 0.0 { 0.0 } else { dy[i] };
-    // Σ dy and Σ dy·x̂ per channel.
+    // Σ dy and Σ dy·(x − mean) per channel, 8 f32 lanes per plane (vectorisable), then f64.
     let sums: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
         .map(|ch| {
             let (mut s, mut sx) = (0f64, 0f64);
-            let (mu, is) = (mean[ch], invstd[ch]);
+            let mu = mean[ch];
             for b in 0..n {
-                let base = (b * c + ch) * hw;
-                let (mut a, mut q) = (0f32, 0f32);
-                for i in base..base + hw {
-                    let d = g(i);
-                    a += d;
-                    q += d * (x[i] - mu);
+                let r = (b * c + ch) * hw..(b * c + ch + 1) * hw;
+                let (xp, yp, dp) = (&x[r.clone()], &y[r.clone()], &dy[r]);
+                let (mut a, mut q) = ([0f32; 8], [0f32; 8]);
+                for ((xc, yc), dc) in xp.chunks(8).zip(yp.chunks(8)).zip(dp.chunks(8)) {
+                    for i in 0..xc.len() {
+                        let d = if relu && yc[i] <= 0.0 { 0.0 } else { dc[i] };
+                        a[i] += d;
+                        q[i] += d * (xc[i] - mu);
+                    }
                 }
-                s += a as f64;
-                sx += q as f64 * is as f64;
+                s += a.iter().map(|&v| v as f64).sum::<f64>();
+                sx += q.iter().map(|&v| v as f64).sum::<f64>();
             }
-            (s as f32, sx as f32)
+            (s as f32, (sx * invstd[ch] as f64) as f32)
         })
         .collect();
     let (dbeta, dgamma): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();

@@ -5,10 +5,20 @@
 //! input that does not track gradients (the image under the first conv), which Candle's own
 //! backward always does. Other devices, dtypes and grouped convolutions use Candle's conv2d.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 use super::conv_cpu::{conv2d_backward, conv2d_forward, ConvGeom};
 use super::cpu_data::{storage_f32, with_f32};
+
+/// Multiply-adds of all CPU forward convolutions run so far (for the speed bench's GFLOP/s).
+static FORWARD_MACS: AtomicU64 = AtomicU64::new(0);
+
+/// Multiply-adds of the custom CPU convolutions' forward passes since the program started.
+pub fn forward_macs() -> u64 {
+    FORWARD_MACS.load(Ordering::Relaxed)
+}
 
 /// Convolution with symmetric zero padding. `bias` has shape `(C_out,)`.
 pub fn conv2d(
@@ -87,6 +97,7 @@ impl CustomOp2 for Conv2dOp {
         let x = storage_f32(self.name(), s1, l1)?;
         let w = storage_f32(self.name(), s2, l2)?;
         let y = conv2d_forward(x, w, &g);
+        FORWARD_MACS.fetch_add(g.macs() as u64, Ordering::Relaxed);
         Ok((
             CpuStorage::F32(y),
             Shape::from((g.n, g.c_out, g.out_h(), g.out_w())),

@@ -7,6 +7,7 @@ pub mod batchnorm_cpu;
 pub mod conv;
 pub mod conv_cpu;
 pub mod cpu_data;
+pub mod eltwise;
 pub mod maxpool;
 pub mod pixel_shuffle;
 pub mod resize;
@@ -14,6 +15,7 @@ pub mod threads;
 
 pub use batchnorm::{batch_norm, batch_norm_relu};
 pub use conv::conv2d;
+pub use eltwise::{add_relu, relu};
 pub use maxpool::max_pool2d;
 pub use pixel_shuffle::pixel_shuffle;
 pub use resize::resize_bilinear;

@@ -382,7 +382,14 @@ impl LinePlot {
             let x0 = (bx + pad) as f32;
             let x1 = (bx + pad + swatch) as f32;
             draw::draw_thick_line(img, (x0, cy), (x1, cy), s as i32, color);
-            draw_marker(img, *i, (x0 + x1) / 2.0, cy, 2 * s as i32 + 1, color);
+            let drawable = self.series[*i]
+                .points
+                .iter()
+                .filter(|&&(x, y)| f.to_pixel(x, y).is_some())
+                .count();
+            if drawable <= MAX_MARKED_POINTS {
+                draw_marker(img, *i, (x0 + x1) / 2.0, cy, 2 * s as i32 + 1, color);
+            }
             font::draw_text(img, bx + pad + swatch + pad, ty, name, INK, s);
         }
     }
@@ -478,43 +485,97 @@ fn linear_axis((mut lo, mut hi): (f64, f64), target: usize) -> Axis {
 }
 
 fn log_axis((lo, hi): (f64, f64), target: usize) -> Axis {
-    let mut d0 = lo.floor();
-    let mut d1 = hi.ceil();
-    if d1 <= d0 {
-        d1 = d0 + 1.0;
+    // The data range (log10 units) with a small margin; whole decades would waste most of the
+    // plot when the data spans a fraction of one.
+    let (mut lo, mut hi) = (lo, hi);
+    if hi - lo < 1e-9 {
+        lo -= 0.5;
+        hi += 0.5;
     }
-    // Far too many decades: fall back to labelling every k-th one.
-    let decades = (d1 - d0) as usize;
-    let every = decades.div_ceil(target.max(2)).max(1);
-    if every > 1 {
-        d0 = (d0 / every as f64).floor() * every as f64;
-        d1 = (d1 / every as f64).ceil() * every as f64;
-    }
+    let pad = 0.04 * (hi - lo);
+    lo -= pad;
+    hi += pad;
+    let inside = |t: f64| t >= lo - 1e-9 && t <= hi + 1e-9;
+    let first = lo.ceil() as i64;
+    let last = hi.floor() as i64;
+    let decades = (last - first + 1).max(0) as usize;
+    let target = target.max(2);
     let mut ticks = Vec::new();
     let mut minor = Vec::new();
-    let mut k = d0 as i64;
-    while k as f64 <= d1 {
-        ticks.push((k as f64, format_power(k)));
-        if every == 1 && (k as f64) < d1 {
-            for m in 2..=9 {
-                let t = k as f64 + (m as f64).log10();
-                // With one or two decades the 2x and 5x ticks carry labels too.
-                if decades <= 2 && (m == 2 || m == 5) {
-                    ticks.push((t, format_plain(m as f64 * 10f64.powi(k as i32))));
-                } else {
-                    minor.push(t);
+    if decades >= 2 {
+        // Far too many decades: label every k-th one (multiples of k, so 1 stays labelled).
+        let every = decades.div_ceil(target).max(1) as i64;
+        for k in first..=last {
+            if k.rem_euclid(every) == 0 {
+                ticks.push((k as f64, format_power(k)));
+            } else if every <= 3 {
+                minor.push(k as f64);
+            }
+        }
+        if every == 1 {
+            // Short ranges also label 2x and 5x; longer ones show them as minor ticks.
+            let label_25 = hi - lo <= 2.5;
+            for k in lo.floor() as i64..=last {
+                for m in 2..=9 {
+                    let t = k as f64 + (m as f64).log10();
+                    if !inside(t) {
+                        continue;
+                    }
+                    if label_25 && (m == 2 || m == 5) {
+                        ticks.push((t, format_mantissa(m, k)));
+                    } else {
+                        minor.push(t);
+                    }
                 }
             }
         }
-        k += every as i64;
+    } else {
+        // Within about one decade: label 1x, 2x, 5x, or every integer multiple if that is too few.
+        let candidates: Vec<(f64, u32, i64)> = (lo.floor() as i64..=hi.floor() as i64)
+            .flat_map(|k| (1..=9).map(move |m| (k as f64 + (m as f64).log10(), m, k)))
+            .filter(|&(t, _, _)| inside(t))
+            .collect();
+        // The coarsest set of multiples that gives at least three labels.
+        let sets: [&[u32]; 3] = [&[1, 2, 5], &[1, 2, 3, 5], &[1, 2, 3, 4, 5, 6, 7, 8, 9]];
+        let labelled = sets
+            .into_iter()
+            .find(|set| candidates.iter().filter(|c| set.contains(&c.1)).count() >= 3)
+            .unwrap_or(sets[2]);
+        for &(t, m, k) in &candidates {
+            if !labelled.contains(&m) {
+                minor.push(t);
+            } else {
+                ticks.push((t, format_mantissa(m, k)));
+            }
+        }
+        if ticks.len() < 2 {
+            // Less than a factor of 2 between the ends: fall back to linear ticks in log space.
+            let lin = linear_axis((10f64.powf(lo), 10f64.powf(hi)), target);
+            ticks = lin
+                .ticks
+                .into_iter()
+                .filter(|(v, _)| *v > 0.0 && inside(v.log10()))
+                .map(|(v, l)| (v.log10(), l))
+                .collect();
+            minor.clear();
+        }
     }
     ticks.sort_by(|a, b| a.0.total_cmp(&b.0));
     Axis {
         log: true,
-        lo: d0,
-        hi: d1,
+        lo,
+        hi,
         ticks,
         minor,
+    }
+}
+
+/// Label of `m * 10^k`: plain digits for moderate powers, `2e-5` style otherwise.
+fn format_mantissa(m: u32, k: i64) -> String {
+    if (-3..=4).contains(&k) {
+        format_plain(m as f64 * 10f64.powi(k as i32))
+    } else {
+        format!("{m}e{k}")
     }
 }
 
@@ -600,12 +661,20 @@ mod tests {
     #[test]
     fn log_ticks_are_decades() {
         let a = log_axis((-2.5, 0.3), 6);
+        assert!(a.lo < -2.5 && a.lo > -2.7 && a.hi > 0.3 && a.hi < 0.5);
         let labels: Vec<&str> = a.ticks.iter().map(|(_, l)| l.as_str()).collect();
-        assert_eq!(labels, ["0.001", "0.01", "0.1", "1", "10"]);
-        assert_eq!(a.minor.len(), 4 * 8);
+        assert_eq!(labels, ["0.01", "0.1", "1"]);
+        assert!(a.minor.len() >= 2 * 8);
         let b = log_axis((-20.0, 20.0), 5);
         assert!(b.ticks.len() <= 7, "{:?}", b.ticks);
         assert!(b.lo <= -20.0 && b.hi >= 20.0);
         assert!(b.ticks.iter().all(|(_, l)| l.starts_with("1e") || l == "1"));
+        // Within one decade: 1x, 2x, (3x,) 5x labels.
+        let c = log_axis((0.012f64.log10(), 0.09f64.log10()), 6);
+        let labels: Vec<&str> = c.ticks.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(labels, ["0.02", "0.03", "0.05"]);
+        // A narrow range still gets at least two labels.
+        let d = log_axis((3.1f64.log10(), 3.4f64.log10()), 6);
+        assert!(d.ticks.len() >= 2, "{:?}", d.ticks);
     }
 }

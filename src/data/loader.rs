@@ -1,0 +1,433 @@
+//! Batches for training and validation: decode, transform and encode targets in parallel worker
+//! threads, a few batches ahead of the consumer.
+//!
+//! Every random decision about sample `i` in epoch `e` comes from generators derived from
+//! `(seed, e, i)` alone, and the epoch's order from `(seed, e)`: batches are identical whatever
+//! the number of threads or their timing, and resuming at epoch `e` needs nothing but `e`.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::cache::{ImageCache, SourceImage};
+use super::dataset::Sample;
+use super::flip;
+use super::image_io::read_rgb;
+use super::pipeline_config::{PipelineConfig, TargetConfig};
+use super::points::PointSelection;
+use super::transform::{self, Plan, Source};
+use super::warp;
+use crate::{codec, Error, Keypoints, Result};
+
+/// One batch, ready for a model.
+pub struct Batch {
+    /// (N, 3, S, S), normalised.
+    pub images: Tensor,
+    /// (N, L, S / stride, S / stride).
+    pub targets: Tensor,
+    /// (N, L): 1 where the point is visible and on its map, 0 elsewhere (loss and metric mask).
+    pub mask: Tensor,
+    /// Points in input pixels after all transforms (invisible ones keep their coordinates).
+    pub points: Vec<Keypoints>,
+    /// Sample indices (positions in [`Loader::samples`]).
+    pub indices: Vec<usize>,
+}
+
+/// One sample through the pipeline, without tensors (for pictures and tests).
+pub struct Item {
+    /// 3 x S x S, normalised, CHW.
+    pub image: Vec<f32>,
+    /// L x (S / stride)^2 target maps.
+    pub target: Vec<f32>,
+    pub mask: Vec<bool>,
+    pub points: Keypoints,
+    pub plan: Plan,
+}
+
+/// Streams of the generator derived for one sample (keeps geometry and target draws apart, so
+/// changing the encoder does not change the augmentation).
+const STREAM_GEOMETRY: u64 = 0;
+const STREAM_TARGET: u64 = 1;
+const STREAM_ORDER: u64 = 2;
+
+/// The generator for `(seed, epoch, index)` and a stream: a ChaCha8 key from a SplitMix64 chain.
+pub fn sample_rng(seed: u64, epoch: u64, index: u64, stream: u64) -> ChaCha8Rng {
+    let mut state = seed ^ 0x6a09_e667_f3bc_c908;
+    let mut next = |x: u64| {
+        state = state.wrapping_add(x).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut key = [0u8; 32];
+    let words = [next(epoch), next(index), next(0), next(1)];
+    for (chunk, w) in key.chunks_mut(8).zip(words) {
+        chunk.copy_from_slice(&w.to_le_bytes());
+    }
+    let mut rng = ChaCha8Rng::from_seed(key);
+    rng.set_stream(stream);
+    rng
+}
+
+struct Inner {
+    samples: Vec<Sample>,
+    pipeline: PipelineConfig,
+    target: TargetConfig,
+    train: bool,
+    seed: u64,
+    flip_perm: Option<Vec<usize>>,
+    n_points: usize,
+    map_size: usize,
+    cache: ImageCache,
+    pool: rayon::ThreadPool,
+}
+
+pub struct Loader {
+    inner: Arc<Inner>,
+    batch_size: usize,
+    device: Device,
+}
+
+impl Loader {
+    /// `train`: random crop, augmentation, flips, shuffling and dropping the last partial batch
+    /// (as fastai does in training); otherwise centre crop, no augmentation, dataset order, all
+    /// samples. With `pipeline.flip.p > 0` the samples must hold a full iBUG-68 or LaPa-106 set
+    /// (or match `pipeline.flip.permutation`); for a selection of points use
+    /// [`Loader::with_selection`].
+    pub fn new(
+        samples: Vec<Sample>,
+        pipeline: &PipelineConfig,
+        target: &TargetConfig,
+        batch_size: usize,
+        train: bool,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Loader> {
+        let n_points = samples.first().map_or(0, |s| s.points.len());
+        Self::with_selection(
+            samples,
+            n_points,
+            &PointSelection::All,
+            pipeline,
+            target,
+            batch_size,
+            train,
+            seed,
+            device,
+        )
+    }
+
+    /// Like [`Loader::new`], telling which points of files with `n_in_file` points the samples
+    /// hold, so flips can derive the mirror permutation of a selection.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_selection(
+        samples: Vec<Sample>,
+        n_in_file: usize,
+        selection: &PointSelection,
+        pipeline: &PipelineConfig,
+        target: &TargetConfig,
+        batch_size: usize,
+        train: bool,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Loader> {
+        pipeline.validate()?;
+        let map_size = target.validate(pipeline.input_size)?;
+        if batch_size == 0 {
+            return Err(Error::config("batch size must be at least 1"));
+        }
+        let Some(first) = samples.first() else {
+            return Err(Error::config("the loader got no samples"));
+        };
+        let n_points = first.points.len();
+        if n_points == 0 {
+            return Err(Error::file(&first.landmarks_path, "no landmarks selected"));
+        }
+        if let Some(bad) = samples.iter().find(|s| s.points.len() != n_points) {
+            return Err(Error::file(
+                &bad.landmarks_path,
+                format!(
+                    "{} points selected where {} has {n_points}: every sample needs the same points",
+                    bad.points.len(),
+                    first.landmarks_path.display()
+                ),
+            ));
+        }
+        let flip_perm = if pipeline.flip.p > 0.0 && train {
+            let perm =
+                flip::flip_permutation(n_in_file, selection, pipeline.flip.permutation.as_deref())?;
+            if perm.len() != n_points {
+                return Err(Error::config(format!(
+                    "flip permutation covers {} points but the samples have {n_points}",
+                    perm.len()
+                )));
+            }
+            Some(perm)
+        } else {
+            None
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(pipeline.worker_threads())
+            .thread_name(|i| format!("hmreg-loader-{i}"))
+            .build()
+            .map_err(|e| Error::Msg(format!("cannot start loader threads: {e}")))?;
+        Ok(Loader {
+            inner: Arc::new(Inner {
+                samples,
+                pipeline: pipeline.clone(),
+                target: target.clone(),
+                train,
+                seed,
+                flip_perm,
+                n_points,
+                map_size,
+                cache: ImageCache::new(pipeline.cache_mb),
+                pool,
+            }),
+            batch_size,
+            device: device.clone(),
+        })
+    }
+
+    pub fn samples(&self) -> &[Sample] {
+        &self.inner.samples
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Points per sample (L).
+    pub fn n_points(&self) -> usize {
+        self.inner.n_points
+    }
+
+    /// Side of the network input.
+    pub fn input_size(&self) -> usize {
+        self.inner.pipeline.input_size
+    }
+
+    pub fn pipeline(&self) -> &PipelineConfig {
+        &self.inner.pipeline
+    }
+
+    /// Side of the target maps (input size / stride).
+    pub fn map_size(&self) -> usize {
+        self.inner.map_size
+    }
+
+    pub fn is_train(&self) -> bool {
+        self.inner.train
+    }
+
+    /// Bytes and images currently held by the decoded-image cache.
+    pub fn cache_usage(&self) -> (usize, usize) {
+        self.inner.cache.usage()
+    }
+
+    pub fn batches_per_epoch(&self) -> usize {
+        let n = self.inner.samples.len();
+        if self.inner.train {
+            n / self.batch_size
+        } else {
+            n.div_ceil(self.batch_size)
+        }
+    }
+
+    /// The sample indices of every batch of an epoch, in order.
+    pub fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
+        let n = self.inner.samples.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        if self.inner.train {
+            order.shuffle(&mut sample_rng(
+                self.inner.seed,
+                epoch as u64,
+                u64::MAX,
+                STREAM_ORDER,
+            ));
+        }
+        let mut batches: Vec<Vec<usize>> = order
+            .chunks(self.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
+        if self.inner.train && batches.last().is_some_and(|b| b.len() < self.batch_size) {
+            batches.pop();
+        }
+        batches
+    }
+
+    /// The batches of one epoch, prepared `pipeline.prefetch` batches ahead in the background.
+    /// Deterministic for (seed, epoch). Dropping the iterator stops the background work.
+    pub fn epoch(&self, epoch: usize) -> impl Iterator<Item = Result<Batch>> + '_ {
+        let batches = self.epoch_batches(epoch);
+        let (tx, rx) = sync_channel(self.inner.pipeline.prefetch.max(1));
+        let inner = Arc::clone(&self.inner);
+        let device = self.device.clone();
+        let handle = std::thread::Builder::new()
+            .name("hmreg-loader".into())
+            .spawn(move || {
+                for idx in batches {
+                    let batch = inner.batch(&idx, epoch, &device);
+                    let failed = batch.is_err();
+                    if tx.send(batch).is_err() || failed {
+                        break;
+                    }
+                }
+            })
+            .expect("cannot spawn the loader thread");
+        EpochIter {
+            rx: Some(rx),
+            handle: Some(handle),
+        }
+    }
+
+    /// One sample of one epoch through the whole pipeline (the same result as in a batch).
+    pub fn item(&self, index: usize, epoch: usize) -> Result<Item> {
+        let inner = &self.inner;
+        let s = inner.pipeline.input_size;
+        let mut image = vec![0.0; 3 * s * s];
+        let mut target = vec![0.0; inner.n_points * inner.map_size * inner.map_size];
+        let (points, mask, plan) = inner.process(index, epoch, &mut image, &mut target)?;
+        Ok(Item {
+            image,
+            target,
+            mask,
+            points,
+            plan,
+        })
+    }
+}
+
+impl Inner {
+    /// The decoded source of a sample, pre-downscaled for the item transform, cached if it fits.
+    fn source(&self, index: usize) -> Result<Arc<SourceImage>> {
+        if let Some(img) = self.cache.get(index) {
+            return Ok(img);
+        }
+        let sample = &self.samples[index];
+        let full = read_rgb(&sample.image_path)?;
+        let (w, h) = full.dimensions();
+        let (nw, nh) = transform::item_working_size(w, h, &self.pipeline);
+        let image = if (nw, nh) == (w, h) {
+            full
+        } else {
+            warp::downscale(&full, nw, nh)
+        };
+        let src = Arc::new(SourceImage {
+            image,
+            original: (w, h),
+        });
+        self.cache.insert(index, Arc::clone(&src));
+        Ok(src)
+    }
+
+    fn process(
+        &self,
+        index: usize,
+        epoch: usize,
+        image: &mut [f32],
+        target: &mut [f32],
+    ) -> Result<(Keypoints, Vec<bool>, Plan)> {
+        let sample = self
+            .samples
+            .get(index)
+            .ok_or_else(|| Error::config(format!("sample index {index} out of range")))?;
+        let src = self.source(index)?;
+        let source = Source {
+            image: &src.image,
+            original: src.original,
+        };
+        let mut rng = sample_rng(self.seed, epoch as u64, index as u64, STREAM_GEOMETRY);
+        let prepared = transform::prepare(
+            &source,
+            &sample.points,
+            &self.pipeline,
+            self.train,
+            self.flip_perm.as_deref(),
+            &mut rng,
+            image,
+        );
+        let inv = 1.0 / self.target.stride as f32;
+        let on_map = prepared.points.scaled(inv, inv);
+        let mut rng = sample_rng(self.seed, epoch as u64, index as u64, STREAM_TARGET);
+        let m = self.map_size;
+        let mask = codec::encode(&self.target.encoder, &on_map, m, m, &mut rng, target);
+        Ok((prepared.points, mask, prepared.plan))
+    }
+
+    fn batch(&self, indices: &[usize], epoch: usize, device: &Device) -> Result<Batch> {
+        let n = indices.len();
+        let s = self.pipeline.input_size;
+        let (l, m) = (self.n_points, self.map_size);
+        let (img_len, tgt_len) = (3 * s * s, l * m * m);
+        let mut images = vec![0f32; n * img_len];
+        let mut targets = vec![0f32; n * tgt_len];
+        let results: Vec<Result<(Keypoints, Vec<bool>, Plan)>> = self.pool.install(|| {
+            images
+                .par_chunks_mut(img_len)
+                .zip(targets.par_chunks_mut(tgt_len))
+                .zip(indices.par_iter())
+                .map(|((im, tg), &i)| self.process(i, epoch, im, tg))
+                .collect()
+        });
+        let mut points = Vec::with_capacity(n);
+        let mut mask = Vec::with_capacity(n * l);
+        for r in results {
+            let (p, mk, _) = r?;
+            mask.extend(mk.iter().map(|&v| if v { 1f32 } else { 0.0 }));
+            points.push(p);
+        }
+        Ok(Batch {
+            images: Tensor::from_vec(images, (n, 3, s, s), device)?,
+            targets: Tensor::from_vec(targets, (n, l, m, m), device)?,
+            mask: Tensor::from_vec(mask, (n, l), device)?,
+            points,
+            indices: indices.to_vec(),
+        })
+    }
+}
+
+struct EpochIter {
+    rx: Option<Receiver<Result<Batch>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Iterator for EpochIter {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        let got = self.rx.as_ref()?.recv().ok();
+        if got.is_none() {
+            self.finish();
+        }
+        got
+    }
+}
+
+impl EpochIter {
+    fn finish(&mut self) {
+        // Closing the channel first makes a producer blocked on a full queue give up.
+        self.rx = None;
+        if let Some(h) = self.handle.take() {
+            if let Err(panic) = h.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
+impl Drop for EpochIter {
+    fn drop(&mut self) {
+        self.rx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

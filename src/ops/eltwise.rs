@@ -1,0 +1,119 @@
+//! Element-wise ReLU and residual `relu(a + b)` as parallel CPU custom ops. Candle's CPU
+//! element-wise ops run on one thread, and its autograd builds `relu(a + b)` from three stored
+//! tensors (sum, mask, product); here the output alone gives the backward mask.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::cpu_data::{storage_f32, with_f32};
+
+/// Elements per rayon task.
+const CHUNK: usize = 64 * 1024;
+
+fn fast(ts: &[&Tensor]) -> bool {
+    ts.iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+/// `max(x, 0)`.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if !fast(&[x]) {
+        return x.relu();
+    }
+    x.contiguous()?.apply_op1(Relu)
+}
+
+/// `max(a + b, 0)` (a residual connection followed by its ReLU).
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if !fast(&[a, b]) || a.dims() != b.dims() {
+        return (a + b)?.relu();
+    }
+    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+}
+
+/// `dy` where `y > 0`, else 0.
+fn masked_grad(op: &str, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let v = with_f32(op, y, |ys| {
+        with_f32(op, dy, |ds| {
+            let mut g = vec![0f32; ys.len()];
+            g.par_chunks_mut(CHUNK)
+                .zip(ys.par_chunks(CHUNK).zip(ds.par_chunks(CHUNK)))
+                .for_each(|(g, (y, d))| {
+                    for i in 0..g.len() {
+                        g[i] = if y[i] > 0.0 { d[i] } else { 0.0 };
+                    }
+                });
+            Ok(g)
+        })
+    })?;
+    Tensor::from_vec(v, y.shape(), y.device())
+}
+
+struct Relu;
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "hmreg-relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = storage_f32(self.name(), s, l)?;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, &x)| *y = x.max(0.0)));
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(masked_grad(self.name(), res, grad)?))
+    }
+}
+
+struct AddRelu;
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "hmreg-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let a = storage_f32(self.name(), s1, l1)?;
+        let b = storage_f32(self.name(), s2, l2)?;
+        if a.len() != b.len() {
+            candle_core::bail!(
+                "add_relu: shapes {:?} and {:?} differ",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        let mut y = vec![0f32; a.len()];
+        y.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(y, (a, b))| {
+                for i in 0..y.len() {
+                    y[i] = (a[i] + b[i]).max(0.0);
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = masked_grad(self.name(), res, grad)?;
+        let ga = a.track_op().then(|| g.clone());
+        let gb = b.track_op().then_some(g);
+        Ok((ga, gb))
+    }
+}
