@@ -106,19 +106,18 @@ fn usage_and_input_errors_have_their_exit_codes() {
         err.contains("bad.toml:2:") && err.contains("learning_rate"),
         "{err}"
     );
-    // A dataset that is not there: a problem in the input.
+    // A dataset root without the splits: a problem in the input, naming the folder.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
     let out = hmreg()
-        .args([
-            "train",
-            "--quiet",
-            "--data",
-            "/nonexistent/hmreg-data",
-            "--config",
-        ])
+        .args(["train", "--quiet", "--config"])
         .arg(&cfg)
+        .arg("--data")
+        .arg(&empty)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("train"));
 }
 
 #[test]

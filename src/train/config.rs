@@ -147,7 +147,7 @@ impl TrainConfig {
         toml::from_str::<TrainConfig>(text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+                .map(|s| error_line(text, s, e.message()))
                 .unwrap_or(0);
             Error::parse(path, line, e.message().to_string())
         })
@@ -208,6 +208,31 @@ impl TrainConfig {
     }
 }
 
+/// 1-based line of a TOML error. For an unknown key the span covers its whole table (the whole
+/// file for top-level keys), so the key's own line is searched for inside the span.
+fn error_line(text: &str, span: std::ops::Range<usize>, message: &str) -> usize {
+    let start = span.start.min(text.len());
+    let end = span.end.clamp(start, text.len());
+    let line_of = |offset: usize| text[..offset].matches('\n').count() + 1;
+    if let Some(key) = message
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+    {
+        let mut offset = start;
+        for l in text[start..end].split_inclusive('\n') {
+            let t = l.trim_start().trim_start_matches('"');
+            if let Some(rest) = t.strip_prefix(key) {
+                let rest = rest.trim_start_matches('"').trim_start();
+                if rest.starts_with('=') || rest.starts_with('.') {
+                    return line_of(offset);
+                }
+            }
+            offset += l.len();
+        }
+    }
+    line_of(start)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +255,13 @@ mod tests {
             .to_string();
         assert!(err.starts_with("c.toml:4:"), "{err}");
         assert!(err.contains("beta3"), "{err}");
+        let err = TrainConfig::parse("epochs = 3\nlearning_rate = 1\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:2:"), "{err}");
+        let err = TrainConfig::parse("epochs = \"x\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:1:"), "{err}");
     }
 }
