@@ -111,6 +111,8 @@ pub fn prepare_data(cfg: &TrainConfig) -> Result<(Vec<Sample>, Vec<Sample>)> {
 /// Everything built from a config: device, data, model and loaders.
 pub struct Setup {
     pub cfg: TrainConfig,
+    /// Points per landmark file (before the selection).
+    pub n_in_file: usize,
     pub device: Device,
     pub store: ParamStore,
     pub model: Box<dyn KeypointNet>,
@@ -149,8 +151,12 @@ pub fn setup(mut cfg: TrainConfig, note: &dyn Fn(&str)) -> Result<Setup> {
         ));
     }
     let val_items = val_samples.len();
-    let train = Loader::new(
+    // Flips need the point count of the files to mirror a selection of points.
+    let n_in_file = crate::data::read_landmarks(&train_samples[0].landmarks_path)?.len();
+    let train = Loader::with_selection(
         train_samples.clone(),
+        n_in_file,
+        &cfg.data.points,
         &cfg.pipeline,
         &cfg.target,
         cfg.batch_size,
@@ -158,8 +164,10 @@ pub fn setup(mut cfg: TrainConfig, note: &dyn Fn(&str)) -> Result<Setup> {
         cfg.seed,
         &device,
     )?;
-    let val = Loader::new(
+    let val = Loader::with_selection(
         val_samples,
+        n_in_file,
+        &cfg.data.points,
         &cfg.pipeline,
         &cfg.target,
         cfg.batch_size,
@@ -169,6 +177,7 @@ pub fn setup(mut cfg: TrainConfig, note: &dyn Fn(&str)) -> Result<Setup> {
     )?;
     Ok(Setup {
         cfg,
+        n_in_file,
         device,
         store,
         model,
@@ -245,8 +254,10 @@ pub fn mean_shape_baseline(s: &Setup) -> Result<BTreeMap<String, f64>> {
         items.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xba5e));
         items.truncate(BASELINE_MAX_ITEMS);
     }
-    let loader = Loader::new(
+    let loader = Loader::with_selection(
         items,
+        s.n_in_file,
+        &cfg.data.points,
         &cfg.pipeline,
         &cfg.target,
         cfg.batch_size,
