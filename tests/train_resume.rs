@@ -186,3 +186,37 @@ fn damaged_checkpoints_and_mismatched_configs_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn fine_tune_resumed_at_the_unfreeze_boundary_matches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = tiny(&tmp.path().join("data"));
+    cfg.schedule.kind = ScheduleKind::FineTune;
+    cfg.schedule.freeze_epochs = 1;
+    cfg.epochs = 1;
+    let full = tmp.path().join("full");
+    train(cfg.clone(), &opts(&full)).unwrap();
+    let cut = tmp.path().join("cut");
+    train(
+        cfg.clone(),
+        &RunOptions {
+            stop_after_epochs: Some(1),
+            ..opts(&cut)
+        },
+    )
+    .unwrap();
+    train(
+        cfg,
+        &RunOptions {
+            resume: true,
+            ..opts(&cut)
+        },
+    )
+    .unwrap();
+    let want = read_jsonl(&full.join(METRICS_JSONL)).unwrap();
+    let got = read_jsonl(&cut.join(METRICS_JSONL)).unwrap();
+    assert_eq!(want.len(), 2);
+    assert!(want[0].frozen && !want[1].frozen);
+    assert_eq!(figures(&got), figures(&want));
+    assert_eq!(weights(&cut, "epoch-0002"), weights(&full, "epoch-0002"));
+}

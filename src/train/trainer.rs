@@ -412,6 +412,14 @@ pub fn train(cfg: TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         };
         if skip == 0 {
             state.epoch_sums = EpochSums::default();
+            // fastai's freeze/unfreeze clear Adam's state; doing it before the first batch of the
+            // phase (not at the end of the last one) keeps resumed runs identical.
+            if epoch > 0 {
+                let before = plan.hypers(epoch - 1, 0, N_LR_GROUPS).frozen;
+                if before != plan.hypers(epoch, 0, N_LR_GROUPS).frozen {
+                    opt.clear_state();
+                }
+            }
         }
         let epoch_start = Instant::now();
         // Wall time of this epoch spent in earlier sessions (mid-epoch resume).
