@@ -1,11 +1,183 @@
-//! `hmreg train`.
+//! `hmreg train`: train a model from a TOML config; command-line values override the config.
+
+use std::path::PathBuf;
 
 use clap::Args;
 
-/// Training.
-#[derive(Args, Debug)]
-pub struct TrainArgs {}
+use crate::models::Arch;
+use crate::train::config::TrainConfig;
+use crate::train::progress::OutputMode;
+use crate::train::run_dir;
+use crate::train::trainer::{train, RunOptions};
+use crate::{Error, Result};
 
-pub fn run(_args: TrainArgs) -> i32 {
-    super::not_yet("train", 6)
+/// Training.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TrainArgs {
+    /// TOML config (see configs/). Optional with --resume: the run's own config.toml is used.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Network: unet-resnet18, hrnet18 or hrnet32.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Dataset root (LaPa layout).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Landmarks to learn: `all` or 0-based indices such as 30,40,50,60,70.
+    #[arg(long)]
+    pub points: Option<String>,
+    /// The n of fit_one_cycle(n) / fine_tune(n).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Maximum (one-cycle) or base (fine_tune) learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Run directory (default: runs/<config name>-<unix time>).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: Option<PathBuf>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress output.
+    #[arg(long, conflicts_with = "json")]
+    pub quiet: bool,
+    /// One JSON object per epoch on stdout, then the summary; nothing else on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this many epochs as if killed (for testing --resume).
+    #[arg(long, hide = true)]
+    pub stop_after_epochs: Option<usize>,
+    /// Stop after this many optimiser steps as if killed, with a mid-epoch checkpoint.
+    #[arg(long, hide = true)]
+    pub stop_after_steps: Option<u64>,
+}
+
+/// Parses an architecture name.
+pub fn parse_arch(s: &str) -> Result<Arch> {
+    Arch::ALL
+        .into_iter()
+        .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
+        .ok_or_else(|| {
+            let names: Vec<&str> = Arch::ALL.iter().map(|a| a.as_str()).collect();
+            Error::config(format!(
+                "unknown architecture `{s}` (expected one of {})",
+                names.join(", ")
+            ))
+        })
+}
+
+/// The config a command line asks for: the file (or the run's saved config with --resume and no
+/// --config), then the overrides.
+pub fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
+    let mut cfg = match (&args.config, args.resume, &args.out) {
+        (Some(path), _, _) => TrainConfig::load(path)?,
+        (None, true, Some(out)) => run_dir::read_config(out)?,
+        (None, true, None) => {
+            return Err(Error::config(
+                "--resume needs --out RUN_DIR (the run to continue)",
+            ))
+        }
+        (None, false, _) => return Err(Error::config("--config FILE is required")),
+    };
+    if let Some(a) = &args.arch {
+        cfg.model.arch = parse_arch(a)?;
+    }
+    if let Some(d) = &args.data {
+        cfg.data.root = d.clone();
+    }
+    if let Some(p) = &args.points {
+        cfg.data.points = p.parse()?;
+    }
+    if let Some(e) = args.epochs {
+        cfg.epochs = e;
+    }
+    if let Some(b) = args.batch_size {
+        cfg.batch_size = b;
+    }
+    if let Some(lr) = args.lr {
+        cfg.schedule.lr = lr;
+    }
+    if let Some(s) = args.seed {
+        cfg.seed = s;
+    }
+    if let Some(d) = &args.device {
+        cfg.device = d.clone();
+    }
+    Ok(cfg)
+}
+
+fn run_inner(args: &TrainArgs) -> std::result::Result<(), (i32, String)> {
+    let usage = |e: Error| (super::EXIT_USAGE, e.to_string());
+    let problem = |e: Error| (super::EXIT_PROBLEMS, e.to_string());
+    let cfg = resolve_config(args).map_err(|e| match e {
+        Error::Config(_) => usage(e),
+        other => problem(other),
+    })?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| run_dir::default_run_dir(args.config.as_deref()));
+    let output = if args.json {
+        OutputMode::Json
+    } else if args.quiet {
+        OutputMode::Quiet
+    } else {
+        OutputMode::Bars
+    };
+    let opts = RunOptions {
+        run_dir: out,
+        resume: args.resume,
+        output,
+        stop_after_epochs: args.stop_after_epochs,
+        stop_after_steps: args.stop_after_steps,
+    };
+    let summary = train(cfg, &opts).map_err(|e| match e {
+        Error::Config(_) => usage(e),
+        other => problem(other),
+    })?;
+    match output {
+        OutputMode::Json => {
+            let line = serde_json::json!({ "summary": summary });
+            println!("{line}");
+        }
+        OutputMode::Bars => {
+            let nmae = |v: Option<f64>| v.map(|v| format!("{v:.5}")).unwrap_or("-".into());
+            eprintln!(
+                "done: {} of {} epochs in {:.0}s; run directory {}",
+                summary.epochs_done,
+                summary.total_epochs,
+                summary.seconds,
+                summary.run_dir.display()
+            );
+            eprintln!(
+                "validation NMAE {} (mean-shape baseline {}); best {}",
+                nmae(summary.last.as_ref().and_then(|r| r.value("nmae"))),
+                nmae(summary.baseline.get("nmae").copied()),
+                summary
+                    .best
+                    .as_ref()
+                    .map(|b| format!("{} {:.5} at epoch {}", b.metric, b.value, b.epoch))
+                    .unwrap_or("-".into())
+            );
+        }
+        OutputMode::Quiet => {}
+    }
+    Ok(())
+}
+
+pub fn run(args: TrainArgs) -> i32 {
+    match run_inner(&args) {
+        Ok(()) => 0,
+        Err((code, msg)) => {
+            eprintln!("hmreg train: {msg}");
+            code
+        }
+    }
 }

@@ -212,6 +212,101 @@ fn valley_index(losses: &[f64]) -> usize {
     idx.clamp(0, n as isize - 1) as usize
 }
 
+/// Runs the sweep on a freshly built model (`s`): Adam with the config's settings and beta1,
+/// the same rate for every group, the encoder frozen when the schedule is `fine_tune` (as a
+/// fastai learner is before `fine_tune`). Batches come from consecutive training epochs.
+pub fn find_lr(
+    s: &crate::train::trainer::Setup,
+    progress: &crate::train::progress::Reporter,
+) -> Result<LrFindResult> {
+    use crate::train::optim::{Adam, N_LR_GROUPS};
+    use crate::train::schedule::{Hypers, ScheduleKind};
+    let cfg = &s.cfg;
+    let mut opt = Adam::new(&s.store, &cfg.optim)?;
+    let frozen = cfg.schedule.kind == ScheduleKind::FineTune;
+    let mut epoch = 0usize;
+    let mut batches = s.train.epoch(epoch);
+    progress.start_epoch(cfg.lr_find.iterations(), 0);
+    let mut smooth = SmoothLoss::default();
+    sweep(&cfg.lr_find, |_, lr| {
+        let t0 = std::time::Instant::now();
+        let batch = match batches.next() {
+            Some(b) => b?,
+            None => {
+                epoch += 1;
+                batches = s.train.epoch(epoch);
+                batches
+                    .next()
+                    .ok_or_else(|| Error::Msg("the training loader yields no batch".into()))??
+            }
+        };
+        let out = s.model.forward_t(&batch.images, true)?;
+        let loss = cfg.loss.compute(&out, &batch.targets, &batch.mask)?;
+        let lv = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        if lv.is_finite() {
+            let grads = loss.backward()?;
+            let h = Hypers {
+                lrs: vec![lr; N_LR_GROUPS],
+                mom: cfg.optim.beta1,
+                frozen,
+            };
+            opt.step(&grads, &h)?;
+        }
+        let n = batch.images.dim(0)? as f64;
+        progress.batch(smooth.add(lv), n / t0.elapsed().as_secs_f64().max(1e-9));
+        Ok(lv)
+    })
+}
+
+/// The loss-versus-rate plot (log x), fastai style: the last 5 points left out, the suggestions
+/// marked.
+pub fn save_plot(path: &std::path::Path, r: &LrFindResult) -> Result<()> {
+    use crate::viz::plot::{LinePlot, Series};
+    let keep = r.lrs.len().saturating_sub(5).max(r.lrs.len().min(1));
+    let curve: Vec<(f64, f64)> = r.lrs[..keep]
+        .iter()
+        .zip(&r.losses[..keep])
+        .map(|(&a, &b)| (a, b))
+        .collect();
+    let mut series = vec![Series::new("smoothed loss", curve)];
+    let loss_at = |lr: f64| {
+        let i = r
+            .lrs
+            .iter()
+            .enumerate()
+            .min_by(|a, b| {
+                (a.1.ln() - lr.ln())
+                    .abs()
+                    .partial_cmp(&(b.1.ln() - lr.ln()).abs())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        r.losses.get(i).copied().unwrap_or(f64::NAN)
+    };
+    for (name, v) in [
+        ("valley", r.suggestions.valley),
+        ("steep", r.suggestions.steep),
+        ("minimum/10", r.suggestions.minimum),
+    ] {
+        if let Some(lr) = v {
+            series.push(Series::new(
+                format!("{name} {lr:.2e}"),
+                vec![(lr, loss_at(lr))],
+            ));
+        }
+    }
+    LinePlot {
+        title: "Learning-rate finder".into(),
+        x_label: "learning rate".into(),
+        y_label: "smoothed loss".into(),
+        log_x: true,
+        log_y: false,
+        series,
+    }
+    .save_png(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

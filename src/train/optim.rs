@@ -15,6 +15,8 @@
 //! - ResNet splitter (`_resnet_split`): three groups, `body[:6]` (stem, layer1, layer2),
 //!   `body[6:]` (layer3, layer4) and everything after the body (decoder and head). Discriminative
 //!   rates (`slice`) are spread over these groups.
+//! - `Learner.freeze_to` (hence `freeze` and `unfreeze`) clears the optimiser state: `fine_tune`
+//!   starts its unfrozen phase with fresh moments and step counts ([`Adam::clear_state`]).
 //! - Gradient clipping (fastai `GradientClip`, PyTorch `clip_grad_norm_`): if the global L2 norm of
 //!   the gradients exceeds `max_norm`, every gradient is scaled by `max_norm / (norm + 1e-6)`.
 
@@ -269,6 +271,15 @@ impl Adam {
         })
     }
 
+    /// Forgets moments and step counts (fastai's `Learner.freeze_to` calls `opt.clear_state()`, so
+    /// `fine_tune` restarts Adam when it unfreezes).
+    pub fn clear_state(&mut self) {
+        for s in &mut self.slots {
+            s.moments = None;
+            s.step = 0;
+        }
+    }
+
     /// Moments as named tensors (`m.<param>`, `v.<param>`) and the step counts.
     pub fn export(&self) -> (HashMap<String, Tensor>, OptimMeta) {
         let mut tensors = HashMap::new();
@@ -488,6 +499,8 @@ mod tests {
         for p in a.params() {
             assert_eq!(vals(&a, &p.name), vals(&b, &p.name), "{}", p.name);
         }
+        oc.clear_state();
+        assert!(oc.export().0.is_empty() && oc.export().1.steps.is_empty());
         // A state naming a parameter the model lacks is refused.
         let mut bad = meta.clone();
         bad.steps.insert("nope".into(), 1);

@@ -23,6 +23,7 @@ use crate::{Error, Result};
 #[serde(rename_all = "kebab-case")]
 pub enum ScheduleKind {
     /// fastai `fit_one_cycle(epochs, lr)`.
+    #[serde(alias = "fit-one-cycle")]
     OneCycle,
     /// fastai `fine_tune(epochs, lr)`: `freeze_epochs` frozen epochs first, so the run has
     /// `freeze_epochs + epochs` epochs in all.

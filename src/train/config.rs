@@ -1,0 +1,267 @@
+//! `TrainConfig`: everything a training run needs, as one TOML file. Every section has defaults
+//! (the write-up's variant 1 recipe), unknown keys are refused, and the run directory receives the
+//! fully resolved config (every default written out) as `config.toml`.
+
+use std::path::{Path, PathBuf};
+
+use crate::codec::Decoder;
+use crate::data::points::PointSelection;
+use crate::data::synth::SynthConfig;
+use crate::data::{PipelineConfig, TargetConfig};
+use crate::metrics::MetricConfig;
+use crate::models::{Arch, ModelConfig};
+use crate::train::checkpoint::CheckpointConfig;
+use crate::train::device::DeviceSpec;
+use crate::train::loss::LossConfig;
+use crate::train::lr_find::LrFindConfig;
+use crate::train::optim::OptimConfig;
+use crate::train::schedule::ScheduleConfig;
+use crate::{Error, Result};
+
+/// `[data]`: where the images are and which points to learn.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Dataset root in the LaPa layout (`<root>/<split>/{images,landmarks}`); a relative path is
+    /// taken from the current directory.
+    pub root: PathBuf,
+    pub points: PointSelection,
+    pub train_split: String,
+    pub val_split: String,
+    /// Train on a seeded random sample of this many training items (0: all). The recipe samples
+    /// 5000 LaPa images for speed.
+    pub train_limit: usize,
+    /// Validate on the first this many validation items (0: all).
+    pub val_limit: usize,
+    /// Generate the synthetic set described by `synth` into `root` when `root` does not exist.
+    pub generate_if_missing: bool,
+    pub synth: SynthConfig,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            root: PathBuf::from("data/LaPa"),
+            points: PointSelection::Indices(vec![30, 40, 50, 60, 70]),
+            train_split: "train".into(),
+            val_split: "val".into(),
+            train_limit: 5000,
+            val_limit: 0,
+            generate_if_missing: false,
+            synth: SynthConfig::default(),
+        }
+    }
+}
+
+/// `[metrics]`: how validation predictions are decoded and scored.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidationConfig {
+    pub decoder: Decoder,
+    /// Also report the write-up's NMAE against decoded target maps (`nmae_vs_target`).
+    pub vs_target: bool,
+    pub accuracy: MetricConfig,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            decoder: Decoder::Argmax,
+            vs_target: true,
+            accuracy: MetricConfig::default(),
+        }
+    }
+}
+
+/// `[init]`: where the weights start from.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InitConfig {
+    /// Pretrained encoder weights (torchvision `.pth` or safetensors); empty: random init.
+    pub pretrained: PathBuf,
+}
+
+/// A whole training run.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Seeds the weights, the data order and every augmentation draw.
+    pub seed: u64,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// The `n` of `fit_one_cycle(n)` / `fine_tune(n)` (fine_tune adds its frozen epochs).
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub init: InitConfig,
+    pub pipeline: PipelineConfig,
+    pub target: TargetConfig,
+    pub loss: LossConfig,
+    pub optim: OptimConfig,
+    pub schedule: ScheduleConfig,
+    pub checkpoint: CheckpointConfig,
+    pub metrics: ValidationConfig,
+    pub lr_find: LrFindConfig,
+}
+
+impl Default for TrainConfig {
+    /// Variant 1 of the write-up: UNet-ResNet18, points [30, 40, 50, 60, 70], 256 input from
+    /// 400 items, Gaussian sigma 10 + MSE, `fine_tune(10, 8e-5)`, batch 24.
+    fn default() -> Self {
+        TrainConfig {
+            seed: 42,
+            device: "cpu".into(),
+            epochs: 10,
+            batch_size: 24,
+            data: DataConfig::default(),
+            model: ModelConfig {
+                arch: Arch::UnetResnet18,
+                points: 5,
+                input_size: 256,
+                width: 1.0,
+            },
+            init: InitConfig::default(),
+            pipeline: PipelineConfig::default(),
+            target: TargetConfig::default(),
+            loss: LossConfig::default(),
+            optim: OptimConfig::default(),
+            schedule: ScheduleConfig::default(),
+            checkpoint: CheckpointConfig::default(),
+            metrics: ValidationConfig::default(),
+            lr_find: LrFindConfig::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML config; errors name the file and line.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::file(path, format!("cannot read config: {e}")))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses TOML text (`path` only names the source in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        toml::from_str::<TrainConfig>(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| error_line(text, s, e.message()))
+                .unwrap_or(0);
+            Error::parse(path, line, e.message().to_string())
+        })
+    }
+
+    /// The config as TOML, every field written out.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| Error::Msg(format!("config to TOML: {e}")))
+    }
+
+    /// Makes the sections agree with each other and checks every value: the model's input size
+    /// is the pipeline's, the target stride is the architecture's.
+    pub fn resolve(&mut self) -> Result<()> {
+        self.model.input_size = self.pipeline.input_size;
+        self.target.stride = self.model.arch.stride();
+        self.validate()
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        DeviceSpec::parse(&self.device)?;
+        if self.epochs == 0 {
+            return Err(Error::config("epochs must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::config("batch_size must be at least 1"));
+        }
+        if self.data.train_split.is_empty() || self.data.val_split.is_empty() {
+            return Err(Error::config(
+                "data.train_split and data.val_split must be named",
+            ));
+        }
+        self.model.validate()?;
+        self.pipeline.validate()?;
+        self.target.validate(self.pipeline.input_size)?;
+        self.loss.validate()?;
+        self.optim.validate()?;
+        self.schedule.validate()?;
+        self.checkpoint.validate()?;
+        self.metrics.decoder.validate()?;
+        self.lr_find.validate()?;
+        if self.model.input_size != self.pipeline.input_size {
+            return Err(Error::config(format!(
+                "model.input_size ({}) differs from pipeline.input_size ({})",
+                self.model.input_size, self.pipeline.input_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Total epochs of the run (fine_tune adds its frozen epochs).
+    pub fn total_epochs(&self) -> usize {
+        match self.schedule.kind {
+            crate::train::schedule::ScheduleKind::FineTune => {
+                self.epochs + self.schedule.freeze_epochs
+            }
+            _ => self.epochs,
+        }
+    }
+}
+
+/// 1-based line of a TOML error. For an unknown key the span covers its whole table (the whole
+/// file for top-level keys), so the key's own line is searched for inside the span.
+fn error_line(text: &str, span: std::ops::Range<usize>, message: &str) -> usize {
+    let start = span.start.min(text.len());
+    let end = span.end.clamp(start, text.len());
+    let line_of = |offset: usize| text[..offset].matches('\n').count() + 1;
+    if let Some(key) = message
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+    {
+        let mut offset = start;
+        for l in text[start..end].split_inclusive('\n') {
+            let t = l.trim_start().trim_start_matches('"');
+            if let Some(rest) = t.strip_prefix(key) {
+                let rest = rest.trim_start_matches('"').trim_start();
+                if rest.starts_with('=') || rest.starts_with('.') {
+                    return line_of(offset);
+                }
+            }
+            offset += l.len();
+        }
+    }
+    line_of(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_the_recipe_and_round_trips() {
+        let c = TrainConfig::default();
+        assert_eq!(c.batch_size, 24);
+        assert_eq!(c.schedule.lr, 8e-5);
+        assert_eq!(c.total_epochs(), 11);
+        let text = c.to_toml().unwrap();
+        let back = TrainConfig::parse(&text, Path::new("x.toml")).unwrap();
+        assert_eq!(back.to_toml().unwrap(), text);
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_line() {
+        let err = TrainConfig::parse("epochs = 3\n\n[optim]\nbeta3 = 0.5\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:4:"), "{err}");
+        assert!(err.contains("beta3"), "{err}");
+        let err = TrainConfig::parse("epochs = 3\nlearning_rate = 1\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:2:"), "{err}");
+        let err = TrainConfig::parse("epochs = \"x\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:1:"), "{err}");
+    }
+}

@@ -1,0 +1,97 @@
+//! The run directory: `config.toml` (fully resolved), `checkpoints/`, `metrics.jsonl`,
+//! `metrics.csv`, `curves.png`, `summary.json`; and loading a trained model back from it.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+
+use crate::models::{build, KeypointNet, ParamStore};
+use crate::train::checkpoint::{self, write_atomic};
+use crate::train::config::TrainConfig;
+use crate::{Error, Result};
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const SUMMARY_FILE: &str = "summary.json";
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+
+/// `runs/<config stem>-<unix seconds>` under the current directory.
+pub fn default_run_dir(config: Option<&Path>) -> PathBuf {
+    let stem = config
+        .and_then(|p| p.file_stem())
+        .and_then(|s| s.to_str())
+        .unwrap_or("run");
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("runs").join(format!("{stem}-{secs}"))
+}
+
+pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join(CHECKPOINTS_DIR)
+}
+
+/// Writes the resolved config as `config.toml`.
+pub fn write_config(run_dir: &Path, cfg: &TrainConfig) -> Result<()> {
+    std::fs::create_dir_all(run_dir).map_err(|e| Error::file(run_dir, e.to_string()))?;
+    let text = format!(
+        "# Fully resolved training config written by hmreg train: every value spelled out.\n{}",
+        cfg.to_toml()?
+    );
+    write_atomic(&run_dir.join(CONFIG_FILE), text.as_bytes())
+}
+
+/// Reads `config.toml` of a run.
+pub fn read_config(run_dir: &Path) -> Result<TrainConfig> {
+    TrainConfig::load(&run_dir.join(CONFIG_FILE))
+}
+
+/// Finds the checkpoint a path stands for: a checkpoint directory, a file inside one, or a run
+/// directory (its best checkpoint when recorded, else the latest). Returns (run dir, checkpoint).
+pub fn resolve_checkpoint(path: &Path) -> Result<(PathBuf, PathBuf)> {
+    let dir = if path.is_file() {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else {
+        path.to_path_buf()
+    };
+    if dir.join(checkpoint::MANIFEST_FILE).exists() {
+        let run = dir
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .ok_or_else(|| Error::file(&dir, "checkpoint is not inside a run directory"))?;
+        return Ok((run, dir));
+    }
+    if dir.join(CONFIG_FILE).exists() {
+        let root = checkpoints_dir(&dir);
+        if let Some(best) = checkpoint::read_best(&root)? {
+            let b = root.join(&best.tag);
+            if b.join(checkpoint::MANIFEST_FILE).exists() {
+                return Ok((dir, b));
+            }
+        }
+        return match checkpoint::latest(&root)? {
+            Some(c) => Ok((dir, c)),
+            None => Err(Error::file(&root, "run has no complete checkpoint")),
+        };
+    }
+    Err(Error::file(
+        path,
+        "neither a run directory (with config.toml) nor a checkpoint (with manifest.json)",
+    ))
+}
+
+/// Loads a trained model for evaluation or prediction from a run directory or a checkpoint
+/// (see [`resolve_checkpoint`]): the run's config, the parameter store with the checkpoint's
+/// weights (verified against the manifest), and the network.
+pub fn load_for_inference(
+    path: &Path,
+    device: &Device,
+) -> Result<(TrainConfig, ParamStore, Box<dyn KeypointNet>)> {
+    let (run, ckpt) = resolve_checkpoint(path)?;
+    let cfg = read_config(&run)?;
+    let mut store = ParamStore::new(device, cfg.seed);
+    let model = build(&cfg.model, &mut store)?;
+    checkpoint::load(&ckpt, &store, None)?;
+    Ok((cfg, store, model))
+}

@@ -1,0 +1,153 @@
+//! The `hmreg train` and `hmreg lr-find` command lines: overrides, JSON output, exit codes.
+
+// Tiny configs are the recipe's defaults with a few fields changed: clearer as assignments.
+#![allow(clippy::field_reassign_with_default)]
+
+use std::path::Path;
+use std::process::Command;
+
+use hmreg::codec::TargetEncoder;
+use hmreg::data::SynthConfig;
+use hmreg::models::Arch;
+use hmreg::train::schedule::ScheduleKind;
+use hmreg::train::TrainConfig;
+
+fn write_tiny(dir: &Path) -> std::path::PathBuf {
+    let mut c = TrainConfig::default();
+    c.seed = 5;
+    c.epochs = 3;
+    c.batch_size = 4;
+    c.data.root = dir.join("data");
+    c.data.points = "8,30,36,45,57".parse().unwrap();
+    c.data.train_limit = 0;
+    c.data.generate_if_missing = true;
+    c.data.synth = SynthConfig {
+        train: 8,
+        val: 4,
+        test: 0,
+        size: 64,
+        seed: 1,
+    };
+    c.model.arch = Arch::UnetResnet18;
+    c.model.width = 0.125;
+    c.pipeline.input_size = 64;
+    c.pipeline.item_size = 0;
+    c.target.encoder = TargetEncoder::Gaussian {
+        sigma: 2.0,
+        subpixel: false,
+    };
+    c.schedule.kind = ScheduleKind::OneCycle;
+    c.schedule.lr = 1e-2;
+    c.lr_find.num_it = 12;
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, c.to_toml().unwrap()).unwrap();
+    path
+}
+
+fn hmreg() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hmreg"))
+}
+
+#[test]
+fn train_json_mode_prints_one_line_per_epoch_and_overrides_apply() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_tiny(tmp.path());
+    let run = tmp.path().join("run");
+    let out = hmreg()
+        .args(["train", "--config"])
+        .arg(&cfg)
+        .args([
+            "--epochs", "2", "--lr", "0.005", "--seed", "8", "--json", "--out",
+        ])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines[0]["epoch"], 1);
+    assert_eq!(lines[1]["epoch"], 2);
+    assert_eq!(lines[2]["summary"]["epochs_done"], 2);
+    let saved = TrainConfig::load(&run.join("config.toml")).unwrap();
+    assert_eq!((saved.epochs, saved.seed, saved.schedule.lr), (2, 8, 0.005));
+}
+
+#[test]
+fn usage_and_input_errors_have_their_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // No config at all: usage.
+    let out = hmreg().args(["train"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // Unknown architecture: usage.
+    let cfg = write_tiny(tmp.path());
+    let out = hmreg()
+        .args(["train", "--quiet", "--arch", "vgg16", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vgg16"));
+    // A config file with an unknown key: a problem in the input, named with its line.
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "epochs = 2\nlearning_rate = 3\n").unwrap();
+    let out = hmreg()
+        .args(["train", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:2:") && err.contains("learning_rate"),
+        "{err}"
+    );
+    // A dataset root without the splits: a problem in the input, naming the folder.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = hmreg()
+        .args(["train", "--quiet", "--config"])
+        .arg(&cfg)
+        .arg("--data")
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("train"));
+}
+
+#[test]
+fn lr_find_writes_the_plot_and_prints_suggestions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_tiny(tmp.path());
+    let png = tmp.path().join("lr.png");
+    let out = hmreg()
+        .args(["lr-find", "--json", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["iterations"].as_u64().unwrap() >= 6);
+    assert!(v["suggestions"].get("valley").is_some());
+    let img = image::open(&png).unwrap();
+    assert!(img.width() > 100);
+    let curve: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("lr.json")).unwrap())
+            .unwrap();
+    let lrs = curve["lrs"].as_array().unwrap();
+    assert_eq!(lrs[0].as_f64().unwrap(), 1e-7);
+}

@@ -1,0 +1,78 @@
+//! The shipped configs parse, validate, and say what the write-up's recipes say.
+
+use std::path::Path;
+
+use hmreg::codec::{Decoder, TargetEncoder};
+use hmreg::data::PointSelection;
+use hmreg::models::Arch;
+use hmreg::train::loss::LossKind;
+use hmreg::train::schedule::ScheduleKind;
+use hmreg::train::TrainConfig;
+
+fn load(name: &str) -> TrainConfig {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("configs")
+        .join(name);
+    let mut c = TrainConfig::load(&path).unwrap();
+    c.resolve().unwrap();
+    c
+}
+
+#[test]
+fn every_config_parses_and_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let mut c = TrainConfig::load(&p).unwrap();
+            c.resolve()
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 4);
+}
+
+#[test]
+fn lapa_recipes_match_the_write_up() {
+    let five = PointSelection::Indices(vec![30, 40, 50, 60, 70]);
+
+    let v1 = load("lapa-unet-resnet18.toml");
+    assert_eq!(v1.model.arch, Arch::UnetResnet18);
+    assert_eq!(v1.data.points, five);
+    assert_eq!((v1.pipeline.input_size, v1.pipeline.item_size), (256, 400));
+    assert_eq!(
+        v1.target.encoder,
+        TargetEncoder::Gaussian {
+            sigma: 10.0,
+            subpixel: false
+        }
+    );
+    assert_eq!(v1.target.stride, 1);
+    assert_eq!(v1.loss.kind, LossKind::Mse);
+    assert_eq!(v1.schedule.kind, ScheduleKind::FineTune);
+    assert_eq!((v1.epochs, v1.schedule.lr, v1.batch_size), (10, 8e-5, 24));
+    assert_eq!(v1.data.train_limit, 5000);
+
+    let v2 = load("lapa-hrnet18-rr.toml");
+    assert_eq!(v2.model.arch, Arch::Hrnet18);
+    assert_eq!(v2.data.points, five);
+    assert_eq!(v2.target.encoder, TargetEncoder::RandomizedRounding);
+    assert_eq!(v2.target.stride, 4);
+    assert_eq!((v2.loss.kind, v2.loss.pos_weight), (LossKind::Bce, 100.0));
+    assert_eq!(v2.schedule.kind, ScheduleKind::OneCycle);
+    assert_eq!((v2.epochs, v2.schedule.lr, v2.batch_size), (10, 5e-3, 64));
+    assert_eq!(v2.metrics.decoder, Decoder::TopK { k: 9 });
+    // fastai's defaults underneath both.
+    for c in [&v1, &v2] {
+        assert_eq!(
+            (c.optim.beta1, c.optim.beta2, c.optim.eps),
+            (0.9, 0.99, 1e-5)
+        );
+        assert_eq!(c.optim.weight_decay, 0.01);
+        assert_eq!(c.schedule.moms, [0.95, 0.85, 0.95]);
+        assert_eq!((c.schedule.div, c.schedule.div_final), (25.0, 1e5));
+        assert_eq!(c.schedule.pct_start, 0.25);
+    }
+}

@@ -1,0 +1,175 @@
+//! End-to-end training runs on a handful of tiny synthetic images: the run directory's files,
+//! a falling loss, loading the model back, and the NaN stop.
+
+// Tiny configs are the recipe's defaults with a few fields changed: clearer as assignments.
+#![allow(clippy::field_reassign_with_default)]
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use hmreg::codec::TargetEncoder;
+use hmreg::data::SynthConfig;
+use hmreg::models::Arch;
+use hmreg::train::checkpoint;
+use hmreg::train::history::{read_jsonl, METRICS_CSV, METRICS_JSONL};
+use hmreg::train::progress::OutputMode;
+use hmreg::train::schedule::ScheduleKind;
+use hmreg::train::{load_for_inference, train, RunOptions, TrainConfig};
+
+/// UNet-ResNet18 at width 1/8 on 64x64 inputs, 8 training and 4 validation images.
+fn tiny(root: &Path) -> TrainConfig {
+    let mut c = TrainConfig::default();
+    c.seed = 3;
+    c.epochs = 2;
+    c.batch_size = 4;
+    c.data.root = root.to_path_buf();
+    c.data.points = "8,30,36,45,57".parse().unwrap();
+    c.data.train_limit = 0;
+    c.data.generate_if_missing = true;
+    c.data.synth = SynthConfig {
+        train: 8,
+        val: 4,
+        test: 0,
+        size: 64,
+        seed: 5,
+    };
+    c.model.arch = Arch::UnetResnet18;
+    c.model.width = 0.125;
+    c.pipeline.input_size = 64;
+    c.pipeline.item_size = 0;
+    c.target.encoder = TargetEncoder::Gaussian {
+        sigma: 2.0,
+        subpixel: false,
+    };
+    c.schedule.kind = ScheduleKind::OneCycle;
+    c.schedule.lr = 1e-2;
+    c
+}
+
+fn opts(dir: &Path) -> RunOptions {
+    RunOptions {
+        run_dir: dir.to_path_buf(),
+        output: OutputMode::Quiet,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn run_directory_has_every_file_and_they_parse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let summary = train(tiny(&tmp.path().join("data")), &opts(&run)).unwrap();
+    assert!(summary.finished);
+    assert_eq!(summary.epochs_done, 2);
+
+    // The resolved config parses back and has the data's point count and the resolved sizes.
+    let cfg = TrainConfig::load(&run.join("config.toml")).unwrap();
+    assert_eq!(cfg.model.points, 5);
+    assert_eq!(cfg.model.input_size, 64);
+    assert_eq!(cfg.target.stride, 1);
+    let text = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    for key in [
+        "[optim]",
+        "beta2 = 0.99",
+        "[schedule]",
+        "div_final",
+        "[checkpoint]",
+        "[lr_find]",
+    ] {
+        assert!(text.contains(key), "config.toml lacks `{key}`");
+    }
+
+    // Metrics: one record per epoch in both files, with every figure.
+    let recs = read_jsonl(&run.join(METRICS_JSONL)).unwrap();
+    assert_eq!(recs.len(), 2);
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r.epoch, i + 1);
+        assert!(r.train_loss.is_finite() && r.valid_loss.is_finite());
+        for m in ["nmae", "nme", "fr", "auc", "nmae_vs_target"] {
+            assert!(r.metrics.contains_key(m), "missing {m}");
+        }
+        assert!(r.lr > 0.0 && r.seconds > 0.0);
+    }
+    let csv = std::fs::read_to_string(run.join(METRICS_CSV)).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3);
+    let header: Vec<&str> = lines[0].split(',').collect();
+    for col in ["epoch", "train_loss", "valid_loss", "nmae", "lr", "seconds"] {
+        assert!(header.contains(&col), "csv lacks {col}");
+    }
+    for l in &lines[1..] {
+        assert_eq!(l.split(',').count(), header.len());
+    }
+
+    // The curves are a real PNG.
+    let img = image::open(run.join("curves.png")).unwrap();
+    assert!(img.width() > 100 && img.height() > 100);
+
+    // Summary with the mean-shape baseline.
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert!(s["baseline"]["nmae"].as_f64().unwrap() > 0.0);
+    assert_eq!(s["epochs_done"], 2);
+
+    // Every checkpoint verifies; best.json names one of them.
+    let root = run.join("checkpoints");
+    let all = checkpoint::list(&root).unwrap();
+    assert_eq!(all.len(), 2);
+    for (dir, _) in &all {
+        checkpoint::read_state(dir).unwrap();
+    }
+    let best = checkpoint::read_best(&root).unwrap().unwrap();
+    assert!(root.join(&best.tag).join("manifest.json").exists());
+
+    // The model loads back for inference and predicts maps of the right shape.
+    let (cfg, _store, model) = load_for_inference(&run, &Device::Cpu).unwrap();
+    let x = Tensor::zeros((1, 3, 64, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let y = model.forward_t(&x, false).unwrap();
+    assert_eq!(y.dims(), &[1, cfg.model.points, 64, 64]);
+}
+
+#[test]
+fn loss_decreases_over_a_short_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = tiny(&tmp.path().join("data"));
+    cfg.epochs = 4;
+    let run = tmp.path().join("run");
+    train(cfg, &opts(&run)).unwrap();
+    let recs = read_jsonl(&run.join(METRICS_JSONL)).unwrap();
+    let first = &recs[0];
+    let last = recs.last().unwrap();
+    assert!(
+        last.train_loss < 0.7 * first.train_loss,
+        "train loss {} -> {}",
+        first.train_loss,
+        last.train_loss
+    );
+    assert!(
+        last.valid_loss < first.valid_loss,
+        "valid loss {} -> {}",
+        first.valid_loss,
+        last.valid_loss
+    );
+}
+
+#[test]
+fn non_finite_loss_stops_with_a_clear_error_and_keeps_the_good_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = tiny(&tmp.path().join("data"));
+    // Adam moves every weight by about lr per step: 1e30 overflows the outputs' squares.
+    cfg.schedule.kind = ScheduleKind::Constant;
+    cfg.schedule.lr = 1e30;
+    cfg.optim.weight_decay = 0.0;
+    cfg.checkpoint.every_steps = 1;
+    let run = tmp.path().join("run");
+    let err = train(cfg, &opts(&run)).unwrap_err().to_string();
+    assert!(err.contains("training loss is"), "{err}");
+    assert!(err.contains("epoch 1 batch 2"), "{err}");
+    assert!(err.contains("epoch-0000-batch-000001"), "{err}");
+    // The checkpoint written before the failure is complete and valid.
+    let last = checkpoint::latest(&run.join("checkpoints"))
+        .unwrap()
+        .unwrap();
+    let st = checkpoint::read_state(&last).unwrap();
+    assert_eq!(st.progress.global_step, 1);
+}
