@@ -16,10 +16,12 @@ use hmreg::train::{train, RunOptions, TrainConfig};
 
 /// UNet-ResNet18 at width 1/8 on 64x64 inputs, 8 training and 6 validation images, 2 epochs.
 fn tiny(root: &Path) -> TrainConfig {
-    let mut c = TrainConfig::default();
-    c.seed = 11;
-    c.epochs = 2;
-    c.batch_size = 4;
+    let mut c = TrainConfig {
+        seed: 11,
+        epochs: 2,
+        batch_size: 4,
+        ..Default::default()
+    };
     c.data.root = root.to_path_buf();
     c.data.points = "8,30,36,45,57".parse().unwrap();
     c.data.generate_if_missing = true;
