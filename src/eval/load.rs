@@ -125,11 +125,14 @@ pub fn load_model(source: &ModelSource, device: &Device) -> Result<LoadedModel> 
     }
 }
 
-/// The decoder for `--decoder NAME[:param]` and `--k`, defaulting to the run's validation decoder.
+/// The decoder for `--decoder NAME[:param]` and `--k` (alone: top-k), defaulting to the run's
+/// validation decoder.
 /// `dark` without a parameter takes the Gaussian target's sigma (in map pixels), which is what
 /// DARK's smoothing should match.
 pub fn choose_decoder(name: Option<&str>, k: Option<usize>, cfg: &TrainConfig) -> Result<Decoder> {
     let mut dec = match name {
+        // `--k` alone asks for the top-k decoder.
+        None if k.is_some() => Decoder::TopK { k: k.unwrap_or(9) },
         None => cfg.metrics.decoder.clone(),
         Some(n) => {
             let d: Decoder = n.parse()?;
