@@ -3,10 +3,12 @@
 //! - [`tta`]: inference on a prepared batch, with optional flip test-time augmentation.
 //! - [`evaluate`]: metrics, per-sample errors and the samples kept for pictures.
 //! - [`show`]: result pictures (targets, predictions, heatmaps).
+//! - [`load`]: the model from a run directory or checkpoint, and the evaluation data.
 //! - [`report`]: the eval summary (JSON, text table) and its output folder.
 //! - [`predict`]: landmarks for arbitrary images, in the original image's pixels.
 
 pub mod evaluate;
+pub mod load;
 pub mod predict;
 pub mod report;
 pub mod show;

@@ -94,7 +94,7 @@ pub fn annotate_indexed(img: &RgbImage, pred: &Keypoints) -> RgbImage {
 }
 
 /// One row per sample: target points, predicted points (with error lines), predicted heatmaps
-/// over the input.
+/// over the input. Pictures are scaled to the cell before drawing, so points stay crisp.
 pub fn results_grid(samples: &[Shown], cell: u32) -> RgbImage {
     let mut grid = Grid::new(3, cell, cell);
     for s in samples {
@@ -102,17 +102,23 @@ pub fn results_grid(samples: &[Shown], cell: u32) -> RgbImage {
             Some(v) => format!("NME {:.2}%", 100.0 * v),
             None => "NME n/a".to_string(),
         };
-        grid.push(
-            annotate(&s.image, Some(&s.gt), None),
-            &format!("{} target", s.id),
+        let (w, h) = s.image.dimensions();
+        let k = cell as f32 / w.max(h).max(1) as f32;
+        let (cw, ch) = (
+            ((w as f32 * k).round() as u32).max(1),
+            ((h as f32 * k).round() as u32).max(1),
         );
+        let img = image::imageops::resize(&s.image, cw, ch, image::imageops::FilterType::Triangle);
+        let gt = s.gt.scaled(k, k);
+        let pred = s.pred.scaled(k, k);
+        grid.push(annotate(&img, Some(&gt), None), &format!("{} target", s.id));
         grid.push(
-            annotate(&s.image, Some(&s.gt), Some(&s.pred)),
-            &format!("predicted, {nme}"),
+            annotate(&img, Some(&gt), Some(&pred)),
+            &format!("pred {nme}"),
         );
         let heat = viz::colorize(&combined_map(&s.maps, s.map_w, s.map_h), s.map_w, s.map_h);
-        let over = viz::overlay(&s.image, &heat, 0.6);
-        grid.push(annotate(&over, None, Some(&s.pred)), "predicted heatmaps");
+        let over = viz::overlay(&img, &heat, 0.6);
+        grid.push(annotate(&over, None, Some(&pred)), "heatmaps");
     }
     grid.render()
 }

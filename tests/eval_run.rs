@@ -1,0 +1,182 @@
+//! `hmreg eval` and `hmreg predict` on a tiny run trained here: repeatable figures equal to the
+//! ones training logged for the same checkpoint and decoder, flip test, decoders chosen at eval
+//! time, predictions in the original frame, and a broken image among good ones.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hmreg::cli::eval::{execute, EvalArgs};
+use hmreg::codec::TargetEncoder;
+use hmreg::data::SynthConfig;
+use hmreg::models::Arch;
+use hmreg::train::checkpoint;
+use hmreg::train::history::{read_jsonl, METRICS_JSONL};
+use hmreg::train::progress::OutputMode;
+use hmreg::train::{train, RunOptions, TrainConfig};
+
+/// UNet-ResNet18 at width 1/8 on 64x64 inputs, 8 training and 6 validation images, 2 epochs.
+fn tiny(root: &Path) -> TrainConfig {
+    let mut c = TrainConfig {
+        seed: 11,
+        epochs: 2,
+        batch_size: 4,
+        ..Default::default()
+    };
+    c.data.root = root.to_path_buf();
+    c.data.points = "8,30,36,45,57".parse().unwrap();
+    c.data.generate_if_missing = true;
+    c.data.synth = SynthConfig {
+        train: 8,
+        val: 6,
+        test: 3,
+        size: 64,
+        seed: 5,
+    };
+    c.model.arch = Arch::UnetResnet18;
+    c.model.width = 0.125;
+    c.pipeline.input_size = 64;
+    c.pipeline.item_size = 0;
+    c.target.encoder = TargetEncoder::Gaussian {
+        sigma: 2.0,
+        subpixel: false,
+    };
+    c.schedule.lr = 1e-2;
+    c
+}
+
+fn args(run: &Path) -> EvalArgs {
+    EvalArgs {
+        run: Some(run.to_path_buf()),
+        checkpoint: None,
+        config: None,
+        data: None,
+        split: "val".into(),
+        decoder: None,
+        k: None,
+        flip_test: false,
+        json: true,
+        out: None,
+        limit: None,
+        batch_size: None,
+        device: "cpu".into(),
+    }
+}
+
+fn trained() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let opts = RunOptions {
+        run_dir: run.clone(),
+        output: OutputMode::Quiet,
+        ..Default::default()
+    };
+    train(tiny(&tmp.path().join("data")), &opts).unwrap();
+    (tmp, run)
+}
+
+#[test]
+fn eval_repeats_and_matches_the_metrics_logged_by_training() {
+    let (tmp, run) = trained();
+    let a = execute(&args(&run)).unwrap();
+    let b = execute(&args(&run)).unwrap();
+    assert_eq!(a.metrics, b.metrics, "two evaluations differ");
+    assert_eq!(a.images, 6);
+
+    // The checkpoint evaluated is the run's best; training logged its figures for that epoch.
+    let best = checkpoint::read_best(&run.join("checkpoints"))
+        .unwrap()
+        .expect("best recorded");
+    assert!(
+        a.checkpoint.ends_with(&best.tag),
+        "{} vs {}",
+        a.checkpoint.display(),
+        best.tag
+    );
+    let recs = read_jsonl(&run.join(METRICS_JSONL)).unwrap();
+    let rec = recs
+        .iter()
+        .find(|r| r.epoch == best.epoch)
+        .expect("record of the best epoch");
+    let m = &a.metrics;
+    assert_eq!(rec.metrics["nmae"], m.nmae as f64);
+    assert_eq!(rec.metrics["nme"], m.nme as f64);
+    assert_eq!(rec.metrics["fr"], m.fr as f64);
+    assert_eq!(rec.metrics["auc"], m.auc as f64);
+    assert_eq!(
+        rec.metrics["nmae_vs_target"],
+        m.nmae_vs_target.unwrap() as f64
+    );
+
+    // The same through --checkpoint + --config.
+    let mut by_ckpt = args(&run);
+    by_ckpt.run = None;
+    by_ckpt.checkpoint = Some(a.checkpoint.clone());
+    by_ckpt.config = Some(run.join("config.toml"));
+    assert_eq!(execute(&by_ckpt).unwrap().metrics, a.metrics);
+
+    // Any decoder at eval time; flip test runs and stays in a sane range; pictures are written.
+    let mut other = args(&run);
+    other.decoder = Some("topk".into());
+    other.k = Some(4);
+    other.flip_test = true;
+    other.out = Some(tmp.path().join("eval"));
+    let c = execute(&other).unwrap();
+    assert_eq!(c.decoder, "topk:4");
+    assert!(c.flip_test);
+    assert!(c.metrics.nmae.is_finite() && c.metrics.nmae < 0.5);
+    for f in ["results.png", "worst.png", "metrics.json", "samples.csv"] {
+        assert!(tmp.path().join("eval").join(f).is_file(), "{f}");
+    }
+    // The test split.
+    let mut test = args(&run);
+    test.split = "test".into();
+    assert_eq!(execute(&test).unwrap().images, 3);
+    // A decoder parameter that does not fit is a usage error.
+    let mut bad = args(&run);
+    bad.decoder = Some("argmax".into());
+    bad.k = Some(3);
+    assert!(matches!(execute(&bad), Err(hmreg::Error::Config(_))));
+
+    // predict through the binary: a broken file is named, the good ones still come back, exit 1.
+    let good = tmp.path().join("face.png");
+    image::RgbImage::from_fn(90, 70, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 3) as u8, 90])
+    })
+    .save(&good)
+    .unwrap();
+    let broken = tmp.path().join("broken.jpg");
+    std::fs::write(&broken, b"\xFF\xD8\xFF not a jpeg").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hmreg"))
+        .args(["predict", "--json", "--run"])
+        .arg(&run)
+        .arg(&good)
+        .arg(&broken)
+        .arg("--out")
+        .arg(tmp.path().join("pred"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken.jpg"), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let preds = doc["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 1);
+    assert_eq!(preds[0]["width"], 90);
+    assert_eq!(preds[0]["points"].as_array().unwrap().len(), 5);
+    assert_eq!(doc["failures"].as_array().unwrap().len(), 1);
+    assert!(tmp.path().join("pred/face.png").is_file());
+    assert!(tmp.path().join("pred/predictions.json").is_file());
+    // All good: exit 0.
+    let ok = Command::new(env!("CARGO_BIN_EXE_hmreg"))
+        .args(["predict", "--run"])
+        .arg(&run)
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
