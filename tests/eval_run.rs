@@ -2,45 +2,22 @@
 //! ones training logged for the same checkpoint and decoder, flip test, decoders chosen at eval
 //! time, predictions in the original frame, and a broken image among good ones.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hmreg::cli::eval::{execute, EvalArgs};
-use hmreg::codec::TargetEncoder;
-use hmreg::data::SynthConfig;
-use hmreg::models::Arch;
 use hmreg::train::checkpoint;
 use hmreg::train::history::{read_jsonl, METRICS_JSONL};
 use hmreg::train::progress::OutputMode;
 use hmreg::train::{train, RunOptions, TrainConfig};
 
-/// UNet-ResNet18 at width 1/8 on 64x64 inputs, 8 training and 6 validation images, 2 epochs.
+/// The shared tiny run with 6 validation and 3 test images.
 fn tiny(root: &Path) -> TrainConfig {
-    let mut c = TrainConfig {
-        seed: 11,
-        epochs: 2,
-        batch_size: 4,
-        ..Default::default()
-    };
-    c.data.root = root.to_path_buf();
-    c.data.points = "8,30,36,45,57".parse().unwrap();
-    c.data.generate_if_missing = true;
-    c.data.synth = SynthConfig {
-        train: 8,
-        val: 6,
-        test: 3,
-        size: 64,
-        seed: 5,
-    };
-    c.model.arch = Arch::UnetResnet18;
-    c.model.width = 0.125;
-    c.pipeline.input_size = 64;
-    c.pipeline.item_size = 0;
-    c.target.encoder = TargetEncoder::Gaussian {
-        sigma: 2.0,
-        subpixel: false,
-    };
-    c.schedule.lr = 1e-2;
+    let mut c = common::tiny_config(root, 11, 5);
+    c.data.synth.val = 6;
+    c.data.synth.test = 3;
     c
 }
 

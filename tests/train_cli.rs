@@ -1,43 +1,15 @@
 //! The `hmreg train` and `hmreg lr-find` command lines: overrides, JSON output, exit codes.
 
-// Tiny configs are the recipe's defaults with a few fields changed: clearer as assignments.
-#![allow(clippy::field_reassign_with_default)]
+mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use hmreg::codec::TargetEncoder;
-use hmreg::data::SynthConfig;
-use hmreg::models::Arch;
-use hmreg::train::schedule::ScheduleKind;
 use hmreg::train::TrainConfig;
 
 fn write_tiny(dir: &Path) -> std::path::PathBuf {
-    let mut c = TrainConfig::default();
-    c.seed = 5;
+    let mut c = common::tiny_config(&dir.join("data"), 5, 1);
     c.epochs = 3;
-    c.batch_size = 4;
-    c.data.root = dir.join("data");
-    c.data.points = "8,30,36,45,57".parse().unwrap();
-    c.data.train_limit = 0;
-    c.data.generate_if_missing = true;
-    c.data.synth = SynthConfig {
-        train: 8,
-        val: 4,
-        test: 0,
-        size: 64,
-        seed: 1,
-    };
-    c.model.arch = Arch::UnetResnet18;
-    c.model.width = 0.125;
-    c.pipeline.input_size = 64;
-    c.pipeline.item_size = 0;
-    c.target.encoder = TargetEncoder::Gaussian {
-        sigma: 2.0,
-        subpixel: false,
-    };
-    c.schedule.kind = ScheduleKind::OneCycle;
-    c.schedule.lr = 1e-2;
     c.lr_find.num_it = 12;
     let path = dir.join("tiny.toml");
     std::fs::write(&path, c.to_toml().unwrap()).unwrap();
@@ -83,9 +55,10 @@ fn train_json_mode_prints_one_line_per_epoch_and_overrides_apply() {
 #[test]
 fn usage_and_input_errors_have_their_exit_codes() {
     let tmp = tempfile::tempdir().unwrap();
-    // No config at all: usage.
-    let out = hmreg().args(["train"]).output().unwrap();
+    // --resume without the run to resume: usage.
+    let out = hmreg().args(["train", "--resume"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--out"));
     // Unknown architecture: usage.
     let cfg = write_tiny(tmp.path());
     let out = hmreg()

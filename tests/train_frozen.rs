@@ -1,47 +1,22 @@
 //! fine_tune: during the frozen epoch the encoder's weights and biases do not move (its BatchNorm
 //! parameters, the decoder and the head do); after unfreezing everything trains.
 
-// Tiny configs are the recipe's defaults with a few fields changed: clearer as assignments.
-#![allow(clippy::field_reassign_with_default)]
+mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use hmreg::codec::TargetEncoder;
-use hmreg::data::SynthConfig;
-use hmreg::models::{build, Arch, ParamGroup, ParamKind, ParamStore};
+use hmreg::models::{build, ParamGroup, ParamKind, ParamStore};
 use hmreg::train::progress::OutputMode;
 use hmreg::train::schedule::ScheduleKind;
 use hmreg::train::{train, RunOptions, TrainConfig};
 
+/// fine_tune(1, 1e-2): one frozen epoch, then one unfrozen epoch.
 fn tiny(root: &Path) -> TrainConfig {
-    let mut c = TrainConfig::default();
-    c.seed = 4;
+    let mut c = common::tiny_config(root, 4, 9);
     c.epochs = 1;
-    c.batch_size = 4;
-    c.data.root = root.to_path_buf();
-    c.data.points = "8,30,36,45,57".parse().unwrap();
-    c.data.train_limit = 0;
-    c.data.generate_if_missing = true;
-    c.data.synth = SynthConfig {
-        train: 8,
-        val: 4,
-        test: 0,
-        size: 64,
-        seed: 9,
-    };
-    c.model.arch = Arch::UnetResnet18;
-    c.model.width = 0.125;
-    c.pipeline.input_size = 64;
-    c.pipeline.item_size = 0;
-    c.target.encoder = TargetEncoder::Gaussian {
-        sigma: 2.0,
-        subpixel: false,
-    };
-    // fine_tune(1, 1e-2): one frozen epoch, then one unfrozen epoch.
     c.schedule.kind = ScheduleKind::FineTune;
-    c.schedule.lr = 1e-2;
     c.schedule.freeze_epochs = 1;
     c
 }

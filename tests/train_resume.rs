@@ -1,54 +1,16 @@
 //! Killing a run after a checkpoint and resuming it gives exactly the losses of the uninterrupted
 //! run (CPU), at an epoch boundary and mid-epoch; damaged checkpoints are refused.
 
-// Tiny configs are the recipe's defaults with a few fields changed: clearer as assignments.
-#![allow(clippy::field_reassign_with_default)]
+mod common;
 
 use std::path::Path;
 
-use hmreg::codec::TargetEncoder;
-use hmreg::data::SynthConfig;
-use hmreg::models::Arch;
 use hmreg::train::history::{read_jsonl, EpochRecord, METRICS_JSONL};
-use hmreg::train::progress::OutputMode;
 use hmreg::train::schedule::ScheduleKind;
 use hmreg::train::{train, RunOptions, TrainConfig};
 
 fn tiny(root: &Path) -> TrainConfig {
-    let mut c = TrainConfig::default();
-    c.seed = 11;
-    c.epochs = 2;
-    c.batch_size = 4;
-    c.data.root = root.to_path_buf();
-    c.data.points = "8,30,36,45,57".parse().unwrap();
-    c.data.train_limit = 0;
-    c.data.generate_if_missing = true;
-    c.data.synth = SynthConfig {
-        train: 8,
-        val: 4,
-        test: 0,
-        size: 64,
-        seed: 2,
-    };
-    c.model.arch = Arch::UnetResnet18;
-    c.model.width = 0.125;
-    c.pipeline.input_size = 64;
-    c.pipeline.item_size = 0;
-    c.target.encoder = TargetEncoder::Gaussian {
-        sigma: 2.0,
-        subpixel: false,
-    };
-    c.schedule.kind = ScheduleKind::OneCycle;
-    c.schedule.lr = 1e-2;
-    c
-}
-
-fn opts(dir: &Path) -> RunOptions {
-    RunOptions {
-        run_dir: dir.to_path_buf(),
-        output: OutputMode::Quiet,
-        ..Default::default()
-    }
+    common::tiny_config(root, 11, 2)
 }
 
 /// Epoch, train loss, valid loss, metrics, learning rate.
@@ -80,7 +42,7 @@ fn resume_reproduces_the_uninterrupted_run_exactly() {
     let cfg = tiny(&data);
 
     let full = tmp.path().join("full");
-    train(cfg.clone(), &opts(&full)).unwrap();
+    train(cfg.clone(), &common::quiet(&full)).unwrap();
     let want = read_jsonl(&full.join(METRICS_JSONL)).unwrap();
     assert_eq!(want.len(), 2);
 
@@ -90,7 +52,7 @@ fn resume_reproduces_the_uninterrupted_run_exactly() {
         cfg.clone(),
         &RunOptions {
             stop_after_epochs: Some(1),
-            ..opts(&cut)
+            ..common::quiet(&cut)
         },
     )
     .unwrap();
@@ -100,7 +62,7 @@ fn resume_reproduces_the_uninterrupted_run_exactly() {
         cfg.clone(),
         &RunOptions {
             resume: true,
-            ..opts(&cut)
+            ..common::quiet(&cut)
         },
     )
     .unwrap();
@@ -115,7 +77,7 @@ fn resume_reproduces_the_uninterrupted_run_exactly() {
         cfg.clone(),
         &RunOptions {
             stop_after_steps: Some(3),
-            ..opts(&mid)
+            ..common::quiet(&mid)
         },
     )
     .unwrap();
@@ -127,7 +89,7 @@ fn resume_reproduces_the_uninterrupted_run_exactly() {
         cfg,
         &RunOptions {
             resume: true,
-            ..opts(&mid)
+            ..common::quiet(&mid)
         },
     )
     .unwrap();
@@ -145,13 +107,15 @@ fn damaged_checkpoints_and_mismatched_configs_are_refused() {
         cfg.clone(),
         &RunOptions {
             stop_after_epochs: Some(1),
-            ..opts(&run)
+            ..common::quiet(&run)
         },
     )
     .unwrap();
 
     // A fresh run into a directory that holds one.
-    let err = train(cfg.clone(), &opts(&run)).unwrap_err().to_string();
+    let err = train(cfg.clone(), &common::quiet(&run))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("--resume"), "{err}");
 
     // Another config.
@@ -161,7 +125,7 @@ fn damaged_checkpoints_and_mismatched_configs_are_refused() {
         other,
         &RunOptions {
             resume: true,
-            ..opts(&run)
+            ..common::quiet(&run)
         },
     )
     .unwrap_err()
@@ -176,7 +140,7 @@ fn damaged_checkpoints_and_mismatched_configs_are_refused() {
         cfg.clone(),
         &RunOptions {
             resume: true,
-            ..opts(&run)
+            ..common::quiet(&run)
         },
     )
     .unwrap_err()
@@ -195,13 +159,13 @@ fn fine_tune_resumed_at_the_unfreeze_boundary_matches() {
     cfg.schedule.freeze_epochs = 1;
     cfg.epochs = 1;
     let full = tmp.path().join("full");
-    train(cfg.clone(), &opts(&full)).unwrap();
+    train(cfg.clone(), &common::quiet(&full)).unwrap();
     let cut = tmp.path().join("cut");
     train(
         cfg.clone(),
         &RunOptions {
             stop_after_epochs: Some(1),
-            ..opts(&cut)
+            ..common::quiet(&cut)
         },
     )
     .unwrap();
@@ -209,7 +173,7 @@ fn fine_tune_resumed_at_the_unfreeze_boundary_matches() {
         cfg,
         &RunOptions {
             resume: true,
-            ..opts(&cut)
+            ..common::quiet(&cut)
         },
     )
     .unwrap();

@@ -1,64 +1,25 @@
 //! End-to-end training runs on a handful of tiny synthetic images: the run directory's files,
 //! a falling loss, loading the model back, and the NaN stop.
 
-// Tiny configs are the recipe's defaults with a few fields changed: clearer as assignments.
-#![allow(clippy::field_reassign_with_default)]
+mod common;
 
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use hmreg::codec::TargetEncoder;
-use hmreg::data::SynthConfig;
-use hmreg::models::Arch;
 use hmreg::train::checkpoint;
 use hmreg::train::history::{read_jsonl, METRICS_CSV, METRICS_JSONL};
-use hmreg::train::progress::OutputMode;
 use hmreg::train::schedule::ScheduleKind;
-use hmreg::train::{load_for_inference, train, RunOptions, TrainConfig};
+use hmreg::train::{load_for_inference, train, TrainConfig};
 
-/// UNet-ResNet18 at width 1/8 on 64x64 inputs, 8 training and 4 validation images.
 fn tiny(root: &Path) -> TrainConfig {
-    let mut c = TrainConfig::default();
-    c.seed = 3;
-    c.epochs = 2;
-    c.batch_size = 4;
-    c.data.root = root.to_path_buf();
-    c.data.points = "8,30,36,45,57".parse().unwrap();
-    c.data.train_limit = 0;
-    c.data.generate_if_missing = true;
-    c.data.synth = SynthConfig {
-        train: 8,
-        val: 4,
-        test: 0,
-        size: 64,
-        seed: 5,
-    };
-    c.model.arch = Arch::UnetResnet18;
-    c.model.width = 0.125;
-    c.pipeline.input_size = 64;
-    c.pipeline.item_size = 0;
-    c.target.encoder = TargetEncoder::Gaussian {
-        sigma: 2.0,
-        subpixel: false,
-    };
-    c.schedule.kind = ScheduleKind::OneCycle;
-    c.schedule.lr = 1e-2;
-    c
-}
-
-fn opts(dir: &Path) -> RunOptions {
-    RunOptions {
-        run_dir: dir.to_path_buf(),
-        output: OutputMode::Quiet,
-        ..Default::default()
-    }
+    common::tiny_config(root, 3, 5)
 }
 
 #[test]
 fn run_directory_has_every_file_and_they_parse() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    let summary = train(tiny(&tmp.path().join("data")), &opts(&run)).unwrap();
+    let summary = train(tiny(&tmp.path().join("data")), &common::quiet(&run)).unwrap();
     assert!(summary.finished);
     assert_eq!(summary.epochs_done, 2);
 
@@ -134,7 +95,7 @@ fn loss_decreases_over_a_short_run() {
     let mut cfg = tiny(&tmp.path().join("data"));
     cfg.epochs = 4;
     let run = tmp.path().join("run");
-    train(cfg, &opts(&run)).unwrap();
+    train(cfg, &common::quiet(&run)).unwrap();
     let recs = read_jsonl(&run.join(METRICS_JSONL)).unwrap();
     let first = &recs[0];
     let last = recs.last().unwrap();
@@ -162,7 +123,7 @@ fn non_finite_loss_stops_with_a_clear_error_and_keeps_the_good_checkpoint() {
     cfg.optim.weight_decay = 0.0;
     cfg.checkpoint.every_steps = 1;
     let run = tmp.path().join("run");
-    let err = train(cfg, &opts(&run)).unwrap_err().to_string();
+    let err = train(cfg, &common::quiet(&run)).unwrap_err().to_string();
     assert!(err.contains("training loss is"), "{err}");
     assert!(err.contains("epoch 1 batch 2"), "{err}");
     assert!(err.contains("epoch-0000-batch-000001"), "{err}");

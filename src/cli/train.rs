@@ -1,6 +1,6 @@
 //! `hmreg train`: train a model from a TOML config; command-line values override the config.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -14,7 +14,8 @@ use crate::{Error, Result};
 /// Training.
 #[derive(Args, Debug, Clone, Default)]
 pub struct TrainArgs {
-    /// TOML config (see configs/). Optional with --resume: the run's own config.toml is used.
+    /// TOML config (see configs/). Without it: the run's own config.toml with --resume, else the
+    /// built-in quick start (configs/quickstart.toml: synthetic faces generated on first use).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Network: unet-resnet18, hrnet18 or hrnet32.
@@ -73,6 +74,10 @@ pub fn parse_arch(s: &str) -> Result<Arch> {
         })
 }
 
+/// The embedded default, so that `hmreg train` alone works on a fresh machine.
+pub const QUICKSTART_TOML: &str = include_str!("../../configs/quickstart.toml");
+const QUICKSTART_NAME: &str = "configs/quickstart.toml";
+
 /// The config a command line asks for: the file (or the run's saved config with --resume and no
 /// --config), then the overrides.
 pub fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
@@ -84,7 +89,7 @@ pub fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
                 "--resume needs --out RUN_DIR (the run to continue)",
             ))
         }
-        (None, false, _) => return Err(Error::config("--config FILE is required")),
+        (None, false, _) => TrainConfig::parse(QUICKSTART_TOML, Path::new(QUICKSTART_NAME))?,
     };
     if let Some(a) = &args.arch {
         cfg.model.arch = parse_arch(a)?;
@@ -120,10 +125,13 @@ fn run_inner(args: &TrainArgs) -> std::result::Result<(), (i32, String)> {
         Error::Config(_) => usage(e),
         other => problem(other),
     })?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| run_dir::default_run_dir(args.config.as_deref()));
+    let out = args.out.clone().unwrap_or_else(|| {
+        let name = match (&args.config, args.resume) {
+            (None, false) => Some(Path::new(QUICKSTART_NAME)),
+            (c, _) => c.as_deref(),
+        };
+        run_dir::default_run_dir(name)
+    });
     let output = if args.json {
         OutputMode::Json
     } else if args.quiet {

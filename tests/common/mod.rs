@@ -1,0 +1,56 @@
+//! The tiny training run shared by the training, evaluation and command-line tests.
+
+// Each test binary compiles this module and uses part of it.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use hmreg::codec::TargetEncoder;
+use hmreg::data::SynthConfig;
+use hmreg::models::Arch;
+use hmreg::train::progress::OutputMode;
+use hmreg::train::schedule::ScheduleKind;
+use hmreg::train::{RunOptions, TrainConfig};
+
+/// UNet-ResNet18 at width 1/8 on 64x64 synthetic faces (8 training, 4 validation, 5 of the 68
+/// points), two epochs of one-cycle at 1e-2: seconds per epoch on two cores. `seed` drives
+/// training, `data_seed` the generated faces (written under `root` on first use).
+pub fn tiny_config(root: &Path, seed: u64, data_seed: u64) -> TrainConfig {
+    let mut c = TrainConfig {
+        seed,
+        epochs: 2,
+        batch_size: 4,
+        ..Default::default()
+    };
+    c.data.root = root.to_path_buf();
+    c.data.points = "8,30,36,45,57".parse().unwrap();
+    c.data.train_limit = 0;
+    c.data.generate_if_missing = true;
+    c.data.synth = SynthConfig {
+        train: 8,
+        val: 4,
+        test: 0,
+        size: 64,
+        seed: data_seed,
+    };
+    c.model.arch = Arch::UnetResnet18;
+    c.model.width = 0.125;
+    c.pipeline.input_size = 64;
+    c.pipeline.item_size = 0;
+    c.target.encoder = TargetEncoder::Gaussian {
+        sigma: 2.0,
+        subpixel: false,
+    };
+    c.schedule.kind = ScheduleKind::OneCycle;
+    c.schedule.lr = 1e-2;
+    c
+}
+
+/// Run options for `run_dir` without progress output.
+pub fn quiet(run_dir: &Path) -> RunOptions {
+    RunOptions {
+        run_dir: run_dir.to_path_buf(),
+        output: OutputMode::Quiet,
+        ..Default::default()
+    }
+}
