@@ -32,6 +32,10 @@ fn train_json_mode_prints_one_line_per_epoch_and_overrides_apply() {
             "--epochs", "2", "--lr", "0.005", "--seed", "8", "--json", "--out",
         ])
         .arg(&run)
+        // A data root relative to the working directory, saved as an absolute path so that the
+        // run's config works from anywhere.
+        .args(["--data", "data"])
+        .current_dir(tmp.path())
         .output()
         .unwrap();
     assert!(
@@ -50,6 +54,10 @@ fn train_json_mode_prints_one_line_per_epoch_and_overrides_apply() {
     assert_eq!(lines[2]["summary"]["epochs_done"], 2);
     let saved = TrainConfig::load(&run.join("config.toml")).unwrap();
     assert_eq!((saved.epochs, saved.seed, saved.schedule.lr), (2, 8, 0.005));
+    assert_eq!(
+        saved.data.root,
+        tmp.path().join("data").canonicalize().unwrap()
+    );
 }
 
 #[test]

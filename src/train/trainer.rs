@@ -128,6 +128,13 @@ pub fn setup(mut cfg: TrainConfig, note: &dyn Fn(&str)) -> Result<Setup> {
     cfg.resolve()?;
     let device = DeviceSpec::parse(&cfg.device)?.open()?;
     let (train_samples, val_samples) = prepare_data(&cfg)?;
+    // The run's config.toml must work from any directory (eval, predict, resume).
+    if let Ok(abs) = std::fs::canonicalize(&cfg.data.root) {
+        cfg.data.root = abs;
+    }
+    if let Ok(abs) = std::fs::canonicalize(&cfg.init.pretrained) {
+        cfg.init.pretrained = abs;
+    }
     cfg.model.points = train_samples[0].points.len();
     cfg.validate()?;
     let mut store = ParamStore::new(&device, cfg.seed);
