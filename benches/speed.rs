@@ -12,18 +12,30 @@
 //! `python3 -c "import torch"` works, benches/reference_pytorch.py measures the same in PyTorch
 //! with the same thread count and the table prints the ratio hmreg/PyTorch per row.
 //!
+//! Then the data pipeline's images/s (decode, augment, encode, batch; 256x256, batch 32) on a real
+//! split next to the same pipeline in fastai (benches/pipeline_reference.py), and the codec's
+//! encode/decode time for the training case of 64 images x 106 points on 64x64 maps (no reference:
+//! fastai has no heatmap codec).
+//!
 //! Options: `--threads N` (default: all cores), `--arch unet-resnet18|hrnet18` (repeatable),
 //! `--reps R` (5), `--warmup W` (1), `--batch B` (8), `--size S` (256), `--no-reference`,
+//! `--data DIR` (pipeline split, default ../shared/data/300w-helen/train),
+//! `--skip models,pipeline,codec` (any of them),
 //! `--layers` (conv layer micro-benchmark against Candle's conv2d instead of the models).
 
+use std::hint::black_box;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
+use hmreg::codec::{decode, encode_batch, Decoder, TargetEncoder};
+use hmreg::data::{load_split, Loader, PipelineConfig, PointSelection, TargetConfig};
 use hmreg::models::{build, Arch, ModelConfig, ParamStore};
 use hmreg::ops;
 use hmreg::train::optim::{Adam, OptimConfig};
 use hmreg::train::schedule::Hypers;
+use hmreg::Keypoints;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -41,7 +53,11 @@ struct Opts {
     reference: bool,
     layers: bool,
     child: bool,
+    data: PathBuf,
+    skip: Vec<String>,
 }
+
+const PARTS: [&str; 3] = ["models", "pipeline", "codec"];
 
 /// One architecture's figures, from either implementation (the Python script writes the same keys).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -67,6 +83,8 @@ fn parse_opts() -> Result<Opts, String> {
         reference: true,
         layers: false,
         child: false,
+        data: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/300w-helen/train"),
+        skip: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -89,6 +107,16 @@ fn parse_opts() -> Result<Opts, String> {
                 o.archs.push(v);
             }
             "--no-reference" => o.reference = false,
+            "--data" => o.data = PathBuf::from(args.next().ok_or("--data needs a folder")?),
+            "--skip" => {
+                let v = args.next().ok_or("--skip needs a list")?;
+                for part in v.split(',') {
+                    if !PARTS.contains(&part) {
+                        return Err(format!("unknown part {part}; any of {PARTS:?}"));
+                    }
+                    o.skip.push(part.to_string());
+                }
+            }
             "--layers" => o.layers = true,
             "--child" => o.child = true,
             "--bench" => {} // added by `cargo bench`
@@ -301,7 +329,7 @@ fn print_table(o: &Opts, rows: &[(Row, Option<Row>)]) {
             let pv = p.as_ref().map(f);
             let model = if i == 0 { h.arch.as_str() } else { "" };
             let fmt = |v: f64| {
-                if name.contains("ms") || name.contains("GFLOP") {
+                if name != "params" && (name.contains("(ms)") || name.contains("GFLOP")) {
                     format!("{v:.1}")
                 } else {
                     format!("{v:.0}")
@@ -325,9 +353,177 @@ fn print_table(o: &Opts, rows: &[(Row, Option<Row>)]) {
     }
     println!(
         "GFLOP/s counts the convolutions' forward FLOPs (x3 for a training step); ratios > 1 mean \
-         hmreg is slower or larger.\nData pipeline images/s and codec throughput: not part of this \
-         bench (see the data and codec benches of their modules)."
+         hmreg is slower or larger."
     );
+}
+
+/// The two recipe targets, named as benches/pipeline_reference.py prints them.
+fn pipeline_targets() -> [(&'static str, TargetConfig); 2] {
+    [
+        (
+            "gaussian sigma 10, 256x256 maps",
+            TargetConfig {
+                encoder: TargetEncoder::Gaussian {
+                    sigma: 10.0,
+                    subpixel: false,
+                },
+                stride: 1,
+            },
+        ),
+        (
+            "randomized rounding, 64x64 maps",
+            TargetConfig {
+                encoder: TargetEncoder::RandomizedRounding,
+                stride: 4,
+            },
+        ),
+    ]
+}
+
+/// Images per second through hmreg's training pipeline, one epoch over the split per target.
+fn bench_pipeline(o: &Opts, batch: usize) -> Result<Vec<(String, f64)>, String> {
+    let dir = o
+        .data
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", o.data.display()))?;
+    let (root, split) = match (dir.parent(), dir.file_name().and_then(|s| s.to_str())) {
+        (Some(r), Some(s)) => (r.to_path_buf(), s.to_string()),
+        _ => return Err(format!("{}: not a split folder", dir.display())),
+    };
+    let points: PointSelection = "8,30,36,45,57".parse().map_err(|e| format!("{e}"))?;
+    let samples = load_split(&root, &split, &points).map_err(|e| e.to_string())?;
+    let cfg = PipelineConfig {
+        workers: o.threads,
+        cache_mb: 0,
+        ..PipelineConfig::default()
+    };
+    let mut rows = Vec::new();
+    for (name, target) in pipeline_targets() {
+        let loader = Loader::new(samples.clone(), &cfg, &target, batch, true, 0, &Device::Cpu)
+            .map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        let mut n = 0usize;
+        for b in loader.epoch(0) {
+            n += b.map_err(|e| e.to_string())?.indices.len();
+        }
+        rows.push((name.to_string(), n as f64 / t.elapsed().as_secs_f64()));
+    }
+    Ok(rows)
+}
+
+/// fastai's images/s on the same split, from benches/pipeline_reference.py's table.
+fn reference_pipeline(o: &Opts, batch: usize) -> Result<Vec<(String, f64)>, String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/pipeline_reference.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(&o.data)
+        .args(["--epochs", "1", "--batch", &batch.to_string()])
+        .args(["--threads", &o.threads.to_string()])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "pipeline reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    pipeline_targets()
+        .iter()
+        .map(|(name, _)| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().last()?.parse().ok())
+                .map(|rate| (name.to_string(), rate))
+                .ok_or_else(|| format!("no row for `{name}` in: {text}"))
+        })
+        .collect()
+}
+
+/// Encode and decode times for the training case: 64 images x 106 points on 64x64 maps.
+fn bench_codec(o: &Opts) -> candle_core::Result<Vec<(String, f64)>> {
+    let (n, l, w) = (64usize, 106usize, 64usize);
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let kps: Vec<Keypoints> = (0..n)
+        .map(|_| {
+            Keypoints::new(
+                (0..l)
+                    .map(|_| {
+                        [
+                            rng.random::<f32>() * w as f32,
+                            rng.random::<f32>() * w as f32,
+                        ]
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut out = vec![0f32; n * l * w * w];
+    let mut rows = Vec::new();
+    let gaussian = TargetEncoder::Gaussian {
+        sigma: 2.0,
+        subpixel: false,
+    };
+    for enc in [gaussian.clone(), TargetEncoder::RandomizedRounding] {
+        let ms = median_ms(o.warmup.max(1), o.reps, || {
+            black_box(encode_batch(&enc, &kps, w, w, &mut rng, &mut out));
+        });
+        rows.push((format!("encode {enc}"), ms));
+    }
+    encode_batch(&gaussian, &kps, w, w, &mut rng, &mut out);
+    let maps = Tensor::from_slice(&out, (n, l, w, w), &Device::Cpu)?;
+    for dec in [Decoder::Argmax, Decoder::TopK { k: 9 }] {
+        let ms = median_ms(o.warmup.max(1), o.reps, || {
+            black_box(decode(&maps, &dec).expect("decode"));
+        });
+        rows.push((format!("decode {dec}"), ms));
+    }
+    Ok(rows)
+}
+
+fn print_pipeline(
+    o: &Opts,
+    batch: usize,
+    ours: &[(String, f64)],
+    theirs: Option<&[(String, f64)]>,
+) {
+    println!(
+        "\nData pipeline on {} (5 points, 256x256, batch {batch}, {} threads, one epoch, no cache): images/s",
+        o.data.display(),
+        o.threads
+    );
+    println!(
+        "{:<34} {:>12} {:>12} {:>14}",
+        "targets", "hmreg", "fastai", "hmreg/fastai"
+    );
+    for (name, rate) in ours {
+        let theirs = theirs.and_then(|t| t.iter().find(|(n, _)| n == name).map(|r| r.1));
+        println!(
+            "{:<34} {:>12.1} {:>12} {:>14}",
+            name,
+            rate,
+            theirs.map_or("-".into(), |r| format!("{r:.1}")),
+            theirs.map_or(String::new(), |r| format!("{:.2}", rate / r))
+        );
+    }
+    println!("(images/s: ratios > 1 mean hmreg is faster)");
+}
+
+fn print_codec(o: &Opts, rows: &[(String, f64)]) {
+    println!(
+        "\nCodec: 64 images x 106 points on 64x64 maps, {} threads, median of {} runs (no \
+         reference: fastai has no heatmap codec)",
+        o.threads, o.reps
+    );
+    println!("{:<34} {:>12} {:>14}", "case", "ms / batch", "maps / s");
+    for (name, ms) in rows {
+        println!(
+            "{:<34} {:>12.2} {:>14.0}",
+            name,
+            ms,
+            (64 * 106) as f64 / ms * 1e3
+        );
+    }
 }
 
 /// Conv layer shapes of ResNet18/UNet at batch 8: ours against Candle's conv2d.
@@ -411,8 +607,14 @@ fn main() {
         }
         return;
     }
+    let skip = |part: &str| o.skip.iter().any(|s| s == part);
     let mut rows = Vec::new();
-    for arch in &o.archs {
+    let archs = if skip("models") {
+        &[][..]
+    } else {
+        &o.archs[..]
+    };
+    for arch in archs {
         eprintln!("measuring hmreg {arch} ...");
         let h = match run_child(arch, &o) {
             Ok(r) => r,
@@ -440,5 +642,31 @@ fn main() {
         }
         rows.push((h, p));
     }
-    print_table(&o, &rows);
+    if !rows.is_empty() {
+        print_table(&o, &rows);
+    }
+    if !skip("pipeline") {
+        let batch = 32;
+        eprintln!("measuring the hmreg data pipeline ...");
+        match bench_pipeline(&o, batch) {
+            Ok(ours) => {
+                let theirs = if o.reference {
+                    eprintln!("measuring the fastai data pipeline ...");
+                    reference_pipeline(&o, batch)
+                        .map_err(|e| eprintln!("speed: no fastai reference: {e}"))
+                        .ok()
+                } else {
+                    None
+                };
+                print_pipeline(&o, batch, &ours, theirs.as_deref());
+            }
+            Err(e) => eprintln!("speed: pipeline skipped: {e}"),
+        }
+    }
+    if !skip("codec") {
+        match bench_codec(&o) {
+            Ok(r) => print_codec(&o, &r),
+            Err(e) => eprintln!("speed: codec: {e}"),
+        }
+    }
 }
