@@ -10,8 +10,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::Device;
-use hmreg::codec::TargetEncoder;
-use hmreg::data::{load_split, Loader, PipelineConfig, PointSelection, TargetConfig};
+use hmreg::data::{load_split, Loader, PipelineConfig, PointSelection};
+
+#[path = "shared/recipe_targets.rs"]
+mod recipe_targets;
+use recipe_targets::recipe_targets;
 
 struct Args {
     dir: PathBuf,
@@ -69,25 +72,7 @@ fn main() {
         args.batch,
         args.epochs
     );
-    let targets = [
-        (
-            "gaussian sigma 10, 256x256 maps",
-            TargetConfig {
-                encoder: TargetEncoder::Gaussian {
-                    sigma: 10.0,
-                    subpixel: false,
-                },
-                stride: 1,
-            },
-        ),
-        (
-            "randomized rounding, 64x64 maps",
-            TargetConfig {
-                encoder: TargetEncoder::RandomizedRounding,
-                stride: 4,
-            },
-        ),
-    ];
+    let targets = recipe_targets();
     println!(
         "{:<34} {:>7} {:>7} {:>12}",
         "targets", "threads", "cache", "images/s"

@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
 use hmreg::codec::{decode, encode_batch, Decoder, TargetEncoder};
-use hmreg::data::{load_split, Loader, PipelineConfig, PointSelection, TargetConfig};
+use hmreg::data::{load_split, Loader, PipelineConfig, PointSelection};
 use hmreg::models::{build, Arch, ModelConfig, ParamStore};
 use hmreg::ops;
 use hmreg::train::optim::{Adam, OptimConfig};
@@ -39,6 +39,10 @@ use hmreg::Keypoints;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+
+#[path = "shared/recipe_targets.rs"]
+mod recipe_targets;
+use recipe_targets::recipe_targets;
 
 const ARCHS: [&str; 2] = ["unet-resnet18", "hrnet18"];
 
@@ -357,29 +361,6 @@ fn print_table(o: &Opts, rows: &[(Row, Option<Row>)]) {
     );
 }
 
-/// The two recipe targets, named as benches/pipeline_reference.py prints them.
-fn pipeline_targets() -> [(&'static str, TargetConfig); 2] {
-    [
-        (
-            "gaussian sigma 10, 256x256 maps",
-            TargetConfig {
-                encoder: TargetEncoder::Gaussian {
-                    sigma: 10.0,
-                    subpixel: false,
-                },
-                stride: 1,
-            },
-        ),
-        (
-            "randomized rounding, 64x64 maps",
-            TargetConfig {
-                encoder: TargetEncoder::RandomizedRounding,
-                stride: 4,
-            },
-        ),
-    ]
-}
-
 /// Images per second through hmreg's training pipeline, one epoch over the split per target.
 fn bench_pipeline(o: &Opts, batch: usize) -> Result<Vec<(String, f64)>, String> {
     let dir = o
@@ -398,7 +379,7 @@ fn bench_pipeline(o: &Opts, batch: usize) -> Result<Vec<(String, f64)>, String> 
         ..PipelineConfig::default()
     };
     let mut rows = Vec::new();
-    for (name, target) in pipeline_targets() {
+    for (name, target) in recipe_targets() {
         let loader = Loader::new(samples.clone(), &cfg, &target, batch, true, 0, &Device::Cpu)
             .map_err(|e| e.to_string())?;
         let t = Instant::now();
@@ -428,7 +409,7 @@ fn reference_pipeline(o: &Opts, batch: usize) -> Result<Vec<(String, f64)>, Stri
         ));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    pipeline_targets()
+    recipe_targets()
         .iter()
         .map(|(name, _)| {
             text.lines()
