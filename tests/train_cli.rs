@@ -58,6 +58,24 @@ fn train_json_mode_prints_one_line_per_epoch_and_overrides_apply() {
         saved.data.root,
         tmp.path().join("data").canonicalize().unwrap()
     );
+    // A finished run resumes to "done", also when its saved data root is relative (as runs
+    // written before paths were made absolute have it).
+    let saved_path = run.join("config.toml");
+    let text = std::fs::read_to_string(&saved_path).unwrap();
+    let abs = format!("{:?}", saved.data.root.display().to_string());
+    assert!(text.contains(&abs), "{abs} not in {text}");
+    std::fs::write(&saved_path, text.replace(&abs, "\"data\"")).unwrap();
+    let out = hmreg()
+        .args(["train", "--resume", "--quiet", "--out"])
+        .arg(&run)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -153,6 +153,17 @@ impl TrainConfig {
         })
     }
 
+    /// Makes the data and pretrained-weight paths absolute (when they exist), so that a run's
+    /// config.toml works from any directory and compares equal however the paths were written.
+    pub fn absolutize_paths(&mut self) {
+        if let Ok(abs) = std::fs::canonicalize(&self.data.root) {
+            self.data.root = abs;
+        }
+        if let Ok(abs) = std::fs::canonicalize(&self.init.pretrained) {
+            self.init.pretrained = abs;
+        }
+    }
+
     /// The config as TOML, every field written out.
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).map_err(|e| Error::Msg(format!("config to TOML: {e}")))

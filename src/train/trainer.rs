@@ -128,13 +128,7 @@ pub fn setup(mut cfg: TrainConfig, note: &dyn Fn(&str)) -> Result<Setup> {
     cfg.resolve()?;
     let device = DeviceSpec::parse(&cfg.device)?.open()?;
     let (train_samples, val_samples) = prepare_data(&cfg)?;
-    // The run's config.toml must work from any directory (eval, predict, resume).
-    if let Ok(abs) = std::fs::canonicalize(&cfg.data.root) {
-        cfg.data.root = abs;
-    }
-    if let Ok(abs) = std::fs::canonicalize(&cfg.init.pretrained) {
-        cfg.init.pretrained = abs;
-    }
+    cfg.absolutize_paths();
     cfg.model.points = train_samples[0].points.len();
     cfg.validate()?;
     let mut store = ParamStore::new(&device, cfg.seed);
@@ -342,7 +336,9 @@ pub fn train(cfg: TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     } = &s;
     if opts.resume {
         let saved = run_dir::read_config(&run_dir)?;
+        // Runs saved before paths were made absolute compare equal too.
         let mut a = saved.clone();
+        a.absolutize_paths();
         let mut b = cfg.clone();
         a.device = String::new();
         b.device = String::new();
