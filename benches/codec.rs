@@ -6,43 +6,16 @@
 //! bracket the encoder: the lower bound is the memory traffic of writing the zeros.
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use hmreg::codec::{decode, decode_maps, encode, encode_batch, Decoder, TargetEncoder};
 use hmreg::Keypoints;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-fn median_ms(repeats: usize, mut f: impl FnMut()) -> f64 {
-    f(); // warm-up: page faults of fresh buffers are not the encoder's cost
-    let mut t: Vec<f64> = (0..repeats)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(|a, b| a.total_cmp(b));
-    t[t.len() / 2]
-}
-
-fn batch(n: usize, l: usize, w: usize, h: usize, rng: &mut ChaCha8Rng) -> Vec<Keypoints> {
-    (0..n)
-        .map(|_| {
-            Keypoints::new(
-                (0..l)
-                    .map(|_| {
-                        [
-                            rng.random::<f32>() * w as f32,
-                            rng.random::<f32>() * h as f32,
-                        ]
-                    })
-                    .collect(),
-            )
-        })
-        .collect()
-}
+#[path = "shared/measure.rs"]
+mod measure;
+use measure::{median_ms, random_keypoints};
 
 /// Reference: the Gaussian evaluated on every pixel of every map (what "only touch the window"
 /// avoids).
@@ -82,14 +55,14 @@ fn main() {
     };
 
     for (n, l, w, sigma) in [(64usize, 106usize, 64usize, 2.0f32), (24, 5, 256, 10.0)] {
-        let kps = batch(n, l, w, w, &mut rng);
+        let kps = random_keypoints(n, l, w, w, &mut rng);
         let mut out = vec![0f32; n * l * w * w];
-        let ms = median_ms(repeats, || {
+        let ms = median_ms(1, repeats, || {
             out.fill(0.0);
             black_box(&out);
         });
         row("fill(0.0) only (lower bound)", n, l, w, ms);
-        let ms = median_ms(repeats.min(5), || {
+        let ms = median_ms(1, repeats.min(5), || {
             naive_gaussian(&kps, w, w, sigma, &mut out)
         });
         row(
@@ -113,14 +86,14 @@ fn main() {
         ];
         for enc in &encoders {
             let mut r = ChaCha8Rng::seed_from_u64(1);
-            let ms = median_ms(repeats, || {
+            let ms = median_ms(1, repeats, || {
                 let per = l * w * w;
                 for (kp, o) in kps.iter().zip(out.chunks_mut(per)) {
                     black_box(encode(enc, kp, w, w, &mut r, o));
                 }
             });
             row(&format!("encode {enc}, per sample"), n, l, w, ms);
-            let ms = median_ms(repeats, || {
+            let ms = median_ms(1, repeats, || {
                 black_box(encode_batch(enc, &kps, w, w, &mut r, &mut out));
             });
             row(&format!("encode_batch {enc} (rayon)"), n, l, w, ms);
@@ -129,11 +102,11 @@ fn main() {
         // Decoders on Gaussian maps held in a CPU tensor.
         encode_batch(&encoders[1], &kps, w, w, &mut rng, &mut out);
         let t = Tensor::from_slice(&out, (n, l, w, w), &Device::Cpu).unwrap();
-        let ms = median_ms(repeats.min(7), || {
+        let ms = median_ms(1, repeats.min(7), || {
             black_box(t.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         });
         row("tensor -> Vec<f32> copy only", n, l, w, ms);
-        let ms = median_ms(repeats.min(7), || {
+        let ms = median_ms(1, repeats.min(7), || {
             black_box(decode_maps(&out, n, l, w, w, &Decoder::Argmax).unwrap());
         });
         row("decode_maps argmax (CPU slice)", n, l, w, ms);
@@ -144,7 +117,7 @@ fn main() {
             Decoder::Dark { sigma },
             Decoder::QuarterOffset,
         ] {
-            let ms = median_ms(repeats.min(7), || {
+            let ms = median_ms(1, repeats.min(7), || {
                 black_box(decode(&t, &dec).unwrap());
             });
             row(&format!("decode {dec} (tensor -> points)"), n, l, w, ms);

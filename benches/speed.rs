@@ -35,10 +35,13 @@ use hmreg::models::{build, Arch, ModelConfig, ParamStore};
 use hmreg::ops;
 use hmreg::train::optim::{Adam, OptimConfig};
 use hmreg::train::schedule::Hypers;
-use hmreg::Keypoints;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+
+#[path = "shared/measure.rs"]
+mod measure;
+use measure::{median_ms, random_keypoints};
 
 #[path = "shared/recipe_targets.rs"]
 mod recipe_targets;
@@ -131,21 +134,6 @@ fn parse_opts() -> Result<Opts, String> {
         o.archs = ARCHS.iter().map(|s| s.to_string()).collect();
     }
     Ok(o)
-}
-
-fn median_ms(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
-    for _ in 0..warmup {
-        f();
-    }
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(|a, b| a.total_cmp(b));
-    t[t.len() / 2]
 }
 
 /// Peak resident set size of this process (VmHWM), in MB.
@@ -425,20 +413,7 @@ fn reference_pipeline(o: &Opts, batch: usize) -> Result<Vec<(String, f64)>, Stri
 fn bench_codec(o: &Opts) -> candle_core::Result<Vec<(String, f64)>> {
     let (n, l, w) = (64usize, 106usize, 64usize);
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let kps: Vec<Keypoints> = (0..n)
-        .map(|_| {
-            Keypoints::new(
-                (0..l)
-                    .map(|_| {
-                        [
-                            rng.random::<f32>() * w as f32,
-                            rng.random::<f32>() * w as f32,
-                        ]
-                    })
-                    .collect(),
-            )
-        })
-        .collect();
+    let kps = random_keypoints(n, l, w, w, &mut rng);
     let mut out = vec![0f32; n * l * w * w];
     let mut rows = Vec::new();
     let gaussian = TargetEncoder::Gaussian {
