@@ -185,6 +185,65 @@ fn conv_matches_candle_rect_kernel_and_big_padding() {
 }
 
 #[test]
+fn conv_stride_one_input_gradient_for_every_padding() {
+    // The flipped-kernel input gradient pads by K − 1 − P: cover P = 0, 1, 2 and a 5x5 kernel.
+    for pad in 0..3 {
+        check_conv(2, 3, 7, 9, 4, (3, 3), 1, pad);
+    }
+    check_conv(2, 4, 9, 8, 5, (5, 5), 1, 2);
+}
+
+#[test]
+fn fused_conv_bias_relu_matches_candle_values_and_gradients() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for (n, stride, k, pad) in [(3, 1, 3, 1), (2, 2, 3, 1), (2, 1, 1, 0)] {
+        let x = Var::from_tensor(&rand_tensor(&mut rng, &[n, 5, 9, 9])).unwrap();
+        let wt = Var::from_tensor(&rand_tensor(&mut rng, &[6, 5, k, k])).unwrap();
+        let b = Var::from_tensor(&rand_tensor(&mut rng, &[6])).unwrap();
+        let ours = ops::conv2d_relu(
+            x.as_tensor(),
+            wt.as_tensor(),
+            Some(b.as_tensor()),
+            stride,
+            pad,
+        )
+        .unwrap();
+        let refr = x
+            .as_tensor()
+            .conv2d(wt.as_tensor(), pad, stride, 1, 1)
+            .unwrap()
+            .broadcast_add(&b.as_tensor().reshape((1, 6, 1, 1)).unwrap())
+            .unwrap()
+            .relu()
+            .unwrap();
+        let ctx = format!("n{n} s{stride} k{k} p{pad}");
+        assert!(max_abs_diff(&ours, &refr) < 1e-4, "forward {ctx}");
+        // Both sides of the ReLU occur, so the mask is exercised.
+        let vals = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(vals.contains(&0.0) && vals.iter().any(|&v| v > 0.0));
+        let weights = rand_tensor(&mut rng, refr.dims());
+        let grads = |y: &Tensor| {
+            (y * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        };
+        let (g_ours, g_ref) = (grads(&ours), grads(&refr));
+        for (name, v) in [("dx", &x), ("dw", &wt), ("db", &b)] {
+            let a = g_ours.get(v.as_tensor()).unwrap();
+            let r = g_ref.get(v.as_tensor()).unwrap();
+            let d = max_abs_diff(a, r);
+            assert!(
+                d <= 1e-4 * max_abs(r).max(1.0),
+                "{name} {ctx}: max diff {d}"
+            );
+        }
+    }
+}
+
+#[test]
 fn conv_tiles_large_images_correctly() {
     // K·OW large enough that one im2col tile holds only part of the output rows.
     check_conv(1, 64, 140, 140, 2, (3, 3), 1, 1);

@@ -78,6 +78,17 @@ impl Conv2d {
             1,
         )
     }
+
+    /// The convolution followed by a ReLU, fused on the CPU.
+    pub fn forward_relu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        crate::ops::conv2d_relu(
+            x,
+            &self.weight,
+            self.bias.as_ref(),
+            self.stride,
+            self.padding,
+        )
+    }
 }
 
 /// BatchNorm2d with running statistics held as buffers in the store.

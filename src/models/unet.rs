@@ -22,10 +22,6 @@ use crate::Result;
 /// the ResBlock: N(0, 2 / fan_in), bias 0.
 const INIT: Init = Init::KaimingNormalFanIn;
 
-fn conv_relu(c: &Conv2d, x: &Tensor) -> candle_core::Result<Tensor> {
-    crate::ops::relu(&c.forward(x)?)
-}
-
 /// fastai's `PixelShuffle_ICNR(ni, nf)` without norm: 1x1 conv to `4 nf` (ICNR init, bias 0),
 /// ReLU, PixelShuffle(2).
 struct PixelShuffleIcnr {
@@ -55,7 +51,7 @@ impl PixelShuffleIcnr {
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        pixel_shuffle(&conv_relu(&self.conv, x)?, 2)
+        pixel_shuffle(&self.conv.forward_relu(x)?, 2)
     }
 }
 
@@ -105,7 +101,7 @@ impl UnetBlock {
             up
         };
         let cat = Tensor::cat(&[up, self.bn.forward_t(skip, train)?], 1)?.relu()?;
-        conv_relu(&self.conv2, &conv_relu(&self.conv1, &cat)?)
+        self.conv2.forward_relu(&self.conv1.forward_relu(&cat)?)
     }
 }
 
@@ -179,7 +175,7 @@ impl KeypointNet for UnetResnet18 {
         let f = self.encoder.forward_t(x, train)?;
         let mut y = self.bn.forward_relu_t(&f.layer4, train)?;
         for c in &self.middle {
-            y = conv_relu(c, &y)?;
+            y = c.forward_relu(&y)?;
         }
         for (blk, skip) in self
             .blocks
@@ -190,7 +186,7 @@ impl KeypointNet for UnetResnet18 {
         }
         let y = self.shuf.forward(&y)?;
         let y = Tensor::cat(&[&y, x], 1)?;
-        let r = self.res[1].forward(&conv_relu(&self.res[0], &y)?)?;
+        let r = self.res[1].forward(&self.res[0].forward_relu(&y)?)?;
         let y = crate::ops::add_relu(&r, &y)?;
         self.head.forward(&y)
     }

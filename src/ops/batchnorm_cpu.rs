@@ -6,6 +6,8 @@
 
 use rayon::prelude::*;
 
+use super::buffer::uninit_f32;
+
 /// Planes of fewer elements than this are grouped so rayon tasks stay worth their overhead.
 const MIN_TASK_ELEMS: usize = 16 * 1024;
 
@@ -59,7 +61,8 @@ pub fn affine(
     hw: usize,
     relu: bool,
 ) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
+    // SAFETY: every plane is written below.
+    let mut y = unsafe { uninit_f32(x.len()) };
     y.par_chunks_mut(hw)
         .zip(x.par_chunks(hw))
         .enumerate()
@@ -123,7 +126,8 @@ pub fn backward(
     let (dbeta, dgamma): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
     let dx = need_dx.then(|| {
         let m = (n * hw) as f32;
-        let mut dx = vec![0f32; x.len()];
+        // SAFETY: every plane is written below.
+        let mut dx = unsafe { uninit_f32(x.len()) };
         dx.par_chunks_mut(hw)
             .enumerate()
             .with_min_len(min_planes(hw))

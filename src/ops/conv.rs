@@ -1,15 +1,16 @@
 //! 2-D convolution, NCHW, weights `(C_out, C_in / groups, KH, KW)`.
 //!
 //! On the CPU with f32 and `groups == 1`, the convolution is our own custom op (im2col + gemm for
-//! the forward and both backward passes, see [`super::conv_cpu`]). It computes no gradient for an
+//! the forward and both backward passes, see [`super::conv_cpu`]), with the bias and an optional
+//! ReLU fused into it. It computes no gradient for an
 //! input that does not track gradients (the image under the first conv), which Candle's own
 //! backward always does. Other devices, dtypes and grouped convolutions use Candle's conv2d.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
-use super::conv_cpu::{conv2d_backward, conv2d_forward, ConvGeom};
+use super::conv_cpu::{conv2d_backward, conv2d_forward, epilogue_backward, ConvGeom, Epilogue};
 use super::cpu_data::{storage_f32, with_f32};
 
 /// Multiply-adds of all CPU forward convolutions run so far (for the speed bench's GFLOP/s).
@@ -29,34 +30,70 @@ pub fn conv2d(
     padding: usize,
     groups: usize,
 ) -> Result<Tensor> {
+    conv2d_act(x, weight, bias, stride, padding, groups, false)
+}
+
+/// [`conv2d`] followed by a ReLU. On the CPU the bias and the ReLU are applied to each output
+/// tile right after its gemm, and the layer stores one tensor (its output) for the backward pass
+/// instead of three (convolution, sum, ReLU).
+pub fn conv2d_relu(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    conv2d_act(x, weight, bias, stride, padding, 1, true)
+}
+
+fn conv2d_act(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+    relu: bool,
+) -> Result<Tensor> {
     let fast = x.device().is_cpu()
         && x.dtype() == DType::F32
         && weight.dtype() == DType::F32
+        && bias.is_none_or(|b| b.dtype() == DType::F32 && b.rank() == 1)
         && groups == 1
         && x.rank() == 4
         && weight.rank() == 4
         && stride > 0;
-    let y = if fast {
-        let x = x.contiguous()?;
-        let weight = weight.contiguous()?;
-        x.apply_op2(&weight, Conv2dOp { stride, padding })?
-    } else {
-        x.conv2d(weight, padding, stride, 1, groups)?
+    if !fast {
+        let y = x.conv2d(weight, padding, stride, 1, groups)?;
+        let y = match bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
+            None => y,
+        };
+        return if relu { y.relu() } else { Ok(y) };
+    }
+    let op = Conv2dOp {
+        stride,
+        padding,
+        relu,
     };
+    let (x, weight) = (x.contiguous()?, weight.contiguous()?);
     match bias {
-        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
-        None => Ok(y),
+        Some(b) => x.apply_op3(&weight, &b.contiguous()?, op),
+        None => x.apply_op2(&weight, op),
     }
 }
 
-/// The CPU convolution as a Candle custom op over `(x, weight)`.
+/// The CPU convolution (+ bias, + ReLU) as a Candle custom op over `(x, weight[, bias])`.
 #[derive(Clone, Copy, Debug)]
 struct Conv2dOp {
     stride: usize,
     padding: usize,
+    relu: bool,
 }
 
 impl Conv2dOp {
+    const NAME: &'static str = "hmreg-conv2d";
+
     fn geom(&self, x: &[usize], w: &[usize]) -> Result<ConvGeom> {
         let (&[n, c_in, h, wd], &[c_out, c_w, kh, kw]) = (x, w) else {
             candle_core::bail!("conv2d: expected 4-D input and weight, got {x:?} and {w:?}");
@@ -79,11 +116,89 @@ impl Conv2dOp {
             padding: self.padding,
         })
     }
+
+    fn forward(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        bias: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.geom(l1.dims(), l2.dims())?;
+        let x = storage_f32(Self::NAME, s1, l1)?;
+        let w = storage_f32(Self::NAME, s2, l2)?;
+        let bias = bias
+            .map(|(s, l)| storage_f32(Self::NAME, s, l))
+            .transpose()?;
+        if let Some(b) = bias {
+            if b.len() != g.c_out {
+                candle_core::bail!(
+                    "conv2d: bias has {} values for {} channels",
+                    b.len(),
+                    g.c_out
+                );
+            }
+        }
+        let epi = Epilogue {
+            bias,
+            relu: self.relu,
+        };
+        let y = conv2d_forward(x, w, &g, epi);
+        FORWARD_MACS.fetch_add(g.macs() as u64, Ordering::Relaxed);
+        Ok((
+            CpuStorage::F32(y),
+            Shape::from((g.n, g.c_out, g.out_h(), g.out_w())),
+        ))
+    }
+
+    /// Gradients for `(x, weight, bias)`, each only where it is tracked.
+    fn backward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = self.geom(x.dims(), w.dims())?;
+        // An input that tracks nothing (the image) needs no gradient: skip the largest gemm.
+        let need_dx = x.track_op();
+        let need_dw = w.track_op();
+        let need_db = bias.is_some_and(|b| b.track_op());
+        let name = Self::NAME;
+        let (dx, dw, db) = with_f32(name, grad, |dy| {
+            let (masked, db) = if self.relu || need_db {
+                with_f32(name, res, |y| {
+                    Ok(epilogue_backward(dy, y, &g, self.relu, need_db))
+                })?
+            } else {
+                (None, None)
+            };
+            let dy = masked.as_deref().unwrap_or(dy);
+            let (dx, dw) = with_f32(name, x, |xs| {
+                with_f32(name, w, |ws| {
+                    Ok(conv2d_backward(xs, ws, dy, &g, need_dx, need_dw))
+                })
+            })?;
+            Ok((dx, dw, db))
+        })?;
+        let dev = x.device();
+        let dx = dx
+            .map(|v| Tensor::from_vec(v, x.shape(), dev))
+            .transpose()?;
+        let dw = dw
+            .map(|v| Tensor::from_vec(v, w.shape(), dev))
+            .transpose()?;
+        let db = match (db, bias) {
+            (Some(v), Some(b)) => Some(Tensor::from_vec(v, b.shape(), dev)?),
+            _ => None,
+        };
+        Ok((dx, dw, db))
+    }
 }
 
 impl CustomOp2 for Conv2dOp {
     fn name(&self) -> &'static str {
-        "hmreg-conv2d"
+        Self::NAME
     }
 
     fn cpu_fwd(
@@ -93,42 +208,47 @@ impl CustomOp2 for Conv2dOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = self.geom(l1.dims(), l2.dims())?;
-        let x = storage_f32(self.name(), s1, l1)?;
-        let w = storage_f32(self.name(), s2, l2)?;
-        let y = conv2d_forward(x, w, &g);
-        FORWARD_MACS.fetch_add(g.macs() as u64, Ordering::Relaxed);
-        Ok((
-            CpuStorage::F32(y),
-            Shape::from((g.n, g.c_out, g.out_h(), g.out_w())),
-        ))
+        self.forward((s1, l1), (s2, l2), None)
     }
 
     fn bwd(
         &self,
         x: &Tensor,
         w: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = self.geom(x.dims(), w.dims())?;
-        // An input that tracks nothing (the image) needs no gradient: skip the largest gemm.
-        let need_dx = x.track_op();
-        let need_dw = w.track_op();
-        let (dx, dw) = with_f32(self.name(), x, |xs| {
-            with_f32(self.name(), w, |ws| {
-                with_f32(self.name(), grad, |dy| {
-                    Ok(conv2d_backward(xs, ws, dy, &g, need_dx, need_dw))
-                })
-            })
-        })?;
-        let dev = x.device();
-        let dx = dx
-            .map(|v| Tensor::from_vec(v, x.shape(), dev))
-            .transpose()?;
-        let dw = dw
-            .map(|v| Tensor::from_vec(v, w.shape(), dev))
-            .transpose()?;
+        let (dx, dw, _) = self.backward(x, w, None, res, grad)?;
         Ok((dx, dw))
+    }
+}
+
+impl CustomOp3 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.forward((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        self.backward(x, w, Some(b), res, grad)
     }
 }

@@ -16,6 +16,8 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::buffer::uninit_f32;
+
 /// Upper bound on the floats of one im2col tile (per thread): 16 MiB.
 const TILE_FLOATS: usize = 4 << 20;
 
@@ -217,13 +219,55 @@ impl SendPtr {
     }
 }
 
-/// Forward pass: `x` is `(N, C_in, H, W)`, `w` is `(C_out, C_in, KH, KW)`, returns `(N, C_out, OH, OW)`.
-pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
+/// What the forward pass applies to the convolution's output, per output channel.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// Added to each output channel (`C_out` values).
+    pub bias: Option<&'a [f32]>,
+    /// `max(0, ·)` after the bias.
+    pub relu: bool,
+}
+
+impl Epilogue<'_> {
+    fn is_identity(&self) -> bool {
+        self.bias.is_none() && !self.relu
+    }
+
+    /// Applies the epilogue to `rows` output channels of `len` values each, `stride` apart,
+    /// while the tile the gemm just wrote is still in cache.
+    ///
+    /// # Safety
+    /// `dst` must point to `rows` runs of `len` initialised floats `stride` apart.
+    unsafe fn apply(&self, dst: *mut f32, rows: usize, stride: usize, len: usize) {
+        if self.is_identity() {
+            return;
+        }
+        for r in 0..rows {
+            // SAFETY: guaranteed by the caller.
+            let row = unsafe { std::slice::from_raw_parts_mut(dst.add(r * stride), len) };
+            let b = self.bias.map_or(0.0, |b| b[r]);
+            if self.relu {
+                row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+            } else {
+                row.iter_mut().for_each(|v| *v += b);
+            }
+        }
+    }
+}
+
+/// Forward pass: `x` is `(N, C_in, H, W)`, `w` is `(C_out, C_in, KH, KW)`, returns
+/// `(N, C_out, OH, OW)` with the epilogue (bias, ReLU) applied.
+pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom, epi: Epilogue) -> Vec<f32> {
     assert_eq!(x.len(), g.n * g.in_len());
     assert_eq!(w.len(), g.c_out * g.k());
+    if let Some(b) = epi.bias {
+        assert_eq!(b.len(), g.c_out);
+    }
     let (oh_n, ow_n, k) = (g.out_h(), g.out_w(), g.k());
     let ohw = oh_n * ow_n;
-    let mut y = vec![0f32; g.n * g.out_len()];
+    // SAFETY: the tiles below cover every output column of every sample, and the gemm writes
+    // its destination without reading it.
+    let mut y = unsafe { uninit_f32(g.n * g.out_len()) };
     let yp = SendPtr(y.as_mut_ptr());
     let (chunk, par) = plan(g.n);
     let rows = g.tile_rows();
@@ -231,7 +275,8 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
         let mut col = if g.is_pointwise() {
             Vec::new()
         } else {
-            vec![0f32; k * rows * ow_n]
+            // SAFETY: im2col writes every element of the tile it fills before the gemm reads it.
+            unsafe { uninit_f32(k * rows * ow_n) }
         };
         for s in s0..s0 + ns {
             let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
@@ -265,12 +310,48 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
                         1,
                         par,
                     );
+                    epi.apply(dst, g.c_out, ohw, t);
                 }
                 oh0 = oh1;
             }
         }
     });
     y
+}
+
+/// The input gradient of a stride-1 convolution as a forward convolution of `dy` with the
+/// kernels flipped and the channel axes swapped (padding `KH − 1 − P`): one gemm per tile with
+/// the long `C_out · KH · KW` reduction, instead of a gemm with the short `C_out` reduction whose
+/// nine-times-larger column matrix col2im then scatters back.
+fn input_grad_by_flipped_conv(w: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
+    let (kk, k) = (g.kh * g.kw, g.k());
+    let mut wt = vec![0f32; w.len()];
+    for co in 0..g.c_out {
+        for ci in 0..g.c_in {
+            let src = &w[co * k + ci * kk..][..kk];
+            let dst = &mut wt[(ci * g.c_out + co) * kk..][..kk];
+            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *s;
+            }
+        }
+    }
+    let gt = ConvGeom {
+        n: g.n,
+        c_in: g.c_out,
+        h: g.out_h(),
+        w: g.out_w(),
+        c_out: g.c_in,
+        kh: g.kh,
+        kw: g.kw,
+        stride: 1,
+        padding: g.kh - 1 - g.padding,
+    };
+    conv2d_forward(dy, &wt, &gt, Epilogue::default())
+}
+
+/// Whether [`input_grad_by_flipped_conv`] applies: stride 1, square kernel, padding inside it.
+fn flipped_conv_applies(g: &ConvGeom) -> bool {
+    g.stride == 1 && g.kh == g.kw && g.padding < g.kh && !g.is_pointwise()
 }
 
 /// Backward pass: returns `(dx, dw)`, each only when asked for.
@@ -286,7 +367,20 @@ pub fn conv2d_backward(
     assert_eq!(dy.len(), g.n * g.out_len());
     let (oh_n, ow_n, k) = (g.out_h(), g.out_w(), g.k());
     let ohw = oh_n * ow_n;
-    let mut dx = need_dx.then(|| vec![0f32; g.n * g.in_len()]);
+    let pw = g.is_pointwise();
+    // Stride-1 kernels get their input gradient from one flipped forward convolution; the
+    // others (1x1, strided) build it tile by tile below.
+    let flipped = need_dx && flipped_conv_applies(g);
+    let tiled_dx = need_dx && !flipped;
+    let mut dx = if flipped {
+        Some(input_grad_by_flipped_conv(w, dy, g))
+    } else if tiled_dx && pw {
+        // SAFETY: the 1x1 gemms below write every column of every sample's gradient.
+        Some(unsafe { uninit_f32(g.n * g.in_len()) })
+    } else {
+        // col2im accumulates into it.
+        tiled_dx.then(|| vec![0f32; g.n * g.in_len()])
+    };
     let dxp = SendPtr(dx.as_mut().map_or(std::ptr::null_mut(), |v| v.as_mut_ptr()));
     let (chunk, par) = plan(g.n);
     let rows = g.tile_rows();
@@ -298,17 +392,20 @@ pub fn conv2d_backward(
         Vec::new()
     };
     let dwp = SendPtr(dw_parts.as_mut_ptr());
+    if !(need_dw || tiled_dx) {
+        return (dx, None);
+    }
     for_chunks(g.n, chunk, matches!(par, Parallelism::None), |s0, ns| {
-        let pw = g.is_pointwise();
+        // SAFETY (both): im2col and the gemm write every element of a tile before it is read.
         let mut col = if pw || !need_dw {
             Vec::new()
         } else {
-            vec![0f32; k * rows * ow_n]
+            unsafe { uninit_f32(k * rows * ow_n) }
         };
-        let mut dcol = if pw || !need_dx {
+        let mut dcol = if pw || !tiled_dx {
             Vec::new()
         } else {
-            vec![0f32; k * rows * ow_n]
+            unsafe { uninit_f32(k * rows * ow_n) }
         };
         // SAFETY: chunk `s0 / chunk` owns its accumulator slice.
         let dw_acc = unsafe { dwp.get().add((s0 / chunk) * g.c_out * k) };
@@ -346,7 +443,7 @@ pub fn conv2d_backward(
                         );
                     }
                 }
-                if need_dx {
+                if tiled_dx {
                     // dcol (K x T) = Wᵀ (K x C_out) · dY_tile (C_out x T)
                     unsafe {
                         let (dst, dst_rs) = if pw {
@@ -392,4 +489,59 @@ pub fn conv2d_backward(
         dw
     });
     (dx, dw)
+}
+
+/// Undoes the epilogue in the backward pass: returns the gradient at the gemm's output (`dy`
+/// masked where the ReLU output `y` is 0; `None` without a ReLU, when it is `dy` itself) and, if
+/// asked, the bias gradient (per-channel sums of that gradient). One parallel pass over `dy`.
+pub fn epilogue_backward(
+    dy: &[f32],
+    y: &[f32],
+    g: &ConvGeom,
+    relu: bool,
+    need_db: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let plane = g.out_h() * g.out_w();
+    assert_eq!(dy.len(), g.n * g.out_len());
+    assert_eq!(y.len(), dy.len());
+    let sum = |v: &[f32]| -> f64 {
+        // 8 f32 lanes (vectorisable), then f64 across planes.
+        let mut acc = [0f32; 8];
+        let mut it = v.chunks_exact(8);
+        for c in &mut it {
+            for i in 0..8 {
+                acc[i] += c[i];
+            }
+        }
+        acc.iter().chain(it.remainder()).map(|&a| a as f64).sum()
+    };
+    let (masked, plane_sums): (Option<Vec<f32>>, Vec<f64>) = if relu {
+        // SAFETY: every plane of the buffer is written below.
+        let mut m = unsafe { uninit_f32(dy.len()) };
+        let sums = m
+            .par_chunks_mut(plane)
+            .zip(dy.par_chunks(plane).zip(y.par_chunks(plane)))
+            .map(|(m, (d, y))| {
+                for i in 0..m.len() {
+                    m[i] = if y[i] > 0.0 { d[i] } else { 0.0 };
+                }
+                if need_db {
+                    sum(m)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        (Some(m), sums)
+    } else if need_db {
+        (None, dy.par_chunks(plane).map(sum).collect())
+    } else {
+        (None, Vec::new())
+    };
+    let db = need_db.then(|| {
+        (0..g.c_out)
+            .map(|c| (0..g.n).map(|s| plane_sums[s * g.c_out + c]).sum::<f64>() as f32)
+            .collect()
+    });
+    (masked, db)
 }

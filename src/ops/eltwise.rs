@@ -5,6 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::buffer::uninit_f32;
 use super::cpu_data::{storage_f32, with_f32};
 
 /// Elements per rayon task.
@@ -35,7 +36,8 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 fn masked_grad(op: &str, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let v = with_f32(op, y, |ys| {
         with_f32(op, dy, |ds| {
-            let mut g = vec![0f32; ys.len()];
+            // SAFETY: every chunk is written below.
+            let mut g = unsafe { uninit_f32(ys.len()) };
             g.par_chunks_mut(CHUNK)
                 .zip(ys.par_chunks(CHUNK).zip(ds.par_chunks(CHUNK)))
                 .for_each(|(g, (y, d))| {
@@ -58,7 +60,8 @@ impl CustomOp1 for Relu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = storage_f32(self.name(), s, l)?;
-        let mut y = vec![0f32; x.len()];
+        // SAFETY: every chunk is written below.
+        let mut y = unsafe { uninit_f32(x.len()) };
         y.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
             .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, &x)| *y = x.max(0.0)));
@@ -93,7 +96,8 @@ impl CustomOp2 for AddRelu {
                 l2.dims()
             );
         }
-        let mut y = vec![0f32; a.len()];
+        // SAFETY: every chunk is written below.
+        let mut y = unsafe { uninit_f32(a.len()) };
         y.par_chunks_mut(CHUNK)
             .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
             .for_each(|(y, (a, b))| {

@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod batchnorm;
 pub mod batchnorm_cpu;
+pub mod buffer;
 pub mod conv;
 pub mod conv_cpu;
 pub mod cpu_data;
@@ -14,7 +15,7 @@ pub mod resize;
 pub mod threads;
 
 pub use batchnorm::{batch_norm, batch_norm_relu};
-pub use conv::conv2d;
+pub use conv::{conv2d, conv2d_relu};
 pub use eltwise::{add_relu, relu};
 pub use maxpool::max_pool2d;
 pub use pixel_shuffle::pixel_shuffle;

@@ -8,6 +8,7 @@ pub mod history;
 pub mod loss;
 pub mod lr_find;
 pub mod optim;
+pub mod optim_cpu;
 pub mod progress;
 pub mod run_dir;
 pub mod schedule;

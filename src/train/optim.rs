@@ -26,6 +26,9 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 
 use crate::models::{Param, ParamGroup, ParamKind, ParamStore};
+use crate::ops::cpu_data::with_f32;
+use crate::train::optim_cpu;
+use crate::train::optim_cpu::{adam_update, AdamScalars};
 use crate::train::schedule::Hypers;
 use crate::{Error, Result};
 
@@ -166,6 +169,33 @@ pub struct OptimMeta {
     pub steps: BTreeMap<String, u64>,
 }
 
+fn is_cpu_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// One fused Adam step on the CPU: returns the new parameter and moments as tensors.
+fn adam_step_cpu(
+    p: &Tensor,
+    g: &Tensor,
+    moments: Option<(Tensor, Tensor)>,
+    k: &AdamScalars,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (p2, m2, v2) = with_f32("adam", p, |ps| {
+        with_f32("adam", g, |gs| match &moments {
+            Some((m, v)) => with_f32("adam", m, |ms| {
+                with_f32("adam", v, |vs| Ok(adam_update(ps, gs, Some((ms, vs)), k)))
+            }),
+            None => Ok(adam_update(ps, gs, None, k)),
+        })
+    })?;
+    let (shape, dev) = (p.shape(), p.device());
+    Ok((
+        Tensor::from_vec(p2, shape, dev)?,
+        Tensor::from_vec(m2, shape, dev)?,
+        Tensor::from_vec(v2, shape, dev)?,
+    ))
+}
+
 /// Adam with decoupled weight decay (fastai's defaults), parameter groups, freezing and clipping.
 pub struct Adam {
     cfg: OptimConfig,
@@ -219,12 +249,15 @@ impl Adam {
             .collect();
         let mut sum_sq = 0f64;
         for (_, g) in &active {
-            sum_sq += g
-                .to_dtype(DType::F32)?
-                .sqr()?
-                .sum_all()?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?;
+            sum_sq += if is_cpu_f32(g) {
+                with_f32("adam", g, |v| Ok(optim_cpu::sum_of_squares(v)))?
+            } else {
+                g.to_dtype(DType::F32)?
+                    .sqr()?
+                    .sum_all()?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?
+            };
         }
         let grad_norm = sum_sq.sqrt();
         let clip = if self.cfg.clip_grad_norm > 0.0 && grad_norm > self.cfg.clip_grad_norm {
@@ -243,26 +276,44 @@ impl Adam {
                     slot.lr_group
                 ))
             })?;
-            let g = match clip {
-                Some(c) => (g * c)?,
-                None => g.clone(),
-            };
-            let mut p = slot.var.as_tensor().detach();
-            if slot.decay && wd != 0.0 {
-                p = (p * (1.0 - lr * wd))?;
-            }
-            let (m, v) = match slot.moments.take() {
-                Some((m, v)) => (m, v),
-                None => (g.zeros_like()?, g.zeros_like()?),
-            };
-            let m = ((m * mom)? + (&g * (1.0 - mom))?)?;
-            let v = ((v * sqr_mom)? + (g.sqr()? * (1.0 - sqr_mom))?)?;
             slot.step += 1;
             let debias1 = 1.0 - mom.powi(slot.step as i32);
             let debias2 = 1.0 - sqr_mom.powi(slot.step as i32);
-            let denom = ((&v / debias2)?.sqrt()? + eps)?;
-            let update = ((&m / &denom)? * (lr / debias1))?;
-            slot.var.set(&(p - update)?)?;
+            let decay = (slot.decay && wd != 0.0).then_some(1.0 - lr * wd);
+            let p = slot.var.as_tensor().detach();
+            let (p, m, v) = if is_cpu_f32(&p) && is_cpu_f32(g) {
+                let k = AdamScalars {
+                    decay: decay.map(|d| d as f32),
+                    grad_scale: clip.map(|c| c as f32),
+                    mom: mom as f32,
+                    one_minus_mom: (1.0 - mom) as f32,
+                    sqr_mom: sqr_mom as f32,
+                    one_minus_sqr_mom: (1.0 - sqr_mom) as f32,
+                    inv_debias2: (1.0 / debias2) as f32,
+                    eps: eps as f32,
+                    step_size: (lr / debias1) as f32,
+                };
+                adam_step_cpu(&p, g, slot.moments.take(), &k)?
+            } else {
+                let g = match clip {
+                    Some(c) => (g * c)?,
+                    None => g.clone(),
+                };
+                let p = match decay {
+                    Some(d) => (p * d)?,
+                    None => p,
+                };
+                let (m, v) = match slot.moments.take() {
+                    Some((m, v)) => (m, v),
+                    None => (g.zeros_like()?, g.zeros_like()?),
+                };
+                let m = ((m * mom)? + (&g * (1.0 - mom))?)?;
+                let v = ((v * sqr_mom)? + (g.sqr()? * (1.0 - sqr_mom))?)?;
+                let denom = ((&v / debias2)?.sqrt()? + eps)?;
+                let update = ((&m / &denom)? * (lr / debias1))?;
+                ((p - update)?, m, v)
+            };
+            slot.var.set(&p)?;
             slot.moments = Some((m, v));
         }
         Ok(StepStats {
