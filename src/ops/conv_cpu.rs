@@ -269,53 +269,74 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom, epi: Epilogue) -> Vec<
     // its destination without reading it.
     let mut y = unsafe { uninit_f32(g.n * g.out_len()) };
     let yp = SendPtr(y.as_mut_ptr());
-    let (chunk, par) = plan(g.n);
-    let rows = g.tile_rows();
-    for_chunks(g.n, chunk, matches!(par, Parallelism::None), |s0, ns| {
-        let mut col = if g.is_pointwise() {
-            Vec::new()
+    // Work items are (sample, output rows) tiles. With fewer samples than threads, samples are
+    // cut into at least as many tiles as threads, so that im2col and the epilogue run in
+    // parallel too (at batch 1 a serial im2col left one core idle for a third of the time).
+    let threads = rayon::current_num_threads().max(1);
+    let per_sample = if g.n >= threads {
+        1
+    } else {
+        threads.div_ceil(g.n)
+    };
+    let rows = g.tile_rows().min(oh_n.div_ceil(per_sample)).max(1);
+    let tiles: Vec<(usize, usize, usize)> = (0..g.n)
+        .flat_map(|s| {
+            (0..oh_n)
+                .step_by(rows)
+                .map(move |o| (s, o, (o + rows).min(oh_n)))
+        })
+        .collect();
+    let run = |col: &mut Vec<f32>, (s, oh0, oh1): (usize, usize, usize), par: Parallelism| {
+        let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
+        let t = (oh1 - oh0) * ow_n;
+        let (rhs, rhs_rs) = if g.is_pointwise() {
+            (xs[oh0 * ow_n..].as_ptr(), ohw as isize)
         } else {
-            // SAFETY: im2col writes every element of the tile it fills before the gemm reads it.
-            unsafe { uninit_f32(k * rows * ow_n) }
-        };
-        for s in s0..s0 + ns {
-            let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
-            let mut oh0 = 0;
-            while oh0 < oh_n {
-                let oh1 = (oh0 + rows).min(oh_n);
-                let t = (oh1 - oh0) * ow_n;
-                let (rhs, rhs_rs) = if g.is_pointwise() {
-                    (xs[oh0 * ow_n..].as_ptr(), ohw as isize)
-                } else {
-                    im2col(xs, g, oh0, oh1, &mut col);
-                    (col.as_ptr(), t as isize)
-                };
-                // SAFETY: the destination is this sample's columns [oh0·OW, oh1·OW) of `y`,
-                // written by this chunk only; all pointers stay inside their buffers.
-                unsafe {
-                    let dst = yp.get().add(s * g.out_len() + oh0 * ow_n);
-                    gemm_f32(
-                        g.c_out,
-                        t,
-                        k,
-                        dst,
-                        ohw as isize,
-                        1,
-                        false,
-                        w.as_ptr(),
-                        k as isize,
-                        1,
-                        rhs,
-                        rhs_rs,
-                        1,
-                        par,
-                    );
-                    epi.apply(dst, g.c_out, ohw, t);
-                }
-                oh0 = oh1;
+            if col.is_empty() {
+                // SAFETY: im2col writes every element of a tile before the gemm reads it.
+                *col = unsafe { uninit_f32(k * rows * ow_n) };
             }
+            im2col(xs, g, oh0, oh1, col);
+            (col.as_ptr(), t as isize)
+        };
+        // SAFETY: the destination is sample `s`'s columns [oh0·OW, oh1·OW) of `y`, which no
+        // other tile writes; all pointers stay inside their buffers.
+        unsafe {
+            let dst = yp.get().add(s * g.out_len() + oh0 * ow_n);
+            gemm_f32(
+                g.c_out,
+                t,
+                k,
+                dst,
+                ohw as isize,
+                1,
+                false,
+                w.as_ptr(),
+                k as isize,
+                1,
+                rhs,
+                rhs_rs,
+                1,
+                par,
+            );
+            epi.apply(dst, g.c_out, ohw, t);
         }
-    });
+    };
+    if tiles.len() >= threads && threads > 1 {
+        tiles
+            .par_iter()
+            .for_each_init(Vec::new, |col, &tile| run(col, tile, Parallelism::None));
+    } else {
+        let par = if threads > 1 {
+            Parallelism::Rayon(threads)
+        } else {
+            Parallelism::None
+        };
+        let mut col = Vec::new();
+        for &tile in &tiles {
+            run(&mut col, tile, par);
+        }
+    }
     y
 }
 
@@ -385,7 +406,7 @@ pub fn conv2d_backward(
     let (chunk, par) = plan(g.n);
     let rows = g.tile_rows();
     let chunks = g.n.div_ceil(chunk);
-    // One weight-gradient accumulator per chunk, summed at the end.
+    // One weight-gradient accumulator per chunk (dWᵀ, K x C_out), summed at the end.
     let mut dw_parts = if need_dw {
         vec![0f32; chunks * g.c_out * k]
     } else {
@@ -423,15 +444,18 @@ pub fn conv2d_backward(
                         im2col(xs, g, oh0, oh1, &mut col);
                         (col.as_ptr(), t as isize)
                     };
-                    // dW (C_out x K) += dY_tile (C_out x T) · colᵀ (T x K)
+                    // dW (C_out x K) += dY_tile (C_out x T) · colᵀ (T x K), accumulated
+                    // column-major (as dWᵀ): stored row-major, gemm would transpose the problem
+                    // and pack the whole column matrix across its rows, which cost more than
+                    // the multiplication itself in HRNet's narrow layers.
                     unsafe {
                         gemm_f32(
                             g.c_out,
                             k,
                             t,
                             dw_acc,
-                            k as isize,
                             1,
+                            g.c_out as isize,
                             true,
                             dy_t,
                             ohw as isize,
@@ -481,10 +505,15 @@ pub fn conv2d_backward(
         }
     });
     let dw = need_dw.then(|| {
+        // Sum the chunks' dWᵀ and transpose to (C_out, K).
         let len = g.c_out * k;
-        let mut dw = dw_parts[..len].to_vec();
-        for part in dw_parts[len..].chunks(len) {
-            dw.iter_mut().zip(part).for_each(|(a, b)| *a += *b);
+        let mut dw = vec![0f32; len];
+        for part in dw_parts.chunks(len) {
+            for (kk, row) in part.chunks(g.c_out).enumerate() {
+                for (co, &v) in row.iter().enumerate() {
+                    dw[co * k + kk] += v;
+                }
+            }
         }
         dw
     });
