@@ -190,9 +190,9 @@ impl HrModule {
         }
         let mut out = Vec::with_capacity(ys.len());
         for row in &self.fuse {
-            let mut sum: Option<Tensor> = None;
+            let mut terms = Vec::with_capacity(row.len());
             for (f, y) in row.iter().zip(&ys) {
-                let t = match f {
+                terms.push(match f {
                     Fuse::Identity => y.clone(),
                     Fuse::Up { step, factor } => {
                         let t = step.forward_t(y, train)?;
@@ -200,16 +200,22 @@ impl HrModule {
                         t.upsample_nearest2d(h * factor, w * factor)?
                     }
                     Fuse::Down(steps) => chain(steps, y, train)?,
-                };
-                sum = Some(match sum {
-                    None => t,
-                    Some(s) => (s + t)?,
                 });
             }
-            match sum {
-                Some(s) => out.push(crate::ops::relu(&s)?),
-                None => candle_core::bail!("HRNet module without branches"),
-            }
+            // The last addition carries the ReLU (one fused pass, one stored tensor).
+            let Some((last, rest)) = terms.split_last() else {
+                candle_core::bail!("HRNet module without branches");
+            };
+            out.push(match rest.split_first() {
+                None => crate::ops::relu(last)?,
+                Some((first, more)) => {
+                    let mut sum = first.clone();
+                    for t in more {
+                        sum = (sum + t)?;
+                    }
+                    crate::ops::add_relu(&sum, last)?
+                }
+            });
         }
         Ok(out)
     }

@@ -99,7 +99,6 @@ pub fn backward(
     train: bool,
     need_dx: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
-    let g = |i: usize| if relu && y[i] <= 0.0 { 0.0 } else { dy[i] };
     // Σ dy and Σ dy·(x − mean) per channel, 8 f32 lanes per plane (vectorisable), then f64.
     let sums: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
@@ -133,20 +132,21 @@ pub fn backward(
             .with_min_len(min_planes(hw))
             .for_each(|(p, dxp)| {
                 let ch = p % c;
-                let base = p * hw;
+                let r = p * hw..(p + 1) * hw;
+                let (xp, yp, dp) = (&x[r.clone()], &y[r.clone()], &dy[r]);
                 let k = gamma[ch] * invstd[ch];
-                if train {
+                // dx = k·(g − mean(g) − x̂·mean(g·x̂)) = a·g + b·x + c, with x̂ = (x − μ)·invstd;
+                // in inference mode the statistics are constants and dx = k·g.
+                let (a, b, cst) = if train {
                     let (mb, mg) = (dbeta[ch] / m, dgamma[ch] / m);
-                    let (mu, is) = (mean[ch], invstd[ch]);
-                    for (j, d) in dxp.iter_mut().enumerate() {
-                        let i = base + j;
-                        let xhat = (x[i] - mu) * is;
-                        *d = k * (g(i) - mb - xhat * mg);
-                    }
+                    let kk = k * mg * invstd[ch];
+                    (k, -kk, -k * mb + kk * mean[ch])
                 } else {
-                    for (j, d) in dxp.iter_mut().enumerate() {
-                        *d = k * g(base + j);
-                    }
+                    (k, 0.0, 0.0)
+                };
+                let grad = |yv: f32, dv: f32| if relu && yv <= 0.0 { 0.0 } else { dv };
+                for (((d, &xv), &yv), &dv) in dxp.iter_mut().zip(xp).zip(yp).zip(dp) {
+                    *d = a * grad(yv, dv) + b * xv + cst;
                 }
             });
         dx
