@@ -231,3 +231,38 @@ fn full_size_forward() {
         }
     }
 }
+
+#[test]
+fn inference_with_folded_batch_norm_matches_the_unfused_layers() {
+    for (arch, width) in [(Arch::Hrnet18, 0.25), (Arch::UnetResnet18, 0.0625)] {
+        let (_, net) = thin(arch, width, 3);
+        // Two training passes move the running statistics away from (0, 1).
+        for seed in [4, 5] {
+            net.forward_t(&image(2, 64, 64, seed), true).unwrap();
+        }
+        let x = image(2, 64, 64, 6);
+        // An input that needs a gradient keeps convolution and BatchNorm apart.
+        let tracked = Var::from_tensor(&x).unwrap();
+        let folded = net.forward_t(&x, false).unwrap();
+        let unfused = net.forward_t(tracked.as_tensor(), false).unwrap();
+        let diff = (&folded - &unfused)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let scale = unfused
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            scale > 0.0 && diff <= 1e-4 * scale.max(1.0),
+            "{arch}: {diff} (scale {scale})"
+        );
+    }
+}

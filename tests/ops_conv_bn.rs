@@ -426,3 +426,45 @@ fn relu_and_add_relu_match_candle() {
     assert!(max_abs_diff(&ga1, &ga2) < 1e-6);
     assert!(max_abs(&ga1) > 0.0 && max_abs(&y1) > 0.0);
 }
+
+#[test]
+fn batch_norm_folded_into_conv_matches_conv_then_batch_norm() {
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let c = 6;
+    let per_channel = |f: &dyn Fn(usize) -> f32| {
+        Tensor::from_vec((0..c).map(f).collect::<Vec<f32>>(), c, &Device::Cpu).unwrap()
+    };
+    let gamma = per_channel(&|i| 0.5 + 0.3 * i as f32);
+    let beta = per_channel(&|i| 0.2 - 0.1 * i as f32);
+    let rm = Var::from_tensor(&per_channel(&|i| 0.1 * i as f32 - 0.2)).unwrap();
+    let rv = Var::from_tensor(&per_channel(&|i| 0.5 + 0.4 * i as f32)).unwrap();
+    let eps = 1e-5;
+    for (n, k, stride, pad, relu) in [(1, 3, 1, 1, true), (3, 3, 2, 1, false), (2, 1, 1, 0, true)] {
+        let x = rand_tensor(&mut rng, &[n, 4, 9, 9]);
+        let w = rand_tensor(&mut rng, &[c, 4, k, k]);
+        let b = rand_tensor(&mut rng, &[c]);
+        let (scale, mut shift) = ops::inference_scale_shift(&gamma, &beta, &rm, &rv, eps).unwrap();
+        let bv = b.to_vec1::<f32>().unwrap();
+        for i in 0..c {
+            shift[i] += bv[i] * scale[i];
+        }
+        let folded = ops::conv2d_affine(&x, &w, scale, shift, stride, pad, relu).unwrap();
+        let y = ops::conv2d(&x, &w, Some(&b), stride, pad, 1).unwrap();
+        let bn = if relu {
+            ops::batch_norm_relu
+        } else {
+            ops::batch_norm
+        };
+        let want = bn(&y, &gamma, &beta, &rm, &rv, false, 0.1, eps).unwrap();
+        let d = max_abs_diff(&folded, &want);
+        assert!(
+            d <= 1e-5 * max_abs(&want).max(1.0),
+            "n{n} k{k} s{stride} relu {relu}: max diff {d}"
+        );
+    }
+    // Inference only: an input that needs a gradient is refused rather than silently cut off.
+    let x = Var::from_tensor(&rand_tensor(&mut rng, &[1, 4, 5, 5])).unwrap();
+    let w = rand_tensor(&mut rng, &[c, 4, 3, 3]);
+    let err = ops::conv2d_affine(x.as_tensor(), &w, vec![1.0; c], vec![0.0; c], 1, 1, false);
+    assert!(err.is_err());
+}

@@ -1,7 +1,7 @@
 //! The custom ops against direct definitions, and their gradients against finite differences.
 
 use candle_core::{DType, Device, Tensor};
-use hmreg::ops::{max_pool2d, pixel_shuffle, resize_bilinear};
+use hmreg::ops::{max_pool2d, pixel_shuffle, resize_bilinear, upsample_nearest};
 use rand::{Rng, SeedableRng};
 
 fn random(dims: &[usize], seed: u64, dtype: DType) -> Tensor {
@@ -215,4 +215,55 @@ fn pixel_shuffle_layout_and_gradient() {
     }
     assert!(pixel_shuffle(&x.narrow(1, 0, 6).unwrap(), 2).is_err());
     check_grad(|x| pixel_shuffle(x, 2).unwrap(), &[2, 8, 3, 2], 30, 1e-6);
+}
+
+/// The f32 CPU kernel of `f` against its f64 path (tensor ops with Candle's autodiff): values and
+/// the gradient of `Σ f(x)·w`.
+fn check_f32_kernel_against_f64(f: impl Fn(&Tensor) -> Tensor, dims: &[usize], seed: u64) {
+    let x64 = candle_core::Var::from_tensor(&random(dims, seed, DType::F64)).unwrap();
+    let x32 =
+        candle_core::Var::from_tensor(&x64.as_tensor().to_dtype(DType::F32).unwrap()).unwrap();
+    let (y64, y32) = (f(x64.as_tensor()), f(x32.as_tensor()));
+    assert_eq!(y64.dims(), y32.dims());
+    let close = |a: &[f64], b: &[f64], what: &str| {
+        for (i, (p, q)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (p - q).abs() <= 1e-5 * (1.0 + p.abs()),
+                "{what} {i}: {p} vs {q}"
+            );
+        }
+    };
+    close(&flat(&y64), &flat(&y32), "value");
+    let w = random(y64.dims(), seed + 1, DType::F64);
+    let grad = |y: &Tensor, x: &candle_core::Var| {
+        let w = w.to_dtype(y.dtype()).unwrap();
+        let g = (y * w).unwrap().sum_all().unwrap().backward().unwrap();
+        flat(g.get(x.as_tensor()).expect("no gradient"))
+    };
+    close(&grad(&y64, &x64), &grad(&y32, &x32), "gradient");
+}
+
+#[test]
+fn pixel_shuffle_f32_kernel_matches_reference_path() {
+    check_f32_kernel_against_f64(|x| pixel_shuffle(x, 2).unwrap(), &[2, 12, 5, 3], 41);
+    check_f32_kernel_against_f64(|x| pixel_shuffle(x, 3).unwrap(), &[1, 18, 2, 4], 42);
+}
+
+#[test]
+fn upsample_nearest_matches_candle_values_and_gradients() {
+    for f in [1, 2, 4] {
+        check_f32_kernel_against_f64(
+            |x| upsample_nearest(x, f).unwrap(),
+            &[2, 3, 4, 5],
+            50 + f as u64,
+        );
+    }
+    // Each value fills its f x f block.
+    let x = random(&[1, 1, 2, 3], 7, DType::F32);
+    let (xv, yv) = (flat(&x), flat(&upsample_nearest(&x, 2).unwrap()));
+    for oy in 0..4 {
+        for ox in 0..6 {
+            assert_eq!(yv[oy * 6 + ox], xv[(oy / 2) * 3 + ox / 2]);
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use candle_core::Tensor;
 
-use super::layers::{BatchNorm2d, BnInit, Builder, Conv2d, Init};
+use super::layers::{conv_bn, BatchNorm2d, BnInit, Builder, Conv2d, Init};
 use crate::Result;
 
 /// `conv3x3-BN-ReLU-conv3x3-BN (+ identity or downsample) -ReLU`, expansion 1.
@@ -69,10 +69,10 @@ impl BasicBlock {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let y = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
-        let y = self.bn2.forward_t(&self.conv2.forward(&y)?, train)?;
+        let y = conv_bn(&self.conv1, &self.bn1, x, train, true)?;
+        let y = conv_bn(&self.conv2, &self.bn2, &y, train, false)?;
         let identity = match &self.downsample {
-            Some((c, n)) => n.forward_t(&c.forward(x)?, train)?,
+            Some((c, n)) => conv_bn(c, n, x, train, false)?,
             None => x.clone(),
         };
         crate::ops::add_relu(&y, &identity)
@@ -158,11 +158,11 @@ impl Bottleneck {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let y = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
-        let y = self.bn2.forward_relu_t(&self.conv2.forward(&y)?, train)?;
-        let y = self.bn3.forward_t(&self.conv3.forward(&y)?, train)?;
+        let y = conv_bn(&self.conv1, &self.bn1, x, train, true)?;
+        let y = conv_bn(&self.conv2, &self.bn2, &y, train, true)?;
+        let y = conv_bn(&self.conv3, &self.bn3, &y, train, false)?;
         let identity = match &self.downsample {
-            Some((c, n)) => n.forward_t(&c.forward(x)?, train)?,
+            Some((c, n)) => conv_bn(c, n, x, train, false)?,
             None => x.clone(),
         };
         crate::ops::add_relu(&y, &identity)

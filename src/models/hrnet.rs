@@ -13,7 +13,7 @@
 use candle_core::Tensor;
 
 use super::blocks::{BasicBlock, Bottleneck};
-use super::layers::{BatchNorm2d, Builder, Conv2d, Init, LayerInfo, BN_TORCH};
+use super::layers::{conv_bn, BatchNorm2d, Builder, Conv2d, Init, LayerInfo, BN_TORCH};
 use super::params::{ParamGroup, ParamStore};
 use super::KeypointNet;
 use crate::Result;
@@ -82,12 +82,7 @@ impl ConvBn {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let y = self.conv.forward(x)?;
-        if self.relu {
-            self.bn.forward_relu_t(&y, train)
-        } else {
-            self.bn.forward_t(&y, train)
-        }
+        conv_bn(&self.conv, &self.bn, x, train, self.relu)
     }
 }
 
@@ -195,9 +190,7 @@ impl HrModule {
                 terms.push(match f {
                     Fuse::Identity => y.clone(),
                     Fuse::Up { step, factor } => {
-                        let t = step.forward_t(y, train)?;
-                        let (_, _, h, w) = t.dims4()?;
-                        t.upsample_nearest2d(h * factor, w * factor)?
+                        crate::ops::upsample_nearest(&step.forward_t(y, train)?, *factor)?
                     }
                     Fuse::Down(steps) => chain(steps, y, train)?,
                 });
@@ -340,8 +333,8 @@ impl HrnetBackbone {
 
     /// The four branch outputs (resolutions 1/4, 1/8, 1/16, 1/32).
     pub fn branches_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Vec<Tensor>> {
-        let y = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
-        let mut y = self.bn2.forward_relu_t(&self.conv2.forward(&y)?, train)?;
+        let y = conv_bn(&self.conv1, &self.bn1, x, train, true)?;
+        let mut y = conv_bn(&self.conv2, &self.bn2, &y, train, true)?;
         for blk in &self.layer1 {
             y = blk.forward_t(&y, train)?;
         }
@@ -422,7 +415,7 @@ impl KeypointNet for HrnetKeypointNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         super::check_input(x)?;
         let f = self.backbone.forward_t(x, train)?;
-        let y = self.head1.forward_relu_t(&self.head0.forward(&f)?, train)?;
+        let y = conv_bn(&self.head0, &self.head1, &f, train, true)?;
         self.head3.forward(&y)
     }
 

@@ -129,6 +129,48 @@ impl BatchNorm2d {
     }
 }
 
+/// `bn(conv(x))`, followed by a ReLU when `relu`. In inference, for an input that needs no
+/// gradient, the BatchNorm (and the conv's bias) is folded into the convolution's output stage:
+/// one op instead of two passes and an intermediate tensor ([`crate::ops::conv2d_affine`]).
+pub fn conv_bn(
+    conv: &Conv2d,
+    bn: &BatchNorm2d,
+    x: &Tensor,
+    train: bool,
+    relu: bool,
+) -> candle_core::Result<Tensor> {
+    if !train && !x.track_op() {
+        let (scale, mut shift) = crate::ops::inference_scale_shift(
+            &bn.weight,
+            &bn.bias,
+            &bn.running_mean,
+            &bn.running_var,
+            BN_EPS,
+        )?;
+        if let Some(b) = &conv.bias {
+            let b = b.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+            for ((s, &a), &bc) in shift.iter_mut().zip(&scale).zip(&b) {
+                *s += bc * a;
+            }
+        }
+        return crate::ops::conv2d_affine(
+            x,
+            &conv.weight,
+            scale,
+            shift,
+            conv.stride,
+            conv.padding,
+            relu,
+        );
+    }
+    let y = conv.forward(x)?;
+    if relu {
+        bn.forward_relu_t(&y, train)
+    } else {
+        bn.forward_t(&y, train)
+    }
+}
+
 /// Channel count scaled by a width multiplier (at least 1), for thin test models.
 pub fn scaled(channels: usize, width: f32) -> usize {
     ((channels as f32 * width).round() as usize).max(1)

@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 
 use super::blocks::BasicBlock;
-use super::layers::{scaled, BatchNorm2d, Builder, Conv2d, Init, BN_TORCH};
+use super::layers::{conv_bn, scaled, BatchNorm2d, Builder, Conv2d, Init, BN_TORCH};
 use super::params::ParamGroup;
 use crate::Result;
 
@@ -69,7 +69,7 @@ impl Resnet18 {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<ResnetFeatures> {
-        let stem = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
+        let stem = conv_bn(&self.conv1, &self.bn1, x, train, true)?;
         let mut y = crate::ops::max_pool2d(&stem, 3, 2, 1)?;
         let mut outs = Vec::with_capacity(4);
         for blocks in &self.layers {

@@ -122,6 +122,36 @@ fn batch_norm_act(
     x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
 }
 
+/// Inference-mode batch norm as a per-channel affine map `y = x · scale + shift`, with
+/// `scale = γ / sqrt(running_var + eps)` and `shift = β − running_mean · scale` (the same
+/// arithmetic as the fused op's inference pass), for folding into a preceding convolution.
+pub fn inference_scale_shift(
+    weight: &Tensor,
+    bias: &Tensor,
+    running_mean: &Var,
+    running_var: &Var,
+    eps: f64,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let vals = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>();
+    let (gamma, beta) = (vals(weight)?, vals(bias)?);
+    let (mean, var) = (
+        vals(running_mean.as_tensor())?,
+        vals(running_var.as_tensor())?,
+    );
+    let scale: Vec<f32> = gamma
+        .iter()
+        .zip(&var)
+        .map(|(&g, &v)| g * (1.0 / (v as f64 + eps).sqrt() as f32))
+        .collect();
+    let shift = beta
+        .iter()
+        .zip(&mean)
+        .zip(&scale)
+        .map(|((&b, &m), &a)| b - m * a)
+        .collect();
+    Ok((scale, shift))
+}
+
 /// PyTorch's running-statistics rule, with the unbiased batch variance.
 fn update_running(
     running_mean: &Var,

@@ -8,7 +8,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
+};
 
 use super::conv_cpu::{conv2d_backward, conv2d_forward, epilogue_backward, ConvGeom, Epilogue};
 use super::cpu_data::{storage_f32, with_f32};
@@ -83,6 +85,92 @@ fn conv2d_act(
     }
 }
 
+/// Inference convolution followed by a per-channel affine map and an optional ReLU:
+/// `max?(0, conv(x, weight) · scale[c] + shift[c])`, a BatchNorm (and any conv bias) folded into
+/// the convolution. On the CPU the affine map and the ReLU run in the gemm's epilogue, so the
+/// layer is one pass with no normalisation pass and no intermediate tensor. No gradient flows
+/// through it (the weight is used detached); `x` must not require one.
+pub fn conv2d_affine(
+    x: &Tensor,
+    weight: &Tensor,
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    stride: usize,
+    padding: usize,
+    relu: bool,
+) -> Result<Tensor> {
+    if x.track_op() {
+        candle_core::bail!("conv2d_affine is for inference: its input must not require gradients");
+    }
+    let c_out = weight.dim(0)?;
+    if scale.len() != c_out || shift.len() != c_out {
+        candle_core::bail!(
+            "conv2d_affine: {} scales and {} shifts for {c_out} channels",
+            scale.len(),
+            shift.len()
+        );
+    }
+    let weight = weight.detach();
+    let fast = x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && x.rank() == 4
+        && weight.rank() == 4
+        && stride > 0;
+    if !fast {
+        let dev = x.device();
+        let per_channel =
+            |v: Vec<f32>| Tensor::from_vec(v, (1, c_out, 1, 1), dev)?.to_dtype(x.dtype());
+        let y = x
+            .conv2d(&weight, padding, stride, 1, 1)?
+            .broadcast_mul(&per_channel(scale)?)?
+            .broadcast_add(&per_channel(shift)?)?;
+        return if relu { y.relu() } else { Ok(y) };
+    }
+    x.contiguous()?.apply_op1(Conv2dAffineOp {
+        conv: Conv2dOp {
+            stride,
+            padding,
+            relu,
+        },
+        weight: weight.contiguous()?,
+        scale,
+        shift,
+    })
+}
+
+/// [`conv2d_affine`]'s CPU op over `x`, holding the (detached) weight and the affine map.
+struct Conv2dAffineOp {
+    conv: Conv2dOp,
+    weight: Tensor,
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+impl CustomOp1 for Conv2dAffineOp {
+    fn name(&self) -> &'static str {
+        "hmreg-conv2d-affine"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = self.conv.geom(l.dims(), self.weight.dims())?;
+        let x = storage_f32(self.name(), s, l)?;
+        let y = with_f32(self.name(), &self.weight, |w| {
+            let epi = Epilogue {
+                scale: Some(&self.scale),
+                bias: Some(&self.shift),
+                relu: self.conv.relu,
+            };
+            Ok(conv2d_forward(x, w, &g, epi))
+        })?;
+        FORWARD_MACS.fetch_add(g.macs() as u64, Ordering::Relaxed);
+        Ok((
+            CpuStorage::F32(y),
+            Shape::from((g.n, g.c_out, g.out_h(), g.out_w())),
+        ))
+    }
+}
+
 /// The CPU convolution (+ bias, + ReLU) as a Candle custom op over `(x, weight[, bias])`.
 #[derive(Clone, Copy, Debug)]
 struct Conv2dOp {
@@ -139,6 +227,7 @@ impl Conv2dOp {
             }
         }
         let epi = Epilogue {
+            scale: None,
             bias,
             relu: self.relu,
         };

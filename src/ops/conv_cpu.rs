@@ -219,18 +219,21 @@ impl SendPtr {
     }
 }
 
-/// What the forward pass applies to the convolution's output, per output channel.
+/// What the forward pass applies to the convolution's output, per output channel:
+/// `max?(0, y · scale[c] + bias[c])`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Epilogue<'a> {
+    /// Multiplies each output channel (`C_out` values): a BatchNorm folded in for inference.
+    pub scale: Option<&'a [f32]>,
     /// Added to each output channel (`C_out` values).
     pub bias: Option<&'a [f32]>,
-    /// `max(0, ·)` after the bias.
+    /// `max(0, ·)` last.
     pub relu: bool,
 }
 
 impl Epilogue<'_> {
     fn is_identity(&self) -> bool {
-        self.bias.is_none() && !self.relu
+        self.scale.is_none() && self.bias.is_none() && !self.relu
     }
 
     /// Applies the epilogue to `rows` output channels of `len` values each, `stride` apart,
@@ -245,11 +248,13 @@ impl Epilogue<'_> {
         for r in 0..rows {
             // SAFETY: guaranteed by the caller.
             let row = unsafe { std::slice::from_raw_parts_mut(dst.add(r * stride), len) };
+            let a = self.scale.map_or(1.0, |s| s[r]);
             let b = self.bias.map_or(0.0, |b| b[r]);
-            if self.relu {
-                row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-            } else {
-                row.iter_mut().for_each(|v| *v += b);
+            match (self.scale.is_some(), self.relu) {
+                (true, true) => row.iter_mut().for_each(|v| *v = (*v * a + b).max(0.0)),
+                (true, false) => row.iter_mut().for_each(|v| *v = *v * a + b),
+                (false, true) => row.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
+                (false, false) => row.iter_mut().for_each(|v| *v += b),
             }
         }
     }
@@ -260,8 +265,8 @@ impl Epilogue<'_> {
 pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom, epi: Epilogue) -> Vec<f32> {
     assert_eq!(x.len(), g.n * g.in_len());
     assert_eq!(w.len(), g.c_out * g.k());
-    if let Some(b) = epi.bias {
-        assert_eq!(b.len(), g.c_out);
+    for v in [epi.scale, epi.bias].into_iter().flatten() {
+        assert_eq!(v.len(), g.c_out);
     }
     let (oh_n, ow_n, k) = (g.out_h(), g.out_w(), g.k());
     let ohw = oh_n * ow_n;

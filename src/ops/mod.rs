@@ -13,10 +13,12 @@ pub mod maxpool;
 pub mod pixel_shuffle;
 pub mod resize;
 pub mod threads;
+pub mod upsample;
 
-pub use batchnorm::{batch_norm, batch_norm_relu};
-pub use conv::{conv2d, conv2d_relu};
+pub use batchnorm::{batch_norm, batch_norm_relu, inference_scale_shift};
+pub use conv::{conv2d, conv2d_affine, conv2d_relu};
 pub use eltwise::{add_relu, relu};
 pub use maxpool::max_pool2d;
 pub use pixel_shuffle::pixel_shuffle;
 pub use resize::resize_bilinear;
+pub use upsample::upsample_nearest;

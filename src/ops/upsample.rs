@@ -1,0 +1,81 @@
+//! Nearest-neighbour upsampling by an integer factor (HRNet's fuse layers).
+//!
+//! On the CPU with f32 it is a custom op over whole planes in parallel, with the gradient as
+//! block sums; Candle's own backward for `upsample_nearest2d` is a grouped convolution with a
+//! ones kernel, which its CPU backend runs as one small convolution per channel.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::buffer::uninit_f32;
+use super::cpu_data::{storage_f32, with_f32};
+
+/// `(N, C, H, W) -> (N, C, H f, W f)`, each value repeated over an `f x f` block.
+pub fn upsample_nearest(x: &Tensor, factor: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if factor == 0 {
+        candle_core::bail!("upsample_nearest: factor must be at least 1");
+    }
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        return x.contiguous()?.apply_op1(UpsampleNearest { factor });
+    }
+    x.upsample_nearest2d(h * factor, w * factor)
+}
+
+struct UpsampleNearest {
+    factor: usize,
+}
+
+impl CustomOp1 for UpsampleNearest {
+    fn name(&self) -> &'static str {
+        "hmreg-upsample-nearest"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = storage_f32(self.name(), s, l)?;
+        let &[n, c, h, w] = l.dims() else {
+            candle_core::bail!("upsample_nearest: expected a 4-D input, got {:?}", l.dims());
+        };
+        let f = self.factor;
+        let ow = w * f;
+        // SAFETY: every output row of every plane is written below.
+        let mut y = unsafe { uninit_f32(x.len() * f * f) };
+        y.par_chunks_mut(h * w * f * f)
+            .zip(x.par_chunks(h * w))
+            .for_each(|(out, plane)| {
+                for (r, src) in plane.chunks(w).enumerate() {
+                    let first = &mut out[r * f * ow..][..ow];
+                    for (d, &v) in first.chunks_mut(f).zip(src) {
+                        d.fill(v);
+                    }
+                    let (head, tail) = out[r * f * ow..][..f * ow].split_at_mut(ow);
+                    for rep in tail.chunks_mut(ow) {
+                        rep.copy_from_slice(head);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), Shape::from((n, c, h * f, ow))))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let (_, _, h, w) = x.dims4()?;
+        let f = self.factor;
+        let ow = w * f;
+        let dx = with_f32(self.name(), grad, |g| {
+            let mut dx = vec![0f32; x.elem_count()];
+            dx.par_chunks_mut(h * w)
+                .zip(g.par_chunks(h * w * f * f))
+                .for_each(|(d, gp)| {
+                    for (r, drow) in d.chunks_mut(w).enumerate() {
+                        for grow in gp[r * f * ow..][..f * ow].chunks(ow) {
+                            for (dv, block) in drow.iter_mut().zip(grow.chunks(f)) {
+                                *dv += block.iter().sum::<f32>();
+                            }
+                        }
+                    }
+                });
+            Ok(dx)
+        })?;
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
+    }
+}
