@@ -1,17 +1,21 @@
 //! CPU kernels for 2-D convolution (f32, NCHW, groups = 1) as im2col + one gemm per tile.
 //!
 //! Candle's own CPU conv spends most of its time outside the matrix product (its im2col copies
-//! and, for the input gradient, a plain-loop transposed convolution). Here all three passes are
-//! large gemms through the `gemm` crate (the same one Candle uses for matmul):
-//! - forward:      `Y[n] = W · col(X[n])`
-//! - weight grad:  `dW  = Σ_n dY[n] · col(X[n])ᵀ`
-//! - input grad:   `dX[n] = col⁻¹(Wᵀ · dY[n])` (col2im scatters the columns back)
+//! and, for the input gradient, a plain-loop transposed convolution). Here every pass is a large
+//! gemm through the `gemm` crate (the same one Candle uses for matmul):
+//! - forward:      `Y[n] = W · col(X[n])`, then the [`Epilogue`] (bias, folded BatchNorm, ReLU)
+//!   on each output tile while it is in cache;
+//! - weight grad:  `dW  = Σ_n dY[n] · col(X[n])ᵀ`, accumulated as `dWᵀ` so that the gemm reads
+//!   the column matrix in its stored order;
+//! - input grad:   for stride 1, a forward convolution of `dY` with the kernels flipped and the
+//!   channel axes swapped; otherwise `dX[n] = col⁻¹(Wᵀ · dY[n])` (col2im scatters the columns).
 //!
-//! The batch is split into one chunk per thread (each chunk runs its gemms single-threaded, which
-//! also parallelises the memory-bound im2col/col2im); with fewer samples than threads, samples run
-//! one after another and the gemm itself uses all threads. The im2col buffer covers a tile of whole
-//! output rows, bounded in size, so full-resolution layers do not need a column matrix of the
-//! whole image. A 1x1 convolution with stride 1 and no padding uses the input directly.
+//! The forward pass runs (sample, output rows) tiles in parallel, each gemm single-threaded; with
+//! fewer samples than threads, samples are cut into several tiles so im2col runs in parallel too.
+//! The backward pass splits the batch into one chunk per thread (with fewer samples than threads,
+//! samples run one after another and the gemm itself uses all threads). An im2col tile covers
+//! whole output rows, bounded in size, so full-resolution layers never need the column matrix of
+//! a whole image. A 1x1 convolution with stride 1 and no padding uses the input directly.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -187,7 +191,8 @@ unsafe fn gemm_f32(
     );
 }
 
-/// How to spread the batch over threads: (chunk size in samples, gemm parallelism inside a chunk).
+/// How the backward pass spreads the batch over threads: (chunk size in samples, gemm
+/// parallelism inside a chunk).
 fn plan(n: usize) -> (usize, Parallelism) {
     let threads = rayon::current_num_threads().max(1);
     if n >= threads {
