@@ -545,6 +545,7 @@ fn main() {
         }
     };
     ops::alloc::tune_allocator();
+    ops::threads::limit_candle_spinning();
     if let Err(e) = ops::threads::set_threads(o.threads) {
         eprintln!("speed: {e}");
         std::process::exit(2);
