@@ -245,21 +245,16 @@ fn inference_with_folded_batch_norm_matches_the_unfused_layers() {
         let tracked = Var::from_tensor(&x).unwrap();
         let folded = net.forward_t(&x, false).unwrap();
         let unfused = net.forward_t(tracked.as_tensor(), false).unwrap();
-        let diff = (&folded - &unfused)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = unfused
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let max_abs = |t: &Tensor| {
+            t.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        let diff = max_abs(&(&folded - &unfused).unwrap());
+        let scale = max_abs(&unfused);
         assert!(
             scale > 0.0 && diff <= 1e-4 * scale.max(1.0),
             "{arch}: {diff} (scale {scale})"
