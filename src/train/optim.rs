@@ -27,8 +27,7 @@ use candle_core::{DType, Tensor, Var};
 
 use crate::models::{Param, ParamGroup, ParamKind, ParamStore};
 use crate::ops::cpu_data::with_f32;
-use crate::train::optim_cpu;
-use crate::train::optim_cpu::{adam_update, AdamScalars};
+use crate::train::optim_cpu::{self, AdamScalars};
 use crate::train::schedule::Hypers;
 use crate::{Error, Result};
 
@@ -173,29 +172,6 @@ fn is_cpu_f32(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32
 }
 
-/// One fused Adam step on the CPU: returns the new parameter and moments as tensors.
-fn adam_step_cpu(
-    p: &Tensor,
-    g: &Tensor,
-    moments: Option<(Tensor, Tensor)>,
-    k: &AdamScalars,
-) -> Result<(Tensor, Tensor, Tensor)> {
-    let (p2, m2, v2) = with_f32("adam", p, |ps| {
-        with_f32("adam", g, |gs| match &moments {
-            Some((m, v)) => with_f32("adam", m, |ms| {
-                with_f32("adam", v, |vs| Ok(adam_update(ps, gs, Some((ms, vs)), k)))
-            }),
-            None => Ok(adam_update(ps, gs, None, k)),
-        })
-    })?;
-    let (shape, dev) = (p.shape(), p.device());
-    Ok((
-        Tensor::from_vec(p2, shape, dev)?,
-        Tensor::from_vec(m2, shape, dev)?,
-        Tensor::from_vec(v2, shape, dev)?,
-    ))
-}
-
 /// Adam with decoupled weight decay (fastai's defaults), parameter groups, freezing and clipping.
 pub struct Adam {
     cfg: OptimConfig,
@@ -293,7 +269,7 @@ impl Adam {
                     eps: eps as f32,
                     step_size: (lr / debias1) as f32,
                 };
-                adam_step_cpu(&p, g, slot.moments.take(), &k)?
+                optim_cpu::adam_step(&p, g, slot.moments.take(), &k)?
             } else {
                 let g = match clip {
                     Some(c) => (g * c)?,

@@ -5,9 +5,11 @@
 //! second per training step. Here each element is read and written once, with the same f32
 //! operations in the same order as the tensor-op path, so both give the same numbers.
 
+use candle_core::Tensor;
 use rayon::prelude::*;
 
 use crate::ops::buffer::uninit_f32;
+use crate::ops::cpu_data::with_f32;
 
 /// Elements per rayon task.
 const CHUNK: usize = 64 * 1024;
@@ -68,6 +70,29 @@ pub fn adam_update(
             }
         });
     (p2, m2, v2)
+}
+
+/// [`adam_update`] on f32 CPU tensors: returns the new parameter and moments.
+pub fn adam_step(
+    p: &Tensor,
+    g: &Tensor,
+    moments: Option<(Tensor, Tensor)>,
+    k: &AdamScalars,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let (p2, m2, v2) = with_f32("adam", p, |ps| {
+        with_f32("adam", g, |gs| match &moments {
+            Some((m, v)) => with_f32("adam", m, |ms| {
+                with_f32("adam", v, |vs| Ok(adam_update(ps, gs, Some((ms, vs)), k)))
+            }),
+            None => Ok(adam_update(ps, gs, None, k)),
+        })
+    })?;
+    let (shape, dev) = (p.shape(), p.device());
+    Ok((
+        Tensor::from_vec(p2, shape, dev)?,
+        Tensor::from_vec(m2, shape, dev)?,
+        Tensor::from_vec(v2, shape, dev)?,
+    ))
 }
 
 /// Σ g² in f64, the same for any number of threads (partial sums are added in a fixed order).
