@@ -100,7 +100,10 @@ impl UnetBlock {
         } else {
             up
         };
-        let cat = Tensor::cat(&[up, self.bn.forward_t(skip, train)?], 1)?.relu()?;
+        // fastai's relu(cat(up, bn(skip))) as cat(up, relu(bn(skip))): `up` is the shuffle of a
+        // ReLU output, already non-negative, so the ReLU moves into the fused BatchNorm and the
+        // graph stores no second full-size copy of the concatenation.
+        let cat = Tensor::cat(&[up, self.bn.forward_relu_t(skip, train)?], 1)?;
         self.conv2.forward_relu(&self.conv1.forward_relu(&cat)?)
     }
 }
@@ -197,5 +200,67 @@ impl KeypointNet for UnetResnet18 {
 
     fn layers(&self) -> Vec<LayerInfo> {
         self.rows.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    /// Every UNet block against fastai's formulation, ReLU after the concatenation: the same
+    /// values and the same gradients for the block's inputs.
+    #[test]
+    fn blocks_match_relu_after_concatenation() {
+        let dev = Device::Cpu;
+        let mut store = ParamStore::new(&dev, 7);
+        let net = UnetResnet18::new(&mut store, 0.0625, 3, 64).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &dev).unwrap();
+        let f = net.encoder.forward_t(&x, true).unwrap();
+        let mut y = net.bn.forward_relu_t(&f.layer4, true).unwrap();
+        for c in &net.middle {
+            y = c.forward_relu(&y).unwrap();
+        }
+        for (blk, skip) in net
+            .blocks
+            .iter()
+            .zip([&f.layer3, &f.layer2, &f.layer1, &f.stem])
+        {
+            let (yv, sv) = (
+                Var::from_tensor(&y).unwrap(),
+                Var::from_tensor(skip).unwrap(),
+            );
+            let ours = blk.forward_t(yv.as_tensor(), sv.as_tensor(), true).unwrap();
+            let up = blk.shuf.forward(yv.as_tensor()).unwrap();
+            let bn = blk.bn.forward_t(sv.as_tensor(), true).unwrap();
+            let cat = Tensor::cat(&[up, bn], 1).unwrap().relu().unwrap();
+            let want = blk
+                .conv2
+                .forward_relu(&blk.conv1.forward_relu(&cat).unwrap())
+                .unwrap();
+            let max_diff = |a: &Tensor, b: &Tensor| {
+                (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            };
+            assert!(max_diff(&ours, &want) < 1e-5);
+            let w = Tensor::randn(0f32, 1.0, ours.dims(), &dev).unwrap();
+            let grads = |t: &Tensor| (t * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let (g_ours, g_want) = (grads(&ours), grads(&want));
+            for v in [&yv, &sv] {
+                let (a, b) = (
+                    g_ours.get(v.as_tensor()).unwrap(),
+                    g_want.get(v.as_tensor()).unwrap(),
+                );
+                assert!(max_diff(a, b) < 1e-4, "gradient differs");
+            }
+            y = ours.detach();
+        }
     }
 }
