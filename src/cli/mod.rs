@@ -58,11 +58,12 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    if let Some(n) = cli.threads {
-        if let Err(e) = crate::ops::threads::set_threads(n) {
-            eprintln!("hmreg: --threads: {e}");
-            return EXIT_USAGE;
-        }
+    let threads = cli
+        .threads
+        .unwrap_or_else(crate::ops::threads::default_threads);
+    if let Err(e) = crate::ops::threads::set_threads(threads) {
+        eprintln!("hmreg: --threads: {e}");
+        return EXIT_USAGE;
     }
     match cli.command {
         Command::Data(a) => data::run(a),

@@ -9,7 +9,9 @@
 //! place instead of being faulted in again. Top pad is address space: pages count as resident only
 //! once touched. Measured with the speed bench (unet-resnet18, batch 8, 2 threads): mmap for blocks
 //! over 32 MiB gave a 13.4 s training step with 23 s of system time per run; no mmap gave 8.2 s
-//! and 7 s, for 6% more peak memory.
+//! and 7 s, for 6% more peak memory. This is the main arena's heap: threads other than the main
+//! one get arenas of 64 MiB heaps, whose large blocks are mmap'd whatever `M_MMAP_MAX` says, so
+//! the work runs on the main thread (see [`super::threads::set_threads`]).
 
 /// Applies the settings; returns whether the allocator accepted all of them (always false off
 /// glibc, where this does nothing). Call once at start-up, before large allocations.
