@@ -2,9 +2,9 @@
 //!
 //! On the CPU with f32 and `groups == 1`, the convolution is our own custom op (im2col + gemm for
 //! the forward and both backward passes, see [`super::conv_cpu`]), with the bias and an optional
-//! ReLU fused into it. It computes no gradient for an
-//! input that does not track gradients (the image under the first conv), which Candle's own
-//! backward always does. Other devices, dtypes and grouped convolutions use Candle's conv2d.
+//! ReLU fused into it. It computes no gradient for an input that does not track gradients (the
+//! image under the first conv), which Candle's own backward always does. Other devices, dtypes
+//! and grouped convolutions use Candle's conv2d.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -48,6 +48,17 @@ pub fn conv2d_relu(
     conv2d_act(x, weight, bias, stride, padding, 1, true)
 }
 
+/// Whether the CPU kernels take this convolution (f32 on the CPU, 4-D, ungrouped).
+fn runs_on_cpu_kernels(x: &Tensor, weight: &Tensor, stride: usize, groups: usize) -> bool {
+    x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && groups == 1
+        && x.rank() == 4
+        && weight.rank() == 4
+        && stride > 0
+}
+
 fn conv2d_act(
     x: &Tensor,
     weight: &Tensor,
@@ -57,14 +68,8 @@ fn conv2d_act(
     groups: usize,
     relu: bool,
 ) -> Result<Tensor> {
-    let fast = x.device().is_cpu()
-        && x.dtype() == DType::F32
-        && weight.dtype() == DType::F32
-        && bias.is_none_or(|b| b.dtype() == DType::F32 && b.rank() == 1)
-        && groups == 1
-        && x.rank() == 4
-        && weight.rank() == 4
-        && stride > 0;
+    let fast = runs_on_cpu_kernels(x, weight, stride, groups)
+        && bias.is_none_or(|b| b.dtype() == DType::F32 && b.rank() == 1);
     if !fast {
         let y = x.conv2d(weight, padding, stride, 1, groups)?;
         let y = match bias {
@@ -111,13 +116,7 @@ pub fn conv2d_affine(
         );
     }
     let weight = weight.detach();
-    let fast = x.device().is_cpu()
-        && x.dtype() == DType::F32
-        && weight.dtype() == DType::F32
-        && x.rank() == 4
-        && weight.rank() == 4
-        && stride > 0;
-    if !fast {
+    if !runs_on_cpu_kernels(x, &weight, stride, 1) {
         let dev = x.device();
         let per_channel =
             |v: Vec<f32>| Tensor::from_vec(v, (1, c_out, 1, 1), dev)?.to_dtype(x.dtype());
@@ -139,6 +138,16 @@ pub fn conv2d_affine(
     })
 }
 
+/// The forward kernel as a custom op's output, counted in [`forward_macs`].
+fn run_forward(x: &[f32], w: &[f32], g: &ConvGeom, epi: Epilogue) -> (CpuStorage, Shape) {
+    let y = conv2d_forward(x, w, g, epi);
+    FORWARD_MACS.fetch_add(g.macs() as u64, Ordering::Relaxed);
+    (
+        CpuStorage::F32(y),
+        Shape::from((g.n, g.c_out, g.out_h(), g.out_w())),
+    )
+}
+
 /// [`conv2d_affine`]'s CPU op over `x`, holding the (detached) weight and the affine map.
 struct Conv2dAffineOp {
     conv: Conv2dOp,
@@ -155,19 +164,14 @@ impl CustomOp1 for Conv2dAffineOp {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = self.conv.geom(l.dims(), self.weight.dims())?;
         let x = storage_f32(self.name(), s, l)?;
-        let y = with_f32(self.name(), &self.weight, |w| {
+        with_f32(self.name(), &self.weight, |w| {
             let epi = Epilogue {
                 scale: Some(&self.scale),
                 bias: Some(&self.shift),
                 relu: self.conv.relu,
             };
-            Ok(conv2d_forward(x, w, &g, epi))
-        })?;
-        FORWARD_MACS.fetch_add(g.macs() as u64, Ordering::Relaxed);
-        Ok((
-            CpuStorage::F32(y),
-            Shape::from((g.n, g.c_out, g.out_h(), g.out_w())),
-        ))
+            Ok(run_forward(x, w, &g, epi))
+        })
     }
 }
 
@@ -231,12 +235,7 @@ impl Conv2dOp {
             bias,
             relu: self.relu,
         };
-        let y = conv2d_forward(x, w, &g, epi);
-        FORWARD_MACS.fetch_add(g.macs() as u64, Ordering::Relaxed);
-        Ok((
-            CpuStorage::F32(y),
-            Shape::from((g.n, g.c_out, g.out_h(), g.out_w())),
-        ))
+        Ok(run_forward(x, w, &g, epi))
     }
 
     /// Gradients for `(x, weight, bias)`, each only where it is tracked.
