@@ -1,21 +1,32 @@
 //! hmreg: heatmap-based keypoint regression on Candle.
 //!
-//! Layout (one concept per file):
-//! - [`data`]: LaPa-style datasets, validation, synthetic faces, transforms, augmentation, loading.
-//! - [`codec`]: points to target heatmaps (Gaussian, randomized rounding) and heatmaps back to points.
-//! - [`metrics`]: NMAE, NME, failure rate, AUC.
-//! - [`ops`]: tensor operations Candle lacks or runs slowly (pooling, resize, conv, batch norm).
-//! - [`models`]: ResNet18 encoder, UNet decoder, HRNet, heads, parameter store.
-//! - [`train`]: losses, optimiser, schedules, checkpoints, the training loop.
-//! - [`eval`]: evaluation and prediction.
-//! - [`viz`]: PNG output: curves, grids, heatmaps, annotated images.
-//! - [`experiment`]: reproductions (the randomized-rounding experiment).
-//! - [`cli`]: the `hmreg` command line.
+//! # Layers
+//!
+//! The modules form layers; a module may use the modules of the layers below it and the ones
+//! listed beside it, never one above (`tests/layering.rs` fails the build's tests otherwise, and
+//! also refuses import cycles between files):
+//!
+//! | layer | module | what | may also use (same layer) |
+//! |---|---|---|---|
+//! | 7 | [`cli`] | the `hmreg` command line, one file per subcommand | |
+//! | 6 | [`experiment`] | reproductions (the randomized-rounding experiment) | |
+//! | 5 | [`train`] | setup, one step, the loop, validation, lr-find, progress | |
+//! | 4 | [`eval`] | evaluation, flip test, reports, prediction | |
+//! | 3 | [`run`] | a run on disk: resolved config, run directory, checkpoints, history, devices, loading a trained model | |
+//! | 2 | [`learn`] | losses, optimiser, schedules, the lr sweep's arithmetic | |
+//! | 1 | [`data`] | datasets, validation, synthetic faces, transforms, augmentation, loading | `codec`, `viz` |
+//! | 1 | [`models`] | ResNet18 encoder, UNet decoder, HRNet, heads, parameter store | |
+//! | 1 | [`codec`] | points to target heatmaps and back | |
+//! | 1 | [`metrics`] | NMAE, NME, failure rate, AUC | |
+//! | 1 | [`viz`] | PNG output: plots, grids, heatmaps, drawing | |
+//! | 0 | [`ops`] | tensor operations Candle lacks or runs slowly (conv, BatchNorm, pooling, resize) | |
+//! | base | [`error`], [`keypoints`], [`atomic`] | the error type, a set of points, atomic file writes | |
 //!
 //! Coordinate convention used everywhere: a point is `[x, y]` in pixels of the image it belongs to,
 //! as written in the landmark files (no half-pixel shift). Mapping to a map of another size scales by
 //! `size_map / size_img`; an integer heatmap pixel `i` stands for coordinate `i`.
 
+pub mod atomic;
 pub mod cli;
 pub mod codec;
 pub mod data;
@@ -23,9 +34,11 @@ pub mod error;
 pub mod eval;
 pub mod experiment;
 pub mod keypoints;
+pub mod learn;
 pub mod metrics;
 pub mod models;
 pub mod ops;
+pub mod run;
 pub mod train;
 pub mod viz;
 

@@ -7,7 +7,10 @@ use clap::Args;
 
 use super::{EXIT_PROBLEMS, EXIT_USAGE};
 use crate::data::show::show_grid;
-use crate::data::{load_split, Loader, PipelineConfig, PointSelection, TargetConfig};
+use crate::data::{
+    load_split, FilePoints, Loader, LoaderMode, LoaderSpec, PipelineConfig, PointSelection,
+    TargetConfig,
+};
 use crate::{Error, Result};
 
 /// Arguments of `hmreg data show`.
@@ -106,17 +109,22 @@ fn run_inner(args: &ShowArgs) -> Result<()> {
     let samples = load_split(&args.dir, &args.split, &points)?;
     let train = args.split == "train";
     let n_in_file = crate::data::read_landmarks(&samples[0].landmarks_path)?.len();
-    let loader = Loader::with_selection(
-        samples,
-        n_in_file,
-        &points,
-        &cfg.pipeline,
-        &cfg.target,
-        args.n,
-        train,
-        args.seed,
-        &Device::Cpu,
-    )?;
+    let spec = LoaderSpec {
+        pipeline: cfg.pipeline.clone(),
+        target: cfg.target.clone(),
+        batch_size: args.n,
+        mode: if train {
+            LoaderMode::Train
+        } else {
+            LoaderMode::Eval
+        },
+        seed: args.seed,
+        file_points: Some(FilePoints {
+            count: n_in_file,
+            selection: points,
+        }),
+    };
+    let loader = Loader::new(samples, &spec, &Device::Cpu)?;
     // The first batch of the epoch (or, for a split smaller than --n, every sample).
     let indices: Vec<usize> = match loader.epoch_batches(args.epoch).into_iter().next() {
         Some(b) => b,

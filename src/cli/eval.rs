@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::eval::load::{self, ModelSource};
 use crate::eval::report::{self, EvalSummary, SummaryContext};
 use crate::eval::EvalOptions;
+use crate::eval::{choices, dataset, progress};
+use crate::run::{load_model, parse_device, ModelSource};
 use crate::{Error, Result};
 
 /// Samples shown in each picture of `--out` (the first ones, and the worst ones).
@@ -92,20 +93,20 @@ pub fn execute(args: &EvalArgs) -> Result<EvalSummary> {
         args.checkpoint.as_deref(),
         args.config.as_deref(),
     )?;
-    let device = load::open_device(&args.device)?;
+    let device = parse_device(&args.device)?;
     // Decoder arguments are checked against the run's config before any data is read.
-    let loaded = load::load_model(&source, &device)?;
+    let loaded = load_model(&source, &device)?;
     let cfg = &loaded.cfg;
-    let decoder = load::choose_decoder(args.decoder.as_deref(), args.k, cfg)?;
+    let decoder = choices::choose_decoder(args.decoder.as_deref(), args.k, cfg)?;
     let data_root = args.data.clone().unwrap_or_else(|| cfg.data.root.clone());
     let (split, default_limit) = match args.split.as_str() {
         "val" => (cfg.data.val_split.clone(), cfg.data.val_limit),
         _ => ("test".to_string(), 0),
     };
     let limit = args.limit.unwrap_or(default_limit);
-    let set = load::EvalSet::open(cfg, &data_root, &split, limit, args.batch_size, &device)?;
+    let set = dataset::EvalSet::open(cfg, &data_root, &split, limit, args.batch_size, &device)?;
     let flip = if args.flip_test {
-        Some(load::flip_permutation(cfg, Some(set.samples()))?)
+        Some(choices::flip_permutation(cfg, Some(set.samples()))?)
     } else {
         None
     };
@@ -120,12 +121,15 @@ pub fn execute(args: &EvalArgs) -> Result<EvalSummary> {
         keep_first: keep,
         keep_worst: keep,
     };
-    let bar = load::progress_bar(set.len() as u64, "eval", args.json);
+    let bar = progress::progress_bar(set.len() as u64, "eval", args.json);
     let outcome = crate::eval::evaluate(
         loaded.model.as_ref(),
         set.batches(cfg.metrics.vs_target),
         &opts,
-        &mut |n| bar.inc(n as u64),
+        &mut |b, _| {
+            bar.inc(b.points.len() as u64);
+            Ok(())
+        },
     )?;
     bar.finish_and_clear();
     let ctx = SummaryContext {

@@ -7,7 +7,7 @@ use clap::Args;
 use crate::cli::train::{resolve_config, TrainArgs};
 use crate::train::lr_find::{find_lr, save_plot};
 use crate::train::progress::{OutputMode, Reporter};
-use crate::train::trainer::setup;
+use crate::train::Setup;
 use crate::{Error, Result};
 
 /// Learning-rate finder.
@@ -73,7 +73,7 @@ fn run_inner(args: &LrFindArgs) -> Result<()> {
     } else {
         OutputMode::Bars
     };
-    let s = setup(cfg, &|m| {
+    let s = Setup::new(cfg, &|m| {
         if mode == OutputMode::Bars {
             eprintln!("{m}")
         }
@@ -84,7 +84,7 @@ fn run_inner(args: &LrFindArgs) -> Result<()> {
     save_plot(&args.out, &result)?;
     let json_path = args.out.with_extension("json");
     let text = serde_json::to_vec_pretty(&result).map_err(|e| Error::Msg(e.to_string()))?;
-    crate::train::checkpoint::write_atomic(&json_path, &text)?;
+    crate::atomic::write_atomic(&json_path, &text)?;
     let fmt = |v: Option<f64>| v.map(|v| format!("{v:.3e}")).unwrap_or("-".into());
     match mode {
         OutputMode::Json => println!(

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::eval::load::{self, ModelSource};
 use crate::eval::predict::{self, PredictOptions};
+use crate::eval::{choices, progress};
+use crate::run::{load_model, parse_device, ModelSource};
 use crate::{Error, Result};
 
 /// Predict landmarks on images.
@@ -81,11 +82,11 @@ fn execute(args: &PredictArgs) -> Result<bool> {
         args.checkpoint.as_deref(),
         args.config.as_deref(),
     )?;
-    let device = load::open_device(&args.device)?;
-    let loaded = load::load_model(&source, &device)?;
-    let decoder = load::choose_decoder(args.decoder.as_deref(), args.k, &loaded.cfg)?;
+    let device = parse_device(&args.device)?;
+    let loaded = load_model(&source, &device)?;
+    let decoder = choices::choose_decoder(args.decoder.as_deref(), args.k, &loaded.cfg)?;
     let flip = if args.flip_test {
-        Some(load::flip_permutation(&loaded.cfg, None)?)
+        Some(choices::flip_permutation(&loaded.cfg, None)?)
     } else {
         None
     };
@@ -98,7 +99,7 @@ fn execute(args: &PredictArgs) -> Result<bool> {
         out_dir: args.out.clone(),
     };
     let prepare = predict::validation_preparation(&loaded.cfg.pipeline);
-    let bar = load::progress_bar(args.images.len() as u64, "predict", args.json);
+    let bar = progress::progress_bar(args.images.len() as u64, "predict", args.json);
     let (preds, failures) = predict::predict_files(
         loaded.model.as_ref(),
         &args.images,
@@ -121,7 +122,7 @@ fn execute(args: &PredictArgs) -> Result<bool> {
     let json = serde_json::to_string_pretty(&doc).map_err(|e| Error::Msg(format!("JSON: {e}")))?;
     if let Some(dir) = &args.out {
         let file = dir.join("predictions.json");
-        crate::train::checkpoint::write_atomic(&file, json.as_bytes())?;
+        crate::atomic::write_atomic(&file, json.as_bytes())?;
     }
     if args.json {
         println!("{json}");

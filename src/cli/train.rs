@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::models::Arch;
-use crate::train::config::TrainConfig;
+use crate::run::config::TrainConfig;
+use crate::run::dir;
 use crate::train::progress::OutputMode;
-use crate::train::run_dir;
 use crate::train::trainer::{train, RunOptions};
 use crate::{Error, Result};
 
@@ -83,7 +83,7 @@ const QUICKSTART_NAME: &str = "configs/quickstart.toml";
 pub fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
     let mut cfg = match (&args.config, args.resume, &args.out) {
         (Some(path), _, _) => TrainConfig::load(path)?,
-        (None, true, Some(out)) => run_dir::read_config(out)?,
+        (None, true, Some(out)) => dir::read_config(out)?,
         (None, true, None) => {
             return Err(Error::config(
                 "--resume needs --out RUN_DIR (the run to continue)",
@@ -130,7 +130,7 @@ fn run_inner(args: &TrainArgs) -> std::result::Result<(), (i32, String)> {
             (None, false) => Some(Path::new(QUICKSTART_NAME)),
             (c, _) => c.as_deref(),
         };
-        run_dir::default_run_dir(name)
+        dir::default_run_dir(name)
     });
     let output = if args.json {
         OutputMode::Json

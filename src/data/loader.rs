@@ -95,49 +95,63 @@ pub struct Loader {
     device: Device,
 }
 
+/// How a loader treats its samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoaderMode {
+    /// Random crop, augmentation, flips, a shuffled order and the last partial batch dropped (as
+    /// fastai does in training).
+    Train,
+    /// Centre crop, no augmentation, dataset order, every sample (validation, evaluation).
+    Eval,
+}
+
+/// Which points of their landmark files the samples hold: flips need it to mirror a selection
+/// (a point's mirror partner is known by its index in the file).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FilePoints {
+    /// Points per landmark file.
+    pub count: usize,
+    pub selection: PointSelection,
+}
+
+/// Everything a [`Loader`] needs besides the samples and the device, by name.
+#[derive(Clone, Debug)]
+pub struct LoaderSpec {
+    pub pipeline: PipelineConfig,
+    pub target: TargetConfig,
+    pub batch_size: usize,
+    pub mode: LoaderMode,
+    /// Seeds the order and every augmentation and target draw.
+    pub seed: u64,
+    /// `None`: the samples hold every point of their files. With flips on, the points must then
+    /// form a full iBUG-68 or LaPa-106 set (or match `pipeline.flip.permutation`).
+    pub file_points: Option<FilePoints>,
+}
+
+impl Default for LoaderSpec {
+    fn default() -> Self {
+        LoaderSpec {
+            pipeline: PipelineConfig::default(),
+            target: TargetConfig::default(),
+            batch_size: 1,
+            mode: LoaderMode::Eval,
+            seed: 0,
+            file_points: None,
+        }
+    }
+}
+
 impl Loader {
-    /// `train`: random crop, augmentation, flips, shuffling and dropping the last partial batch
-    /// (as fastai does in training); otherwise centre crop, no augmentation, dataset order, all
-    /// samples. With `pipeline.flip.p > 0` the samples must hold a full iBUG-68 or LaPa-106 set
-    /// (or match `pipeline.flip.permutation`); for a selection of points use
-    /// [`Loader::with_selection`].
-    pub fn new(
-        samples: Vec<Sample>,
-        pipeline: &PipelineConfig,
-        target: &TargetConfig,
-        batch_size: usize,
-        train: bool,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Loader> {
-        let n_points = samples.first().map_or(0, |s| s.points.len());
-        Self::with_selection(
-            samples,
-            n_points,
-            &PointSelection::All,
+    pub fn new(samples: Vec<Sample>, spec: &LoaderSpec, device: &Device) -> Result<Loader> {
+        let LoaderSpec {
             pipeline,
             target,
             batch_size,
-            train,
+            mode,
             seed,
-            device,
-        )
-    }
-
-    /// Like [`Loader::new`], telling which points of files with `n_in_file` points the samples
-    /// hold, so flips can derive the mirror permutation of a selection.
-    #[allow(clippy::too_many_arguments)]
-    pub fn with_selection(
-        samples: Vec<Sample>,
-        n_in_file: usize,
-        selection: &PointSelection,
-        pipeline: &PipelineConfig,
-        target: &TargetConfig,
-        batch_size: usize,
-        train: bool,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Loader> {
+            file_points,
+        } = spec;
+        let (batch_size, seed, train) = (*batch_size, *seed, *mode == LoaderMode::Train);
         pipeline.validate()?;
         let map_size = target.validate(pipeline.input_size)?;
         if batch_size == 0 {
@@ -161,8 +175,12 @@ impl Loader {
             ));
         }
         let flip_perm = if pipeline.flip.p > 0.0 && train {
+            let (count, selection) = match file_points {
+                Some(f) => (f.count, &f.selection),
+                None => (n_points, &PointSelection::All),
+            };
             let perm =
-                flip::flip_permutation(n_in_file, selection, pipeline.flip.permutation.as_deref())?;
+                flip::flip_permutation(count, selection, pipeline.flip.permutation.as_deref())?;
             if perm.len() != n_points {
                 return Err(Error::config(format!(
                     "flip permutation covers {} points but the samples have {n_points}",

@@ -26,6 +26,6 @@ pub mod show;
 pub mod transform;
 pub mod warp;
 
-pub use loader::{Batch, Loader};
+pub use loader::{Batch, FilePoints, Loader, LoaderMode, LoaderSpec};
 pub use pipeline_config::{FlipConfig, NormalizeConfig, PipelineConfig, ResizeMode, TargetConfig};
 pub use warp::{Mat3, PadMode};

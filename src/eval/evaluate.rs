@@ -8,9 +8,8 @@
 //! the same figures as the metrics logged by training.
 
 use candle_core::Tensor;
-use image::RgbImage;
 
-use super::show;
+use super::show::{self, Shown};
 use super::tta::{self, Inference};
 use crate::codec::Decoder;
 use crate::metrics::{MetricAccumulator, MetricConfig, MetricReport};
@@ -28,6 +27,9 @@ pub struct EvalBatch {
     pub targets: Option<Vec<Keypoints>>,
     /// A name per sample (file stem) for tables and captions.
     pub ids: Vec<String>,
+    /// The target maps `(N, L, h, w)` and the visibility mask `(N, L)` the data pipeline encoded,
+    /// for a loss on the model output (training's validation loss). `None` for data without them.
+    pub target_maps: Option<(Tensor, Tensor)>,
 }
 
 #[derive(Clone, Debug)]
@@ -58,20 +60,6 @@ pub struct SampleRecord {
     pub confidence: Vec<f32>,
 }
 
-/// A sample kept for pictures: the input as a picture, its maps, truth and prediction.
-#[derive(Clone, Debug)]
-pub struct Shown {
-    pub id: String,
-    pub nme: Option<f32>,
-    pub image: RgbImage,
-    /// `L` row-major `map_w x map_h` maps.
-    pub maps: Vec<f32>,
-    pub map_w: usize,
-    pub map_h: usize,
-    pub gt: Keypoints,
-    pub pred: Keypoints,
-}
-
 pub struct EvalOutcome {
     pub report: MetricReport,
     pub samples: Vec<SampleRecord>,
@@ -80,13 +68,13 @@ pub struct EvalOutcome {
     pub worst: Vec<Shown>,
 }
 
-/// Evaluates `model` over `batches`. `on_batch` is told the number of samples of each finished
-/// batch (progress bars).
+/// Evaluates `model` over `batches`. `on_batch` sees every finished batch with the model's
+/// output for it (progress bars count its samples; training computes its validation loss there).
 pub fn evaluate(
     model: &dyn KeypointNet,
     batches: impl IntoIterator<Item = Result<EvalBatch>>,
     opts: &EvalOptions,
-    on_batch: &mut dyn FnMut(usize),
+    on_batch: &mut dyn FnMut(&EvalBatch, &Tensor) -> Result<()>,
 ) -> Result<EvalOutcome> {
     let mut acc: Option<MetricAccumulator> = None;
     let size = opts.input_size as f32;
@@ -146,7 +134,7 @@ pub fn evaluate(
                 first.push(shown);
             }
         }
-        on_batch(inf.points.len());
+        on_batch(&batch, &inf.output)?;
     }
     let report = match acc {
         Some(acc) => acc.finish(),

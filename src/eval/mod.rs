@@ -1,15 +1,20 @@
-//! Evaluation of a trained model and prediction on new images.
+//! Evaluation of a trained model and prediction on new images. Training's validation runs
+//! [`evaluate`] too, so a checkpoint gets the same figures from `hmreg eval` as in its run's logs.
 //!
 //! - [`tta`]: inference on a prepared batch, with optional flip test-time augmentation.
 //! - [`evaluate`]: metrics, per-sample errors and the samples kept for pictures.
+//! - [`dataset`]: a dataset split prepared like training's validation data, as batches.
+//! - [`choices`]: the decoder and the flip permutation chosen at evaluation time.
 //! - [`show`]: result pictures (targets, predictions, heatmaps).
-//! - [`load`]: the model from a run directory or checkpoint, and the evaluation data.
 //! - [`report`]: the eval summary (JSON, text table) and its output folder.
 //! - [`predict`]: landmarks for arbitrary images, in the original image's pixels.
+//! - [`progress`]: the progress bar of evaluation and prediction.
 
+pub mod choices;
+pub mod dataset;
 pub mod evaluate;
-pub mod load;
 pub mod predict;
+pub mod progress;
 pub mod report;
 pub mod show;
 pub mod tta;

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::evaluate::EvalOutcome;
+use super::evaluate::{EvalOutcome, SampleRecord};
 use super::show;
 use crate::metrics::MetricReport;
 use crate::{Error, Result};
@@ -185,52 +185,34 @@ pub fn write_outputs(dir: &Path, out: &EvalOutcome, summary: &mut EvalSummary) -
         written.push(f);
     }
     let csv = dir.join("samples.csv");
-    let mut text = String::from("id,nme");
-    let points = out.samples.first().map_or(0, |s| s.pred.len());
-    for p in 0..points {
-        let _ = write!(text, ",x{p},y{p},conf{p}");
-    }
-    text.push('\n');
-    for s in &out.samples {
-        let _ = write!(
-            text,
-            "{},{}",
-            csv_field(&s.id),
-            s.nme.map_or(String::new(), |v| v.to_string())
-        );
-        for (p, c) in s.pred.iter().zip(&s.confidence) {
-            let _ = write!(text, ",{},{},{}", p[0], p[1], c);
-        }
-        text.push('\n');
-    }
-    write_file(&csv, text.as_bytes())?;
+    crate::atomic::write_atomic(&csv, &samples_csv(&out.samples)?)?;
     written.push(csv);
     let json = dir.join("metrics.json");
     written.push(json.clone());
     summary.written = written;
     let doc = serde_json::to_string_pretty(summary)
         .map_err(|e| Error::Msg(format!("eval summary to JSON: {e}")))?;
-    write_file(&json, doc.as_bytes())
+    crate::atomic::write_atomic(&json, doc.as_bytes())
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
+/// `samples.csv`: one row per sample, its NME (empty when unknown) and every predicted point
+/// with its confidence.
+fn samples_csv(samples: &[SampleRecord]) -> Result<Vec<u8>> {
+    let csv_error = |e: csv::Error| Error::Msg(format!("samples.csv: {e}"));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let points = samples.first().map_or(0, |s| s.pred.len());
+    let mut header = vec!["id".to_string(), "nme".to_string()];
+    for p in 0..points {
+        header.extend([format!("x{p}"), format!("y{p}"), format!("conf{p}")]);
     }
-}
-
-/// Temp file + rename, like the PNGs.
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::file(path, format!("cannot write: {e}")))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::file(path, format!("cannot write: {e}"))
-    })
+    w.write_record(&header).map_err(csv_error)?;
+    for s in samples {
+        let mut row = vec![s.id.clone(), s.nme.map_or(String::new(), |v| v.to_string())];
+        for (p, c) in s.pred.iter().zip(&s.confidence) {
+            row.extend([p[0].to_string(), p[1].to_string(), c.to_string()]);
+        }
+        w.write_record(&row).map_err(csv_error)?;
+    }
+    w.into_inner()
+        .map_err(|e| Error::Msg(format!("samples.csv: {e}")))
 }

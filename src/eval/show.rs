@@ -4,9 +4,22 @@
 use candle_core::{DType, Device, IndexOp, Tensor};
 use image::{Rgb, RgbImage};
 
-use super::evaluate::Shown;
 use crate::viz::{self, draw, Grid};
 use crate::{Keypoints, Result};
+
+/// A sample kept for pictures: the input as a picture, its maps, truth and prediction.
+#[derive(Clone, Debug)]
+pub struct Shown {
+    pub id: String,
+    pub nme: Option<f32>,
+    pub image: RgbImage,
+    /// `L` row-major `map_w x map_h` maps.
+    pub maps: Vec<f32>,
+    pub map_w: usize,
+    pub map_h: usize,
+    pub gt: Keypoints,
+    pub pred: Keypoints,
+}
 
 /// Ground truth colour.
 pub const TARGET: Rgb<u8> = Rgb([40, 220, 60]);

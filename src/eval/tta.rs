@@ -29,6 +29,9 @@ pub struct Inference {
     pub confidence: Vec<Vec<f32>>,
     /// Raw model output `(N, L, h, w)` (flip-averaged with TTA), on the CPU as f32.
     pub maps: Tensor,
+    /// The model's output for the batch as given (never flipped), on its device: what a loss
+    /// against the batch's targets is computed on.
+    pub output: Tensor,
 }
 
 /// Mirrors a batch `(N, C, H, W)` left to right.
@@ -75,9 +78,9 @@ pub fn infer(
 ) -> Result<Inference> {
     let (_, _, _, in_w) = x.dims4()?;
     let stride = model.stride() as f32;
-    let maps = model.forward_t(x, false)?;
-    let points_n = maps.dim(1)?;
-    let dec = decode(&maps, decoder)?;
+    let output = model.forward_t(x, false)?;
+    let points_n = output.dim(1)?;
+    let dec = decode(&output, decoder)?;
     let mut points = dec.to_keypoints(stride, stride);
     let mut confidence: Vec<Vec<f32>> = dec
         .confidence
@@ -85,12 +88,13 @@ pub fn infer(
         .map(<[f32]>::to_vec)
         .collect();
     confidence.truncate(dec.n);
-    let maps = maps.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
+    let maps = output.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
     let Some(perm) = flip else {
         return Ok(Inference {
             points,
             confidence,
             maps,
+            output,
         });
     };
     check_flip_permutation(perm, points_n)?;
@@ -113,6 +117,7 @@ pub fn infer(
         points,
         confidence,
         maps,
+        output,
     })
 }
 

@@ -141,6 +141,20 @@ pub struct MetricReport {
 }
 
 impl MetricReport {
+    /// The scalar figures by name (`nmae`, `nme`, `fr`, `auc`, and `nmae_vs_target` when fed),
+    /// as run histories record them.
+    pub fn figures(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut m = std::collections::BTreeMap::new();
+        m.insert("nmae".to_string(), self.nmae as f64);
+        m.insert("nme".to_string(), self.nme as f64);
+        m.insert("fr".to_string(), self.fr as f64);
+        m.insert("auc".to_string(), self.auc as f64);
+        if let Some(v) = self.nmae_vs_target {
+            m.insert("nmae_vs_target".to_string(), v as f64);
+        }
+        m
+    }
+
     pub fn to_json(&self) -> Result<String> {
         serde_json::to_string_pretty(self).map_err(|e| Error::Msg(format!("metrics to JSON: {e}")))
     }

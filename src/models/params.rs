@@ -180,13 +180,12 @@ impl ParamStore {
             .collect()
     }
 
-    /// Writes every tensor to a safetensors file atomically (temporary file, then rename).
+    /// Writes every tensor to a safetensors file atomically ([`crate::atomic`]).
     pub fn save_safetensors(&self, path: &Path) -> Result<()> {
         let map: HashMap<String, Tensor> = self.named_tensors().into_iter().collect();
-        let tmp = path.with_extension("safetensors.tmp");
-        candle_core::safetensors::save(&map, &tmp).map_err(|e| Error::file(&tmp, e.to_string()))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e.to_string()))?;
-        Ok(())
+        crate::atomic::write_atomic_with(path, |tmp| {
+            candle_core::safetensors::save(&map, tmp).map_err(|e| Error::file(tmp, e.to_string()))
+        })
     }
 
     /// Sets every parameter whose name is in `tensors`. Refuses (changing nothing) if any shared

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use image::{imageops, Rgb, RgbImage};
 
-use crate::train::history::EpochRecord;
+use crate::run::history::EpochRecord;
 use crate::viz::plot::{LinePlot, Series};
 use crate::Result;
 

@@ -1,20 +1,16 @@
-//! Losses, optimiser, schedules, checkpoints and the training loop.
+//! Training a model: everything built from a config ([`setup`]), one optimiser step
+//! ([`step`]), the loop with its checkpoints and resume ([`trainer`]), validation through the
+//! evaluation code ([`validate`]), the learning-rate finder ([`lr_find`]), progress display and
+//! curves. The run directory and its files are [`crate::run`]'s; losses, optimiser and
+//! schedules are [`crate::learn`]'s.
 
-pub mod checkpoint;
-pub mod config;
 pub mod curves;
-pub mod device;
-pub mod history;
-pub mod loss;
 pub mod lr_find;
-pub mod optim;
-pub mod optim_cpu;
 pub mod progress;
-pub mod run_dir;
-pub mod schedule;
+pub mod setup;
+pub mod step;
 pub mod trainer;
+pub mod validate;
 
-pub use config::TrainConfig;
-pub use device::{parse_device, DeviceSpec};
-pub use run_dir::load_for_inference;
+pub use setup::Setup;
 pub use trainer::{train, RunOptions, RunSummary};

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::train::history::EpochRecord;
+use crate::run::history::EpochRecord;
 
 /// How a run reports progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

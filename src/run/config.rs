@@ -8,14 +8,14 @@ use crate::codec::Decoder;
 use crate::data::points::PointSelection;
 use crate::data::synth::SynthConfig;
 use crate::data::{PipelineConfig, TargetConfig};
+use crate::learn::loss::LossConfig;
+use crate::learn::lr_sweep::LrFindConfig;
+use crate::learn::optim::OptimConfig;
+use crate::learn::schedule::ScheduleConfig;
 use crate::metrics::MetricConfig;
 use crate::models::{Arch, ModelConfig};
-use crate::train::checkpoint::CheckpointConfig;
-use crate::train::device::DeviceSpec;
-use crate::train::loss::LossConfig;
-use crate::train::lr_find::LrFindConfig;
-use crate::train::optim::OptimConfig;
-use crate::train::schedule::ScheduleConfig;
+use crate::run::checkpoint::CheckpointConfig;
+use crate::run::device::DeviceSpec;
 use crate::{Error, Result};
 
 /// `[data]`: where the images are and which points to learn.
@@ -211,7 +211,7 @@ impl TrainConfig {
     /// Total epochs of the run (fine_tune adds its frozen epochs).
     pub fn total_epochs(&self) -> usize {
         match self.schedule.kind {
-            crate::train::schedule::ScheduleKind::FineTune => {
+            crate::learn::schedule::ScheduleKind::FineTune => {
                 self.epochs + self.schedule.freeze_epochs
             }
             _ => self.epochs,

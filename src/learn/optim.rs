@@ -25,10 +25,10 @@ use std::collections::{BTreeMap, HashMap};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 
+use crate::learn::optim_cpu::{self, AdamScalars};
+use crate::learn::schedule::Hypers;
 use crate::models::{Param, ParamGroup, ParamKind, ParamStore};
 use crate::ops::cpu_data::with_f32;
-use crate::train::optim_cpu::{self, AdamScalars};
-use crate::train::schedule::Hypers;
 use crate::{Error, Result};
 
 /// How parameters are divided into learning-rate groups for discriminative rates.

@@ -1,13 +1,11 @@
 //! The run directory: `config.toml` (fully resolved), `checkpoints/`, `metrics.jsonl`,
-//! `metrics.csv`, `curves.png`, `summary.json`; and loading a trained model back from it.
+//! `metrics.csv`, `curves.png`, `summary.json`; and finding a checkpoint in it.
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
-
-use crate::models::{build, KeypointNet, ParamStore};
-use crate::train::checkpoint::{self, write_atomic};
-use crate::train::config::TrainConfig;
+use crate::atomic::write_atomic;
+use crate::run::checkpoint;
+use crate::run::config::TrainConfig;
 use crate::{Error, Result};
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -79,19 +77,4 @@ pub fn resolve_checkpoint(path: &Path) -> Result<(PathBuf, PathBuf)> {
         path,
         "neither a run directory (with config.toml) nor a checkpoint (with manifest.json)",
     ))
-}
-
-/// Loads a trained model for evaluation or prediction from a run directory or a checkpoint
-/// (see [`resolve_checkpoint`]): the run's config, the parameter store with the checkpoint's
-/// weights (verified against the manifest), and the network.
-pub fn load_for_inference(
-    path: &Path,
-    device: &Device,
-) -> Result<(TrainConfig, ParamStore, Box<dyn KeypointNet>)> {
-    let (run, ckpt) = resolve_checkpoint(path)?;
-    let cfg = read_config(&run)?;
-    let mut store = ParamStore::new(device, cfg.seed);
-    let model = build(&cfg.model, &mut store)?;
-    checkpoint::load(&ckpt, &store, None)?;
-    Ok((cfg, store, model))
 }

@@ -13,11 +13,12 @@
 //! the position (epoch, batch) is all the data state a resumed run needs.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::atomic::{write_atomic, write_atomic_with};
+use crate::learn::optim::{Adam, OptimMeta};
 use crate::models::ParamStore;
-use crate::train::optim::{Adam, OptimMeta};
 use crate::{Error, Result};
 
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -161,19 +162,6 @@ pub fn fnv1a64_file(path: &Path) -> Result<(u64, u64)> {
     Ok((bytes, hash))
 }
 
-/// Writes `bytes` to `path` through a temporary file, flushed to disk, then renamed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::file(&tmp, e.to_string()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::file(&tmp, e.to_string()))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e.to_string()))
-}
-
 fn json_pretty<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
     let mut s = serde_json::to_vec_pretty(v).map_err(|e| Error::Msg(e.to_string()))?;
     s.push(b'\n');
@@ -202,11 +190,10 @@ pub fn write(
         Some(opt) => {
             let (tensors, meta) = opt.export();
             state.optim = meta;
-            let path = dir.join(OPTIMIZER_FILE);
-            let tmp = dir.join("optimizer.safetensors.tmp");
-            candle_core::safetensors::save(&tensors, &tmp)
-                .map_err(|e| Error::file(&tmp, e.to_string()))?;
-            std::fs::rename(&tmp, &path).map_err(|e| Error::file(&path, e.to_string()))?;
+            write_atomic_with(&dir.join(OPTIMIZER_FILE), |tmp| {
+                candle_core::safetensors::save(&tensors, tmp)
+                    .map_err(|e| Error::file(tmp, e.to_string()))
+            })?;
             names.push(OPTIMIZER_FILE);
         }
         None => {
@@ -396,9 +383,9 @@ pub fn read_best(root: &Path) -> Result<Option<Best>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::learn::optim::OptimConfig;
+    use crate::learn::schedule::Hypers;
     use crate::models::{ParamGroup, ParamKind};
-    use crate::train::optim::OptimConfig;
-    use crate::train::schedule::Hypers;
     use candle_core::{Device, Tensor};
 
     fn store(v: f32) -> ParamStore {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::train::checkpoint::write_atomic;
+use crate::atomic::write_atomic;
 use crate::{Error, Result};
 
 pub const METRICS_JSONL: &str = "metrics.jsonl";
@@ -62,20 +62,21 @@ pub fn write_files(dir: &Path, records: &[EpochRecord]) -> Result<()> {
         jsonl.push('\n');
     }
     write_atomic(&dir.join(METRICS_JSONL), jsonl.as_bytes())?;
-    write_atomic(&dir.join(METRICS_CSV), csv(records).as_bytes())
+    write_atomic(&dir.join(METRICS_CSV), csv(records)?.as_bytes())
 }
 
 /// The CSV text: fixed columns, then every metric name seen (sorted), then lr and timing.
-pub fn csv(records: &[EpochRecord]) -> String {
+/// Non-finite values are written as empty fields.
+pub fn csv(records: &[EpochRecord]) -> Result<String> {
     let mut names: Vec<&String> = records.iter().flat_map(|r| r.metrics.keys()).collect();
     names.sort();
     names.dedup();
-    let mut out = String::from("epoch,frozen,train_loss,valid_loss");
-    for n in &names {
-        out.push(',');
-        out.push_str(n);
-    }
-    out.push_str(",lr,seconds,images_per_second\n");
+    let csv_error = |e: csv::Error| Error::Msg(format!("{METRICS_CSV}: {e}"));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["epoch", "frozen", "train_loss", "valid_loss"];
+    header.extend(names.iter().map(|n| n.as_str()));
+    header.extend(["lr", "seconds", "images_per_second"]);
+    w.write_record(&header).map_err(csv_error)?;
     let num = |v: f64| {
         if v.is_finite() {
             format!("{v}")
@@ -84,25 +85,28 @@ pub fn csv(records: &[EpochRecord]) -> String {
         }
     };
     for r in records {
-        out.push_str(&format!(
-            "{},{},{},{}",
-            r.epoch,
-            r.frozen,
+        let mut row = vec![
+            r.epoch.to_string(),
+            r.frozen.to_string(),
             num(r.train_loss),
-            num(r.valid_loss)
-        ));
-        for n in &names {
-            out.push(',');
-            out.push_str(&r.metrics.get(*n).map(|&v| num(v)).unwrap_or_default());
-        }
-        out.push_str(&format!(
-            ",{},{:.3},{:.2}\n",
+            num(r.valid_loss),
+        ];
+        row.extend(
+            names
+                .iter()
+                .map(|n| r.metrics.get(*n).map(|&v| num(v)).unwrap_or_default()),
+        );
+        row.extend([
             num(r.lr),
-            r.seconds,
-            r.images_per_second
-        ));
+            format!("{:.3}", r.seconds),
+            format!("{:.2}", r.images_per_second),
+        ]);
+        w.write_record(&row).map_err(csv_error)?;
     }
-    out
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::Msg(format!("{METRICS_CSV}: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| Error::Msg(format!("{METRICS_CSV}: {e}")))
 }
 
 /// Reads `metrics.jsonl` back (for tools and tests); errors name the file and line.

@@ -1,0 +1,130 @@
+//! The data an evaluation runs on: a dataset split prepared exactly like training's validation
+//! data, as [`EvalBatch`]es.
+
+use std::path::Path;
+
+use candle_core::Device;
+
+use super::evaluate::EvalBatch;
+use crate::codec::{decode, Decoder};
+use crate::data::dataset::{load_split, Sample};
+use crate::data::{Batch, Loader, LoaderMode, LoaderSpec};
+use crate::run::TrainConfig;
+use crate::{Error, Result};
+
+/// A dataset split prepared exactly like training's validation data.
+pub struct EvalSet {
+    loader: Loader,
+    stride: usize,
+    file_indices: Option<Vec<usize>>,
+}
+
+impl EvalSet {
+    pub fn open(
+        cfg: &TrainConfig,
+        root: &Path,
+        split: &str,
+        limit: usize,
+        batch_size: Option<usize>,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut samples = load_split(root, split, &cfg.data.points)?;
+        if limit > 0 {
+            samples.truncate(limit);
+        }
+        if samples.is_empty() {
+            return Err(Error::file(
+                root.join(split),
+                "no annotated images in this split",
+            ));
+        }
+        let got = samples[0].points.len();
+        if got != cfg.model.points {
+            return Err(Error::file(
+                &samples[0].landmarks_path,
+                format!(
+                    "{got} selected points, but the model predicts {}",
+                    cfg.model.points
+                ),
+            ));
+        }
+        let n_file = crate::data::read_landmarks(&samples[0].landmarks_path)?.len();
+        let file_indices = Some(cfg.data.points.indices(n_file));
+        let spec = LoaderSpec {
+            pipeline: cfg.pipeline.clone(),
+            target: cfg.target.clone(),
+            batch_size: batch_size.unwrap_or(cfg.batch_size).max(1),
+            mode: LoaderMode::Eval,
+            seed: cfg.seed,
+            file_points: None,
+        };
+        let loader = Loader::new(samples, &spec, device)?;
+        Ok(EvalSet {
+            loader,
+            stride: cfg.model.arch.stride(),
+            file_indices,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.loader.samples().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.loader.samples().is_empty()
+    }
+
+    pub fn samples(&self) -> &[Sample] {
+        self.loader.samples()
+    }
+
+    pub fn file_indices(&self) -> Option<Vec<usize>> {
+        self.file_indices.clone()
+    }
+
+    /// Batches in file order, with the target maps decoded where `vs_target` asks for them.
+    pub fn batches(&self, vs_target: bool) -> impl Iterator<Item = Result<EvalBatch>> + '_ {
+        eval_batches(&self.loader, self.stride, vs_target)
+    }
+}
+
+/// The batches of a loader in evaluation mode as [`EvalBatch`]es for a model of `stride`.
+/// With `vs_target`, the target maps are decoded with argmax (exact for a binary map's single 1
+/// and a Gaussian's integer centre) for the write-up's NMAE against decoded targets.
+pub fn eval_batches(
+    loader: &Loader,
+    stride: usize,
+    vs_target: bool,
+) -> impl Iterator<Item = Result<EvalBatch>> + '_ {
+    let stride = stride as f32;
+    loader.epoch(0).map(move |b| {
+        let b: Batch = b?;
+        let ids = b
+            .indices
+            .iter()
+            .map(|&i| {
+                loader
+                    .samples()
+                    .get(i)
+                    .map_or_else(|| i.to_string(), |s| s.stem.clone())
+            })
+            .collect();
+        let targets = if vs_target {
+            let mut t = decode(&b.targets, &Decoder::Argmax)?.to_keypoints(stride, stride);
+            let mask: Vec<Vec<f32>> = b.mask.to_dtype(candle_core::DType::F32)?.to_vec2()?;
+            for (kp, row) in t.iter_mut().zip(mask) {
+                kp.visible = row.into_iter().map(|v| v > 0.5).collect();
+            }
+            Some(t)
+        } else {
+            None
+        };
+        Ok(EvalBatch {
+            images: b.images,
+            points: b.points,
+            targets,
+            ids,
+            target_maps: Some((b.targets, b.mask)),
+        })
+    })
+}

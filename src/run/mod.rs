@@ -1,0 +1,20 @@
+//! A training run as stored on disk, shared by training and evaluation:
+//! - [`config`]: the resolved config (`config.toml`), every section of a run in one TOML file;
+//! - [`dir`]: the run directory's layout and finding a checkpoint in it;
+//! - [`checkpoint`]: atomic, verified checkpoints (weights, optimiser state, progress);
+//! - [`history`]: per-epoch records (`metrics.jsonl`, `metrics.csv`);
+//! - [`device`]: device names (`cpu`, `cuda:N`);
+//! - [`model`]: a trained model loaded back for inference.
+//!
+//! Files are written through [`crate::atomic`].
+
+pub mod checkpoint;
+pub mod config;
+pub mod device;
+pub mod dir;
+pub mod history;
+pub mod model;
+
+pub use config::TrainConfig;
+pub use device::{parse_device, DeviceSpec};
+pub use model::{load_model, LoadedModel, ModelSource};

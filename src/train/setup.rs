@@ -1,0 +1,153 @@
+//! Everything a run builds from its config before the first step: the device, the data (the
+//! synthetic set generated first where the config asks for it), the model (with pretrained
+//! encoder weights if configured) and the two loaders.
+
+use candle_core::Device;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::dataset::{load_split, Sample};
+use crate::data::{FilePoints, Loader, LoaderMode, LoaderSpec};
+use crate::models::{build, KeypointNet, ParamGroup, ParamStore};
+use crate::run::{DeviceSpec, TrainConfig};
+use crate::{Error, Result};
+
+/// Everything built from a config: device, data, model and loaders.
+pub struct Setup {
+    pub cfg: TrainConfig,
+    pub device: Device,
+    pub store: ParamStore,
+    pub model: Box<dyn KeypointNet>,
+    pub train_samples: Vec<Sample>,
+    /// Which points of the landmark files the samples hold.
+    pub file_points: FilePoints,
+    pub train: Loader,
+    pub val: Loader,
+}
+
+impl Setup {
+    /// Resolves `cfg` (point count from the data, sizes and strides made consistent), loads the
+    /// data, builds the model and the loaders. `note` receives one-line messages for the user.
+    pub fn new(mut cfg: TrainConfig, note: &dyn Fn(&str)) -> Result<Setup> {
+        cfg.resolve()?;
+        let device = DeviceSpec::parse(&cfg.device)?.open()?;
+        let (train_samples, val_samples) = prepare_data(&cfg)?;
+        cfg.absolutize_paths();
+        cfg.model.points = train_samples[0].points.len();
+        cfg.validate()?;
+        let mut store = ParamStore::new(&device, cfg.seed);
+        let model = build(&cfg.model, &mut store)?;
+        if !cfg.init.pretrained.as_os_str().is_empty() {
+            load_pretrained_encoder(&cfg, &store, note)?;
+        }
+        // Flips need the point count of the files to mirror a selection of points.
+        let file_points = FilePoints {
+            count: crate::data::read_landmarks(&train_samples[0].landmarks_path)?.len(),
+            selection: cfg.data.points.clone(),
+        };
+        let train = Loader::new(
+            train_samples.clone(),
+            &loader_spec(&cfg, LoaderMode::Train, &file_points),
+            &device,
+        )?;
+        let val = Loader::new(
+            val_samples,
+            &loader_spec(&cfg, LoaderMode::Eval, &file_points),
+            &device,
+        )?;
+        Ok(Setup {
+            cfg,
+            device,
+            store,
+            model,
+            train_samples,
+            file_points,
+            train,
+            val,
+        })
+    }
+
+    /// A loader of other `samples` prepared like the validation data.
+    pub fn eval_loader(&self, samples: Vec<Sample>) -> Result<Loader> {
+        let spec = loader_spec(&self.cfg, LoaderMode::Eval, &self.file_points);
+        Loader::new(samples, &spec, &self.device)
+    }
+}
+
+fn loader_spec(cfg: &TrainConfig, mode: LoaderMode, file_points: &FilePoints) -> LoaderSpec {
+    LoaderSpec {
+        pipeline: cfg.pipeline.clone(),
+        target: cfg.target.clone(),
+        batch_size: cfg.batch_size,
+        mode,
+        seed: cfg.seed,
+        file_points: Some(file_points.clone()),
+    }
+}
+
+fn load_pretrained_encoder(
+    cfg: &TrainConfig,
+    store: &ParamStore,
+    note: &dyn Fn(&str),
+) -> Result<()> {
+    let opts = crate::models::LoadOptions {
+        groups: Some(vec![ParamGroup::Encoder]),
+    };
+    let report = crate::models::load_pretrained_with(store, &cfg.init.pretrained, &opts)?;
+    if report.loaded.is_empty() {
+        return Err(Error::file(
+            &cfg.init.pretrained,
+            "no tensor of this file matches the model's encoder",
+        ));
+    }
+    note(&format!(
+        "pretrained: {} tensors loaded from {}, {} model tensors kept their initial values",
+        report.loaded.len(),
+        cfg.init.pretrained.display(),
+        report.missing.len()
+    ));
+    Ok(())
+}
+
+/// Loads the train and validation splits (generating the synthetic set first if configured),
+/// applying `train_limit` (seeded random sample) and `val_limit` (first items).
+pub fn prepare_data(cfg: &TrainConfig) -> Result<(Vec<Sample>, Vec<Sample>)> {
+    let root = &cfg.data.root;
+    if !root.exists() {
+        if cfg.data.generate_if_missing {
+            crate::data::synth::generate(root, &cfg.data.synth)?;
+        } else {
+            return Err(Error::file(
+                root,
+                "dataset root does not exist (set data.generate_if_missing = true to create the \
+                 synthetic set there)",
+            ));
+        }
+    }
+    let mut train = load_split(root, &cfg.data.train_split, &cfg.data.points)?;
+    let mut val = load_split(root, &cfg.data.val_split, &cfg.data.points)?;
+    if cfg.data.train_limit > 0 && train.len() > cfg.data.train_limit {
+        let mut idx: Vec<usize> = (0..train.len()).collect();
+        idx.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_da7a));
+        let mut keep = idx[..cfg.data.train_limit].to_vec();
+        keep.sort_unstable();
+        train = keep.into_iter().map(|i| train[i].clone()).collect();
+    }
+    if cfg.data.val_limit > 0 {
+        val.truncate(cfg.data.val_limit);
+    }
+    if train.is_empty() || val.is_empty() {
+        return Err(Error::file(
+            root,
+            format!(
+                "need training and validation items: `{}` has {}, `{}` has {}",
+                cfg.data.train_split,
+                train.len(),
+                cfg.data.val_split,
+                val.len()
+            ),
+        ));
+    }
+    Ok((train, val))
+}
