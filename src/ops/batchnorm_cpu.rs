@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::buffer::uninit_f32;
+use super::buffer::OutBuf;
 
 /// Planes of fewer elements than this are grouped so rayon tasks stay worth their overhead.
 const MIN_TASK_ELEMS: usize = 16 * 1024;
@@ -61,8 +61,7 @@ pub fn affine(
     hw: usize,
     relu: bool,
 ) -> Vec<f32> {
-    // SAFETY: every plane is written below.
-    let mut y = unsafe { uninit_f32(x.len()) };
+    let mut y = OutBuf::new(x.len());
     y.par_chunks_mut(hw)
         .zip(x.par_chunks(hw))
         .enumerate()
@@ -70,14 +69,18 @@ pub fn affine(
         .for_each(|(i, (yp, xp))| {
             let (a, b) = (scale[i % c], shift[i % c]);
             if relu {
-                yp.iter_mut()
-                    .zip(xp)
-                    .for_each(|(y, &x)| *y = (x * a + b).max(0.0));
+                yp.iter_mut().zip(xp).for_each(|(y, &x)| {
+                    y.write((x * a + b).max(0.0));
+                });
             } else {
-                yp.iter_mut().zip(xp).for_each(|(y, &x)| *y = x * a + b);
+                yp.iter_mut().zip(xp).for_each(|(y, &x)| {
+                    y.write(x * a + b);
+                });
             }
         });
-    y
+    // SAFETY: `y` has the length of `x` and both are cut into the same `hw`-long planes; the
+    // zipped loop above wrote every element of every plane of `y`.
+    unsafe { y.assume_init() }
 }
 
 /// Gradients of batch norm (+ ReLU) given the output `y` (for the ReLU mask), the saved `mean`
@@ -125,8 +128,7 @@ pub fn backward(
     let (dbeta, dgamma): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
     let dx = need_dx.then(|| {
         let m = (n * hw) as f32;
-        // SAFETY: every plane is written below.
-        let mut dx = unsafe { uninit_f32(x.len()) };
+        let mut dx = OutBuf::new(x.len());
         dx.par_chunks_mut(hw)
             .enumerate()
             .with_min_len(min_planes(hw))
@@ -146,10 +148,12 @@ pub fn backward(
                 };
                 let grad = |yv: f32, dv: f32| if relu && yv <= 0.0 { 0.0 } else { dv };
                 for (((d, &xv), &yv), &dv) in dxp.iter_mut().zip(xp).zip(yp).zip(dp) {
-                    *d = a * grad(yv, dv) + b * xv + cst;
+                    d.write(a * grad(yv, dv) + b * xv + cst);
                 }
             });
-        dx
+        // SAFETY: `dx` has the length of `x`, `y` and `dy`, all cut into the same `hw`-long
+        // planes; the zipped loop above wrote every element of every plane of `dx`.
+        unsafe { dx.assume_init() }
     });
     (dx, dgamma, dbeta)
 }

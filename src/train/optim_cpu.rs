@@ -8,7 +8,7 @@
 use candle_core::Tensor;
 use rayon::prelude::*;
 
-use crate::ops::buffer::uninit_f32;
+use crate::ops::buffer::OutBuf;
 use crate::ops::cpu_data::with_f32;
 
 /// Elements per rayon task.
@@ -42,8 +42,7 @@ pub fn adam_update(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(p.len(), g.len());
     let n = p.len();
-    // SAFETY: every chunk of the three buffers is written below.
-    let (mut p2, mut m2, mut v2) = unsafe { (uninit_f32(n), uninit_f32(n), uninit_f32(n)) };
+    let (mut p2, mut m2, mut v2) = (OutBuf::new(n), OutBuf::new(n), OutBuf::new(n));
     p2.par_chunks_mut(CHUNK)
         .zip(m2.par_chunks_mut(CHUNK))
         .zip(v2.par_chunks_mut(CHUNK))
@@ -64,12 +63,15 @@ pub fn adam_update(
                 let m = m0 * k.mom + gi * k.one_minus_mom;
                 let v = v0 * k.sqr_mom + (gi * gi) * k.one_minus_sqr_mom;
                 let denom = (v * k.inv_debias2).sqrt() + k.eps;
-                po[i] = pi - (m / denom) * k.step_size;
-                mo[i] = m;
-                vo[i] = v;
+                po[i].write(pi - (m / denom) * k.step_size);
+                mo[i].write(m);
+                vo[i].write(v);
             }
         });
-    (p2, m2, v2)
+    // SAFETY: the three buffers have length `n`, so their chunks pair up one to one with equal
+    // lengths, and the loop above wrote every index of every chunk of each (a moment shorter
+    // than `n` panics on indexing before any buffer is returned).
+    unsafe { (p2.assume_init(), m2.assume_init(), v2.assume_init()) }
 }
 
 /// [`adam_update`] on f32 CPU tensors: returns the new parameter and moments.
