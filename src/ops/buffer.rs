@@ -82,20 +82,6 @@ impl OutBuf {
     }
 }
 
-/// Superseded by [`OutBuf`]; kept until the convolution kernels move to it.
-///
-/// A vector of `len` floats with unspecified contents, for a kernel that writes every element
-/// before anything reads it (Candle's own CPU backend allocates its outputs the same way).
-///
-/// # Safety
-/// The caller must write every element before reading any of them.
-pub unsafe fn uninit_f32(len: usize) -> Vec<f32> {
-    let mut v = std::mem::ManuallyDrop::new(Vec::<MaybeUninit<f32>>::with_capacity(len));
-    // SAFETY: the allocation holds `len` values of the same size and alignment as f32; f32 has
-    // no invalid bit patterns, and the caller's contract rules out reading before writing.
-    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), len, v.capacity()) }
-}
-
 impl Deref for OutBuf {
     type Target = [MaybeUninit<f32>];
     fn deref(&self) -> &Self::Target {
