@@ -1,7 +1,7 @@
 //! The custom CPU ops against Candle's reference ops: values and gradients.
 
 use candle_core::{Device, Tensor, Var};
-use hmreg::ops;
+use hmreg::ops::{self, BatchNormConfig, BatchNormParams};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -36,18 +36,26 @@ fn max_abs(a: &Tensor) -> f32 {
         .unwrap()
 }
 
-/// Direct-loop convolution in f64 (definition), with its gradients under `L = Σ y·weights`:
-/// returns `(y, dx, dw)` as flat vectors.
-#[allow(clippy::too_many_arguments)]
-fn naive_conv(
-    x: &[f32],
-    wt: &[f32],
-    gw: &[f32],
-    dims: (usize, usize, usize, usize, usize, usize, usize),
+/// One convolution to test: input `x` `(N, C_in, H, W)`, `c_out` kernels of `k` `(KH, KW)`.
+#[derive(Clone, Copy, Debug)]
+struct ConvCase {
+    x: [usize; 4],
+    c_out: usize,
+    k: (usize, usize),
     stride: usize,
     pad: usize,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let (n, c_in, h, w, c_out, kh, kw) = dims;
+}
+
+/// Direct-loop convolution in f64 (definition), with its gradients under `L = Σ y·weights`:
+/// returns `(y, dx, dw)` as flat vectors.
+fn naive_conv(x: &[f32], wt: &[f32], gw: &[f32], case: ConvCase) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let ConvCase {
+        x: [n, c_in, h, w],
+        c_out,
+        k: (kh, kw),
+        stride,
+        pad,
+    } = case;
     let oh = (h + 2 * pad - kh) / stride + 1;
     let ow = (w + 2 * pad - kw) / stride + 1;
     let mut y = vec![0f64; n * c_out * oh * ow];
@@ -96,17 +104,14 @@ fn assert_close(ours: &Tensor, want: &[f64], what: &str) {
 /// Compares value, input gradient and weight gradient of `ops::conv2d` with a direct-loop
 /// definition, and with Candle's conv2d (values always; gradients where Candle's own backward
 /// handles the shape: it fails when the transposed conv needs output padding).
-#[allow(clippy::too_many_arguments)]
-fn check_conv(
-    n: usize,
-    c_in: usize,
-    h: usize,
-    w: usize,
-    c_out: usize,
-    k: (usize, usize),
-    stride: usize,
-    pad: usize,
-) {
+fn check_conv(case: ConvCase) {
+    let ConvCase {
+        x: [n, c_in, h, w],
+        c_out,
+        k,
+        stride,
+        pad,
+    } = case;
     let mut rng = ChaCha8Rng::seed_from_u64((n * 1000 + c_in * 100 + h + stride * 7 + pad) as u64);
     let x = Var::from_tensor(&rand_tensor(&mut rng, &[n, c_in, h, w])).unwrap();
     let wt = Var::from_tensor(&rand_tensor(&mut rng, &[c_out, c_in, k.0, k.1])).unwrap();
@@ -130,9 +135,7 @@ fn check_conv(
         &flat(x.as_tensor()),
         &flat(wt.as_tensor()),
         &flat(&weights),
-        (n, c_in, h, w, c_out, k.0, k.1),
-        stride,
-        pad,
+        case,
     );
     assert_close(&ours, &y, &format!("y {ctx}"));
     assert_close(
@@ -161,36 +164,102 @@ fn check_conv(
 
 #[test]
 fn conv_matches_candle_3x3_same() {
-    check_conv(2, 5, 9, 11, 7, (3, 3), 1, 1);
+    check_conv(ConvCase {
+        x: [2, 5, 9, 11],
+        c_out: 7,
+        k: (3, 3),
+        stride: 1,
+        pad: 1,
+    });
 }
 
 #[test]
 fn conv_matches_candle_strided_and_padded() {
-    check_conv(3, 4, 13, 10, 6, (3, 3), 2, 1);
-    check_conv(2, 3, 20, 17, 8, (7, 7), 2, 3);
-    check_conv(1, 3, 8, 8, 4, (3, 3), 2, 0);
+    check_conv(ConvCase {
+        x: [3, 4, 13, 10],
+        c_out: 6,
+        k: (3, 3),
+        stride: 2,
+        pad: 1,
+    });
+    check_conv(ConvCase {
+        x: [2, 3, 20, 17],
+        c_out: 8,
+        k: (7, 7),
+        stride: 2,
+        pad: 3,
+    });
+    check_conv(ConvCase {
+        x: [1, 3, 8, 8],
+        c_out: 4,
+        k: (3, 3),
+        stride: 2,
+        pad: 0,
+    });
 }
 
 #[test]
 fn conv_matches_candle_pointwise_and_downsample() {
-    check_conv(4, 6, 7, 5, 9, (1, 1), 1, 0);
-    check_conv(2, 6, 9, 9, 3, (1, 1), 2, 0);
-    check_conv(1, 6, 6, 6, 3, (1, 1), 1, 1);
+    check_conv(ConvCase {
+        x: [4, 6, 7, 5],
+        c_out: 9,
+        k: (1, 1),
+        stride: 1,
+        pad: 0,
+    });
+    check_conv(ConvCase {
+        x: [2, 6, 9, 9],
+        c_out: 3,
+        k: (1, 1),
+        stride: 2,
+        pad: 0,
+    });
+    check_conv(ConvCase {
+        x: [1, 6, 6, 6],
+        c_out: 3,
+        k: (1, 1),
+        stride: 1,
+        pad: 1,
+    });
 }
 
 #[test]
 fn conv_matches_candle_rect_kernel_and_big_padding() {
-    check_conv(2, 2, 6, 7, 3, (3, 5), 1, 2);
-    check_conv(2, 2, 5, 5, 3, (3, 3), 3, 2);
+    check_conv(ConvCase {
+        x: [2, 2, 6, 7],
+        c_out: 3,
+        k: (3, 5),
+        stride: 1,
+        pad: 2,
+    });
+    check_conv(ConvCase {
+        x: [2, 2, 5, 5],
+        c_out: 3,
+        k: (3, 3),
+        stride: 3,
+        pad: 2,
+    });
 }
 
 #[test]
 fn conv_stride_one_input_gradient_for_every_padding() {
     // The flipped-kernel input gradient pads by K − 1 − P: cover P = 0, 1, 2 and a 5x5 kernel.
     for pad in 0..3 {
-        check_conv(2, 3, 7, 9, 4, (3, 3), 1, pad);
+        check_conv(ConvCase {
+            x: [2, 3, 7, 9],
+            c_out: 4,
+            k: (3, 3),
+            stride: 1,
+            pad,
+        });
     }
-    check_conv(2, 4, 9, 8, 5, (5, 5), 1, 2);
+    check_conv(ConvCase {
+        x: [2, 4, 9, 8],
+        c_out: 5,
+        k: (5, 5),
+        stride: 1,
+        pad: 2,
+    });
 }
 
 #[test]
@@ -246,7 +315,13 @@ fn fused_conv_bias_relu_matches_candle_values_and_gradients() {
 #[test]
 fn conv_tiles_large_images_correctly() {
     // K·OW large enough that one im2col tile holds only part of the output rows.
-    check_conv(1, 64, 140, 140, 2, (3, 3), 1, 1);
+    check_conv(ConvCase {
+        x: [1, 64, 140, 140],
+        c_out: 2,
+        k: (3, 3),
+        stride: 1,
+        pad: 1,
+    });
 }
 
 #[test]
@@ -269,8 +344,7 @@ fn conv_skips_gradient_of_untracked_input_and_adds_bias() {
 
 /// Runs `f` (our batch norm or the reference) with fresh running statistics and returns the
 /// output, the gradients of `Σ y·weights` for x, gamma, beta, and the updated running stats.
-type BnFn =
-    fn(&Tensor, &Tensor, &Tensor, &Var, &Var, bool, f64, f64) -> candle_core::Result<Tensor>;
+type BnFn = fn(&Tensor, BatchNormParams, BatchNormConfig) -> candle_core::Result<Tensor>;
 
 fn run_bn(
     f: BnFn,
@@ -300,17 +374,18 @@ fn run_bn(
         .unwrap(),
     )
     .unwrap();
-    let mut y = f(
-        x.as_tensor(),
-        gamma.as_tensor(),
-        beta.as_tensor(),
-        &rm,
-        &rv,
+    let params = BatchNormParams {
+        weight: gamma.as_tensor(),
+        bias: beta.as_tensor(),
+        running_mean: &rm,
+        running_var: &rv,
+    };
+    let cfg = BatchNormConfig {
         train,
-        0.1,
-        1e-5,
-    )
-    .unwrap();
+        momentum: 0.1,
+        eps: 1e-5,
+    };
+    let mut y = f(x.as_tensor(), params, cfg).unwrap();
     if relu {
         y = y.relu().unwrap();
     }
@@ -438,12 +513,18 @@ fn batch_norm_folded_into_conv_matches_conv_then_batch_norm() {
     let beta = per_channel(&|i| 0.2 - 0.1 * i as f32);
     let rm = Var::from_tensor(&per_channel(&|i| 0.1 * i as f32 - 0.2)).unwrap();
     let rv = Var::from_tensor(&per_channel(&|i| 0.5 + 0.4 * i as f32)).unwrap();
-    let eps = 1e-5;
+    let params = BatchNormParams {
+        weight: &gamma,
+        bias: &beta,
+        running_mean: &rm,
+        running_var: &rv,
+    };
+    let cfg = BatchNormConfig::default();
     for (n, k, stride, pad, relu) in [(1, 3, 1, 1, true), (3, 3, 2, 1, false), (2, 1, 1, 0, true)] {
         let x = rand_tensor(&mut rng, &[n, 4, 9, 9]);
         let w = rand_tensor(&mut rng, &[c, 4, k, k]);
         let b = rand_tensor(&mut rng, &[c]);
-        let (scale, mut shift) = ops::inference_scale_shift(&gamma, &beta, &rm, &rv, eps).unwrap();
+        let (scale, mut shift) = ops::inference_scale_shift(params, cfg.eps).unwrap();
         let bv = b.to_vec1::<f32>().unwrap();
         for i in 0..c {
             shift[i] += bv[i] * scale[i];
@@ -455,7 +536,7 @@ fn batch_norm_folded_into_conv_matches_conv_then_batch_norm() {
         } else {
             ops::batch_norm
         };
-        let want = bn(&y, &gamma, &beta, &rm, &rv, false, 0.1, eps).unwrap();
+        let want = bn(&y, params, cfg).unwrap();
         let d = max_abs_diff(&folded, &want);
         assert!(
             d <= 1e-5 * max_abs(&want).max(1.0),

@@ -83,25 +83,55 @@ pub fn affine(
     unsafe { y.assume_init() }
 }
 
+/// The inputs of [`backward`]: tensors `(N, C, HW)` and per-channel values of one batch norm.
+#[derive(Clone, Copy, Debug)]
+pub struct BackwardArgs<'a> {
+    /// The forward input.
+    pub x: &'a [f32],
+    /// The forward output (its sign is the ReLU mask).
+    pub y: &'a [f32],
+    /// The gradient at the output.
+    pub dy: &'a [f32],
+    /// The mean the forward pass used, per channel.
+    pub mean: &'a [f32],
+    /// `1 / sqrt(var + eps)` of the forward pass, per channel.
+    pub invstd: &'a [f32],
+    /// The scale `γ`, per channel.
+    pub gamma: &'a [f32],
+    /// Samples.
+    pub n: usize,
+    /// Channels.
+    pub c: usize,
+    /// Values per `(sample, channel)` plane.
+    pub hw: usize,
+    /// The forward pass ended with a ReLU.
+    pub relu: bool,
+    /// Batch statistics: mean and variance are functions of `x` (otherwise running statistics,
+    /// constants).
+    pub train: bool,
+    /// Compute the input gradient.
+    pub need_dx: bool,
+}
+
 /// Gradients of batch norm (+ ReLU) given the output `y` (for the ReLU mask), the saved `mean`
 /// and `invstd`, and `gamma`. With `train`, mean and variance are functions of `x` (batch
 /// statistics); otherwise they are constants (running statistics).
 /// Returns `(dx if need_dx, dgamma, dbeta)`.
-#[allow(clippy::too_many_arguments)]
-pub fn backward(
-    x: &[f32],
-    y: &[f32],
-    dy: &[f32],
-    mean: &[f32],
-    invstd: &[f32],
-    gamma: &[f32],
-    n: usize,
-    c: usize,
-    hw: usize,
-    relu: bool,
-    train: bool,
-    need_dx: bool,
-) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+pub fn backward(args: &BackwardArgs) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let BackwardArgs {
+        x,
+        y,
+        dy,
+        mean,
+        invstd,
+        gamma,
+        n,
+        c,
+        hw,
+        relu,
+        train,
+        need_dx,
+    } = *args;
     // Σ dy and Σ dy·(x − mean) per channel, 8 f32 lanes per plane (vectorisable), then f64.
     let sums: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
