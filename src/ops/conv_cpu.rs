@@ -689,3 +689,93 @@ pub fn epilogue_backward(
     });
     (masked, db)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` in a rayon pool of `threads` threads, as the op tests do.
+    fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
+    fn geom(n: usize, h: usize, k: usize, stride: usize, padding: usize) -> ConvGeom {
+        ConvGeom {
+            n,
+            c_in: 3,
+            h,
+            w: 10,
+            c_out: 4,
+            kh: k,
+            kw: k,
+            stride,
+            padding,
+        }
+    }
+
+    #[test]
+    fn the_current_pool_sets_the_split() {
+        // What the kernels read inside `install` is the installed pool's size.
+        let g = geom(2, 13, 3, 1, 1);
+        let plan = |threads| in_pool(threads, || forward_plan(&g, rayon::current_num_threads()));
+        // One thread: one tile per sample, run serially.
+        let p1 = plan(1);
+        assert_eq!((p1.tiles.len(), p1.rows, p1.parallel), (2, 13, false));
+        // Two threads: one tile per sample, in parallel.
+        let p2 = plan(2);
+        assert_eq!((p2.tiles.len(), p2.rows, p2.parallel), (2, 13, true));
+        // Seven threads: each sample cut into four tiles of 4, 4, 4 and 1 rows, in parallel.
+        let p7 = plan(7);
+        assert_eq!((p7.tiles.len(), p7.rows, p7.parallel), (8, 4, true));
+        // Fewer tiles than threads: serial tiles, each gemm on all threads.
+        let small = geom(1, 3, 3, 1, 1);
+        let p = in_pool(7, || forward_plan(&small, rayon::current_num_threads()));
+        assert_eq!((p.tiles.len(), p.parallel), (3, false));
+
+        let back = |n, threads| {
+            let (chunk, par, parallel) =
+                in_pool(threads, || backward_plan(n, rayon::current_num_threads()));
+            let gemm_threads = match par {
+                Parallelism::None => 1,
+                Parallelism::Rayon(t) => t,
+            };
+            (chunk, gemm_threads, parallel)
+        };
+        assert_eq!(back(9, 1), (9, 1, true));
+        assert_eq!(back(9, 2), (5, 1, true));
+        assert_eq!(back(9, 7), (2, 1, true));
+        assert_eq!(back(2, 7), (1, 7, false));
+    }
+
+    #[test]
+    fn forward_tiles_cover_every_output_row_once() {
+        // The invariant the forward pass's SAFETY comments rely on.
+        for g in [
+            geom(1, 3, 3, 1, 1),
+            geom(2, 13, 3, 1, 1),
+            geom(3, 20, 7, 2, 3),
+            geom(9, 5, 1, 1, 0),
+            ConvGeom {
+                c_in: 64,
+                w: 140,
+                ..geom(1, 140, 3, 1, 1)
+            },
+        ] {
+            for threads in [1, 2, 3, 7, 16] {
+                let plan = forward_plan(&g, threads);
+                let mut seen = vec![0u32; g.n * g.out_h()];
+                for &(s, oh0, oh1) in &plan.tiles {
+                    assert!(oh0 < oh1 && oh1 - oh0 <= plan.rows && oh1 <= g.out_h());
+                    for oh in oh0..oh1 {
+                        seen[s * g.out_h() + oh] += 1;
+                    }
+                }
+                assert!(seen.iter().all(|&c| c == 1), "{g:?} on {threads} threads");
+            }
+        }
+    }
+}

@@ -136,14 +136,31 @@ mod tests {
         let m: Vec<f32> = (0..n).map(|i| (i % 13) as f32 * 1e-4).collect();
         let v: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 1e-6).collect();
         let k = scalars(3, Some(0.5));
-        let (p2, m2, v2) = adam_update(&p, &g, Some((&m, &v)), &k);
-        for j in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 5, n - 1] {
-            let gj = g[j] * 0.5;
-            let mj = m[j] * k.mom + gj * k.one_minus_mom;
-            let vj = v[j] * k.sqr_mom + gj * gj * k.one_minus_sqr_mom;
-            let pj =
-                p[j] * k.decay.unwrap() - mj / ((vj * k.inv_debias2).sqrt() + k.eps) * k.step_size;
-            assert_eq!((p2[j], m2[j], v2[j]), (pj, mj, vj), "element {j}");
+        // In pools of 1, 2 and 7 threads, with poisoned buffers: a chunk left unwritten shows
+        // as NaN.
+        crate::ops::buffer::set_poison(true);
+        for threads in [1, 2, 7] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let (p2, m2, v2) = pool.install(|| adam_update(&p, &g, Some((&m, &v)), &k));
+            for j in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 5, n - 1] {
+                let gj = g[j] * 0.5;
+                let mj = m[j] * k.mom + gj * k.one_minus_mom;
+                let vj = v[j] * k.sqr_mom + gj * gj * k.one_minus_sqr_mom;
+                let pj = p[j] * k.decay.unwrap()
+                    - mj / ((vj * k.inv_debias2).sqrt() + k.eps) * k.step_size;
+                assert_eq!(
+                    (p2[j], m2[j], v2[j]),
+                    (pj, mj, vj),
+                    "element {j}, {threads} threads"
+                );
+            }
+            assert!(
+                p2.iter().chain(&m2).chain(&v2).all(|x| x.is_finite()),
+                "{threads} threads"
+            );
         }
     }
 
