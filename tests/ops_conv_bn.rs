@@ -1,9 +1,35 @@
 //! The custom CPU ops against Candle's reference ops: values and gradients.
+//!
+//! Our side of every comparison runs in rayon pools of 1, 2 and 7 threads (the kernels split
+//! their work by the current pool's size: serially, in a few tasks, in more tasks than samples),
+//! with NaN poisoning of the kernels' output buffers on, so that an element a kernel fails to
+//! write fails the comparison whatever the build profile.
 
 use candle_core::{Device, Tensor, Var};
-use hmreg::ops;
+use hmreg::ops::{self, BatchNormConfig, BatchNormParams};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// Runs `f` once in each of rayon pools of 1, 2 and 7 threads, with buffer poisoning on.
+fn for_each_pool(f: impl Fn() + Sync) {
+    ops::buffer::set_poison(true);
+    for threads in [1, 2, 7] {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(&f);
+    }
+}
+
+/// A description of the current pool, for failure messages.
+fn pool() -> String {
+    format!("{} threads", rayon::current_num_threads())
+}
+
+fn flat(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
 
 fn rand_tensor(rng: &mut ChaCha8Rng, dims: &[usize]) -> Tensor {
     let n: usize = dims.iter().product();
@@ -11,18 +37,20 @@ fn rand_tensor(rng: &mut ChaCha8Rng, dims: &[usize]) -> Tensor {
     Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
 }
 
+/// The largest absolute difference, NaN if any element of either side is NaN.
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    flat(a)
+        .iter()
+        .zip(flat(b))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, |m: f32, d| {
+            if m.is_nan() || d.is_nan() {
+                f32::NAN
+            } else {
+                m.max(d)
+            }
+        })
 }
 
 fn max_abs(a: &Tensor) -> f32 {
@@ -36,18 +64,26 @@ fn max_abs(a: &Tensor) -> f32 {
         .unwrap()
 }
 
-/// Direct-loop convolution in f64 (definition), with its gradients under `L = Σ y·weights`:
-/// returns `(y, dx, dw)` as flat vectors.
-#[allow(clippy::too_many_arguments)]
-fn naive_conv(
-    x: &[f32],
-    wt: &[f32],
-    gw: &[f32],
-    dims: (usize, usize, usize, usize, usize, usize, usize),
+/// One convolution to test: input `x` `(N, C_in, H, W)`, `c_out` kernels of `k` `(KH, KW)`.
+#[derive(Clone, Copy, Debug)]
+struct ConvCase {
+    x: [usize; 4],
+    c_out: usize,
+    k: (usize, usize),
     stride: usize,
     pad: usize,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let (n, c_in, h, w, c_out, kh, kw) = dims;
+}
+
+/// Direct-loop convolution in f64 (definition), with its gradients under `L = Σ y·weights`:
+/// returns `(y, dx, dw)` as flat vectors.
+fn naive_conv(x: &[f32], wt: &[f32], gw: &[f32], case: ConvCase) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let ConvCase {
+        x: [n, c_in, h, w],
+        c_out,
+        k: (kh, kw),
+        stride,
+        pad,
+    } = case;
     let oh = (h + 2 * pad - kh) / stride + 1;
     let ow = (w + 2 * pad - kw) / stride + 1;
     let mut y = vec![0f64; n * c_out * oh * ow];
@@ -96,101 +132,169 @@ fn assert_close(ours: &Tensor, want: &[f64], what: &str) {
 /// Compares value, input gradient and weight gradient of `ops::conv2d` with a direct-loop
 /// definition, and with Candle's conv2d (values always; gradients where Candle's own backward
 /// handles the shape: it fails when the transposed conv needs output padding).
-#[allow(clippy::too_many_arguments)]
-fn check_conv(
-    n: usize,
-    c_in: usize,
-    h: usize,
-    w: usize,
-    c_out: usize,
-    k: (usize, usize),
-    stride: usize,
-    pad: usize,
-) {
+fn check_conv(case: ConvCase) {
+    let ConvCase {
+        x: [n, c_in, h, w],
+        c_out,
+        k,
+        stride,
+        pad,
+    } = case;
     let mut rng = ChaCha8Rng::seed_from_u64((n * 1000 + c_in * 100 + h + stride * 7 + pad) as u64);
     let x = Var::from_tensor(&rand_tensor(&mut rng, &[n, c_in, h, w])).unwrap();
     let wt = Var::from_tensor(&rand_tensor(&mut rng, &[c_out, c_in, k.0, k.1])).unwrap();
-    let ours = ops::conv2d(x.as_tensor(), wt.as_tensor(), None, stride, pad, 1).unwrap();
     let refr = x
         .as_tensor()
         .conv2d(wt.as_tensor(), pad, stride, 1, 1)
         .unwrap();
-    let ctx = format!("n{n} c{c_in} {h}x{w} -> {c_out} k{k:?} s{stride} p{pad}");
-    let scale = max_abs(&refr).max(1.0);
-    assert!(max_abs_diff(&ours, &refr) <= 1e-4 * scale, "forward {ctx}");
     let weights = rand_tensor(&mut rng, refr.dims());
-    let g_ours = (&ours * &weights)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let flat = |t: &Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
     let (y, dx, dw) = naive_conv(
         &flat(x.as_tensor()),
         &flat(wt.as_tensor()),
         &flat(&weights),
-        (n, c_in, h, w, c_out, k.0, k.1),
-        stride,
-        pad,
+        case,
     );
-    assert_close(&ours, &y, &format!("y {ctx}"));
-    assert_close(
-        g_ours.get(x.as_tensor()).unwrap(),
-        &dx,
-        &format!("dx {ctx}"),
-    );
-    assert_close(
-        g_ours.get(wt.as_tensor()).unwrap(),
-        &dw,
-        &format!("dw {ctx}"),
-    );
-    if let Ok(g_ref) = (refr * &weights).unwrap().sum_all().unwrap().backward() {
-        for (name, v) in [("dx", &x), ("dw", &wt)] {
-            let a = g_ours.get(v.as_tensor()).unwrap();
-            let b = g_ref.get(v.as_tensor()).unwrap();
-            let scale = max_abs(b).max(1.0);
-            let d = max_abs_diff(a, b);
-            assert!(
-                d <= 1e-4 * scale,
-                "{name} vs candle {ctx}: max diff {d} (scale {scale})"
-            );
+    let g_ref = (&refr * &weights)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .ok();
+    for_each_pool(|| {
+        let ctx = format!("{case:?} on {}", pool());
+        let ours = ops::conv2d(x.as_tensor(), wt.as_tensor(), None, stride, pad, 1).unwrap();
+        let scale = max_abs(&refr).max(1.0);
+        assert!(max_abs_diff(&ours, &refr) <= 1e-4 * scale, "forward {ctx}");
+        let g_ours = (&ours * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert_close(&ours, &y, &format!("y {ctx}"));
+        assert_close(
+            g_ours.get(x.as_tensor()).unwrap(),
+            &dx,
+            &format!("dx {ctx}"),
+        );
+        assert_close(
+            g_ours.get(wt.as_tensor()).unwrap(),
+            &dw,
+            &format!("dw {ctx}"),
+        );
+        if let Some(g_ref) = &g_ref {
+            for (name, v) in [("dx", &x), ("dw", &wt)] {
+                let a = g_ours.get(v.as_tensor()).unwrap();
+                let b = g_ref.get(v.as_tensor()).unwrap();
+                let scale = max_abs(b).max(1.0);
+                let d = max_abs_diff(a, b);
+                assert!(
+                    d <= 1e-4 * scale,
+                    "{name} vs candle {ctx}: max diff {d} (scale {scale})"
+                );
+            }
         }
-    }
+    });
 }
 
 #[test]
 fn conv_matches_candle_3x3_same() {
-    check_conv(2, 5, 9, 11, 7, (3, 3), 1, 1);
+    check_conv(ConvCase {
+        x: [2, 5, 9, 11],
+        c_out: 7,
+        k: (3, 3),
+        stride: 1,
+        pad: 1,
+    });
 }
 
 #[test]
 fn conv_matches_candle_strided_and_padded() {
-    check_conv(3, 4, 13, 10, 6, (3, 3), 2, 1);
-    check_conv(2, 3, 20, 17, 8, (7, 7), 2, 3);
-    check_conv(1, 3, 8, 8, 4, (3, 3), 2, 0);
+    check_conv(ConvCase {
+        x: [3, 4, 13, 10],
+        c_out: 6,
+        k: (3, 3),
+        stride: 2,
+        pad: 1,
+    });
+    check_conv(ConvCase {
+        x: [2, 3, 20, 17],
+        c_out: 8,
+        k: (7, 7),
+        stride: 2,
+        pad: 3,
+    });
+    check_conv(ConvCase {
+        x: [1, 3, 8, 8],
+        c_out: 4,
+        k: (3, 3),
+        stride: 2,
+        pad: 0,
+    });
 }
 
 #[test]
 fn conv_matches_candle_pointwise_and_downsample() {
-    check_conv(4, 6, 7, 5, 9, (1, 1), 1, 0);
-    check_conv(2, 6, 9, 9, 3, (1, 1), 2, 0);
-    check_conv(1, 6, 6, 6, 3, (1, 1), 1, 1);
+    check_conv(ConvCase {
+        x: [4, 6, 7, 5],
+        c_out: 9,
+        k: (1, 1),
+        stride: 1,
+        pad: 0,
+    });
+    check_conv(ConvCase {
+        x: [2, 6, 9, 9],
+        c_out: 3,
+        k: (1, 1),
+        stride: 2,
+        pad: 0,
+    });
+    check_conv(ConvCase {
+        x: [1, 6, 6, 6],
+        c_out: 3,
+        k: (1, 1),
+        stride: 1,
+        pad: 1,
+    });
 }
 
 #[test]
 fn conv_matches_candle_rect_kernel_and_big_padding() {
-    check_conv(2, 2, 6, 7, 3, (3, 5), 1, 2);
-    check_conv(2, 2, 5, 5, 3, (3, 3), 3, 2);
+    check_conv(ConvCase {
+        x: [2, 2, 6, 7],
+        c_out: 3,
+        k: (3, 5),
+        stride: 1,
+        pad: 2,
+    });
+    check_conv(ConvCase {
+        x: [2, 2, 5, 5],
+        c_out: 3,
+        k: (3, 3),
+        stride: 3,
+        pad: 2,
+    });
 }
 
 #[test]
 fn conv_stride_one_input_gradient_for_every_padding() {
     // The flipped-kernel input gradient pads by K − 1 − P: cover P = 0, 1, 2 and a 5x5 kernel.
     for pad in 0..3 {
-        check_conv(2, 3, 7, 9, 4, (3, 3), 1, pad);
+        check_conv(ConvCase {
+            x: [2, 3, 7, 9],
+            c_out: 4,
+            k: (3, 3),
+            stride: 1,
+            pad,
+        });
     }
-    check_conv(2, 4, 9, 8, 5, (5, 5), 1, 2);
+    check_conv(ConvCase {
+        x: [2, 4, 9, 8],
+        c_out: 5,
+        k: (5, 5),
+        stride: 1,
+        pad: 2,
+    });
 }
 
 #[test]
@@ -200,14 +304,6 @@ fn fused_conv_bias_relu_matches_candle_values_and_gradients() {
         let x = Var::from_tensor(&rand_tensor(&mut rng, &[n, 5, 9, 9])).unwrap();
         let wt = Var::from_tensor(&rand_tensor(&mut rng, &[6, 5, k, k])).unwrap();
         let b = Var::from_tensor(&rand_tensor(&mut rng, &[6])).unwrap();
-        let ours = ops::conv2d_relu(
-            x.as_tensor(),
-            wt.as_tensor(),
-            Some(b.as_tensor()),
-            stride,
-            pad,
-        )
-        .unwrap();
         let refr = x
             .as_tensor()
             .conv2d(wt.as_tensor(), pad, stride, 1, 1)
@@ -216,11 +312,6 @@ fn fused_conv_bias_relu_matches_candle_values_and_gradients() {
             .unwrap()
             .relu()
             .unwrap();
-        let ctx = format!("n{n} s{stride} k{k} p{pad}");
-        assert!(max_abs_diff(&ours, &refr) < 1e-4, "forward {ctx}");
-        // Both sides of the ReLU occur, so the mask is exercised.
-        let vals = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!(vals.contains(&0.0) && vals.iter().any(|&v| v > 0.0));
         let weights = rand_tensor(&mut rng, refr.dims());
         let grads = |y: &Tensor| {
             (y * &weights)
@@ -230,23 +321,73 @@ fn fused_conv_bias_relu_matches_candle_values_and_gradients() {
                 .backward()
                 .unwrap()
         };
-        let (g_ours, g_ref) = (grads(&ours), grads(&refr));
-        for (name, v) in [("dx", &x), ("dw", &wt), ("db", &b)] {
-            let a = g_ours.get(v.as_tensor()).unwrap();
-            let r = g_ref.get(v.as_tensor()).unwrap();
-            let d = max_abs_diff(a, r);
-            assert!(
-                d <= 1e-4 * max_abs(r).max(1.0),
-                "{name} {ctx}: max diff {d}"
-            );
-        }
+        let g_ref = grads(&refr);
+        for_each_pool(|| {
+            let ours = ops::conv2d_relu(
+                x.as_tensor(),
+                wt.as_tensor(),
+                Some(b.as_tensor()),
+                stride,
+                pad,
+            )
+            .unwrap();
+            let ctx = format!("n{n} s{stride} k{k} p{pad} on {}", pool());
+            assert!(max_abs_diff(&ours, &refr) < 1e-4, "forward {ctx}");
+            // Both sides of the ReLU occur, so the mask is exercised.
+            let vals = flat(&ours);
+            assert!(vals.contains(&0.0) && vals.iter().any(|&v| v > 0.0));
+            let g_ours = grads(&ours);
+            for (name, v) in [("dx", &x), ("dw", &wt), ("db", &b)] {
+                let a = g_ours.get(v.as_tensor()).unwrap();
+                let r = g_ref.get(v.as_tensor()).unwrap();
+                let d = max_abs_diff(a, r);
+                assert!(
+                    d <= 1e-4 * max_abs(r).max(1.0),
+                    "{name} {ctx}: max diff {d}"
+                );
+            }
+        });
     }
 }
 
 #[test]
 fn conv_tiles_large_images_correctly() {
     // K·OW large enough that one im2col tile holds only part of the output rows.
-    check_conv(1, 64, 140, 140, 2, (3, 3), 1, 1);
+    check_conv(ConvCase {
+        x: [1, 64, 140, 140],
+        c_out: 2,
+        k: (3, 3),
+        stride: 1,
+        pad: 1,
+    });
+}
+
+#[test]
+fn conv_batch_larger_than_the_pool() {
+    // Nine samples: in every pool the forward pass runs tiles in parallel and the backward pass
+    // splits the batch into chunks, the last one shorter (5 + 4 on 2 threads, 4 x 2 + 1 on 7).
+    // Strided (col2im), 1x1 (gemm straight into the input gradient), stride 1 (flipped conv).
+    check_conv(ConvCase {
+        x: [9, 3, 7, 6],
+        c_out: 4,
+        k: (3, 3),
+        stride: 2,
+        pad: 1,
+    });
+    check_conv(ConvCase {
+        x: [9, 5, 4, 6],
+        c_out: 3,
+        k: (1, 1),
+        stride: 1,
+        pad: 0,
+    });
+    check_conv(ConvCase {
+        x: [9, 2, 5, 5],
+        c_out: 3,
+        k: (3, 3),
+        stride: 1,
+        pad: 1,
+    });
 }
 
 #[test]
@@ -255,22 +396,23 @@ fn conv_skips_gradient_of_untracked_input_and_adds_bias() {
     let x = rand_tensor(&mut rng, &[2, 3, 8, 8]);
     let wt = Var::from_tensor(&rand_tensor(&mut rng, &[4, 3, 3, 3])).unwrap();
     let b = Var::from_tensor(&rand_tensor(&mut rng, &[4])).unwrap();
-    let y = ops::conv2d(&x, wt.as_tensor(), Some(b.as_tensor()), 1, 1, 1).unwrap();
     let r = x
         .conv2d(wt.as_tensor(), 1, 1, 1, 1)
         .unwrap()
         .broadcast_add(&b.as_tensor().reshape((1, 4, 1, 1)).unwrap())
         .unwrap();
-    assert!(max_abs_diff(&y, &r) < 1e-4);
-    let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
-    assert!(g.get(&x).is_none(), "the image must get no gradient");
-    assert!(g.get(wt.as_tensor()).is_some() && g.get(b.as_tensor()).is_some());
+    for_each_pool(|| {
+        let y = ops::conv2d(&x, wt.as_tensor(), Some(b.as_tensor()), 1, 1, 1).unwrap();
+        assert!(max_abs_diff(&y, &r) < 1e-4, "{}", pool());
+        let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(g.get(&x).is_none(), "the image must get no gradient");
+        assert!(g.get(wt.as_tensor()).is_some() && g.get(b.as_tensor()).is_some());
+    });
 }
 
 /// Runs `f` (our batch norm or the reference) with fresh running statistics and returns the
 /// output, the gradients of `Σ y·weights` for x, gamma, beta, and the updated running stats.
-type BnFn =
-    fn(&Tensor, &Tensor, &Tensor, &Var, &Var, bool, f64, f64) -> candle_core::Result<Tensor>;
+type BnFn = fn(&Tensor, BatchNormParams, BatchNormConfig) -> candle_core::Result<Tensor>;
 
 fn run_bn(
     f: BnFn,
@@ -300,17 +442,18 @@ fn run_bn(
         .unwrap(),
     )
     .unwrap();
-    let mut y = f(
-        x.as_tensor(),
-        gamma.as_tensor(),
-        beta.as_tensor(),
-        &rm,
-        &rv,
+    let params = BatchNormParams {
+        weight: gamma.as_tensor(),
+        bias: beta.as_tensor(),
+        running_mean: &rm,
+        running_var: &rv,
+    };
+    let cfg = BatchNormConfig {
         train,
-        0.1,
-        1e-5,
-    )
-    .unwrap();
+        momentum: 0.1,
+        eps: 1e-5,
+    };
+    let mut y = f(x.as_tensor(), params, cfg).unwrap();
     if relu {
         y = y.relu().unwrap();
     }
@@ -342,7 +485,6 @@ fn check_bn(dims: [usize; 4], train: bool, relu: bool, offset: f32) {
     } else {
         ops::batch_norm
     };
-    let ours = run_bn(ours_fn, &x, &gamma, &beta, &gw, train, false);
     let refr = run_bn(
         ops::batchnorm::batch_norm_reference,
         &x,
@@ -352,17 +494,21 @@ fn check_bn(dims: [usize; 4], train: bool, relu: bool, offset: f32) {
         train,
         relu,
     );
-    for (name, (a, b)) in ["y", "dx", "dgamma", "dbeta", "running_mean", "running_var"]
-        .iter()
-        .zip(ours.iter().zip(&refr))
-    {
-        let scale = max_abs(b).max(1.0);
-        let d = max_abs_diff(a, b);
-        assert!(
-            d <= 2e-4 * scale,
-            "{name} {dims:?} train={train} relu={relu}: diff {d} (scale {scale})"
-        );
-    }
+    for_each_pool(|| {
+        let ours = run_bn(ours_fn, &x, &gamma, &beta, &gw, train, false);
+        for (name, (a, b)) in ["y", "dx", "dgamma", "dbeta", "running_mean", "running_var"]
+            .iter()
+            .zip(ours.iter().zip(&refr))
+        {
+            let scale = max_abs(b).max(1.0);
+            let d = max_abs_diff(a, b);
+            assert!(
+                d <= 2e-4 * scale,
+                "{name} {dims:?} train={train} relu={relu} on {}: diff {d} (scale {scale})",
+                pool()
+            );
+        }
+    });
 }
 
 #[test]
@@ -415,16 +561,22 @@ fn relu_and_add_relu_match_candle() {
         let gb = g.get(b.as_tensor()).cloned();
         (y, ga, gb)
     };
-    let (y1, ga1, gb1) = grads(ops::add_relu(a.as_tensor(), b.as_tensor()).unwrap());
     let (y2, ga2, gb2) = grads((a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap());
-    assert!(max_abs_diff(&y1, &y2) < 1e-6);
-    assert!(max_abs_diff(&ga1, &ga2) < 1e-6);
-    assert!(max_abs_diff(&gb1.unwrap(), &gb2.unwrap()) < 1e-6);
-    let (y1, ga1, _) = grads(ops::relu(a.as_tensor()).unwrap());
-    let (y2, ga2, _) = grads(a.as_tensor().relu().unwrap());
-    assert!(max_abs_diff(&y1, &y2) < 1e-6);
-    assert!(max_abs_diff(&ga1, &ga2) < 1e-6);
-    assert!(max_abs(&ga1) > 0.0 && max_abs(&y1) > 0.0);
+    let (y3, ga3, _) = grads(a.as_tensor().relu().unwrap());
+    for_each_pool(|| {
+        let (y1, ga1, gb1) = grads(ops::add_relu(a.as_tensor(), b.as_tensor()).unwrap());
+        assert!(max_abs_diff(&y1, &y2) < 1e-6, "{}", pool());
+        assert!(max_abs_diff(&ga1, &ga2) < 1e-6, "{}", pool());
+        assert!(
+            max_abs_diff(&gb1.unwrap(), gb2.as_ref().unwrap()) < 1e-6,
+            "{}",
+            pool()
+        );
+        let (y1, ga1, _) = grads(ops::relu(a.as_tensor()).unwrap());
+        assert!(max_abs_diff(&y1, &y3) < 1e-6, "{}", pool());
+        assert!(max_abs_diff(&ga1, &ga3) < 1e-6, "{}", pool());
+        assert!(max_abs(&ga1) > 0.0 && max_abs(&y1) > 0.0);
+    });
 }
 
 #[test]
@@ -438,29 +590,38 @@ fn batch_norm_folded_into_conv_matches_conv_then_batch_norm() {
     let beta = per_channel(&|i| 0.2 - 0.1 * i as f32);
     let rm = Var::from_tensor(&per_channel(&|i| 0.1 * i as f32 - 0.2)).unwrap();
     let rv = Var::from_tensor(&per_channel(&|i| 0.5 + 0.4 * i as f32)).unwrap();
-    let eps = 1e-5;
+    let params = BatchNormParams {
+        weight: &gamma,
+        bias: &beta,
+        running_mean: &rm,
+        running_var: &rv,
+    };
+    let cfg = BatchNormConfig::default();
     for (n, k, stride, pad, relu) in [(1, 3, 1, 1, true), (3, 3, 2, 1, false), (2, 1, 1, 0, true)] {
         let x = rand_tensor(&mut rng, &[n, 4, 9, 9]);
         let w = rand_tensor(&mut rng, &[c, 4, k, k]);
         let b = rand_tensor(&mut rng, &[c]);
-        let (scale, mut shift) = ops::inference_scale_shift(&gamma, &beta, &rm, &rv, eps).unwrap();
-        let bv = b.to_vec1::<f32>().unwrap();
-        for i in 0..c {
-            shift[i] += bv[i] * scale[i];
-        }
-        let folded = ops::conv2d_affine(&x, &w, scale, shift, stride, pad, relu).unwrap();
-        let y = ops::conv2d(&x, &w, Some(&b), stride, pad, 1).unwrap();
-        let bn = if relu {
-            ops::batch_norm_relu
-        } else {
-            ops::batch_norm
-        };
-        let want = bn(&y, &gamma, &beta, &rm, &rv, false, 0.1, eps).unwrap();
-        let d = max_abs_diff(&folded, &want);
-        assert!(
-            d <= 1e-5 * max_abs(&want).max(1.0),
-            "n{n} k{k} s{stride} relu {relu}: max diff {d}"
-        );
+        for_each_pool(|| {
+            let (scale, mut shift) = ops::inference_scale_shift(params, cfg.eps).unwrap();
+            let bv = b.to_vec1::<f32>().unwrap();
+            for i in 0..c {
+                shift[i] += bv[i] * scale[i];
+            }
+            let folded = ops::conv2d_affine(&x, &w, scale, shift, stride, pad, relu).unwrap();
+            let y = ops::conv2d(&x, &w, Some(&b), stride, pad, 1).unwrap();
+            let bn = if relu {
+                ops::batch_norm_relu
+            } else {
+                ops::batch_norm
+            };
+            let want = bn(&y, params, cfg).unwrap();
+            let d = max_abs_diff(&folded, &want);
+            assert!(
+                d <= 1e-5 * max_abs(&want).max(1.0),
+                "n{n} k{k} s{stride} relu {relu} on {}: max diff {d}",
+                pool()
+            );
+        });
     }
     // Inference only: an input that needs a gradient is refused rather than silently cut off.
     let x = Var::from_tensor(&rand_tensor(&mut rng, &[1, 4, 5, 5])).unwrap();

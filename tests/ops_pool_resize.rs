@@ -1,8 +1,24 @@
 //! The custom ops against direct definitions, and their gradients against finite differences.
+//!
+//! Every test runs in rayon pools of 1, 2 and 7 threads (the kernels split their work by the
+//! current pool's size), with NaN poisoning of the kernels' output buffers on, so that an element
+//! a kernel fails to write fails the comparison whatever the build profile.
 
 use candle_core::{DType, Device, Tensor};
 use hmreg::ops::{max_pool2d, pixel_shuffle, resize_bilinear, upsample_nearest};
 use rand::{Rng, SeedableRng};
+
+/// Runs `f` once in each of rayon pools of 1, 2 and 7 threads, with buffer poisoning on.
+fn for_each_pool(f: impl Fn() + Sync) {
+    hmreg::ops::buffer::set_poison(true);
+    for threads in [1, 2, 7] {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(&f);
+    }
+}
 
 fn random(dims: &[usize], seed: u64, dtype: DType) -> Tensor {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -54,53 +70,57 @@ fn naive_pool(x: &Tensor, k: usize, s: usize, p: usize) -> Vec<f64> {
 
 #[test]
 fn max_pool_matches_definition() {
-    for (h, w, k, s, p) in [
-        (8, 8, 3, 2, 1),
-        (7, 9, 3, 2, 1),
-        (6, 6, 2, 2, 0),
-        (5, 5, 3, 1, 1),
-    ] {
-        // Shift negative so that a zero padding would wrongly win at the borders.
-        let x = (random(&[2, 3, h, w], 1, DType::F32) - 3.0).unwrap();
-        let y = max_pool2d(&x, k, s, p).unwrap();
-        let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
-        assert_eq!(y.dims(), &[2, 3, oh, ow]);
-        assert_eq!(flat(&y), naive_pool(&x, k, s, p), "{h}x{w} k{k} s{s} p{p}");
-    }
-    // Candle's own pooling where it exists (no padding, kernel = stride).
-    let x = random(&[1, 2, 8, 8], 2, DType::F32);
-    assert_eq!(
-        flat(&max_pool2d(&x, 2, 2, 0).unwrap()),
-        flat(&x.max_pool2d(2).unwrap())
-    );
-    // Non-contiguous input.
-    let xt = random(&[1, 2, 8, 6], 3, DType::F32)
-        .transpose(2, 3)
-        .unwrap();
-    assert_eq!(
-        flat(&max_pool2d(&xt, 3, 2, 1).unwrap()),
-        naive_pool(&xt.contiguous().unwrap(), 3, 2, 1)
-    );
-    // ResNet's stem pool halves 128 to 64.
-    assert_eq!(
-        max_pool2d(&random(&[1, 1, 128, 128], 4, DType::F32), 3, 2, 1)
-            .unwrap()
-            .dims(),
-        &[1, 1, 64, 64]
-    );
-    assert!(max_pool2d(&x, 3, 2, 2).is_err());
+    for_each_pool(|| {
+        for (h, w, k, s, p) in [
+            (8, 8, 3, 2, 1),
+            (7, 9, 3, 2, 1),
+            (6, 6, 2, 2, 0),
+            (5, 5, 3, 1, 1),
+        ] {
+            // Shift negative so that a zero padding would wrongly win at the borders.
+            let x = (random(&[2, 3, h, w], 1, DType::F32) - 3.0).unwrap();
+            let y = max_pool2d(&x, k, s, p).unwrap();
+            let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+            assert_eq!(y.dims(), &[2, 3, oh, ow]);
+            assert_eq!(flat(&y), naive_pool(&x, k, s, p), "{h}x{w} k{k} s{s} p{p}");
+        }
+        // Candle's own pooling where it exists (no padding, kernel = stride).
+        let x = random(&[1, 2, 8, 8], 2, DType::F32);
+        assert_eq!(
+            flat(&max_pool2d(&x, 2, 2, 0).unwrap()),
+            flat(&x.max_pool2d(2).unwrap())
+        );
+        // Non-contiguous input.
+        let xt = random(&[1, 2, 8, 6], 3, DType::F32)
+            .transpose(2, 3)
+            .unwrap();
+        assert_eq!(
+            flat(&max_pool2d(&xt, 3, 2, 1).unwrap()),
+            naive_pool(&xt.contiguous().unwrap(), 3, 2, 1)
+        );
+        // ResNet's stem pool halves 128 to 64.
+        assert_eq!(
+            max_pool2d(&random(&[1, 1, 128, 128], 4, DType::F32), 3, 2, 1)
+                .unwrap()
+                .dims(),
+            &[1, 1, 64, 64]
+        );
+        assert!(max_pool2d(&x, 3, 2, 2).is_err());
+    });
 }
 
 #[test]
 fn max_pool_ties_route_gradient_once() {
-    let x = Tensor::ones((1, 1, 4, 4), DType::F32, &Device::Cpu).unwrap();
-    let v = candle_core::Var::from_tensor(&x).unwrap();
-    let y = max_pool2d(v.as_tensor(), 3, 2, 1).unwrap();
-    let g = y.sum_all().unwrap().backward().unwrap();
-    let gx = flat(g.get(v.as_tensor()).unwrap());
-    // Four outputs, each sends exactly 1 to one input.
-    assert_eq!(gx.iter().sum::<f64>(), 4.0);
-    assert!(gx.iter().all(|&v| v == 0.0 || v.fract() == 0.0));
+    for_each_pool(|| {
+        let x = Tensor::ones((1, 1, 4, 4), DType::F32, &Device::Cpu).unwrap();
+        let v = candle_core::Var::from_tensor(&x).unwrap();
+        let y = max_pool2d(v.as_tensor(), 3, 2, 1).unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let gx = flat(g.get(v.as_tensor()).unwrap());
+        // Four outputs, each sends exactly 1 to one input.
+        assert_eq!(gx.iter().sum::<f64>(), 4.0);
+        assert!(gx.iter().all(|&v| v == 0.0 || v.fract() == 0.0));
+    });
 }
 
 /// Compares the autodiff gradient of `sum(w * f(x))` with central differences, in F64.
@@ -143,78 +163,86 @@ fn check_grad(f: impl Fn(&Tensor) -> Tensor, dims: &[usize], seed: u64, tol: f64
 
 #[test]
 fn max_pool_gradient_matches_finite_differences() {
-    check_grad(|x| max_pool2d(x, 3, 2, 1).unwrap(), &[2, 2, 9, 8], 10, 1e-6);
-    check_grad(|x| max_pool2d(x, 3, 1, 1).unwrap(), &[1, 2, 6, 6], 11, 1e-6);
+    for_each_pool(|| {
+        check_grad(|x| max_pool2d(x, 3, 2, 1).unwrap(), &[2, 2, 9, 8], 10, 1e-6);
+        check_grad(|x| max_pool2d(x, 3, 1, 1).unwrap(), &[1, 2, 6, 6], 11, 1e-6);
+    });
 }
 
 #[test]
 fn resize_matches_pytorch_rule() {
-    // PyTorch: F.interpolate([[0, 1, 2, 3]], size=8, mode='linear', align_corners=False).
-    let x = Tensor::new(&[0f32, 1., 2., 3.], &Device::Cpu)
-        .unwrap()
-        .reshape((1, 1, 1, 4))
-        .unwrap();
-    let y = resize_bilinear(&x, 1, 8).unwrap();
-    let want = [0.0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0];
-    for (a, b) in flat(&y).iter().zip(want) {
-        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
-    }
-    // Halving averages neighbour pairs.
-    let y = resize_bilinear(&x, 1, 2).unwrap();
-    assert_eq!(flat(&y), vec![0.5, 2.5]);
-    // Candle's forward-only implementation agrees, up and down, non-square.
-    let x = random(&[2, 3, 8, 12], 5, DType::F32);
-    for (oh, ow) in [(32, 32), (16, 24), (5, 7), (8, 3)] {
-        let ours = flat(&resize_bilinear(&x, oh, ow).unwrap());
-        let theirs = flat(&x.upsample_bilinear2d(oh, ow, false).unwrap());
-        let err = ours
-            .iter()
-            .zip(&theirs)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        assert!(err < 1e-5, "{oh}x{ow}: max error {err}");
-    }
-    assert_eq!(flat(&resize_bilinear(&x, 8, 12).unwrap()), flat(&x));
+    for_each_pool(|| {
+        // PyTorch: F.interpolate([[0, 1, 2, 3]], size=8, mode='linear', align_corners=False).
+        let x = Tensor::new(&[0f32, 1., 2., 3.], &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 1, 4))
+            .unwrap();
+        let y = resize_bilinear(&x, 1, 8).unwrap();
+        let want = [0.0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0];
+        for (a, b) in flat(&y).iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        // Halving averages neighbour pairs.
+        let y = resize_bilinear(&x, 1, 2).unwrap();
+        assert_eq!(flat(&y), vec![0.5, 2.5]);
+        // Candle's forward-only implementation agrees, up and down, non-square.
+        let x = random(&[2, 3, 8, 12], 5, DType::F32);
+        for (oh, ow) in [(32, 32), (16, 24), (5, 7), (8, 3)] {
+            let ours = flat(&resize_bilinear(&x, oh, ow).unwrap());
+            let theirs = flat(&x.upsample_bilinear2d(oh, ow, false).unwrap());
+            let err = ours
+                .iter()
+                .zip(&theirs)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(err < 1e-5, "{oh}x{ow}: max error {err}");
+        }
+        assert_eq!(flat(&resize_bilinear(&x, 8, 12).unwrap()), flat(&x));
+    });
 }
 
 #[test]
 fn resize_gradient_matches_finite_differences() {
-    check_grad(
-        |x| resize_bilinear(x, 16, 12).unwrap(),
-        &[1, 2, 4, 6],
-        20,
-        1e-6,
-    );
-    check_grad(
-        |x| resize_bilinear(x, 3, 5).unwrap(),
-        &[1, 2, 8, 9],
-        21,
-        1e-6,
-    );
+    for_each_pool(|| {
+        check_grad(
+            |x| resize_bilinear(x, 16, 12).unwrap(),
+            &[1, 2, 4, 6],
+            20,
+            1e-6,
+        );
+        check_grad(
+            |x| resize_bilinear(x, 3, 5).unwrap(),
+            &[1, 2, 8, 9],
+            21,
+            1e-6,
+        );
+    });
 }
 
 #[test]
 fn pixel_shuffle_layout_and_gradient() {
-    // Channel c*r^2 + i*r + j becomes sub-pixel (i, j) of channel c.
-    let x = Tensor::arange(0f32, 2.0 * 4.0 * 2.0 * 3.0, &Device::Cpu)
-        .unwrap()
-        .reshape((1, 8, 2, 3))
-        .unwrap();
-    let y = pixel_shuffle(&x, 2).unwrap();
-    assert_eq!(y.dims(), &[1, 2, 4, 6]);
-    let yv = flat(&y);
-    let xv = flat(&x);
-    for c in 0..2 {
-        for oy in 0..4 {
-            for ox in 0..6 {
-                let (i, j, h, w) = (oy % 2, ox % 2, oy / 2, ox / 2);
-                let src = ((c * 4 + i * 2 + j) * 2 + h) * 3 + w;
-                assert_eq!(yv[(c * 4 + oy) * 6 + ox], xv[src]);
+    for_each_pool(|| {
+        // Channel c*r^2 + i*r + j becomes sub-pixel (i, j) of channel c.
+        let x = Tensor::arange(0f32, 2.0 * 4.0 * 2.0 * 3.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 8, 2, 3))
+            .unwrap();
+        let y = pixel_shuffle(&x, 2).unwrap();
+        assert_eq!(y.dims(), &[1, 2, 4, 6]);
+        let yv = flat(&y);
+        let xv = flat(&x);
+        for c in 0..2 {
+            for oy in 0..4 {
+                for ox in 0..6 {
+                    let (i, j, h, w) = (oy % 2, ox % 2, oy / 2, ox / 2);
+                    let src = ((c * 4 + i * 2 + j) * 2 + h) * 3 + w;
+                    assert_eq!(yv[(c * 4 + oy) * 6 + ox], xv[src]);
+                }
             }
         }
-    }
-    assert!(pixel_shuffle(&x.narrow(1, 0, 6).unwrap(), 2).is_err());
-    check_grad(|x| pixel_shuffle(x, 2).unwrap(), &[2, 8, 3, 2], 30, 1e-6);
+        assert!(pixel_shuffle(&x.narrow(1, 0, 6).unwrap(), 2).is_err());
+        check_grad(|x| pixel_shuffle(x, 2).unwrap(), &[2, 8, 3, 2], 30, 1e-6);
+    });
 }
 
 /// The f32 CPU kernel of `f` against its f64 path (tensor ops with Candle's autodiff): values and
@@ -245,25 +273,29 @@ fn check_f32_kernel_against_f64(f: impl Fn(&Tensor) -> Tensor, dims: &[usize], s
 
 #[test]
 fn pixel_shuffle_f32_kernel_matches_reference_path() {
-    check_f32_kernel_against_f64(|x| pixel_shuffle(x, 2).unwrap(), &[2, 12, 5, 3], 41);
-    check_f32_kernel_against_f64(|x| pixel_shuffle(x, 3).unwrap(), &[1, 18, 2, 4], 42);
+    for_each_pool(|| {
+        check_f32_kernel_against_f64(|x| pixel_shuffle(x, 2).unwrap(), &[2, 12, 5, 3], 41);
+        check_f32_kernel_against_f64(|x| pixel_shuffle(x, 3).unwrap(), &[1, 18, 2, 4], 42);
+    });
 }
 
 #[test]
 fn upsample_nearest_matches_candle_values_and_gradients() {
-    for f in [1, 2, 4] {
-        check_f32_kernel_against_f64(
-            |x| upsample_nearest(x, f).unwrap(),
-            &[2, 3, 4, 5],
-            50 + f as u64,
-        );
-    }
-    // Each value fills its f x f block.
-    let x = random(&[1, 1, 2, 3], 7, DType::F32);
-    let (xv, yv) = (flat(&x), flat(&upsample_nearest(&x, 2).unwrap()));
-    for oy in 0..4 {
-        for ox in 0..6 {
-            assert_eq!(yv[oy * 6 + ox], xv[(oy / 2) * 3 + ox / 2]);
+    for_each_pool(|| {
+        for f in [1, 2, 4] {
+            check_f32_kernel_against_f64(
+                |x| upsample_nearest(x, f).unwrap(),
+                &[2, 3, 4, 5],
+                50 + f as u64,
+            );
         }
-    }
+        // Each value fills its f x f block.
+        let x = random(&[1, 1, 2, 3], 7, DType::F32);
+        let (xv, yv) = (flat(&x), flat(&upsample_nearest(&x, 2).unwrap()));
+        for oy in 0..4 {
+            for ox in 0..6 {
+                assert_eq!(yv[oy * 6 + ox], xv[(oy / 2) * 3 + ox / 2]);
+            }
+        }
+    });
 }

@@ -8,7 +8,7 @@
 use candle_core::Tensor;
 use rayon::prelude::*;
 
-use crate::ops::buffer::uninit_f32;
+use crate::ops::buffer::OutBuf;
 use crate::ops::cpu_data::with_f32;
 
 /// Elements per rayon task.
@@ -42,8 +42,7 @@ pub fn adam_update(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(p.len(), g.len());
     let n = p.len();
-    // SAFETY: every chunk of the three buffers is written below.
-    let (mut p2, mut m2, mut v2) = unsafe { (uninit_f32(n), uninit_f32(n), uninit_f32(n)) };
+    let (mut p2, mut m2, mut v2) = (OutBuf::new(n), OutBuf::new(n), OutBuf::new(n));
     p2.par_chunks_mut(CHUNK)
         .zip(m2.par_chunks_mut(CHUNK))
         .zip(v2.par_chunks_mut(CHUNK))
@@ -64,12 +63,15 @@ pub fn adam_update(
                 let m = m0 * k.mom + gi * k.one_minus_mom;
                 let v = v0 * k.sqr_mom + (gi * gi) * k.one_minus_sqr_mom;
                 let denom = (v * k.inv_debias2).sqrt() + k.eps;
-                po[i] = pi - (m / denom) * k.step_size;
-                mo[i] = m;
-                vo[i] = v;
+                po[i].write(pi - (m / denom) * k.step_size);
+                mo[i].write(m);
+                vo[i].write(v);
             }
         });
-    (p2, m2, v2)
+    // SAFETY: the three buffers have length `n`, so their chunks pair up one to one with equal
+    // lengths, and the loop above wrote every index of every chunk of each (a moment shorter
+    // than `n` panics on indexing before any buffer is returned).
+    unsafe { (p2.assume_init(), m2.assume_init(), v2.assume_init()) }
 }
 
 /// [`adam_update`] on f32 CPU tensors: returns the new parameter and moments.
@@ -134,14 +136,31 @@ mod tests {
         let m: Vec<f32> = (0..n).map(|i| (i % 13) as f32 * 1e-4).collect();
         let v: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 1e-6).collect();
         let k = scalars(3, Some(0.5));
-        let (p2, m2, v2) = adam_update(&p, &g, Some((&m, &v)), &k);
-        for j in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 5, n - 1] {
-            let gj = g[j] * 0.5;
-            let mj = m[j] * k.mom + gj * k.one_minus_mom;
-            let vj = v[j] * k.sqr_mom + gj * gj * k.one_minus_sqr_mom;
-            let pj =
-                p[j] * k.decay.unwrap() - mj / ((vj * k.inv_debias2).sqrt() + k.eps) * k.step_size;
-            assert_eq!((p2[j], m2[j], v2[j]), (pj, mj, vj), "element {j}");
+        // In pools of 1, 2 and 7 threads, with poisoned buffers: a chunk left unwritten shows
+        // as NaN.
+        crate::ops::buffer::set_poison(true);
+        for threads in [1, 2, 7] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let (p2, m2, v2) = pool.install(|| adam_update(&p, &g, Some((&m, &v)), &k));
+            for j in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 5, n - 1] {
+                let gj = g[j] * 0.5;
+                let mj = m[j] * k.mom + gj * k.one_minus_mom;
+                let vj = v[j] * k.sqr_mom + gj * gj * k.one_minus_sqr_mom;
+                let pj = p[j] * k.decay.unwrap()
+                    - mj / ((vj * k.inv_debias2).sqrt() + k.eps) * k.step_size;
+                assert_eq!(
+                    (p2[j], m2[j], v2[j]),
+                    (pj, mj, vj),
+                    "element {j}, {threads} threads"
+                );
+            }
+            assert!(
+                p2.iter().chain(&m2).chain(&v2).all(|x| x.is_finite()),
+                "{threads} threads"
+            );
         }
     }
 

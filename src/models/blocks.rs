@@ -3,7 +3,7 @@
 
 use candle_core::Tensor;
 
-use super::layers::{conv_bn, BatchNorm2d, BnInit, Builder, Conv2d, Init};
+use super::layers::{conv_bn, BatchNorm2d, BnInit, Builder, Conv2d, ConvConfig, Init};
 use crate::Result;
 
 /// `conv3x3-BN-ReLU-conv3x3-BN (+ identity or downsample) -ReLU`, expansion 1.
@@ -32,13 +32,26 @@ impl BasicBlock {
             input,
             planes,
             3,
-            stride,
-            1,
-            false,
-            init,
+            ConvConfig {
+                stride,
+                padding: 1,
+                bias: false,
+                init,
+            },
         )?;
         let bn1 = b.bn(&format!("{name}.bn1"), s, bn)?;
-        let (conv2, s) = b.conv(&format!("{name}.conv2"), s, planes, 3, 1, 1, false, init)?;
+        let (conv2, s) = b.conv(
+            &format!("{name}.conv2"),
+            s,
+            planes,
+            3,
+            ConvConfig {
+                stride: 1,
+                padding: 1,
+                bias: false,
+                init,
+            },
+        )?;
         let bn2 = b.bn(&format!("{name}.bn2"), s, bn)?;
         let downsample = if stride != 1 || input[0] != planes {
             let (c, s2) = b.conv(
@@ -46,10 +59,12 @@ impl BasicBlock {
                 input,
                 planes,
                 1,
-                stride,
-                0,
-                false,
-                init,
+                ConvConfig {
+                    stride,
+                    padding: 0,
+                    bias: false,
+                    init,
+                },
             )?;
             let n = b.bn(&format!("{name}.downsample.1"), s2, bn)?;
             Some((c, n))
@@ -108,10 +123,12 @@ impl Bottleneck {
             input,
             planes,
             1,
-            1,
-            0,
-            false,
-            init,
+            ConvConfig {
+                stride: 1,
+                padding: 0,
+                bias: false,
+                init,
+            },
         )?;
         let bn1 = b.bn(&format!("{name}.bn1"), s, bn)?;
         let (conv2, s) = b.conv(
@@ -119,13 +136,26 @@ impl Bottleneck {
             s,
             planes,
             3,
-            stride,
-            1,
-            false,
-            init,
+            ConvConfig {
+                stride,
+                padding: 1,
+                bias: false,
+                init,
+            },
         )?;
         let bn2 = b.bn(&format!("{name}.bn2"), s, bn)?;
-        let (conv3, s) = b.conv(&format!("{name}.conv3"), s, out_c, 1, 1, 0, false, init)?;
+        let (conv3, s) = b.conv(
+            &format!("{name}.conv3"),
+            s,
+            out_c,
+            1,
+            ConvConfig {
+                stride: 1,
+                padding: 0,
+                bias: false,
+                init,
+            },
+        )?;
         let bn3 = b.bn(&format!("{name}.bn3"), s, bn)?;
         let downsample = if stride != 1 || input[0] != out_c {
             let (c, s2) = b.conv(
@@ -133,10 +163,12 @@ impl Bottleneck {
                 input,
                 out_c,
                 1,
-                stride,
-                0,
-                false,
-                init,
+                ConvConfig {
+                    stride,
+                    padding: 0,
+                    bias: false,
+                    init,
+                },
             )?;
             let n = b.bn(&format!("{name}.downsample.1"), s2, bn)?;
             Some((c, n))

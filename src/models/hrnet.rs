@@ -13,13 +13,21 @@
 use candle_core::Tensor;
 
 use super::blocks::{BasicBlock, Bottleneck};
-use super::layers::{conv_bn, BatchNorm2d, Builder, Conv2d, Init, LayerInfo, BN_TORCH};
+use super::layers::{conv_bn, BatchNorm2d, Builder, Conv2d, ConvConfig, Init, LayerInfo, BN_TORCH};
 use super::params::{ParamGroup, ParamStore};
 use super::KeypointNet;
 use crate::Result;
 
 /// HRNet's `init_weights`: every conv ~ N(0, 0.001²).
 const INIT: Init = Init::Normal(0.001);
+
+/// Every HRNet convolution: no bias, [`INIT`]; stride 1 and no padding unless set.
+const CONV: ConvConfig = ConvConfig {
+    stride: 1,
+    padding: 0,
+    bias: false,
+    init: INIT,
+};
 
 /// Widths of an HRNet variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,28 +64,57 @@ struct ConvBn {
     relu: bool,
 }
 
+/// The shape of a [`ConvBn`]: a square `kernel` with "same" padding (`kernel / 2`), no bias,
+/// HRNet's init, then BN and, with `relu`, a ReLU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ConvBnConfig {
+    kernel: usize,
+    stride: usize,
+    relu: bool,
+}
+
+impl ConvBnConfig {
+    /// 1x1, stride 1, no ReLU: a fusion step from a lower resolution (before upsampling).
+    const UP: Self = ConvBnConfig {
+        kernel: 1,
+        stride: 1,
+        relu: false,
+    };
+    /// 3x3, stride 1, ReLU: a transition that changes the channels only.
+    const SAME: Self = ConvBnConfig {
+        kernel: 3,
+        stride: 1,
+        relu: true,
+    };
+    /// 3x3, stride 2, ReLU: a downsampling step.
+    const DOWN: Self = ConvBnConfig {
+        kernel: 3,
+        stride: 2,
+        relu: true,
+    };
+}
+
 impl ConvBn {
-    #[allow(clippy::too_many_arguments)]
     fn new(
         b: &mut Builder,
         name: &str,
         input: [usize; 3],
         c_out: usize,
-        kernel: usize,
-        stride: usize,
-        relu: bool,
+        cfg: ConvBnConfig,
     ) -> Result<(Self, [usize; 3])> {
         let (conv, s) = b.conv(
             &format!("{name}.0"),
             input,
             c_out,
-            kernel,
-            stride,
-            kernel / 2,
-            false,
-            INIT,
+            cfg.kernel,
+            ConvConfig {
+                stride: cfg.stride,
+                padding: cfg.kernel / 2,
+                ..CONV
+            },
         )?;
         let bn = b.bn(&format!("{name}.1"), s, BN_TORCH)?;
+        let relu = cfg.relu;
         Ok((ConvBn { conv, bn, relu }, s))
     }
 
@@ -146,7 +183,8 @@ impl HrModule {
                 let f = if j == i {
                     Fuse::Identity
                 } else if j > i {
-                    let (step, s) = ConvBn::new(b, &fname, shapes[j], shapes[i][0], 1, 1, false)?;
+                    let (step, s) =
+                        ConvBn::new(b, &fname, shapes[j], shapes[i][0], ConvBnConfig::UP)?;
                     let factor = 1 << (j - i);
                     b.note(
                         &format!("{fname}.2"),
@@ -160,8 +198,16 @@ impl HrModule {
                     for k in 0..i - j {
                         let last = k == i - j - 1;
                         let c_out = if last { shapes[i][0] } else { shapes[j][0] };
-                        let (step, s) =
-                            ConvBn::new(b, &format!("{fname}.{k}"), cur, c_out, 3, 2, !last)?;
+                        let (step, s) = ConvBn::new(
+                            b,
+                            &format!("{fname}.{k}"),
+                            cur,
+                            c_out,
+                            ConvBnConfig {
+                                relu: !last,
+                                ..ConvBnConfig::DOWN
+                            },
+                        )?;
                         cur = s;
                         steps.push(step);
                     }
@@ -231,7 +277,8 @@ fn transition(
     for (i, &c) in channels.iter().enumerate() {
         if i < pre.len() {
             if pre[i][0] != c {
-                let (step, s) = ConvBn::new(b, &format!("{name}.{i}"), pre[i], c, 3, 1, true)?;
+                let (step, s) =
+                    ConvBn::new(b, &format!("{name}.{i}"), pre[i], c, ConvBnConfig::SAME)?;
                 t.push(Some(vec![step]));
                 shapes.push(s);
             } else {
@@ -244,7 +291,13 @@ fn transition(
             let mut steps = Vec::with_capacity(extra);
             for j in 0..extra {
                 let c_out = if j == i - pre.len() { c } else { cur[0] };
-                let (step, s) = ConvBn::new(b, &format!("{name}.{i}.{j}"), cur, c_out, 3, 2, true)?;
+                let (step, s) = ConvBn::new(
+                    b,
+                    &format!("{name}.{i}.{j}"),
+                    cur,
+                    c_out,
+                    ConvBnConfig::DOWN,
+                )?;
                 cur = s;
                 steps.push(step);
             }
@@ -280,9 +333,29 @@ impl HrnetBackbone {
         widths: HrnetWidths,
     ) -> Result<(Self, [usize; 3])> {
         b.group = ParamGroup::Encoder;
-        let (conv1, s) = b.conv("conv1", input, widths.stem, 3, 2, 1, false, INIT)?;
+        let (conv1, s) = b.conv(
+            "conv1",
+            input,
+            widths.stem,
+            3,
+            ConvConfig {
+                stride: 2,
+                padding: 1,
+                ..CONV
+            },
+        )?;
         let bn1 = b.bn("bn1", s, BN_TORCH)?;
-        let (conv2, s) = b.conv("conv2", s, widths.stem, 3, 2, 1, false, INIT)?;
+        let (conv2, s) = b.conv(
+            "conv2",
+            s,
+            widths.stem,
+            3,
+            ConvConfig {
+                stride: 2,
+                padding: 1,
+                ..CONV
+            },
+        )?;
         let bn2 = b.bn("bn2", s, BN_TORCH)?;
         let mut layer1 = Vec::with_capacity(4);
         let mut s = s;
@@ -393,9 +466,9 @@ impl HrnetKeypointNet {
             HrnetWidths::scaled(base, width),
         )?;
         b.group = ParamGroup::Head;
-        let (head0, s) = b.conv("head.0", s, s[0], 1, 1, 0, false, INIT)?;
+        let (head0, s) = b.conv("head.0", s, s[0], 1, CONV)?;
         let head1 = b.bn("head.1", s, BN_TORCH)?;
-        let (head3, _) = b.conv("head.3", s, points, 1, 1, 0, false, INIT)?;
+        let (head3, _) = b.conv("head.3", s, points, 1, CONV)?;
         let rows = b.rows;
         Ok(HrnetKeypointNet {
             backbone,

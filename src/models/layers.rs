@@ -7,6 +7,7 @@
 use candle_core::{Tensor, Var};
 
 use super::params::{ParamGroup, ParamKind, ParamStore};
+use crate::ops::{BatchNormConfig, BatchNormParams};
 use crate::Result;
 
 /// PyTorch's BatchNorm2d defaults, which every reference model here uses.
@@ -58,6 +59,31 @@ pub const BN_TORCH: BnInit = BnInit { bias: 0.0 };
 /// fastai's `BatchNorm()` helper fills the bias with 1e-3.
 pub const BN_FASTAI: BnInit = BnInit { bias: 1e-3 };
 
+/// How [`Builder::conv`] makes a convolution, beyond its channels and kernel size (in the manner
+/// of candle-nn's `Conv2dConfig`). The default is PyTorch's `nn.Conv2d`: stride 1, no padding,
+/// a bias, PyTorch's init.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvConfig {
+    pub stride: usize,
+    /// Symmetric zero padding on each side.
+    pub padding: usize,
+    /// Whether the layer has a bias.
+    pub bias: bool,
+    /// Init of the weight (and bias).
+    pub init: Init,
+}
+
+impl Default for ConvConfig {
+    fn default() -> Self {
+        ConvConfig {
+            stride: 1,
+            padding: 0,
+            bias: true,
+            init: Init::TorchDefault,
+        }
+    }
+}
+
 /// A 2-D convolution with symmetric zero padding.
 #[derive(Clone, Debug)]
 pub struct Conv2d {
@@ -101,31 +127,32 @@ pub struct BatchNorm2d {
 }
 
 impl BatchNorm2d {
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        crate::ops::batch_norm(
-            x,
-            &self.weight,
-            &self.bias,
-            &self.running_mean,
-            &self.running_var,
+    /// The layer's tensors, as the batch-norm ops take them.
+    pub fn params(&self) -> BatchNormParams<'_> {
+        BatchNormParams {
+            weight: &self.weight,
+            bias: &self.bias,
+            running_mean: &self.running_mean,
+            running_var: &self.running_var,
+        }
+    }
+
+    /// PyTorch's momentum and eps, in training or inference mode.
+    fn config(train: bool) -> BatchNormConfig {
+        BatchNormConfig {
             train,
-            BN_MOMENTUM,
-            BN_EPS,
-        )
+            momentum: BN_MOMENTUM,
+            eps: BN_EPS,
+        }
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        crate::ops::batch_norm(x, self.params(), Self::config(train))
     }
 
     /// `relu(bn(x))`, fused into one op on the CPU.
     pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        crate::ops::batch_norm_relu(
-            x,
-            &self.weight,
-            &self.bias,
-            &self.running_mean,
-            &self.running_var,
-            train,
-            BN_MOMENTUM,
-            BN_EPS,
-        )
+        crate::ops::batch_norm_relu(x, self.params(), Self::config(train))
     }
 }
 
@@ -140,13 +167,7 @@ pub fn conv_bn(
     relu: bool,
 ) -> candle_core::Result<Tensor> {
     if !train && !x.track_op() {
-        let (scale, mut shift) = crate::ops::inference_scale_shift(
-            &bn.weight,
-            &bn.bias,
-            &bn.running_mean,
-            &bn.running_var,
-            BN_EPS,
-        )?;
+        let (scale, mut shift) = crate::ops::inference_scale_shift(bn.params(), BN_EPS)?;
         if let Some(b) = &conv.bias {
             let b = b.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
             for ((s, &a), &bc) in shift.iter_mut().zip(&scale).zip(&b) {
@@ -201,20 +222,22 @@ impl<'a> Builder<'a> {
         kind == ParamKind::Norm || self.group != ParamGroup::Encoder
     }
 
-    /// Adds a conv `name.weight` (and `name.bias`) taking `input = [C, H, W]`; returns it with
-    /// its output shape.
-    #[allow(clippy::too_many_arguments)]
+    /// Adds a conv `name.weight` (and `name.bias`) of `c_out` square kernels of side `kernel`
+    /// taking `input = [C, H, W]`; returns it with its output shape.
     pub fn conv(
         &mut self,
         name: &str,
         input: [usize; 3],
         c_out: usize,
         kernel: usize,
-        stride: usize,
-        padding: usize,
-        bias: bool,
-        init: Init,
+        cfg: ConvConfig,
     ) -> Result<(Conv2d, [usize; 3])> {
+        let ConvConfig {
+            stride,
+            padding,
+            bias,
+            init,
+        } = cfg;
         let c_in = input[0];
         let shape = [c_out, c_in, kernel, kernel];
         let fan_in = (c_in * kernel * kernel) as f64;

@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 
 use super::blocks::BasicBlock;
-use super::layers::{conv_bn, scaled, BatchNorm2d, Builder, Conv2d, Init, BN_TORCH};
+use super::layers::{conv_bn, scaled, BatchNorm2d, Builder, Conv2d, ConvConfig, Init, BN_TORCH};
 use super::params::ParamGroup;
 use crate::Result;
 
@@ -37,7 +37,18 @@ impl Resnet18 {
     pub fn new(b: &mut Builder, input: [usize; 3], width: f32) -> Result<Self> {
         b.group = ParamGroup::Encoder;
         let base = scaled(64, width);
-        let (conv1, stem) = b.conv("conv1", input, base, 7, 2, 3, false, INIT)?;
+        let (conv1, stem) = b.conv(
+            "conv1",
+            input,
+            base,
+            7,
+            ConvConfig {
+                stride: 2,
+                padding: 3,
+                bias: false,
+                init: INIT,
+            },
+        )?;
         let bn1 = b.bn("bn1", stem, BN_TORCH)?;
         let mut s = [
             base,

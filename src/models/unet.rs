@@ -11,7 +11,7 @@
 
 use candle_core::Tensor;
 
-use super::layers::{BatchNorm2d, Builder, Conv2d, Init, LayerInfo, BN_FASTAI};
+use super::layers::{BatchNorm2d, Builder, Conv2d, ConvConfig, Init, LayerInfo, BN_FASTAI};
 use super::params::{ParamGroup, ParamStore};
 use super::resnet::Resnet18;
 use super::KeypointNet;
@@ -21,6 +21,14 @@ use crate::Result;
 /// fastai's `apply_init(..., nn.init.kaiming_normal_)` on the middle convs, UnetBlock convs and
 /// the ResBlock: N(0, 2 / fan_in), bias 0.
 const INIT: Init = Init::KaimingNormalFanIn;
+
+/// The decoder's 3x3 convolutions: stride 1, "same" padding, a bias, [`INIT`].
+const CONV3: ConvConfig = ConvConfig {
+    stride: 1,
+    padding: 1,
+    bias: true,
+    init: INIT,
+};
 
 /// fastai's `PixelShuffle_ICNR(ni, nf)` without norm: 1x1 conv to `4 nf` (ICNR init, bias 0),
 /// ReLU, PixelShuffle(2).
@@ -40,10 +48,10 @@ impl PixelShuffleIcnr {
             input,
             nf * 4,
             1,
-            1,
-            0,
-            true,
-            Init::Icnr(2),
+            ConvConfig {
+                init: Init::Icnr(2),
+                ..Default::default()
+            },
         )?;
         let out = [nf, s[1] * 2, s[2] * 2];
         b.note(&format!("{name}.1"), "PixelShuffle", out);
@@ -77,8 +85,8 @@ impl UnetBlock {
         b.note(&format!("{name}.cat"), "Concat", [ni, skip[1], skip[2]]);
         let nf = if final_div { ni } else { ni / 2 };
         let s = [ni, skip[1], skip[2]];
-        let (conv1, s) = b.conv(&format!("{name}.conv1.0"), s, nf, 3, 1, 1, true, INIT)?;
-        let (conv2, s) = b.conv(&format!("{name}.conv2.0"), s, nf, 3, 1, 1, true, INIT)?;
+        let (conv1, s) = b.conv(&format!("{name}.conv1.0"), s, nf, 3, CONV3)?;
+        let (conv2, s) = b.conv(&format!("{name}.conv2.0"), s, nf, 3, CONV3)?;
         Ok((
             UnetBlock {
                 shuf,
@@ -133,8 +141,8 @@ impl UnetResnet18 {
         b.group = ParamGroup::Decoder;
         let [stem, l1, l2, l3, l4] = encoder.shapes;
         let bn = b.bn("layers.1", l4, BN_FASTAI)?;
-        let (m0, s) = b.conv("layers.3.0.0", l4, l4[0] * 2, 3, 1, 1, true, INIT)?;
-        let (m1, mut s) = b.conv("layers.3.1.0", s, l4[0], 3, 1, 1, true, INIT)?;
+        let (m0, s) = b.conv("layers.3.0.0", l4, l4[0] * 2, 3, CONV3)?;
+        let (m1, mut s) = b.conv("layers.3.1.0", s, l4[0], 3, CONV3)?;
         // Skips are the encoder outputs just before each size change, lowest resolution first.
         let skips = [l3, l2, l1, stem];
         let mut blocks = Vec::with_capacity(4);
@@ -150,10 +158,19 @@ impl UnetResnet18 {
         let ni = s[0] + input[0];
         let s = [ni, s[1], s[2]];
         b.note("layers.10", "MergeLayer(dense)", s);
-        let (r0, s) = b.conv("layers.11.convpath.0.0", s, ni, 3, 1, 1, true, INIT)?;
-        let (r1, s) = b.conv("layers.11.convpath.1.0", s, ni, 3, 1, 1, true, INIT)?;
+        let (r0, s) = b.conv("layers.11.convpath.0.0", s, ni, 3, CONV3)?;
+        let (r1, s) = b.conv("layers.11.convpath.1.0", s, ni, 3, CONV3)?;
         b.group = ParamGroup::Head;
-        let (head, _) = b.conv("layers.12.0", s, points, 1, 1, 0, true, Init::FastaiLinear)?;
+        let (head, _) = b.conv(
+            "layers.12.0",
+            s,
+            points,
+            1,
+            ConvConfig {
+                init: Init::FastaiLinear,
+                ..Default::default()
+            },
+        )?;
         let rows = b.rows;
         Ok(UnetResnet18 {
             encoder,

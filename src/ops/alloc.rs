@@ -29,7 +29,10 @@ mod imp {
     const TOP_PAD: i32 = 1 << 30;
 
     pub fn tune() -> bool {
-        // SAFETY: mallopt only changes allocator parameters; it is called with valid options.
+        // SAFETY: mallopt takes two integers and touches no memory of ours: it only sets glibc
+        // malloc's tuning parameters (documented options with in-range values; an unknown
+        // option or value is rejected with a 0 return, not undefined behaviour), and glibc
+        // takes the main arena's lock while it changes them.
         unsafe {
             libc::mallopt(libc::M_MMAP_MAX, MMAP_MAX) == 1
                 && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1

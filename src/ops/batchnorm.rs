@@ -10,98 +10,82 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, V
 use super::batchnorm_cpu;
 use super::cpu_data::{storage_f32, with_f32};
 
+/// One batch-norm layer's tensors: the affine parameters `γ` (`weight`) and `β` (`bias`), and
+/// the running statistics, updated in place in training mode.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNormParams<'a> {
+    pub weight: &'a Tensor,
+    pub bias: &'a Tensor,
+    pub running_mean: &'a Var,
+    pub running_var: &'a Var,
+}
+
+/// How batch norm runs (in the manner of candle-nn's `BatchNormConfig`). The default is
+/// PyTorch's `BatchNorm2d` in inference mode: momentum 0.1, eps 1e-5.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormConfig {
+    /// Normalise with the batch statistics and update the running ones (training mode), rather
+    /// than normalise with the running statistics (inference mode).
+    pub train: bool,
+    /// Weight of the batch in the running-statistics update.
+    pub momentum: f64,
+    /// Added to the variance before the square root.
+    pub eps: f64,
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        BatchNormConfig {
+            train: false,
+            momentum: 0.1,
+            eps: 1e-5,
+        }
+    }
+}
+
 /// Batch norm. In training mode, normalises with the batch statistics (biased variance) and
 /// updates the running statistics in place with PyTorch's rule
 /// `running = (1 - momentum) * running + momentum * batch` (unbiased variance for `running_var`).
 /// In inference mode, uses the running statistics.
-#[allow(clippy::too_many_arguments)]
-pub fn batch_norm(
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    running_mean: &Var,
-    running_var: &Var,
-    train: bool,
-    momentum: f64,
-    eps: f64,
-) -> Result<Tensor> {
-    batch_norm_act(
-        x,
-        weight,
-        bias,
-        running_mean,
-        running_var,
-        train,
-        momentum,
-        eps,
-        false,
-    )
+pub fn batch_norm(x: &Tensor, p: BatchNormParams, cfg: BatchNormConfig) -> Result<Tensor> {
+    batch_norm_act(x, p, cfg, false)
 }
 
 /// [`batch_norm`] followed by a ReLU, fused into one op on the CPU (saves one pass over the
 /// activation and one stored tensor per layer).
-#[allow(clippy::too_many_arguments)]
-pub fn batch_norm_relu(
+pub fn batch_norm_relu(x: &Tensor, p: BatchNormParams, cfg: BatchNormConfig) -> Result<Tensor> {
+    batch_norm_act(x, p, cfg, true)
+}
+
+fn batch_norm_act(
     x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    running_mean: &Var,
-    running_var: &Var,
-    train: bool,
-    momentum: f64,
-    eps: f64,
+    p: BatchNormParams,
+    cfg: BatchNormConfig,
+    relu: bool,
 ) -> Result<Tensor> {
-    batch_norm_act(
-        x,
+    let BatchNormParams {
         weight,
         bias,
         running_mean,
         running_var,
-        train,
-        momentum,
-        eps,
-        true,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn batch_norm_act(
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    running_mean: &Var,
-    running_var: &Var,
-    train: bool,
-    momentum: f64,
-    eps: f64,
-    relu: bool,
-) -> Result<Tensor> {
+    } = p;
     let fast = x.device().is_cpu()
         && x.rank() == 4
         && [x, weight, bias].iter().all(|t| t.dtype() == DType::F32)
         && running_mean.dtype() == DType::F32
         && running_var.dtype() == DType::F32;
     if !fast {
-        let y = batch_norm_reference(
-            x,
-            weight,
-            bias,
-            running_mean,
-            running_var,
-            train,
-            momentum,
-            eps,
-        )?;
+        let y = batch_norm_reference(x, p, cfg)?;
         return if relu { y.relu() } else { Ok(y) };
     }
     let (n, c, h, w) = x.dims4()?;
     let hw = h * w;
     let x = x.contiguous()?;
-    let (mean, var) = if train {
+    let (mean, var) = if cfg.train {
         let (mean, var) = with_f32("batch_norm", &x, |xs| {
             Ok(batchnorm_cpu::channel_stats(xs, n, c, hw))
         })?;
-        update_running(running_mean, running_var, &mean, &var, n * hw, momentum)?;
+        update_running(running_mean, running_var, &mean, &var, n * hw, cfg.momentum)?;
         (mean, var)
     } else {
         (
@@ -111,12 +95,12 @@ fn batch_norm_act(
     };
     let invstd = var
         .iter()
-        .map(|&v| 1.0 / (v as f64 + eps).sqrt() as f32)
+        .map(|&v| 1.0 / (v as f64 + cfg.eps).sqrt() as f32)
         .collect();
     let op = BatchNormOp {
         mean,
         invstd,
-        train,
+        train: cfg.train,
         relu,
     };
     x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
@@ -125,13 +109,13 @@ fn batch_norm_act(
 /// Inference-mode batch norm as a per-channel affine map `y = x · scale + shift`, with
 /// `scale = γ / sqrt(running_var + eps)` and `shift = β − running_mean · scale` (the same
 /// arithmetic as the fused op's inference pass), for folding into a preceding convolution.
-pub fn inference_scale_shift(
-    weight: &Tensor,
-    bias: &Tensor,
-    running_mean: &Var,
-    running_var: &Var,
-    eps: f64,
-) -> Result<(Vec<f32>, Vec<f32>)> {
+pub fn inference_scale_shift(p: BatchNormParams, eps: f64) -> Result<(Vec<f32>, Vec<f32>)> {
+    let BatchNormParams {
+        weight,
+        bias,
+        running_mean,
+        running_var,
+    } = p;
     let vals = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>();
     let (gamma, beta) = (vals(weight)?, vals(bias)?);
     let (mean, var) = (
@@ -242,20 +226,20 @@ impl CustomOp3 for BatchNormOp {
             with_f32(name, res, |ys| {
                 with_f32(name, grad, |dys| {
                     with_f32(name, gamma, |gs| {
-                        Ok(batchnorm_cpu::backward(
-                            xs,
-                            ys,
-                            dys,
-                            &self.mean,
-                            &self.invstd,
-                            gs,
+                        Ok(batchnorm_cpu::backward(&batchnorm_cpu::BackwardArgs {
+                            x: xs,
+                            y: ys,
+                            dy: dys,
+                            mean: &self.mean,
+                            invstd: &self.invstd,
+                            gamma: gs,
                             n,
                             c,
-                            h * w,
-                            self.relu,
-                            self.train,
+                            hw: h * w,
+                            relu: self.relu,
+                            train: self.train,
                             need_dx,
-                        ))
+                        }))
                     })
                 })
             })
@@ -278,17 +262,22 @@ impl CustomOp3 for BatchNormOp {
 
 /// Batch norm from Candle tensor ops (any device and dtype): the reference the fused op is tested
 /// against, and the path for non-CPU devices.
-#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_reference(
     x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    running_mean: &Var,
-    running_var: &Var,
-    train: bool,
-    momentum: f64,
-    eps: f64,
+    p: BatchNormParams,
+    cfg: BatchNormConfig,
 ) -> Result<Tensor> {
+    let BatchNormParams {
+        weight,
+        bias,
+        running_mean,
+        running_var,
+    } = p;
+    let BatchNormConfig {
+        train,
+        momentum,
+        eps,
+    } = cfg;
     let c = x.dim(1)?;
     let shape = (1, c, 1, 1);
     let (mean, var) = if train {

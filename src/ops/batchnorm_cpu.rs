@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::buffer::uninit_f32;
+use super::buffer::OutBuf;
 
 /// Planes of fewer elements than this are grouped so rayon tasks stay worth their overhead.
 const MIN_TASK_ELEMS: usize = 16 * 1024;
@@ -61,8 +61,7 @@ pub fn affine(
     hw: usize,
     relu: bool,
 ) -> Vec<f32> {
-    // SAFETY: every plane is written below.
-    let mut y = unsafe { uninit_f32(x.len()) };
+    let mut y = OutBuf::new(x.len());
     y.par_chunks_mut(hw)
         .zip(x.par_chunks(hw))
         .enumerate()
@@ -70,35 +69,69 @@ pub fn affine(
         .for_each(|(i, (yp, xp))| {
             let (a, b) = (scale[i % c], shift[i % c]);
             if relu {
-                yp.iter_mut()
-                    .zip(xp)
-                    .for_each(|(y, &x)| *y = (x * a + b).max(0.0));
+                yp.iter_mut().zip(xp).for_each(|(y, &x)| {
+                    y.write((x * a + b).max(0.0));
+                });
             } else {
-                yp.iter_mut().zip(xp).for_each(|(y, &x)| *y = x * a + b);
+                yp.iter_mut().zip(xp).for_each(|(y, &x)| {
+                    y.write(x * a + b);
+                });
             }
         });
-    y
+    // SAFETY: `y` has the length of `x` and both are cut into the same `hw`-long planes; the
+    // zipped loop above wrote every element of every plane of `y`.
+    unsafe { y.assume_init() }
+}
+
+/// The inputs of [`backward`]: tensors `(N, C, HW)` and per-channel values of one batch norm.
+#[derive(Clone, Copy, Debug)]
+pub struct BackwardArgs<'a> {
+    /// The forward input.
+    pub x: &'a [f32],
+    /// The forward output (its sign is the ReLU mask).
+    pub y: &'a [f32],
+    /// The gradient at the output.
+    pub dy: &'a [f32],
+    /// The mean the forward pass used, per channel.
+    pub mean: &'a [f32],
+    /// `1 / sqrt(var + eps)` of the forward pass, per channel.
+    pub invstd: &'a [f32],
+    /// The scale `γ`, per channel.
+    pub gamma: &'a [f32],
+    /// Samples.
+    pub n: usize,
+    /// Channels.
+    pub c: usize,
+    /// Values per `(sample, channel)` plane.
+    pub hw: usize,
+    /// The forward pass ended with a ReLU.
+    pub relu: bool,
+    /// Batch statistics: mean and variance are functions of `x` (otherwise running statistics,
+    /// constants).
+    pub train: bool,
+    /// Compute the input gradient.
+    pub need_dx: bool,
 }
 
 /// Gradients of batch norm (+ ReLU) given the output `y` (for the ReLU mask), the saved `mean`
 /// and `invstd`, and `gamma`. With `train`, mean and variance are functions of `x` (batch
 /// statistics); otherwise they are constants (running statistics).
 /// Returns `(dx if need_dx, dgamma, dbeta)`.
-#[allow(clippy::too_many_arguments)]
-pub fn backward(
-    x: &[f32],
-    y: &[f32],
-    dy: &[f32],
-    mean: &[f32],
-    invstd: &[f32],
-    gamma: &[f32],
-    n: usize,
-    c: usize,
-    hw: usize,
-    relu: bool,
-    train: bool,
-    need_dx: bool,
-) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+pub fn backward(args: &BackwardArgs) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let BackwardArgs {
+        x,
+        y,
+        dy,
+        mean,
+        invstd,
+        gamma,
+        n,
+        c,
+        hw,
+        relu,
+        train,
+        need_dx,
+    } = *args;
     // Σ dy and Σ dy·(x − mean) per channel, 8 f32 lanes per plane (vectorisable), then f64.
     let sums: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
@@ -125,8 +158,7 @@ pub fn backward(
     let (dbeta, dgamma): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
     let dx = need_dx.then(|| {
         let m = (n * hw) as f32;
-        // SAFETY: every plane is written below.
-        let mut dx = unsafe { uninit_f32(x.len()) };
+        let mut dx = OutBuf::new(x.len());
         dx.par_chunks_mut(hw)
             .enumerate()
             .with_min_len(min_planes(hw))
@@ -146,10 +178,12 @@ pub fn backward(
                 };
                 let grad = |yv: f32, dv: f32| if relu && yv <= 0.0 { 0.0 } else { dv };
                 for (((d, &xv), &yv), &dv) in dxp.iter_mut().zip(xp).zip(yp).zip(dp) {
-                    *d = a * grad(yv, dv) + b * xv + cst;
+                    d.write(a * grad(yv, dv) + b * xv + cst);
                 }
             });
-        dx
+        // SAFETY: `dx` has the length of `x`, `y` and `dy`, all cut into the same `hw`-long
+        // planes; the zipped loop above wrote every element of every plane of `dx`.
+        unsafe { dx.assume_init() }
     });
     (dx, dgamma, dbeta)
 }

@@ -316,7 +316,6 @@ impl CustomOp3 for Conv2dOp {
         Self::NAME
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,

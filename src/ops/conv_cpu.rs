@@ -17,10 +17,12 @@
 //! whole output rows, bounded in size, so full-resolution layers never need the column matrix of
 //! a whole image. A 1x1 convolution with stride 1 and no padding uses the input directly.
 
+use std::mem::MaybeUninit;
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::buffer::uninit_f32;
+use super::buffer::OutBuf;
 
 /// Upper bound on the floats of one im2col tile (per thread): 16 MiB.
 const TILE_FLOATS: usize = 4 << 20;
@@ -92,8 +94,10 @@ fn valid_range(
     (lo.min(size_out), hi.max(lo.min(size_out)))
 }
 
-/// Fills `col` (K x T row-major, T = rows · OW) with the input patches of output rows `[oh0, oh1)`.
-fn im2col(x: &[f32], g: &ConvGeom, oh0: usize, oh1: usize, col: &mut [f32]) {
+/// Fills `col` (K x T row-major, T = rows · OW) with the input patches of output rows `[oh0, oh1)`:
+/// writes every element of `col[..K·T]`.
+fn im2col(x: &[f32], g: &ConvGeom, oh0: usize, oh1: usize, col: &mut [MaybeUninit<f32>]) {
+    const ZERO: MaybeUninit<f32> = MaybeUninit::new(0.0);
     let (ow_n, t) = (g.out_w(), (oh1 - oh0) * g.out_w());
     let plane = g.h * g.w;
     for c in 0..g.c_in {
@@ -107,21 +111,23 @@ fn im2col(x: &[f32], g: &ConvGeom, oh0: usize, oh1: usize, col: &mut [f32]) {
                     let dst = &mut row[r * ow_n..(r + 1) * ow_n];
                     let ih = (oh * g.stride + ki) as isize - g.padding as isize;
                     if ih < 0 || ih >= g.h as isize || lo >= hi {
-                        dst.fill(0.0);
+                        dst.fill(ZERO);
                         continue;
                     }
                     let src = &xc[ih as usize * g.w..(ih as usize + 1) * g.w];
-                    dst[..lo].fill(0.0);
-                    dst[hi..].fill(0.0);
+                    dst[..lo].fill(ZERO);
+                    dst[hi..].fill(ZERO);
                     let first = lo * g.stride + kj - g.padding;
                     if g.stride == 1 {
-                        dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                        dst[lo..hi].write_copy_of_slice(&src[first..first + (hi - lo)]);
                     } else {
+                        // `valid_range` keeps every strided index below W: the zip writes all
+                        // of `dst[lo..hi]`.
                         for (d, s) in dst[lo..hi]
                             .iter_mut()
                             .zip(src[first..].iter().step_by(g.stride))
                         {
-                            *d = *s;
+                            d.write(*s);
                         }
                     }
                 }
@@ -167,38 +173,93 @@ fn col2im(col: &[f32], g: &ConvGeom, oh0: usize, oh1: usize, dx: &mut [f32]) {
     }
 }
 
-/// `dst (m x n) = [dst +] lhs (m x k) · rhs (k x n)`, all strides in elements.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_f32(
+/// A strided matrix in memory: element `(i, j)` at `ptr + i · row_stride + j · col_stride`
+/// (strides in elements).
+#[derive(Clone, Copy, Debug)]
+struct Mat<P> {
+    ptr: P,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl<P> Mat<P> {
+    /// Rows `row_stride` apart, each contiguous.
+    fn rows(ptr: P, row_stride: isize) -> Self {
+        Mat {
+            ptr,
+            row_stride,
+            col_stride: 1,
+        }
+    }
+
+    /// Columns `col_stride` apart, each contiguous (a row-major matrix seen transposed).
+    fn cols(ptr: P, col_stride: isize) -> Self {
+        Mat {
+            ptr,
+            row_stride: 1,
+            col_stride,
+        }
+    }
+}
+
+/// One matrix product `dst (m x n) = [dst +] lhs (m x k) · rhs (k x n)`.
+#[derive(Clone, Copy, Debug)]
+struct Gemm {
     m: usize,
     n: usize,
     k: usize,
-    dst: *mut f32,
-    dst_rs: isize,
-    dst_cs: isize,
+    /// Add the product to `dst` (which is then read) instead of overwriting it (never read).
     accumulate: bool,
-    lhs: *const f32,
-    lhs_rs: isize,
-    lhs_cs: isize,
-    rhs: *const f32,
-    rhs_rs: isize,
-    rhs_cs: isize,
     par: Parallelism,
-) {
-    gemm::gemm(
-        m, n, k, dst, dst_cs, dst_rs, accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, 1.0,
-        1.0, false, false, false, par,
-    );
 }
 
-/// How the backward pass spreads the batch over threads: (chunk size in samples, gemm
-/// parallelism inside a chunk).
-fn plan(n: usize) -> (usize, Parallelism) {
-    let threads = rayon::current_num_threads().max(1);
+impl Gemm {
+    /// Runs the product.
+    ///
+    /// # Safety
+    /// `dst` must be valid for reads and writes of its `m x n` elements, and no other thread
+    /// may access them during the call; they must be initialised when `accumulate`, and are all
+    /// written (never read) otherwise. `lhs` and `rhs` must be valid for reads of their
+    /// `m x k` and `k x n` elements, all initialised. Strides must keep every element inside
+    /// its buffer.
+    unsafe fn run(self, dst: Mat<*mut f32>, lhs: Mat<*const f32>, rhs: Mat<*const f32>) {
+        // SAFETY: the caller guarantees the pointers and strides (gemm's documented contract:
+        // `dst := alpha·dst + beta·lhs·rhs`, dst not read when `read_dst` is false). gemm takes
+        // its strides as (column, row).
+        unsafe {
+            gemm::gemm(
+                self.m,
+                self.n,
+                self.k,
+                dst.ptr,
+                dst.col_stride,
+                dst.row_stride,
+                self.accumulate,
+                lhs.ptr,
+                lhs.col_stride,
+                lhs.row_stride,
+                rhs.ptr,
+                rhs.col_stride,
+                rhs.row_stride,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                self.par,
+            );
+        }
+    }
+}
+
+/// How the backward pass spreads a batch of `n` over `threads` threads: (chunk size in samples,
+/// gemm parallelism inside a chunk, whether chunks run in parallel).
+fn backward_plan(n: usize, threads: usize) -> (usize, Parallelism, bool) {
+    let threads = threads.max(1);
     if n >= threads {
-        (n.div_ceil(threads), Parallelism::None)
+        (n.div_ceil(threads), Parallelism::None, true)
     } else {
-        (1, Parallelism::Rayon(threads))
+        (1, Parallelism::Rayon(threads), false)
     }
 }
 
@@ -215,7 +276,12 @@ fn for_chunks<F: Fn(usize, usize) + Sync>(n: usize, chunk: usize, parallel: bool
 /// Raw pointer that may cross threads: every chunk writes a disjoint part of the buffer.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
+// SAFETY: a SendPtr is only an address; every use dereferences it in an `unsafe` block whose
+// own SAFETY comment shows that the parallel tasks touch disjoint elements of a buffer that
+// outlives them (the kernels below wait for all tasks before returning the buffer).
 unsafe impl Send for SendPtr {}
+// SAFETY: as for Send: sharing the address between tasks is sound because each task writes
+// only its own disjoint part.
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
     // A method (not field access) so closures capture the whole Send wrapper.
@@ -245,13 +311,15 @@ impl Epilogue<'_> {
     /// while the tile the gemm just wrote is still in cache.
     ///
     /// # Safety
-    /// `dst` must point to `rows` runs of `len` initialised floats `stride` apart.
+    /// `dst` must point to `rows` runs of `len` initialised floats `stride` apart, which no
+    /// other thread accesses during the call.
     unsafe fn apply(&self, dst: *mut f32, rows: usize, stride: usize, len: usize) {
         if self.is_identity() {
             return;
         }
         for r in 0..rows {
-            // SAFETY: guaranteed by the caller.
+            // SAFETY: the caller guarantees that row `r` (`len` floats at `dst + r·stride`) is
+            // initialised and ours alone for the duration of this call.
             let row = unsafe { std::slice::from_raw_parts_mut(dst.add(r * stride), len) };
             let a = self.scale.map_or(1.0, |s| s[r]);
             let b = self.bias.map_or(0.0, |b| b[r]);
@@ -265,24 +333,25 @@ impl Epilogue<'_> {
     }
 }
 
-/// Forward pass: `x` is `(N, C_in, H, W)`, `w` is `(C_out, C_in, KH, KW)`, returns
-/// `(N, C_out, OH, OW)` with the epilogue (bias, ReLU) applied.
-pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom, epi: Epilogue) -> Vec<f32> {
-    assert_eq!(x.len(), g.n * g.in_len());
-    assert_eq!(w.len(), g.c_out * g.k());
-    for v in [epi.scale, epi.bias].into_iter().flatten() {
-        assert_eq!(v.len(), g.c_out);
-    }
-    let (oh_n, ow_n, k) = (g.out_h(), g.out_w(), g.k());
-    let ohw = oh_n * ow_n;
-    // SAFETY: the tiles below cover every output column of every sample, and the gemm writes
-    // its destination without reading it.
-    let mut y = unsafe { uninit_f32(g.n * g.out_len()) };
-    let yp = SendPtr(y.as_mut_ptr());
+/// How the forward pass splits its work over `threads` threads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ForwardPlan {
+    /// Output rows per tile (the last tile of a sample may have fewer).
+    rows: usize,
+    /// `(sample, first output row, end output row)` of each tile: together they cover every
+    /// output row of every sample exactly once.
+    tiles: Vec<(usize, usize, usize)>,
+    /// Tiles run in parallel, each gemm on one thread; otherwise they run one after another,
+    /// each gemm on all threads.
+    parallel: bool,
+}
+
+fn forward_plan(g: &ConvGeom, threads: usize) -> ForwardPlan {
+    let threads = threads.max(1);
+    let oh_n = g.out_h();
     // Work items are (sample, output rows) tiles. With fewer samples than threads, samples are
     // cut into at least as many tiles as threads, so that im2col and the epilogue run in
     // parallel too (at batch 1 a serial im2col left one core idle for a third of the time).
-    let threads = rayon::current_num_threads().max(1);
     let per_sample = if g.n >= threads {
         1
     } else {
@@ -296,58 +365,81 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom, epi: Epilogue) -> Vec<
                 .map(move |o| (s, o, (o + rows).min(oh_n)))
         })
         .collect();
-    let run = |col: &mut Vec<f32>, (s, oh0, oh1): (usize, usize, usize), par: Parallelism| {
+    let parallel = tiles.len() >= threads && threads > 1;
+    ForwardPlan {
+        rows,
+        tiles,
+        parallel,
+    }
+}
+
+/// Forward pass: `x` is `(N, C_in, H, W)`, `w` is `(C_out, C_in, KH, KW)`, returns
+/// `(N, C_out, OH, OW)` with the epilogue (bias, ReLU) applied.
+pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom, epi: Epilogue) -> Vec<f32> {
+    assert_eq!(x.len(), g.n * g.in_len());
+    assert_eq!(w.len(), g.c_out * g.k());
+    for v in [epi.scale, epi.bias].into_iter().flatten() {
+        assert_eq!(v.len(), g.c_out);
+    }
+    let (oh_n, ow_n, k) = (g.out_h(), g.out_w(), g.k());
+    let ohw = oh_n * ow_n;
+    let threads = rayon::current_num_threads().max(1);
+    let plan = forward_plan(g, threads);
+    let rows = plan.rows;
+    let mut y = OutBuf::new(g.n * g.out_len());
+    let yp = SendPtr(y.as_mut_ptr());
+    let run = |col: &mut Option<OutBuf>, (s, oh0, oh1): (usize, usize, usize), par: Parallelism| {
         let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
         let t = (oh1 - oh0) * ow_n;
-        let (rhs, rhs_rs) = if g.is_pointwise() {
-            (xs[oh0 * ow_n..].as_ptr(), ohw as isize)
+        let rhs = if g.is_pointwise() {
+            Mat::rows(xs[oh0 * ow_n..].as_ptr(), ohw as isize)
         } else {
-            if col.is_empty() {
-                // SAFETY: im2col writes every element of a tile before the gemm reads it.
-                *col = unsafe { uninit_f32(k * rows * ow_n) };
-            }
+            let col = col.get_or_insert_with(|| OutBuf::new(k * rows * ow_n));
             im2col(xs, g, oh0, oh1, col);
-            (col.as_ptr(), t as isize)
+            Mat::rows(col.as_ptr(), t as isize)
         };
-        // SAFETY: the destination is sample `s`'s columns [oh0·OW, oh1·OW) of `y`, which no
-        // other tile writes; all pointers stay inside their buffers.
+        let gemm = Gemm {
+            m: g.c_out,
+            n: t,
+            k,
+            accumulate: false,
+            par,
+        };
+        // SAFETY: `dst` is the tile's part of `y`: columns [oh0·OW, oh1·OW) of the C_out planes
+        // (OH·OW apart) of sample `s`, inside `y` (N·C_out·OH·OW floats), and no other tile
+        // touches it (the plan's tiles partition every sample's rows). The gemm writes all of it
+        // without reading (no accumulation); the epilogue then reads and rewrites the same
+        // elements. `w` is C_out x K row-major. `rhs` is K x T inside the sample's input (1x1:
+        // K = C_in planes of OH·OW = H·W floats, from column oh0·OW) or the K x T tile that
+        // im2col has just written into this worker's own `col` (K·rows·OW ≥ K·T floats).
         unsafe {
             let dst = yp.get().add(s * g.out_len() + oh0 * ow_n);
-            gemm_f32(
-                g.c_out,
-                t,
-                k,
-                dst,
-                ohw as isize,
-                1,
-                false,
-                w.as_ptr(),
-                k as isize,
-                1,
+            gemm.run(
+                Mat::rows(dst, ohw as isize),
+                Mat::rows(w.as_ptr(), k as isize),
                 rhs,
-                rhs_rs,
-                1,
-                par,
             );
             epi.apply(dst, g.c_out, ohw, t);
         }
     };
-    if tiles.len() >= threads && threads > 1 {
-        tiles
+    if plan.parallel {
+        plan.tiles
             .par_iter()
-            .for_each_init(Vec::new, |col, &tile| run(col, tile, Parallelism::None));
+            .for_each_init(|| None, |col, &tile| run(col, tile, Parallelism::None));
     } else {
         let par = if threads > 1 {
             Parallelism::Rayon(threads)
         } else {
             Parallelism::None
         };
-        let mut col = Vec::new();
-        for &tile in &tiles {
+        let mut col = None;
+        for &tile in &plan.tiles {
             run(&mut col, tile, par);
         }
     }
-    y
+    // SAFETY: the tiles cover every output row of every sample, and each tile's gemm wrote all
+    // C_out channels of its rows (see `run`): every element of `y` is written.
+    unsafe { y.assume_init() }
 }
 
 /// The input gradient of a stride-1 convolution as a forward convolution of `dy` with the
@@ -395,6 +487,7 @@ pub fn conv2d_backward(
     need_dw: bool,
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     assert_eq!(x.len(), g.n * g.in_len());
+    assert_eq!(w.len(), g.c_out * g.k());
     assert_eq!(dy.len(), g.n * g.out_len());
     let (oh_n, ow_n, k) = (g.out_h(), g.out_w(), g.k());
     let ohw = oh_n * ow_n;
@@ -403,17 +496,17 @@ pub fn conv2d_backward(
     // others (1x1, strided) build it tile by tile below.
     let flipped = need_dx && flipped_conv_applies(g);
     let tiled_dx = need_dx && !flipped;
-    let mut dx = if flipped {
-        Some(input_grad_by_flipped_conv(w, dy, g))
-    } else if tiled_dx && pw {
-        // SAFETY: the 1x1 gemms below write every column of every sample's gradient.
-        Some(unsafe { uninit_f32(g.n * g.in_len()) })
-    } else {
-        // col2im accumulates into it.
-        tiled_dx.then(|| vec![0f32; g.n * g.in_len()])
-    };
-    let dxp = SendPtr(dx.as_mut().map_or(std::ptr::null_mut(), |v| v.as_mut_ptr()));
-    let (chunk, par) = plan(g.n);
+    let dx_flipped = flipped.then(|| input_grad_by_flipped_conv(w, dy, g));
+    // 1x1: the gemms below write every element of the input gradient. Otherwise col2im adds
+    // into it, so it starts at zero.
+    let mut dx_written = (tiled_dx && pw).then(|| OutBuf::new(g.n * g.in_len()));
+    let mut dx_summed = (tiled_dx && !pw).then(|| vec![0f32; g.n * g.in_len()]);
+    let dxp = SendPtr(match (&mut dx_written, &mut dx_summed) {
+        (Some(b), _) => b.as_mut_ptr(),
+        (_, Some(v)) => v.as_mut_ptr(),
+        _ => std::ptr::null_mut(),
+    });
+    let (chunk, par, parallel) = backward_plan(g.n, rayon::current_num_threads());
     let rows = g.tile_rows();
     let chunks = g.n.div_ceil(chunk);
     // One weight-gradient accumulator per chunk (dWᵀ, K x C_out), summed at the end.
@@ -424,89 +517,90 @@ pub fn conv2d_backward(
     };
     let dwp = SendPtr(dw_parts.as_mut_ptr());
     if !(need_dw || tiled_dx) {
-        return (dx, None);
+        return (dx_flipped, None);
     }
-    for_chunks(g.n, chunk, matches!(par, Parallelism::None), |s0, ns| {
-        // SAFETY (both): im2col and the gemm write every element of a tile before it is read.
-        let mut col = if pw || !need_dw {
-            Vec::new()
-        } else {
-            unsafe { uninit_f32(k * rows * ow_n) }
-        };
-        let mut dcol = if pw || !tiled_dx {
-            Vec::new()
-        } else {
-            unsafe { uninit_f32(k * rows * ow_n) }
-        };
-        // SAFETY: chunk `s0 / chunk` owns its accumulator slice.
-        let dw_acc = unsafe { dwp.get().add((s0 / chunk) * g.c_out * k) };
+    for_chunks(g.n, chunk, parallel, |s0, ns| {
+        // This chunk's scratch tiles: im2col writes `col`, the input-gradient gemm `dcol`.
+        let mut col = (need_dw && !pw).then(|| OutBuf::new(k * rows * ow_n));
+        let mut dcol = (tiled_dx && !pw).then(|| OutBuf::new(k * rows * ow_n));
         for s in s0..s0 + ns {
             let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
             let mut oh0 = 0;
             while oh0 < oh_n {
                 let oh1 = (oh0 + rows).min(oh_n);
                 let t = (oh1 - oh0) * ow_n;
-                let dy_t = dy[s * g.out_len() + oh0 * ow_n..].as_ptr();
+                // dY tile (C_out x T): sample `s`'s C_out planes (OH·OW apart) from column oh0·OW.
+                let dy_t = Mat::rows(dy[s * g.out_len() + oh0 * ow_n..].as_ptr(), ohw as isize);
                 if need_dw {
-                    let (col_p, col_rs) = if pw {
-                        (xs[oh0 * ow_n..].as_ptr(), ohw as isize)
-                    } else {
-                        im2col(xs, g, oh0, oh1, &mut col);
-                        (col.as_ptr(), t as isize)
+                    // colᵀ (T x K): the sample's input itself (1x1) or the im2col tile.
+                    let col_t = match &mut col {
+                        None => Mat::cols(xs[oh0 * ow_n..].as_ptr(), ohw as isize),
+                        Some(col) => {
+                            im2col(xs, g, oh0, oh1, col);
+                            Mat::cols(col.as_ptr(), t as isize)
+                        }
                     };
                     // dW (C_out x K) += dY_tile (C_out x T) · colᵀ (T x K), accumulated
                     // column-major (as dWᵀ): stored row-major, gemm would transpose the problem
                     // and pack the whole column matrix across its rows, which cost more than
                     // the multiplication itself in HRNet's narrow layers.
+                    let gemm = Gemm {
+                        m: g.c_out,
+                        n: k,
+                        k: t,
+                        accumulate: true,
+                        par,
+                    };
+                    // SAFETY: chunk `s0 / chunk` owns accumulator `s0 / chunk` of `dw_parts`
+                    // (chunks · C_out · K floats, zero-initialised): C_out · K floats that no
+                    // other chunk touches, here C_out x K column-major. The dY tile lies in
+                    // `dy` (length asserted); `col_t` is T x K inside the sample's input (1x1:
+                    // K = C_in planes of H·W = OH·OW floats) or the K x T tile im2col has just
+                    // written into this chunk's `col` (K·rows·OW ≥ K·T floats).
                     unsafe {
-                        gemm_f32(
-                            g.c_out,
-                            k,
-                            t,
-                            dw_acc,
-                            1,
-                            g.c_out as isize,
-                            true,
-                            dy_t,
-                            ohw as isize,
-                            1,
-                            col_p,
-                            1,
-                            col_rs,
-                            par,
-                        );
+                        let dw_acc = dwp.get().add((s0 / chunk) * g.c_out * k);
+                        gemm.run(Mat::cols(dw_acc, g.c_out as isize), dy_t, col_t);
                     }
                 }
                 if tiled_dx {
                     // dcol (K x T) = Wᵀ (K x C_out) · dY_tile (C_out x T)
-                    unsafe {
-                        let (dst, dst_rs) = if pw {
-                            (dxp.get().add(s * g.in_len() + oh0 * ow_n), ohw as isize)
-                        } else {
-                            (dcol.as_mut_ptr(), t as isize)
-                        };
-                        gemm_f32(
-                            k,
-                            t,
-                            g.c_out,
-                            dst,
-                            dst_rs,
-                            1,
-                            false,
-                            w.as_ptr(),
-                            1,
-                            k as isize,
-                            dy_t,
-                            ohw as isize,
-                            1,
-                            par,
-                        );
-                        if !pw {
-                            let dxs = std::slice::from_raw_parts_mut(
-                                dxp.get().add(s * g.in_len()),
-                                g.in_len(),
-                            );
-                            col2im(&dcol, g, oh0, oh1, dxs);
+                    let gemm = Gemm {
+                        m: k,
+                        n: t,
+                        k: g.c_out,
+                        accumulate: false,
+                        par,
+                    };
+                    let wt = Mat::cols(w.as_ptr(), k as isize);
+                    match &mut dcol {
+                        None => {
+                            // SAFETY: 1x1: the destination is sample `s`'s K = C_in planes
+                            // (H·W = OH·OW apart) from column oh0·OW, T columns, inside
+                            // `dx_written` (N·C_in·H·W floats); sample `s` belongs to this
+                            // chunk alone and its row tiles are disjoint. The gemm writes it
+                            // without reading it. `w` is C_out x K row-major, read as Wᵀ; the
+                            // dY tile lies in `dy`.
+                            unsafe {
+                                let dst = dxp.get().add(s * g.in_len() + oh0 * ow_n);
+                                gemm.run(Mat::rows(dst, ohw as isize), wt, dy_t);
+                            }
+                        }
+                        Some(dcol) => {
+                            // SAFETY: the destination is the first K·T floats of this chunk's
+                            // own `dcol` (K·rows·OW ≥ K·T), as K x T row-major, written without
+                            // being read; `w` and the dY tile as above.
+                            unsafe { gemm.run(Mat::rows(dcol.as_mut_ptr(), t as isize), wt, dy_t) };
+                            // SAFETY: the gemm has just written all K x T = `dcol[..K·T]`.
+                            let dcol = unsafe { dcol[..k * t].assume_init_ref() };
+                            // SAFETY: sample `s`'s C_in·H·W floats of `dx_summed` (N·C_in·H·W,
+                            // zero-initialised), which belong to this chunk alone.
+                            let dxs = unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    dxp.get().add(s * g.in_len()),
+                                    g.in_len(),
+                                )
+                            };
+                            col2im(dcol, g, oh0, oh1, dxs);
                         }
                     }
                 }
@@ -514,6 +608,15 @@ pub fn conv2d_backward(
             }
         }
     });
+    let dx = match (dx_flipped, dx_written) {
+        (Some(v), _) => Some(v),
+        (None, Some(b)) => {
+            // SAFETY: the chunks cover every sample and their row tiles every output row; for
+            // each, the 1x1 gemm wrote that tile of all C_in planes: every element is written.
+            Some(unsafe { b.assume_init() })
+        }
+        (None, None) => dx_summed,
+    };
     let dw = need_dw.then(|| {
         // Sum the chunks' dWᵀ and transpose to (C_out, K).
         let len = g.c_out * k;
@@ -555,23 +658,25 @@ pub fn epilogue_backward(
         acc.iter().chain(it.remainder()).map(|&a| a as f64).sum()
     };
     let (masked, plane_sums): (Option<Vec<f32>>, Vec<f64>) = if relu {
-        // SAFETY: every plane of the buffer is written below.
-        let mut m = unsafe { uninit_f32(dy.len()) };
+        let mut m = OutBuf::new(dy.len());
         let sums = m
             .par_chunks_mut(plane)
             .zip(dy.par_chunks(plane).zip(y.par_chunks(plane)))
             .map(|(m, (d, y))| {
                 for i in 0..m.len() {
-                    m[i] = if y[i] > 0.0 { d[i] } else { 0.0 };
+                    m[i].write(if y[i] > 0.0 { d[i] } else { 0.0 });
                 }
                 if need_db {
-                    sum(m)
+                    // SAFETY: the loop above has written every element of this plane.
+                    sum(unsafe { m.assume_init_ref() })
                 } else {
                     0.0
                 }
             })
             .collect();
-        (Some(m), sums)
+        // SAFETY: `m`, `dy` and `y` have the same length and the same planes; the loop above
+        // wrote every element of every plane of `m`.
+        (Some(unsafe { m.assume_init() }), sums)
     } else if need_db {
         (None, dy.par_chunks(plane).map(sum).collect())
     } else {
@@ -583,4 +688,94 @@ pub fn epilogue_backward(
             .collect()
     });
     (masked, db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` in a rayon pool of `threads` threads, as the op tests do.
+    fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
+    fn geom(n: usize, h: usize, k: usize, stride: usize, padding: usize) -> ConvGeom {
+        ConvGeom {
+            n,
+            c_in: 3,
+            h,
+            w: 10,
+            c_out: 4,
+            kh: k,
+            kw: k,
+            stride,
+            padding,
+        }
+    }
+
+    #[test]
+    fn the_current_pool_sets_the_split() {
+        // What the kernels read inside `install` is the installed pool's size.
+        let g = geom(2, 13, 3, 1, 1);
+        let plan = |threads| in_pool(threads, || forward_plan(&g, rayon::current_num_threads()));
+        // One thread: one tile per sample, run serially.
+        let p1 = plan(1);
+        assert_eq!((p1.tiles.len(), p1.rows, p1.parallel), (2, 13, false));
+        // Two threads: one tile per sample, in parallel.
+        let p2 = plan(2);
+        assert_eq!((p2.tiles.len(), p2.rows, p2.parallel), (2, 13, true));
+        // Seven threads: each sample cut into four tiles of 4, 4, 4 and 1 rows, in parallel.
+        let p7 = plan(7);
+        assert_eq!((p7.tiles.len(), p7.rows, p7.parallel), (8, 4, true));
+        // Fewer tiles than threads: serial tiles, each gemm on all threads.
+        let small = geom(1, 3, 3, 1, 1);
+        let p = in_pool(7, || forward_plan(&small, rayon::current_num_threads()));
+        assert_eq!((p.tiles.len(), p.parallel), (3, false));
+
+        let back = |n, threads| {
+            let (chunk, par, parallel) =
+                in_pool(threads, || backward_plan(n, rayon::current_num_threads()));
+            let gemm_threads = match par {
+                Parallelism::None => 1,
+                Parallelism::Rayon(t) => t,
+            };
+            (chunk, gemm_threads, parallel)
+        };
+        assert_eq!(back(9, 1), (9, 1, true));
+        assert_eq!(back(9, 2), (5, 1, true));
+        assert_eq!(back(9, 7), (2, 1, true));
+        assert_eq!(back(2, 7), (1, 7, false));
+    }
+
+    #[test]
+    fn forward_tiles_cover_every_output_row_once() {
+        // The invariant the forward pass's SAFETY comments rely on.
+        for g in [
+            geom(1, 3, 3, 1, 1),
+            geom(2, 13, 3, 1, 1),
+            geom(3, 20, 7, 2, 3),
+            geom(9, 5, 1, 1, 0),
+            ConvGeom {
+                c_in: 64,
+                w: 140,
+                ..geom(1, 140, 3, 1, 1)
+            },
+        ] {
+            for threads in [1, 2, 3, 7, 16] {
+                let plan = forward_plan(&g, threads);
+                let mut seen = vec![0u32; g.n * g.out_h()];
+                for &(s, oh0, oh1) in &plan.tiles {
+                    assert!(oh0 < oh1 && oh1 - oh0 <= plan.rows && oh1 <= g.out_h());
+                    for oh in oh0..oh1 {
+                        seen[s * g.out_h() + oh] += 1;
+                    }
+                }
+                assert!(seen.iter().all(|&c| c == 1), "{g:?} on {threads} threads");
+            }
+        }
+    }
 }

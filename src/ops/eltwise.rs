@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::buffer::uninit_f32;
+use super::buffer::OutBuf;
 use super::cpu_data::{storage_f32, with_f32};
 
 /// Elements per rayon task.
@@ -36,16 +36,20 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 fn masked_grad(op: &str, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let v = with_f32(op, y, |ys| {
         with_f32(op, dy, |ds| {
-            // SAFETY: every chunk is written below.
-            let mut g = unsafe { uninit_f32(ys.len()) };
+            if ys.len() != ds.len() {
+                candle_core::bail!("{op}: output and gradient lengths differ");
+            }
+            let mut g = OutBuf::new(ys.len());
             g.par_chunks_mut(CHUNK)
                 .zip(ys.par_chunks(CHUNK).zip(ds.par_chunks(CHUNK)))
                 .for_each(|(g, (y, d))| {
                     for i in 0..g.len() {
-                        g[i] = if y[i] > 0.0 { d[i] } else { 0.0 };
+                        g[i].write(if y[i] > 0.0 { d[i] } else { 0.0 });
                     }
                 });
-            Ok(g)
+            // SAFETY: `g`, `ys` and `ds` have the same length, so the same chunks; the loop
+            // above wrote every element of every chunk of `g`.
+            Ok(unsafe { g.assume_init() })
         })
     })?;
     Tensor::from_vec(v, y.shape(), y.device())
@@ -60,11 +64,17 @@ impl CustomOp1 for Relu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = storage_f32(self.name(), s, l)?;
-        // SAFETY: every chunk is written below.
-        let mut y = unsafe { uninit_f32(x.len()) };
+        let mut y = OutBuf::new(x.len());
         y.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
-            .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, &x)| *y = x.max(0.0)));
+            .for_each(|(y, x)| {
+                y.iter_mut().zip(x).for_each(|(y, &x)| {
+                    y.write(x.max(0.0));
+                })
+            });
+        // SAFETY: `y` and `x` have the same length, so the same chunks; the zipped loop above
+        // wrote every element of every chunk of `y`.
+        let y = unsafe { y.assume_init() };
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -96,15 +106,17 @@ impl CustomOp2 for AddRelu {
                 l2.dims()
             );
         }
-        // SAFETY: every chunk is written below.
-        let mut y = unsafe { uninit_f32(a.len()) };
+        let mut y = OutBuf::new(a.len());
         y.par_chunks_mut(CHUNK)
             .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
             .for_each(|(y, (a, b))| {
                 for i in 0..y.len() {
-                    y[i] = (a[i] + b[i]).max(0.0);
+                    y[i].write((a[i] + b[i]).max(0.0));
                 }
             });
+        // SAFETY: `y`, `a` and `b` have the same length (checked above), so the same chunks;
+        // the loop above wrote every element of every chunk of `y`.
+        let y = unsafe { y.assume_init() };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 

@@ -15,7 +15,9 @@ pub mod resize;
 pub mod threads;
 pub mod upsample;
 
-pub use batchnorm::{batch_norm, batch_norm_relu, inference_scale_shift};
+pub use batchnorm::{
+    batch_norm, batch_norm_relu, inference_scale_shift, BatchNormConfig, BatchNormParams,
+};
 pub use conv::{conv2d, conv2d_affine, conv2d_relu};
 pub use eltwise::{add_relu, relu};
 pub use maxpool::max_pool2d;

@@ -8,7 +8,7 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::buffer::uninit_f32;
+use super::buffer::OutBuf;
 use super::cpu_data::{storage_f32, with_f32};
 
 /// PyTorch's `nn.PixelShuffle(r)`: input channel `c r² + i r + j` becomes sub-pixel `(i, j)` of
@@ -48,18 +48,24 @@ fn for_each_pair(r: usize, h: usize, w: usize, mut f: impl FnMut(usize, usize)) 
 /// Shuffles (or, with `inverse`, unshuffles) `x` of `n · c` groups of `r² · H · W` values.
 fn shuffle(x: &[f32], r: usize, h: usize, w: usize, inverse: bool) -> Vec<f32> {
     let group = r * r * h * w;
-    // SAFETY: `for_each_pair` visits every index of every group once.
-    let mut y = unsafe { uninit_f32(x.len()) };
+    let mut y = OutBuf::new(x.len());
     y.par_chunks_mut(group)
         .zip(x.par_chunks(group))
         .for_each(|(o, i)| {
             if inverse {
-                for_each_pair(r, h, w, |s, u| o[u] = i[s]);
+                for_each_pair(r, h, w, |s, u| {
+                    o[u].write(i[s]);
+                });
             } else {
-                for_each_pair(r, h, w, |s, u| o[s] = i[u]);
+                for_each_pair(r, h, w, |s, u| {
+                    o[s].write(i[u]);
+                });
             }
         });
-    y
+    // SAFETY: `y` and `x` have the same length, so the same groups of r²·H·W values, and
+    // `for_each_pair` visits every index of a group (on either side) exactly once: every element
+    // of `y` is written.
+    unsafe { y.assume_init() }
 }
 
 struct PixelShuffle {

@@ -4,10 +4,12 @@
 //! block sums; Candle's own backward for `upsample_nearest2d` is a grouped convolution with a
 //! ones kernel, which its CPU backend runs as one small convolution per channel.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::buffer::uninit_f32;
+use super::buffer::OutBuf;
 use super::cpu_data::{storage_f32, with_f32};
 
 /// `(N, C, H, W) -> (N, C, H f, W f)`, each value repeated over an `f x f` block.
@@ -38,15 +40,14 @@ impl CustomOp1 for UpsampleNearest {
         };
         let f = self.factor;
         let ow = w * f;
-        // SAFETY: every output row of every plane is written below.
-        let mut y = unsafe { uninit_f32(x.len() * f * f) };
+        let mut y = OutBuf::new(x.len() * f * f);
         y.par_chunks_mut(h * w * f * f)
             .zip(x.par_chunks(h * w))
             .for_each(|(out, plane)| {
                 for (r, src) in plane.chunks(w).enumerate() {
                     let first = &mut out[r * f * ow..][..ow];
                     for (d, &v) in first.chunks_mut(f).zip(src) {
-                        d.fill(v);
+                        d.fill(MaybeUninit::new(v));
                     }
                     let (head, tail) = out[r * f * ow..][..f * ow].split_at_mut(ow);
                     for rep in tail.chunks_mut(ow) {
@@ -54,6 +55,10 @@ impl CustomOp1 for UpsampleNearest {
                     }
                 }
             });
+        // SAFETY: `y` holds one H f x W f plane per H x W plane of `x` (N·C of each); in every
+        // plane, each of the H input rows wrote its first output row (W blocks of f values)
+        // and copied it to the f − 1 rows below: all H f rows of W f values are written.
+        let y = unsafe { y.assume_init() };
         Ok((CpuStorage::F32(y), Shape::from((n, c, h * f, ow))))
     }
 
