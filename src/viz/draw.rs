@@ -1,26 +1,37 @@
-//! Drawing primitives on RGB images: points, crosses, lines, circles, rectangles.
+//! Drawing primitives on RGB images: points, crosses, lines, rectangles.
 //!
 //! Coordinates follow the crate convention: pixel `i` stands for coordinate `i`, so a point at
 //! `(x, y)` lands on pixel `(round(x), round(y))`. Everything clips silently at the image border
 //! (drawing partly outside is normal for augmented points) and ignores non-finite coordinates.
+//!
+//! The rasterising is `imageproc`'s (Bresenham segments, midpoint circles, filled rectangles and
+//! polygons). What stays here is what imageproc leaves to the caller:
+//! - rounding to the crate convention: imageproc truncates `f32` end points towards zero;
+//! - a guard against far-away coordinates: imageproc walks every pixel of a segment, clipping
+//!   each one, and its `i32` arithmetic (and [`Rect`]'s) can overflow; a rectangle may not be
+//!   empty either ([`Rect`] panics);
+//! - thick lines, which imageproc does not have: a square brush of one-pixel segments;
+//! - the `x`-shaped cross ([`imageproc::drawing::draw_cross_mut`] is a fixed 3x3 `+`).
+//!
+//! Text is not drawn with imageproc (that needs `ab_glyph` and a TrueType font we do not ship):
+//! see [`super::font`].
 
 use image::{Rgb, RgbImage};
+use imageproc::drawing::{
+    draw_filled_circle_mut, draw_filled_rect_mut, draw_hollow_circle_mut, draw_hollow_rect_mut,
+    draw_line_segment_mut,
+};
+use imageproc::rect::Rect;
 
 use crate::Keypoints;
 
 /// Grey used for invisible points.
 pub const INVISIBLE_GREY: Rgb<u8> = Rgb([150, 150, 150]);
 
-/// Sets one pixel if it lies inside the image.
-#[inline]
-pub fn put(img: &mut RgbImage, x: i32, y: i32, color: Rgb<u8>) {
-    if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
-        img.put_pixel(x as u32, y as u32, color);
-    }
-}
-
-fn to_pixel(x: f32, y: f32) -> Option<(i32, i32)> {
-    // Far-away coordinates would overflow the integer loops below; nothing there is visible anyway.
+/// The pixel of a point, `None` when it is not finite or too far away to matter.
+pub(super) fn to_pixel(x: f32, y: f32) -> Option<(i32, i32)> {
+    // Far-away coordinates would overflow imageproc's integer arithmetic (and make it walk long
+    // lines pixel by pixel); nothing there is visible anyway.
     const LIMIT: f32 = 1.0e6;
     if x.is_finite() && y.is_finite() && x.abs() < LIMIT && y.abs() < LIMIT {
         Some((x.round() as i32, y.round() as i32))
@@ -35,16 +46,16 @@ fn to_pixel(x: f32, y: f32) -> Option<(i32, i32)> {
 pub fn draw_points(img: &mut RgbImage, kp: &Keypoints, color: Rgb<u8>, radius: i32) {
     let radius = radius.max(0);
     for (p, &vis) in kp.xy.iter().zip(kp.visible.iter()) {
-        let Some((cx, cy)) = to_pixel(p[0], p[1]) else {
+        let Some(c) = to_pixel(p[0], p[1]) else {
             continue;
         };
         if vis {
             if radius >= 2 {
-                draw_circle(img, cx, cy, radius + 1, Rgb([0, 0, 0]));
+                draw_hollow_circle_mut(img, c, radius + 1, Rgb([0, 0, 0]));
             }
-            fill_circle(img, cx, cy, radius, color);
+            draw_filled_circle_mut(img, c, radius, color);
         } else {
-            draw_circle(img, cx, cy, radius.max(1), INVISIBLE_GREY);
+            draw_hollow_circle_mut(img, c, radius.max(1), INVISIBLE_GREY);
         }
     }
 }
@@ -54,10 +65,9 @@ pub fn draw_cross(img: &mut RgbImage, x: f32, y: f32, size: i32, color: Rgb<u8>)
     let Some((cx, cy)) = to_pixel(x, y) else {
         return;
     };
-    for d in -size.abs()..=size.abs() {
-        put(img, cx + d, cy + d, color);
-        put(img, cx + d, cy - d, color);
-    }
+    let d = size.abs();
+    segment(img, (cx - d, cy - d), (cx + d, cy + d), color);
+    segment(img, (cx - d, cy + d), (cx + d, cy - d), color);
 }
 
 /// A `+`-shaped cross centred on `(x, y)` reaching `size` pixels along each axis.
@@ -65,41 +75,26 @@ pub fn draw_plus(img: &mut RgbImage, x: f32, y: f32, size: i32, color: Rgb<u8>) 
     let Some((cx, cy)) = to_pixel(x, y) else {
         return;
     };
-    for d in -size.abs()..=size.abs() {
-        put(img, cx + d, cy, color);
-        put(img, cx, cy + d, color);
-    }
+    let d = size.abs();
+    segment(img, (cx - d, cy), (cx + d, cy), color);
+    segment(img, (cx, cy - d), (cx, cy + d), color);
 }
 
 /// A one-pixel line between two points (Bresenham on the rounded end points).
 pub fn draw_line(img: &mut RgbImage, from: (f32, f32), to: (f32, f32), color: Rgb<u8>) {
-    let (Some((mut x0, mut y0)), Some((x1, y1))) = (to_pixel(from.0, from.1), to_pixel(to.0, to.1))
-    else {
-        return;
-    };
-    let dx = (x1 - x0).abs();
-    let dy = -(y1 - y0).abs();
-    let sx = if x0 < x1 { 1 } else { -1 };
-    let sy = if y0 < y1 { 1 } else { -1 };
-    let mut err = dx + dy;
-    loop {
-        put(img, x0, y0, color);
-        if x0 == x1 && y0 == y1 {
-            break;
-        }
-        let e2 = 2 * err;
-        if e2 >= dy {
-            err += dy;
-            x0 += sx;
-        }
-        if e2 <= dx {
-            err += dx;
-            y0 += sy;
-        }
+    if let (Some(a), Some(b)) = (to_pixel(from.0, from.1), to_pixel(to.0, to.1)) {
+        segment(img, a, b, color);
     }
 }
 
-/// A line `width` pixels thick: the one-pixel line stamped with a square brush.
+/// imageproc's segment between two pixels (already rounded and guarded).
+fn segment(img: &mut RgbImage, a: (i32, i32), b: (i32, i32), color: Rgb<u8>) {
+    let f = |p: (i32, i32)| (p.0 as f32, p.1 as f32);
+    draw_line_segment_mut(img, f(a), f(b), color);
+}
+
+/// A line `width` pixels thick: the one-pixel line stamped with a square brush (imageproc has
+/// no thick lines; a filled polygon around the segment looks uneven at widths 2 and 3).
 pub fn draw_thick_line(
     img: &mut RgbImage,
     from: (f32, f32),
@@ -107,114 +102,43 @@ pub fn draw_thick_line(
     width: i32,
     color: Rgb<u8>,
 ) {
+    let (Some(a), Some(b)) = (to_pixel(from.0, from.1), to_pixel(to.0, to.1)) else {
+        return;
+    };
     let width = width.max(1);
     let lo = -(width - 1) / 2;
     let hi = width / 2;
     for oy in lo..=hi {
         for ox in lo..=hi {
-            let (ox, oy) = (ox as f32, oy as f32);
-            draw_line(
-                img,
-                (from.0 + ox, from.1 + oy),
-                (to.0 + ox, to.1 + oy),
-                color,
-            );
+            segment(img, (a.0 + ox, a.1 + oy), (b.0 + ox, b.1 + oy), color);
         }
     }
 }
 
-/// A filled disc: every pixel within `radius` (Euclidean) of the centre.
-pub fn fill_circle(img: &mut RgbImage, cx: i32, cy: i32, radius: i32, color: Rgb<u8>) {
-    let r = radius.max(0);
-    let r2 = r * r + r; // the +r rounds the rim outwards, which looks rounder at small radii
-    for dy in -r..=r {
-        for dx in -r..=r {
-            if dx * dx + dy * dy <= r2 {
-                put(img, cx + dx, cy + dy, color);
-            }
-        }
-    }
-}
-
-/// A one-pixel circle outline (midpoint algorithm).
-pub fn draw_circle(img: &mut RgbImage, cx: i32, cy: i32, radius: i32, color: Rgb<u8>) {
-    let r = radius.max(0);
-    if r == 0 {
-        put(img, cx, cy, color);
-        return;
-    }
-    let (mut x, mut y, mut err) = (r, 0, 1 - r);
-    while x >= y {
-        for (px, py) in [
-            (x, y),
-            (y, x),
-            (-y, x),
-            (-x, y),
-            (-x, -y),
-            (-y, -x),
-            (y, -x),
-            (x, -y),
-        ] {
-            put(img, cx + px, cy + py, color);
-        }
-        y += 1;
-        if err < 0 {
-            err += 2 * y + 1;
-        } else {
-            x -= 1;
-            err += 2 * (y - x) + 1;
-        }
-    }
+/// The part of the rectangle with top-left `(x, y)` and size `w x h` that lies within `margin`
+/// pixels of the image, `None` when it is empty.
+fn clip_rect(img: &RgbImage, x: i32, y: i32, w: u32, h: u32, margin: i64) -> Option<Rect> {
+    let x0 = (x as i64).max(-margin);
+    let y0 = (y as i64).max(-margin);
+    let x1 = (x as i64 + w as i64).min(img.width() as i64 + margin);
+    let y1 = (y as i64 + h as i64).min(img.height() as i64 + margin);
+    (x1 > x0 && y1 > y0)
+        .then(|| Rect::at(x0 as i32, y0 as i32).of_size((x1 - x0) as u32, (y1 - y0) as u32))
 }
 
 /// A filled axis-aligned rectangle with top-left `(x, y)`.
 pub fn fill_rect(img: &mut RgbImage, x: i32, y: i32, w: u32, h: u32, color: Rgb<u8>) {
-    let x0 = x.max(0);
-    let y0 = y.max(0);
-    let x1 = (x as i64 + w as i64).min(img.width() as i64) as i32;
-    let y1 = (y as i64 + h as i64).min(img.height() as i64) as i32;
-    for yy in y0..y1 {
-        for xx in x0..x1 {
-            img.put_pixel(xx as u32, yy as u32, color);
-        }
+    if let Some(r) = clip_rect(img, x, y, w, h, 0) {
+        draw_filled_rect_mut(img, r, color);
     }
 }
 
 /// A one-pixel rectangle outline with top-left `(x, y)`.
 pub fn draw_rect(img: &mut RgbImage, x: i32, y: i32, w: u32, h: u32, color: Rgb<u8>) {
-    if w == 0 || h == 0 {
-        return;
-    }
-    let (x1, y1) = (x + w as i32 - 1, y + h as i32 - 1);
-    for xx in x..=x1 {
-        put(img, xx, y, color);
-        put(img, xx, y1, color);
-    }
-    for yy in y..=y1 {
-        put(img, x, yy, color);
-        put(img, x1, yy, color);
-    }
-}
-
-/// A filled diamond (square rotated 45 degrees) of half-diagonal `r`.
-pub fn fill_diamond(img: &mut RgbImage, cx: i32, cy: i32, r: i32, color: Rgb<u8>) {
-    for dy in -r..=r {
-        let span = r - dy.abs();
-        for dx in -span..=span {
-            put(img, cx + dx, cy + dy, color);
-        }
-    }
-}
-
-/// A filled upward triangle inscribed in the square of half-side `r`.
-pub fn fill_triangle(img: &mut RgbImage, cx: i32, cy: i32, r: i32, color: Rgb<u8>) {
-    let r = r.max(1);
-    for dy in -r..=r {
-        // Half-width grows linearly from 0 at the apex to r at the base.
-        let half = ((dy + r) as f32 / 2.0).round() as i32;
-        for dx in -half..=half {
-            put(img, cx + dx, cy + dy, color);
-        }
+    // Clipped to one pixel beyond the image: the sides outside stay outside (and are skipped),
+    // the sides inside keep their place, and imageproc never walks far-away pixels.
+    if let Some(r) = clip_rect(img, x, y, w, h, 1) {
+        draw_hollow_rect_mut(img, r, color);
     }
 }
 
@@ -236,14 +160,56 @@ mod tests {
     }
 
     #[test]
+    fn end_points_round_to_the_nearest_pixel() {
+        // imageproc alone would truncate 2.6 to 2 and -0.6 to 0.
+        let mut img = RgbImage::new(10, 10);
+        let c = Rgb([255, 0, 0]);
+        draw_line(&mut img, (2.6, 4.4), (2.6, 7.5), c);
+        let ink: Vec<_> = (0..10u32)
+            .flat_map(|y| (0..10u32).map(move |x| (x, y)))
+            .filter(|&(x, y)| *img.get_pixel(x, y) == c)
+            .collect();
+        assert_eq!(ink, [(3, 4), (3, 5), (3, 6), (3, 7), (3, 8)]);
+    }
+
+    #[test]
+    fn rectangles_clip_at_the_border() {
+        let c = Rgb([0, 0, 255]);
+        let mut img = RgbImage::new(10, 10);
+        draw_rect(&mut img, -3, 2, 8, 4, c);
+        // Top and bottom sides from 0 to 4, right side at 4; the left side is outside.
+        for x in 0..=4 {
+            assert_eq!(*img.get_pixel(x, 2), c);
+            assert_eq!(*img.get_pixel(x, 5), c);
+        }
+        assert_eq!(*img.get_pixel(4, 3), c);
+        assert_ne!(*img.get_pixel(0, 3), c);
+        assert_ne!(*img.get_pixel(5, 2), c);
+        let mut img = RgbImage::new(10, 10);
+        fill_rect(&mut img, 7, -2, 100, 4, c);
+        let n = img.pixels().filter(|p| **p == c).count();
+        assert_eq!(n, 3 * 2);
+    }
+
+    #[test]
     fn clipping_never_panics() {
         let mut img = RgbImage::new(5, 5);
         let c = Rgb([1, 2, 3]);
         draw_line(&mut img, (-100.0, -3.0), (100.0, 7.0), c);
-        fill_circle(&mut img, -2, 6, 4, c);
-        draw_circle(&mut img, 2, 2, 10, c);
+        draw_thick_line(&mut img, (-1e7, 1.0), (3.0, 1e9), 3, c);
+        let kp = Keypoints::new(vec![[-2.0, 6.0], [2.0, 2.0], [1e7, 0.0]]);
+        draw_points(&mut img, &kp, c, 10);
         fill_rect(&mut img, -3, -3, 100, 2, c);
+        fill_rect(&mut img, i32::MAX, i32::MIN, u32::MAX, u32::MAX, c);
+        draw_rect(&mut img, i32::MIN, -1, u32::MAX, u32::MAX, c);
+        draw_rect(&mut img, 1, 1, 0, 3, c);
         draw_cross(&mut img, f32::NAN, 1.0, 3, c);
+        draw_plus(&mut img, 4.0, 4.0, 9, c);
         draw_line(&mut img, (0.0, 0.0), (f32::INFINITY, 1.0), c);
+        let mut empty = RgbImage::new(0, 0);
+        draw_line(&mut empty, (0.0, 0.0), (3.0, 3.0), c);
+        draw_rect(&mut empty, 0, 0, 3, 3, c);
+        fill_rect(&mut empty, 0, 0, 3, 3, c);
+        draw_points(&mut empty, &kp, c, 2);
     }
 }

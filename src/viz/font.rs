@@ -4,8 +4,13 @@
 //! wide (one column of spacing) and a line is 9 rows high (two rows of spacing); everything scales
 //! by an integer factor. `'\n'` starts a new line; characters outside ASCII 32-126 draw as a
 //! hollow box so that missing glyphs are visible rather than silently dropped.
+//!
+//! imageproc's text drawing is not used: it needs `ab_glyph` (its `text` feature) and a TrueType
+//! font file, which we do not ship. Each font pixel is a filled square drawn by imageproc.
 
 use image::{Rgb, RgbImage};
+
+use super::draw;
 
 /// Glyph width in font pixels (before scaling).
 pub const GLYPH_W: u32 = 5;
@@ -166,18 +171,11 @@ pub fn draw_text(img: &mut RgbImage, x: i32, y: i32, text: &str, color: Rgb<u8>,
 }
 
 fn draw_glyph(img: &mut RgbImage, left: i32, top: i32, rows: &[u8; 7], color: Rgb<u8>, s: i32) {
-    let (w, h) = (img.width() as i32, img.height() as i32);
     for (r, bits) in rows.iter().enumerate() {
         for col in 0..GLYPH_W as i32 {
-            if bits & (0x10 >> col) == 0 {
-                continue;
-            }
-            let px = left + col * s;
-            let py = top + r as i32 * s;
-            for yy in py.max(0)..(py + s).min(h) {
-                for xx in px.max(0)..(px + s).min(w) {
-                    img.put_pixel(xx as u32, yy as u32, color);
-                }
+            if bits & (0x10 >> col) != 0 {
+                let (px, py) = (left + col * s, top + r as i32 * s);
+                draw::fill_rect(img, px, py, s as u32, s as u32, color);
             }
         }
     }

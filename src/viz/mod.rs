@@ -1,5 +1,6 @@
 //! PNG output: curves, grids, heatmaps, annotated images. No system fonts and no plotting crate:
-//! text comes from the built-in bitmap font in [`font`].
+//! shapes are rasterised by `imageproc` (see [`draw`] for what it leaves to us), text comes from
+//! the built-in bitmap font in [`font`].
 
 pub mod draw;
 pub mod font;

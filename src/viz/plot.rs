@@ -9,8 +9,10 @@
 use std::path::Path;
 
 use image::{imageops, Rgb, RgbImage};
+use imageproc::drawing::{draw_filled_circle_mut, draw_polygon_mut};
+use imageproc::point::Point;
 
-use super::draw::{self, put};
+use super::draw;
 use super::font;
 
 #[derive(Clone, Debug, Default)]
@@ -414,27 +416,31 @@ fn y_px(f: &Frame, t: f64) -> f32 {
 
 /// Marker shape by series index: disc, square, triangle, diamond, x, +.
 fn draw_marker(img: &mut RgbImage, series: usize, x: f32, y: f32, r: i32, color: Rgb<u8>) {
-    let (cx, cy) = (x.round() as i32, y.round() as i32);
+    let Some((cx, cy)) = draw::to_pixel(x, y) else {
+        return;
+    };
+    let p = |dx: i32, dy: i32| Point::new(cx + dx, cy + dy);
     match series % 6 {
-        0 => draw::fill_circle(img, cx, cy, r, color),
+        0 => draw_filled_circle_mut(img, (cx, cy), r, color),
         1 => {
             let side = (2 * r - 1).max(1) as u32;
             draw::fill_rect(img, cx - r + 1, cy - r + 1, side, side, color)
         }
-        2 => draw::fill_triangle(img, cx, cy, r, color),
-        3 => draw::fill_diamond(img, cx, cy, r + 1, color),
+        2 => draw_polygon_mut(img, &[p(0, -r), p(r, r), p(-r, r)], color),
+        3 => {
+            let d = r + 1;
+            draw_polygon_mut(img, &[p(0, -d), p(d, 0), p(0, d), p(-d, 0)], color)
+        }
         4 => {
             for o in [-0.5f32, 0.0, 0.5] {
                 draw::draw_cross(img, x + o, y, r, color);
             }
         }
         _ => {
-            for o in [-1, 0, 1] {
-                for d in -r..=r {
-                    put(img, cx + d, cy + o, color);
-                    put(img, cx + o, cy + d, color);
-                }
-            }
+            // A `+` with arms three pixels wide.
+            let (long, short) = ((2 * r + 1) as u32, 3);
+            draw::fill_rect(img, cx - r, cy - 1, long, short, color);
+            draw::fill_rect(img, cx - 1, cy - r, short, long, color);
         }
     }
 }
