@@ -24,6 +24,9 @@ fn hmreg() -> Command {
 fn train_json_mode_prints_one_line_per_epoch_and_overrides_apply() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_tiny(tmp.path());
+    // A root named with --data must exist (it is never generated): write the config's set first.
+    let synth = TrainConfig::load(&cfg).unwrap().data.synth;
+    hmreg::data::synth::generate(&tmp.path().join("data"), &synth).unwrap();
     let run = tmp.path().join("run");
     let out = hmreg()
         .args(["train", "--config"])
@@ -149,6 +152,41 @@ fn lr_find_writes_the_plot_and_prints_suggestions() {
             .unwrap();
     let lrs = curve["lrs"].as_array().unwrap();
     assert_eq!(lrs[0].as_f64().unwrap(), 1e-7);
+}
+
+#[test]
+fn a_data_root_named_on_the_command_line_is_never_generated() {
+    // Without --config the embedded quick start would generate its synthetic set at data.root;
+    // a --data path must instead exist, and a mistyped one is an error naming it.
+    let tmp = tempfile::tempdir().unwrap();
+    let typo = tmp.path().join("datasets").join("synht");
+    for cmd in [
+        vec!["train", "--quiet"],
+        vec!["lr-find", "--quiet", "--config"],
+    ] {
+        let mut c = hmreg();
+        c.args(&cmd);
+        if cmd[0] == "lr-find" {
+            c.arg(write_tiny(tmp.path()));
+        }
+        let out = c
+            .arg("--data")
+            .arg(&typo)
+            .arg("--out")
+            .arg(tmp.path().join("out"))
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {err}");
+        assert!(
+            err.contains(&typo.display().to_string()) && err.contains("does not exist"),
+            "{cmd:?}: {err}"
+        );
+        assert!(!typo.exists(), "{cmd:?} created {}", typo.display());
+        assert!(!tmp.path().join("datasets").exists(), "{cmd:?}");
+        assert!(!tmp.path().join("out").exists(), "{cmd:?}");
+    }
 }
 
 #[test]

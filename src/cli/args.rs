@@ -136,7 +136,8 @@ pub struct TrainOverrides {
     /// Network architecture.
     #[arg(long, value_parser = arch_parser())]
     pub arch: Option<Arch>,
-    /// Dataset root (LaPa layout).
+    /// Dataset root (LaPa layout). It must exist: a root named here is never generated, even
+    /// when the config sets data.generate_if_missing.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Landmarks to learn: `all` or 0-based indices such as 30,40,50,60,70.
@@ -154,13 +155,23 @@ pub struct TrainOverrides {
 }
 
 impl TrainOverrides {
-    /// Writes the given values into `cfg`.
+    /// Writes the given values into `cfg`. A `--data` root must exist already (an error naming
+    /// it otherwise): generation is switched off for it, so that a mistyped path is never
+    /// filled with a synthetic dataset.
     pub fn apply(&self, cfg: &mut TrainConfig) -> Result<()> {
         if let Some(a) = self.arch {
             cfg.model.arch = a;
         }
         if let Some(d) = &self.data {
+            if !d.exists() {
+                return Err(Error::file(
+                    d,
+                    "dataset root (--data) does not exist; a root given on the command line is \
+                     never generated (write one with `hmreg data synth --out DIR`)",
+                ));
+            }
             cfg.data.root = d.clone();
+            cfg.data.generate_if_missing = false;
         }
         if let Some(p) = &self.points {
             cfg.data.points = p.clone();
