@@ -23,7 +23,17 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Msg(String),
+    /// The command ran to the end, but some of its inputs had problems (each one already
+    /// reported on its own, e.g. an image `predict` could not read, a file `data check` flagged).
+    #[error("{0}")]
+    Problems(String),
 }
+
+/// Exit code for a problem found in the input (a file, named with its line where there is one),
+/// and for a command that finished with some inputs failing.
+pub const EXIT_PROBLEMS: i32 = 1;
+/// Exit code for usage errors: bad arguments, an invalid configuration value.
+pub const EXIT_USAGE: i32 = 2;
 
 impl Error {
     pub fn parse(path: impl Into<PathBuf>, line: usize, msg: impl Into<String>) -> Self {
@@ -43,6 +53,21 @@ impl Error {
 
     pub fn config(msg: impl Into<String>) -> Self {
         Error::Config(msg.into())
+    }
+
+    /// The process exit code for this error: [`EXIT_USAGE`] (2) for [`Error::Config`], else
+    /// [`EXIT_PROBLEMS`] (1): files that cannot be read or parsed, failed computations, and
+    /// [`Error::Problems`].
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => EXIT_USAGE,
+            Error::Parse { .. }
+            | Error::File { .. }
+            | Error::Candle(_)
+            | Error::Io(_)
+            | Error::Msg(_)
+            | Error::Problems(_) => EXIT_PROBLEMS,
+        }
     }
 }
 

@@ -22,21 +22,7 @@ fn tiny(root: &Path) -> TrainConfig {
 }
 
 fn args(run: &Path) -> EvalArgs {
-    EvalArgs {
-        run: Some(run.to_path_buf()),
-        checkpoint: None,
-        config: None,
-        data: None,
-        split: "val".into(),
-        decoder: None,
-        k: None,
-        flip_test: false,
-        json: true,
-        out: None,
-        limit: None,
-        batch_size: None,
-        device: "cpu".into(),
-    }
+    EvalArgs::for_run(run)
 }
 
 fn trained() -> (tempfile::TempDir, PathBuf) {
@@ -86,16 +72,16 @@ fn eval_repeats_and_matches_the_metrics_logged_by_training() {
 
     // The same through --checkpoint + --config.
     let mut by_ckpt = args(&run);
-    by_ckpt.run = None;
-    by_ckpt.checkpoint = Some(a.checkpoint.clone());
-    by_ckpt.config = Some(run.join("config.toml"));
+    by_ckpt.model.run = None;
+    by_ckpt.model.checkpoint = Some(a.checkpoint.clone());
+    by_ckpt.model.config = Some(run.join("config.toml"));
     assert_eq!(execute(&by_ckpt).unwrap().metrics, a.metrics);
 
     // Any decoder at eval time; flip test runs and stays in a sane range; pictures are written.
     let mut other = args(&run);
-    other.decoder = Some("topk".into());
-    other.k = Some(4);
-    other.flip_test = true;
+    other.decoding.decoder = Some("topk".into());
+    other.decoding.k = Some(4);
+    other.decoding.flip_test = true;
     other.out = Some(tmp.path().join("eval"));
     let c = execute(&other).unwrap();
     assert_eq!(c.decoder, "topk:4");
@@ -110,8 +96,8 @@ fn eval_repeats_and_matches_the_metrics_logged_by_training() {
     assert_eq!(execute(&test).unwrap().images, 3);
     // A decoder parameter that does not fit is a usage error.
     let mut bad = args(&run);
-    bad.decoder = Some("argmax".into());
-    bad.k = Some(3);
+    bad.decoding.decoder = Some("argmax".into());
+    bad.decoding.k = Some(3);
     assert!(matches!(execute(&bad), Err(hmreg::Error::Config(_))));
 
     // predict through the binary: a broken file is named, the good ones still come back, exit 1.

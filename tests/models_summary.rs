@@ -39,8 +39,9 @@ fn unet_totals_as_fastai_prints_them() {
 
 #[test]
 fn hrnet_json_and_options() {
-    let (code, out, _) = summary(&["--arch", "hrnet18", "--json"]);
-    assert_eq!(code, 0);
+    // Architecture names are case-insensitive, as in `train` and in config files.
+    let (code, out, err) = summary(&["--arch", "HRNet18", "--json"]);
+    assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["total_params"], 9_637_050);
     assert_eq!(v["trainable_params"], 9_637_050);

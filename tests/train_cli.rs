@@ -24,6 +24,9 @@ fn hmreg() -> Command {
 fn train_json_mode_prints_one_line_per_epoch_and_overrides_apply() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_tiny(tmp.path());
+    // A root named with --data must exist (it is never generated): write the config's set first.
+    let synth = TrainConfig::load(&cfg).unwrap().data.synth;
+    hmreg::data::synth::generate(&tmp.path().join("data"), &synth).unwrap();
     let run = tmp.path().join("run");
     let out = hmreg()
         .args(["train", "--config"])
@@ -149,4 +152,111 @@ fn lr_find_writes_the_plot_and_prints_suggestions() {
             .unwrap();
     let lrs = curve["lrs"].as_array().unwrap();
     assert_eq!(lrs[0].as_f64().unwrap(), 1e-7);
+}
+
+#[test]
+fn a_data_root_named_on_the_command_line_is_never_generated() {
+    // Without --config the embedded quick start would generate its synthetic set at data.root;
+    // a --data path must instead exist, and a mistyped one is an error naming it.
+    let tmp = tempfile::tempdir().unwrap();
+    let typo = tmp.path().join("datasets").join("synht");
+    for cmd in [
+        vec!["train", "--quiet"],
+        vec!["lr-find", "--quiet", "--config"],
+    ] {
+        let mut c = hmreg();
+        c.args(&cmd);
+        if cmd[0] == "lr-find" {
+            c.arg(write_tiny(tmp.path()));
+        }
+        let out = c
+            .arg("--data")
+            .arg(&typo)
+            .arg("--out")
+            .arg(tmp.path().join("out"))
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {err}");
+        assert!(
+            err.contains(&typo.display().to_string()) && err.contains("does not exist"),
+            "{cmd:?}: {err}"
+        );
+        assert!(!typo.exists(), "{cmd:?} created {}", typo.display());
+        assert!(!tmp.path().join("datasets").exists(), "{cmd:?}");
+        assert!(!tmp.path().join("out").exists(), "{cmd:?}");
+    }
+}
+
+#[test]
+fn names_are_case_insensitive_and_bad_ones_are_clap_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_tiny(tmp.path());
+    let run = tmp.path().join("run");
+    let out = hmreg()
+        .args(["train", "--json", "--epochs", "1", "--arch", "HRNet18"])
+        .args(["--device", "CPU", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = TrainConfig::load(&run.join("config.toml")).unwrap();
+    assert_eq!(saved.model.arch, hmreg::models::Arch::Hrnet18);
+    assert_eq!(saved.device, "cpu");
+    // The same names in a config file.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("arch = \"unet-resnet18\"", "arch = \"UNet-ResNet18\"");
+    assert!(text.contains("UNet-ResNet18"), "{text}");
+    assert_eq!(
+        TrainConfig::parse(&text, Path::new("x.toml"))
+            .unwrap()
+            .model
+            .arch,
+        hmreg::models::Arch::UnetResnet18
+    );
+    let bad = text.replace("arch = \"UNet-ResNet18\"", "arch = \"vgg16\"");
+    let err = TrainConfig::parse(&bad, Path::new("x.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("x.toml:") && err.contains("vgg16"), "{err}");
+    // Bad values are refused by clap before anything runs (exit 2), naming the choices.
+    for (args, word) in [
+        (vec!["train", "--device", "gpu"], "gpu"),
+        (vec!["train", "--points", "1,x"], "1,x"),
+        (
+            vec!["lr-find", "--config", "c.toml", "--arch", "vgg16"],
+            "vgg16",
+        ),
+        (vec!["eval", "--run", "r", "--decoder", "median"], "median"),
+        (
+            vec!["predict", "--run", "r", "--bbox", "1,2,3", "a.png"],
+            "1,2,3",
+        ),
+    ] {
+        let out = hmreg()
+            .args(&args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(word) && err.contains("invalid value"),
+            "{args:?}: {err}"
+        );
+    }
+    let help = hmreg().args(["eval", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("argmax") && help.contains("softargmax"),
+        "{help}"
+    );
 }

@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::{EXIT_PROBLEMS, EXIT_USAGE};
+use super::args::parse_points;
 use crate::data::check::{check_dataset_with, CheckOptions};
 use crate::data::synth::{generate, SynthConfig};
 use crate::data::{PointSelection, SPLITS};
+use crate::{Error, Result};
 
 /// Check, generate and show datasets.
 #[derive(Args, Debug)]
@@ -68,11 +69,7 @@ pub struct SynthArgs {
     pub force: bool,
 }
 
-fn parse_points(s: &str) -> Result<PointSelection, String> {
-    s.parse().map_err(|e: crate::Error| e.to_string())
-}
-
-pub fn run(args: DataArgs) -> i32 {
+pub fn run(args: DataArgs) -> Result<()> {
     match args.command {
         DataCommand::Check(a) => run_check(a),
         DataCommand::Synth(a) => run_synth(a),
@@ -80,13 +77,13 @@ pub fn run(args: DataArgs) -> i32 {
     }
 }
 
-fn run_check(args: CheckArgs) -> i32 {
+/// Prints the report; a dataset with problems is [`Error::Problems`] (exit 1).
+fn run_check(args: CheckArgs) -> Result<()> {
     if !args.dir.is_dir() {
-        eprintln!(
-            "hmreg data check: {}: not a directory (expected a dataset root with train/, val/ or test/)",
+        return Err(Error::config(format!(
+            "{}: not a directory (expected a dataset root with train/, val/ or test/)",
             args.dir.display()
-        );
-        return EXIT_USAGE;
+        )));
     }
     let opts = CheckOptions {
         selection: args.points,
@@ -94,24 +91,25 @@ fn run_check(args: CheckArgs) -> i32 {
     };
     let report = check_dataset_with(&args.dir, &opts);
     if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("hmreg data check: cannot write JSON: {e}");
-                return EXIT_PROBLEMS;
-            }
-        }
+        let s = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::Msg(format!("cannot write JSON: {e}")))?;
+        println!("{s}");
     } else {
         print!("{}", report.to_text());
     }
     if report.is_clean() {
-        0
+        Ok(())
     } else {
-        EXIT_PROBLEMS
+        let n = report.problems.len();
+        Err(Error::Problems(format!(
+            "{n} problem{} found in {}",
+            if n == 1 { "" } else { "s" },
+            args.dir.display()
+        )))
     }
 }
 
-fn run_synth(args: SynthArgs) -> i32 {
+fn run_synth(args: SynthArgs) -> Result<()> {
     let cfg = SynthConfig {
         train: args.train,
         val: args.val,
@@ -119,10 +117,7 @@ fn run_synth(args: SynthArgs) -> i32 {
         size: args.size,
         seed: args.seed,
     };
-    if let Err(e) = cfg.validate() {
-        eprintln!("hmreg data synth: {e}");
-        return EXIT_USAGE;
-    }
+    cfg.validate()?;
     // Old files with other names would silently join the new dataset: refuse unless --force.
     let existing: Vec<PathBuf> = SPLITS
         .iter()
@@ -131,38 +126,28 @@ fn run_synth(args: SynthArgs) -> i32 {
         .collect();
     if !existing.is_empty() {
         if !args.force {
-            eprintln!(
-                "hmreg data synth: {} already exists; use another --out or --force to replace it",
+            return Err(Error::config(format!(
+                "{} already exists; use another --out or --force to replace it",
                 existing[0].display()
-            );
-            return EXIT_USAGE;
+            )));
         }
         for p in &existing {
-            if let Err(e) = std::fs::remove_dir_all(p) {
-                eprintln!("hmreg data synth: {}: cannot remove: {e}", p.display());
-                return EXIT_PROBLEMS;
-            }
+            std::fs::remove_dir_all(p)
+                .map_err(|e| Error::file(p, format!("cannot remove: {e}")))?;
         }
     }
     let start = std::time::Instant::now();
-    match generate(&args.out, &cfg) {
-        Ok(()) => {
-            eprintln!(
-                "wrote {} train, {} val, {} test images ({}x{} px, seed {}) to {} in {:.1} s",
-                cfg.train,
-                cfg.val,
-                cfg.test,
-                cfg.size,
-                cfg.size,
-                cfg.seed,
-                args.out.display(),
-                start.elapsed().as_secs_f64()
-            );
-            0
-        }
-        Err(e) => {
-            eprintln!("hmreg data synth: {e}");
-            EXIT_PROBLEMS
-        }
-    }
+    generate(&args.out, &cfg)?;
+    eprintln!(
+        "wrote {} train, {} val, {} test images ({}x{} px, seed {}) to {} in {:.1} s",
+        cfg.train,
+        cfg.val,
+        cfg.test,
+        cfg.size,
+        cfg.size,
+        cfg.seed,
+        args.out.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use candle_core::Device;
 use clap::Args;
 
-use super::{EXIT_PROBLEMS, EXIT_USAGE};
+use super::args::parse_points;
 use crate::data::show::show_grid;
 use crate::data::{
     load_split, FilePoints, Loader, LoaderMode, LoaderSpec, PipelineConfig, PointSelection,
@@ -27,8 +27,8 @@ pub struct ShowArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Points to use ("all" or 0-based indices); default: the config's, else all.
-    #[arg(long)]
-    pub points: Option<String>,
+    #[arg(long, value_parser = parse_points)]
+    pub points: Option<PointSelection>,
     /// Number of samples.
     #[arg(long, default_value_t = 8)]
     pub n: usize,
@@ -97,13 +97,13 @@ fn toml_error(path: &std::path::Path, text: &str, e: toml::de::Error) -> Error {
     }
 }
 
-fn run_inner(args: &ShowArgs) -> Result<()> {
+pub fn run(args: ShowArgs) -> Result<()> {
     if args.n == 0 {
         return Err(Error::config("--n must be at least 1"));
     }
     let cfg = read_config(args.config.as_ref())?;
     let points = match &args.points {
-        Some(p) => p.parse()?,
+        Some(p) => p.clone(),
         None => cfg.points.clone().unwrap_or_default(),
     };
     let samples = load_split(&args.dir, &args.split, &points)?;
@@ -144,18 +144,4 @@ fn run_inner(args: &ShowArgs) -> Result<()> {
         loader.map_size()
     );
     Ok(())
-}
-
-pub fn run(args: ShowArgs) -> i32 {
-    match run_inner(&args) {
-        Ok(()) => 0,
-        Err(e @ Error::Config(_)) => {
-            eprintln!("hmreg data show: {e}");
-            EXIT_USAGE
-        }
-        Err(e) => {
-            eprintln!("hmreg data show: {e}");
-            EXIT_PROBLEMS
-        }
-    }
 }

@@ -1,46 +1,33 @@
 //! `hmreg eval`: metrics of a trained model on a dataset split, with pictures of the results.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use super::args::{device_parser, DecodeArgs, ModelArgs};
 use crate::eval::report::{self, EvalSummary, SummaryContext};
 use crate::eval::EvalOptions;
 use crate::eval::{choices, dataset, progress};
-use crate::run::{load_model, parse_device, ModelSource};
+use crate::run::device::DeviceSpec;
+use crate::run::load_model;
 use crate::{Error, Result};
 
 /// Samples shown in each picture of `--out` (the first ones, and the worst ones).
 const SHOWN: usize = 8;
 
 /// Evaluate a trained model on a dataset split.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// Run directory written by `hmreg train` (its best checkpoint, else the latest).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["checkpoint", "config"])]
-    pub run: Option<PathBuf>,
-    /// A checkpoint (directory, or a file inside it); needs --config.
-    #[arg(long, value_name = "FILE", requires = "config")]
-    pub checkpoint: Option<PathBuf>,
-    /// The resolved training config of the checkpoint; needs --checkpoint.
-    #[arg(long, value_name = "FILE", requires = "checkpoint")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Dataset root (default: the run's data.root).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Which split: val (the run's validation split) or test.
-    #[arg(long, default_value = "val", value_parser = ["val", "test"])]
+    #[arg(long, default_value = "val", value_parser = ["val", "test"], ignore_case = true)]
     pub split: String,
-    /// Decoder: argmax, topk, softargmax, dark or quarter (default: the run's validation
-    /// decoder). A parameter may follow a colon, e.g. softargmax:0.05.
-    #[arg(long)]
-    pub decoder: Option<String>,
-    /// k of the top-k decoder.
-    #[arg(long)]
-    pub k: Option<usize>,
-    /// Average with the prediction on the mirrored image (flip test-time augmentation).
-    #[arg(long)]
-    pub flip_test: bool,
+    #[command(flatten)]
+    pub decoding: DecodeArgs,
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -54,58 +41,57 @@ pub struct EvalArgs {
     /// Batch size (default: the run's).
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Device (cuda:N: the N-th GPU).
+    #[arg(long, default_value = "cpu", value_parser = device_parser())]
+    pub device: DeviceSpec,
 }
 
-pub fn run(args: EvalArgs) -> i32 {
-    match execute(&args) {
-        Ok(summary) => {
-            if args.json {
-                match serde_json::to_string_pretty(&summary) {
-                    Ok(doc) => println!("{doc}"),
-                    Err(e) => {
-                        eprintln!("hmreg eval: JSON: {e}");
-                        return super::EXIT_PROBLEMS;
-                    }
-                }
-            } else {
-                print!("{}", report::to_text(&summary));
-            }
-            0
-        }
-        Err(e) => {
-            eprintln!("hmreg eval: {e}");
-            match e {
-                Error::Config(_) => super::EXIT_USAGE,
-                _ => super::EXIT_PROBLEMS,
-            }
+impl EvalArgs {
+    /// The defaults for the model of `run`: the val split, the run's decoder, JSON output.
+    pub fn for_run(run: &Path) -> Self {
+        EvalArgs {
+            model: ModelArgs::run(run),
+            data: None,
+            split: "val".into(),
+            decoding: DecodeArgs::default(),
+            json: true,
+            out: None,
+            limit: None,
+            batch_size: None,
+            device: DeviceSpec::Cpu,
         }
     }
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let summary = execute(&args)?;
+    if args.json {
+        let doc =
+            serde_json::to_string_pretty(&summary).map_err(|e| Error::Msg(format!("JSON: {e}")))?;
+        println!("{doc}");
+    } else {
+        print!("{}", report::to_text(&summary));
+    }
+    Ok(())
 }
 
 /// Evaluates as the arguments say and returns the summary (what `--json` prints); writes the
 /// `--out` folder. Errors: [`Error::Config`] for usage problems, others for bad input.
 pub fn execute(args: &EvalArgs) -> Result<EvalSummary> {
-    let source = ModelSource::from_args(
-        args.run.as_deref(),
-        args.checkpoint.as_deref(),
-        args.config.as_deref(),
-    )?;
-    let device = parse_device(&args.device)?;
+    let source = args.model.source()?;
+    let device = args.device.open()?;
     // Decoder arguments are checked against the run's config before any data is read.
     let loaded = load_model(&source, &device)?;
     let cfg = &loaded.cfg;
-    let decoder = choices::choose_decoder(args.decoder.as_deref(), args.k, cfg)?;
+    let decoder = choices::choose_decoder(args.decoding.decoder.as_deref(), args.decoding.k, cfg)?;
     let data_root = args.data.clone().unwrap_or_else(|| cfg.data.root.clone());
-    let (split, default_limit) = match args.split.as_str() {
+    let (split, default_limit) = match args.split.to_ascii_lowercase().as_str() {
         "val" => (cfg.data.val_split.clone(), cfg.data.val_limit),
         _ => ("test".to_string(), 0),
     };
     let limit = args.limit.unwrap_or(default_limit);
     let set = dataset::EvalSet::open(cfg, &data_root, &split, limit, args.batch_size, &device)?;
-    let flip = if args.flip_test {
+    let flip = if args.decoding.flip_test {
         Some(choices::flip_permutation(cfg, Some(set.samples()))?)
     } else {
         None

@@ -6,7 +6,6 @@ use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
-use super::{EXIT_PROBLEMS, EXIT_USAGE};
 use crate::data::dataset::{load_split, present_splits};
 use crate::data::image_io::image_size;
 use crate::data::points::PointSelection;
@@ -39,7 +38,7 @@ pub enum Part {
 
 #[derive(Args, Debug)]
 pub struct RoundingArgs {
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     pub part: Part,
     /// Draws: for montecarlo the draws of the mean (default 2000); for quantization the
     /// randomized-rounding draws per point and size (default 10).
@@ -86,26 +85,12 @@ pub struct RoundingArgs {
     pub norm: String,
 }
 
-pub fn run(args: ExperimentArgs) -> i32 {
+pub fn run(args: ExperimentArgs) -> Result<()> {
     match args.experiment {
-        Experiment::Rounding(a) => run_rounding(a),
-    }
-}
-
-fn run_rounding(a: RoundingArgs) -> i32 {
-    let res = match a.part {
-        Part::Montecarlo => run_montecarlo(&a),
-        Part::Quantization => run_quantization(&a),
-    };
-    match res {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("hmreg experiment rounding: {e}");
-            match e {
-                Error::Config(_) => EXIT_USAGE,
-                _ => EXIT_PROBLEMS,
-            }
-        }
+        Experiment::Rounding(a) => match a.part {
+            Part::Montecarlo => run_montecarlo(&a),
+            Part::Quantization => run_quantization(&a),
+        },
     }
 }
 

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::train::{resolve_config, TrainArgs};
+use super::args::{OutputArgs, TrainOverrides};
+use crate::run::config::TrainConfig;
 use crate::train::lr_find::{find_lr, save_plot};
 use crate::train::progress::{OutputMode, Reporter};
 use crate::train::Setup;
@@ -16,18 +17,8 @@ pub struct LrFindArgs {
     /// TOML training config (its [lr_find] section sets the sweep).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
-    #[arg(long)]
-    pub arch: Option<String>,
-    #[arg(long, value_name = "DIR")]
-    pub data: Option<PathBuf>,
-    #[arg(long)]
-    pub points: Option<String>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long)]
-    pub seed: Option<u64>,
-    #[arg(long)]
-    pub device: Option<String>,
+    #[command(flatten)]
+    pub overrides: TrainOverrides,
     /// Sweep start and end rates and iterations (fastai: 1e-7, 10, 100).
     #[arg(long)]
     pub start_lr: Option<f64>,
@@ -38,25 +29,13 @@ pub struct LrFindArgs {
     /// The plot (PNG); a JSON file with the curve is written next to it.
     #[arg(long, value_name = "PNG", default_value = "lr_find.png")]
     pub out: PathBuf,
-    #[arg(long, conflicts_with = "json")]
-    pub quiet: bool,
-    /// Print the result as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
-fn run_inner(args: &LrFindArgs) -> Result<()> {
-    let targs = TrainArgs {
-        config: Some(args.config.clone()),
-        arch: args.arch.clone(),
-        data: args.data.clone(),
-        points: args.points.clone(),
-        batch_size: args.batch_size,
-        seed: args.seed,
-        device: args.device.clone(),
-        ..Default::default()
-    };
-    let mut cfg = resolve_config(&targs)?;
+pub fn run(args: LrFindArgs) -> Result<()> {
+    let mut cfg = TrainConfig::load(&args.config)?;
+    args.overrides.apply(&mut cfg)?;
     if let Some(v) = args.start_lr {
         cfg.lr_find.start_lr = v;
     }
@@ -66,13 +45,7 @@ fn run_inner(args: &LrFindArgs) -> Result<()> {
     if let Some(v) = args.num_it {
         cfg.lr_find.num_it = v;
     }
-    let mode = if args.json {
-        OutputMode::Json
-    } else if args.quiet {
-        OutputMode::Quiet
-    } else {
-        OutputMode::Bars
-    };
+    let mode = args.output.mode();
     let s = Setup::new(cfg, &|m| {
         if mode == OutputMode::Bars {
             eprintln!("{m}")
@@ -116,17 +89,4 @@ fn run_inner(args: &LrFindArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-pub fn run(args: LrFindArgs) -> i32 {
-    match run_inner(&args) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("hmreg lr-find: {e}");
-            match e {
-                crate::Error::Config(_) => super::EXIT_USAGE,
-                _ => super::EXIT_PROBLEMS,
-            }
-        }
-    }
 }

@@ -1,7 +1,12 @@
-//! The `hmreg` command line: one file per subcommand.
+//! The `hmreg` command line: one file per subcommand, argument groups shared between them in
+//! [`args`]. Each subcommand's `run` returns a [`crate::Result`]; [`main`] alone prints the error
+//! (`hmreg <command>: <error>`) and maps it to the exit code ([`crate::Error::exit_code`]).
 
 use clap::{Parser, Subcommand};
 
+pub use crate::error::{EXIT_PROBLEMS, EXIT_USAGE};
+
+pub mod args;
 pub mod data;
 pub mod data_show;
 pub mod eval;
@@ -10,11 +15,6 @@ pub mod lr_find;
 pub mod predict;
 pub mod summary;
 pub mod train;
-
-/// Exit code for problems found in the input (bad files, failed images).
-pub const EXIT_PROBLEMS: i32 = 1;
-/// Exit code for usage errors and commands not available yet.
-pub const EXIT_USAGE: i32 = 2;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,7 +48,43 @@ pub enum Command {
     Experiment(experiment::ExperimentArgs),
 }
 
-/// Parses the command line, runs the command and returns the process exit code.
+impl Command {
+    /// The command as typed, subcommand included (`data check`), for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Data(a) => match a.command {
+                data::DataCommand::Check(_) => "data check",
+                data::DataCommand::Synth(_) => "data synth",
+                data::DataCommand::Show(_) => "data show",
+            },
+            Command::Summary(_) => "summary",
+            Command::Train(_) => "train",
+            Command::LrFind(_) => "lr-find",
+            Command::Eval(_) => "eval",
+            Command::Predict(_) => "predict",
+            Command::Experiment(a) => match a.experiment {
+                experiment::Experiment::Rounding(_) => "experiment rounding",
+            },
+        }
+    }
+
+    /// Runs the command.
+    pub fn run(self) -> crate::Result<()> {
+        match self {
+            Command::Data(a) => data::run(a),
+            Command::Summary(a) => summary::run(a),
+            Command::Train(a) => train::run(a),
+            Command::LrFind(a) => lr_find::run(a),
+            Command::Eval(a) => eval::run(a),
+            Command::Predict(a) => predict::run(a),
+            Command::Experiment(a) => experiment::run(a),
+        }
+    }
+}
+
+/// Parses the command line, runs the command and returns the process exit code: 0 on success,
+/// clap's 2 for a malformed command line, else the error's [`crate::Error::exit_code`] after
+/// printing `hmreg <command>: <error>` on stderr.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -65,19 +101,82 @@ pub fn main() -> i32 {
         eprintln!("hmreg: --threads: {e}");
         return EXIT_USAGE;
     }
-    match cli.command {
-        Command::Data(a) => data::run(a),
-        Command::Summary(a) => summary::run(a),
-        Command::Train(a) => train::run(a),
-        Command::LrFind(a) => lr_find::run(a),
-        Command::Eval(a) => eval::run(a),
-        Command::Predict(a) => predict::run(a),
-        Command::Experiment(a) => experiment::run(a),
+    let name = cli.command.name();
+    match cli.command.run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("hmreg {name}: {e}");
+            e.exit_code()
+        }
     }
 }
 
-/// Reports a command that a later issue will provide, with the usage exit code.
-pub fn not_yet(command: &str, issue: u32) -> i32 {
-    eprintln!("hmreg {command}: not implemented yet (tracked in issue {issue})");
-    EXIT_USAGE
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Duplicate ids, bad `requires`/`conflicts_with` targets, groups naming missing args.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn shared_groups_parse_the_same_everywhere() {
+        let cli = Cli::try_parse_from([
+            "hmreg",
+            "eval",
+            "--run",
+            "r",
+            "--decoder",
+            "TopK:5",
+            "--device",
+            "CUDA:1",
+        ])
+        .unwrap();
+        let Command::Eval(a) = cli.command else {
+            panic!("eval")
+        };
+        assert_eq!(a.decoding.decoder.as_deref(), Some("TopK:5"));
+        assert_eq!(a.device, crate::run::device::DeviceSpec::Cuda(1));
+        let cli = Cli::try_parse_from([
+            "hmreg",
+            "lr-find",
+            "--config",
+            "c.toml",
+            "--arch",
+            "UNET-resnet18",
+            "--points",
+            "All",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(cli.command.name(), "lr-find");
+        let Command::LrFind(a) = cli.command else {
+            panic!("lr-find")
+        };
+        assert_eq!(a.overrides.arch, Some(crate::models::Arch::UnetResnet18));
+        assert_eq!(a.output.mode(), crate::train::progress::OutputMode::Json);
+        // --quiet and --json exclude each other; a model source is required.
+        for bad in [
+            vec!["hmreg", "train", "--quiet", "--json"],
+            vec!["hmreg", "predict", "a.png"],
+            vec!["hmreg", "eval", "--run", "r", "--config", "c.toml"],
+            vec!["hmreg", "summary", "--arch", "resnet50"],
+        ] {
+            let e = Cli::try_parse_from(&bad).unwrap_err();
+            assert!(e.use_stderr(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn exit_codes_by_error_kind() {
+        use crate::Error;
+        assert_eq!(Error::config("x").exit_code(), EXIT_USAGE);
+        assert_eq!(Error::parse("f", 2, "x").exit_code(), EXIT_PROBLEMS);
+        assert_eq!(Error::file("f", "x").exit_code(), EXIT_PROBLEMS);
+        assert_eq!(Error::Problems("x".into()).exit_code(), EXIT_PROBLEMS);
+    }
 }

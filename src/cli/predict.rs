@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::args::{device_parser, DecodeArgs, ModelArgs};
 use crate::eval::predict::{self, PredictOptions};
 use crate::eval::{choices, progress};
-use crate::run::{load_model, parse_device, ModelSource};
+use crate::run::device::DeviceSpec;
+use crate::run::load_model;
 use crate::{Error, Result};
 
 /// Predict landmarks on images.
@@ -15,39 +17,25 @@ pub struct PredictArgs {
     /// JPEG or PNG files of any size. The whole image is the face region unless --bbox is given.
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
-    /// Run directory written by `hmreg train` (its best checkpoint, else the latest).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["checkpoint", "config"])]
-    pub run: Option<PathBuf>,
-    /// A checkpoint (directory, or a file inside it); needs --config.
-    #[arg(long, value_name = "FILE", requires = "config")]
-    pub checkpoint: Option<PathBuf>,
-    /// The resolved training config of the checkpoint; needs --checkpoint.
-    #[arg(long, value_name = "FILE", requires = "checkpoint")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Face box `x,y,w,h` in image pixels, used for every image.
-    #[arg(long, value_name = "x,y,w,h")]
-    pub bbox: Option<String>,
+    #[arg(long, value_name = "x,y,w,h", value_parser = predict::parse_bbox)]
+    pub bbox: Option<[f32; 4]>,
     /// Write an annotated PNG per image (`<stem>.png`) and predictions.json here.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Print the predictions as one JSON document.
     #[arg(long)]
     pub json: bool,
-    /// Decoder (default: the run's validation decoder), e.g. topk, topk:9, argmax.
-    #[arg(long)]
-    pub decoder: Option<String>,
-    /// k of the top-k decoder.
-    #[arg(long)]
-    pub k: Option<usize>,
-    /// Average with the prediction on the mirrored image.
-    #[arg(long)]
-    pub flip_test: bool,
+    #[command(flatten)]
+    pub decoding: DecodeArgs,
     /// Images per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Device (cuda:N: the N-th GPU).
+    #[arg(long, default_value = "cpu", value_parser = device_parser())]
+    pub device: DeviceSpec,
 }
 
 /// The JSON document of `hmreg predict --json` (and `predictions.json`).
@@ -60,32 +48,19 @@ struct PredictDoc<'a> {
     failures: &'a [predict::Failure],
 }
 
-pub fn run(args: PredictArgs) -> i32 {
-    match execute(&args) {
-        Ok(true) => 0,
-        Ok(false) => super::EXIT_PROBLEMS,
-        Err(e) => {
-            eprintln!("hmreg predict: {e}");
-            match e {
-                Error::Config(_) => super::EXIT_USAGE,
-                _ => super::EXIT_PROBLEMS,
-            }
-        }
-    }
-}
-
-/// `Ok(false)` when some image failed (reported on stderr, the others still predicted).
-fn execute(args: &PredictArgs) -> Result<bool> {
-    let bbox = args.bbox.as_deref().map(predict::parse_bbox).transpose()?;
-    let source = ModelSource::from_args(
-        args.run.as_deref(),
-        args.checkpoint.as_deref(),
-        args.config.as_deref(),
-    )?;
-    let device = parse_device(&args.device)?;
+/// Predicts every image; an image that fails is reported on stderr, the others still run, and
+/// the result is then [`Error::Problems`].
+pub fn run(args: PredictArgs) -> Result<()> {
+    let bbox = args.bbox;
+    let source = args.model.source()?;
+    let device = args.device.open()?;
     let loaded = load_model(&source, &device)?;
-    let decoder = choices::choose_decoder(args.decoder.as_deref(), args.k, &loaded.cfg)?;
-    let flip = if args.flip_test {
+    let decoder = choices::choose_decoder(
+        args.decoding.decoder.as_deref(),
+        args.decoding.k,
+        &loaded.cfg,
+    )?;
+    let flip = if args.decoding.flip_test {
         Some(choices::flip_permutation(&loaded.cfg, None)?)
     } else {
         None
@@ -140,5 +115,13 @@ fn execute(args: &PredictArgs) -> Result<bool> {
             }
         }
     }
-    Ok(failures.is_empty())
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Problems(format!(
+            "{} of {} images failed",
+            failures.len(),
+            args.images.len()
+        )))
+    }
 }

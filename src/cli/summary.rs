@@ -8,8 +8,8 @@ use crate::models::{build, Arch, LayerInfo, ModelConfig, ParamStore};
 /// Model summary.
 #[derive(Args, Debug)]
 pub struct SummaryArgs {
-    /// Architecture: unet-resnet18, hrnet18 or hrnet32.
-    #[arg(long, default_value = "hrnet18", value_parser = parse_arch)]
+    /// Architecture.
+    #[arg(long, default_value = "hrnet18", value_parser = super::args::arch_parser())]
     pub arch: Arch,
     /// Number of landmarks (output maps).
     #[arg(long, default_value_t = 5)]
@@ -26,10 +26,6 @@ pub struct SummaryArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-}
-
-fn parse_arch(s: &str) -> Result<Arch, String> {
-    s.parse::<Arch>().map_err(|e| e.to_string())
 }
 
 /// The figures of a summary.
@@ -147,34 +143,21 @@ pub fn render(s: &Summary) -> String {
     o
 }
 
-pub fn run(args: SummaryArgs) -> i32 {
+pub fn run(args: SummaryArgs) -> crate::Result<()> {
     let cfg = ModelConfig {
         arch: args.arch,
         points: args.points,
         input_size: args.input_size,
         width: args.width,
     };
-    if let Err(e) = cfg.validate() {
-        eprintln!("hmreg summary: {e}");
-        return super::EXIT_USAGE;
-    }
-    let s = match summarize(&cfg, args.frozen) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("hmreg summary: {e}");
-            return super::EXIT_PROBLEMS;
-        }
-    };
+    cfg.validate()?;
+    let s = summarize(&cfg, args.frozen)?;
     if args.json {
-        match serde_json::to_string_pretty(&s) {
-            Ok(j) => println!("{j}"),
-            Err(e) => {
-                eprintln!("hmreg summary: {e}");
-                return super::EXIT_PROBLEMS;
-            }
-        }
+        let j = serde_json::to_string_pretty(&s)
+            .map_err(|e| crate::Error::Msg(format!("JSON: {e}")))?;
+        println!("{j}");
     } else {
         print!("{}", render(&s));
     }
-    0
+    Ok(())
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::models::Arch;
+use super::args::{OutputArgs, TrainOverrides};
 use crate::run::config::TrainConfig;
 use crate::run::dir;
 use crate::train::progress::OutputMode;
@@ -18,60 +18,28 @@ pub struct TrainArgs {
     /// built-in quick start (configs/quickstart.toml: synthetic faces generated on first use).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Network: unet-resnet18, hrnet18 or hrnet32.
-    #[arg(long)]
-    pub arch: Option<String>,
-    /// Dataset root (LaPa layout).
-    #[arg(long, value_name = "DIR")]
-    pub data: Option<PathBuf>,
-    /// Landmarks to learn: `all` or 0-based indices such as 30,40,50,60,70.
-    #[arg(long)]
-    pub points: Option<String>,
+    #[command(flatten)]
+    pub overrides: TrainOverrides,
     /// The n of fit_one_cycle(n) / fine_tune(n).
     #[arg(long)]
     pub epochs: Option<usize>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
     /// Maximum (one-cycle) or base (fine_tune) learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
     /// Run directory (default: runs/<config name>-<unix time>).
     #[arg(long, value_name = "RUN_DIR")]
     pub out: Option<PathBuf>,
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long)]
-    pub device: Option<String>,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// No progress output.
-    #[arg(long, conflicts_with = "json")]
-    pub quiet: bool,
-    /// One JSON object per epoch on stdout, then the summary; nothing else on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Stop after this many epochs as if killed (for testing --resume).
     #[arg(long, hide = true)]
     pub stop_after_epochs: Option<usize>,
     /// Stop after this many optimiser steps as if killed, with a mid-epoch checkpoint.
     #[arg(long, hide = true)]
     pub stop_after_steps: Option<u64>,
-}
-
-/// Parses an architecture name.
-pub fn parse_arch(s: &str) -> Result<Arch> {
-    Arch::ALL
-        .into_iter()
-        .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
-        .ok_or_else(|| {
-            let names: Vec<&str> = Arch::ALL.iter().map(|a| a.as_str()).collect();
-            Error::config(format!(
-                "unknown architecture `{s}` (expected one of {})",
-                names.join(", ")
-            ))
-        })
 }
 
 /// The embedded default, so that `hmreg train` alone works on a fresh machine.
@@ -91,40 +59,18 @@ pub fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
         }
         (None, false, _) => TrainConfig::parse(QUICKSTART_TOML, Path::new(QUICKSTART_NAME))?,
     };
-    if let Some(a) = &args.arch {
-        cfg.model.arch = parse_arch(a)?;
-    }
-    if let Some(d) = &args.data {
-        cfg.data.root = d.clone();
-    }
-    if let Some(p) = &args.points {
-        cfg.data.points = p.parse()?;
-    }
+    args.overrides.apply(&mut cfg)?;
     if let Some(e) = args.epochs {
         cfg.epochs = e;
-    }
-    if let Some(b) = args.batch_size {
-        cfg.batch_size = b;
     }
     if let Some(lr) = args.lr {
         cfg.schedule.lr = lr;
     }
-    if let Some(s) = args.seed {
-        cfg.seed = s;
-    }
-    if let Some(d) = &args.device {
-        cfg.device = d.clone();
-    }
     Ok(cfg)
 }
 
-fn run_inner(args: &TrainArgs) -> std::result::Result<(), (i32, String)> {
-    let usage = |e: Error| (super::EXIT_USAGE, e.to_string());
-    let problem = |e: Error| (super::EXIT_PROBLEMS, e.to_string());
-    let cfg = resolve_config(args).map_err(|e| match e {
-        Error::Config(_) => usage(e),
-        other => problem(other),
-    })?;
+pub fn run(args: TrainArgs) -> Result<()> {
+    let cfg = resolve_config(&args)?;
     let out = args.out.clone().unwrap_or_else(|| {
         let name = match (&args.config, args.resume) {
             (None, false) => Some(Path::new(QUICKSTART_NAME)),
@@ -132,13 +78,7 @@ fn run_inner(args: &TrainArgs) -> std::result::Result<(), (i32, String)> {
         };
         dir::default_run_dir(name)
     });
-    let output = if args.json {
-        OutputMode::Json
-    } else if args.quiet {
-        OutputMode::Quiet
-    } else {
-        OutputMode::Bars
-    };
+    let output = args.output.mode();
     let opts = RunOptions {
         run_dir: out,
         resume: args.resume,
@@ -146,10 +86,7 @@ fn run_inner(args: &TrainArgs) -> std::result::Result<(), (i32, String)> {
         stop_after_epochs: args.stop_after_epochs,
         stop_after_steps: args.stop_after_steps,
     };
-    let summary = train(cfg, &opts).map_err(|e| match e {
-        Error::Config(_) => usage(e),
-        other => problem(other),
-    })?;
+    let summary = train(cfg, &opts)?;
     match output {
         OutputMode::Json => {
             let line = serde_json::json!({ "summary": summary });
@@ -178,14 +115,4 @@ fn run_inner(args: &TrainArgs) -> std::result::Result<(), (i32, String)> {
         OutputMode::Quiet => {}
     }
     Ok(())
-}
-
-pub fn run(args: TrainArgs) -> i32 {
-    match run_inner(&args) {
-        Ok(()) => 0,
-        Err((code, msg)) => {
-            eprintln!("hmreg train: {msg}");
-            code
-        }
-    }
 }

@@ -232,7 +232,7 @@ fn write_annotated(
 /// Parses `x,y,w,h` (image pixels, positive size).
 pub fn parse_bbox(s: &str) -> Result<[f32; 4]> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
-    let bad = || Error::config(format!("--bbox `{s}`: expected x,y,w,h with w and h > 0"));
+    let bad = || Error::config("expected four numbers x,y,w,h with w and h > 0");
     if parts.len() != 4 {
         return Err(bad());
     }

@@ -51,9 +51,10 @@ pub(crate) fn check_input(x: &Tensor) -> candle_core::Result<()> {
     Ok(())
 }
 
-/// The architectures.
+/// The architectures. Names are read by [`Arch::from_str`](std::str::FromStr), case-insensitive,
+/// on the command line and in config files alike; they are written in kebab-case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", try_from = "String")]
 pub enum Arch {
     /// fastai DynamicUnet on ResNet18, full-resolution maps (variant 1).
     UnetResnet18,
@@ -93,15 +94,26 @@ impl std::fmt::Display for Arch {
 impl std::str::FromStr for Arch {
     type Err = Error;
 
+    /// `unet-resnet18`, `hrnet18` or `hrnet32`, in any case (`HRNet18`), surrounding spaces
+    /// ignored.
     fn from_str(s: &str) -> Result<Self> {
         Arch::ALL
             .into_iter()
-            .find(|a| a.as_str() == s)
+            .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
                 Error::config(format!(
                     "unknown architecture `{s}` (expected unet-resnet18, hrnet18 or hrnet32)"
                 ))
             })
+    }
+}
+
+/// Config files go through [`Arch::from_str`] too (`arch = "HRNet18"` is accepted).
+impl TryFrom<String> for Arch {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
     }
 }
 

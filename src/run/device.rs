@@ -47,6 +47,15 @@ impl DeviceSpec {
     }
 }
 
+impl std::str::FromStr for DeviceSpec {
+    type Err = Error;
+
+    /// [`DeviceSpec::parse`]: `cpu`, `cuda`, `cuda:N`, in any case.
+    fn from_str(s: &str) -> Result<Self> {
+        DeviceSpec::parse(s)
+    }
+}
+
 impl std::fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
