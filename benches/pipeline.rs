@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::Device;
-use hmreg::data::{load_split, Loader, PipelineConfig, PointSelection};
+use hmreg::data::{load_split, Loader, LoaderMode, LoaderSpec, PipelineConfig, PointSelection};
 
 #[path = "shared/recipe_targets.rs"]
 mod recipe_targets;
@@ -87,11 +87,14 @@ fn main() {
                 };
                 let loader = Loader::new(
                     samples.clone(),
-                    &cfg,
-                    target,
-                    args.batch,
-                    true,
-                    0,
+                    &LoaderSpec {
+                        pipeline: cfg.clone(),
+                        target: target.clone(),
+                        batch_size: args.batch,
+                        mode: LoaderMode::Train,
+                        seed: 0,
+                        file_points: None,
+                    },
                     &Device::Cpu,
                 )
                 .unwrap_or_else(|e| panic!("{e}"));

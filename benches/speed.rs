@@ -30,11 +30,11 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
 use hmreg::codec::{decode, encode_batch, Decoder, TargetEncoder};
-use hmreg::data::{load_split, Loader, PipelineConfig, PointSelection};
+use hmreg::data::{load_split, Loader, LoaderMode, LoaderSpec, PipelineConfig, PointSelection};
+use hmreg::learn::optim::{Adam, OptimConfig};
+use hmreg::learn::schedule::Hypers;
 use hmreg::models::{build, Arch, ModelConfig, ParamStore};
 use hmreg::ops;
-use hmreg::train::optim::{Adam, OptimConfig};
-use hmreg::train::schedule::Hypers;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -368,8 +368,19 @@ fn bench_pipeline(o: &Opts, batch: usize) -> Result<Vec<(String, f64)>, String> 
     };
     let mut rows = Vec::new();
     for (name, target) in recipe_targets() {
-        let loader = Loader::new(samples.clone(), &cfg, &target, batch, true, 0, &Device::Cpu)
-            .map_err(|e| e.to_string())?;
+        let loader = Loader::new(
+            samples.clone(),
+            &LoaderSpec {
+                pipeline: cfg.clone(),
+                target: target.clone(),
+                batch_size: batch,
+                mode: LoaderMode::Train,
+                seed: 0,
+                file_points: None,
+            },
+            &Device::Cpu,
+        )
+        .map_err(|e| e.to_string())?;
         let t = Instant::now();
         let mut n = 0usize;
         for b in loader.epoch(0) {

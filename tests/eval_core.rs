@@ -155,19 +155,29 @@ fn evaluation_matches_the_accumulator_and_keeps_the_worst() {
                 points: gts[..4].to_vec(),
                 targets: Some(pred[..4].iter().map(|p| kp(p)).collect()),
                 ids: (0..4).map(|i| format!("s{i}")).collect(),
+                target_maps: None,
             }),
             Ok(EvalBatch {
                 images: dots(&pred[4..]),
                 points: gts[4..].to_vec(),
                 targets: None,
                 ids: (4..7).map(|i| format!("s{i}")).collect(),
+                target_maps: None,
             }),
         ]
     };
     let mut seen = 0;
-    let out = evaluate(&Identity, batches(&gts_hidden), &options(2, 3), &mut |n| {
-        seen += n
-    })
+    let out = evaluate(
+        &Identity,
+        batches(&gts_hidden),
+        &options(2, 3),
+        &mut |b, out| {
+            // The hook sees the model's own output for each batch.
+            assert_eq!(out.dim(0)?, b.points.len());
+            seen += b.points.len();
+            Ok(())
+        },
+    )
     .unwrap();
     assert_eq!(seen, 7);
     assert_eq!(out.samples.len(), 7);
@@ -198,7 +208,13 @@ fn evaluation_matches_the_accumulator_and_keeps_the_worst() {
     assert_eq!(grid.dimensions().0, 3 * (64 + 4) + 4);
 
     // Same inputs, same numbers.
-    let again = evaluate(&Identity, batches(&gts_hidden), &options(0, 0), &mut |_| {}).unwrap();
+    let again = evaluate(
+        &Identity,
+        batches(&gts_hidden),
+        &options(0, 0),
+        &mut |_, _| Ok(()),
+    )
+    .unwrap();
     assert_eq!(again.report, out.report);
     assert!(again.first.is_empty() && again.worst.is_empty());
 }
@@ -206,7 +222,7 @@ fn evaluation_matches_the_accumulator_and_keeps_the_worst() {
 #[test]
 fn a_failing_batch_is_an_error_not_a_skip() {
     let batches = vec![Err(hmreg::Error::file("x/broken.jpg", "cannot decode"))];
-    let err = match evaluate(&Identity, batches, &options(1, 1), &mut |_| {}) {
+    let err = match evaluate(&Identity, batches, &options(1, 1), &mut |_, _| Ok(())) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a broken batch must fail the evaluation"),
     };
@@ -232,8 +248,9 @@ fn report_text_json_and_output_folder() {
         points: gts,
         targets: None,
         ids: vec!["a".into(), "b,c".into(), "d".into()],
+        target_maps: None,
     })];
-    let out = evaluate(&Identity, batches, &options(2, 2), &mut |_| {}).unwrap();
+    let out = evaluate(&Identity, batches, &options(2, 2), &mut |_, _| Ok(())).unwrap();
     let ctx = eval::report::SummaryContext {
         checkpoint: std::path::Path::new("run/checkpoints/e1"),
         data: std::path::Path::new("data"),

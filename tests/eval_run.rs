@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hmreg::cli::eval::{execute, EvalArgs};
-use hmreg::train::checkpoint;
-use hmreg::train::history::{read_jsonl, METRICS_JSONL};
+use hmreg::run::checkpoint;
+use hmreg::run::history::{read_jsonl, METRICS_JSONL};
+use hmreg::run::TrainConfig;
 use hmreg::train::progress::OutputMode;
-use hmreg::train::{train, RunOptions, TrainConfig};
+use hmreg::train::{train, RunOptions};
 
 /// The shared tiny run with 6 validation and 3 test images.
 fn tiny(root: &Path) -> TrainConfig {

@@ -3,7 +3,10 @@
 
 use candle_core::Device;
 use hmreg::codec::TargetEncoder;
-use hmreg::data::{load_split, Batch, Loader, PipelineConfig, PointSelection, TargetConfig};
+use hmreg::data::{
+    load_split, Batch, FilePoints, Loader, LoaderMode, LoaderSpec, PipelineConfig, PointSelection,
+    TargetConfig,
+};
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -72,18 +75,45 @@ fn identical_seeds_give_identical_batches_with_1_and_4_threads() {
     let dev = Device::Cpu;
     let mut p1 = pipeline(1);
     p1.cache_mb = 0;
-    let l1 = Loader::new(samples.clone(), &p1, &rr_target(), 4, true, 42, &dev).unwrap();
-    let l4 = Loader::new(
+    let l1 = Loader::new(
         samples.clone(),
-        &pipeline(4),
-        &rr_target(),
-        4,
-        true,
-        42,
+        &LoaderSpec {
+            pipeline: p1.clone(),
+            target: rr_target(),
+            batch_size: 4,
+            mode: LoaderMode::Train,
+            seed: 42,
+            file_points: None,
+        },
         &dev,
     )
     .unwrap();
-    let other = Loader::new(samples, &pipeline(2), &rr_target(), 4, true, 43, &dev).unwrap();
+    let l4 = Loader::new(
+        samples.clone(),
+        &LoaderSpec {
+            pipeline: pipeline(4),
+            target: rr_target(),
+            batch_size: 4,
+            mode: LoaderMode::Train,
+            seed: 42,
+            file_points: None,
+        },
+        &dev,
+    )
+    .unwrap();
+    let other = Loader::new(
+        samples,
+        &LoaderSpec {
+            pipeline: pipeline(2),
+            target: rr_target(),
+            batch_size: 4,
+            mode: LoaderMode::Train,
+            seed: 43,
+            file_points: None,
+        },
+        &dev,
+    )
+    .unwrap();
     assert_eq!(l1.batches_per_epoch(), 3, "13 samples, batch 4, drop_last");
     let mut epochs = Vec::new();
     for epoch in 0..2 {
@@ -113,11 +143,14 @@ fn identical_seeds_give_identical_batches_with_1_and_4_threads() {
     // Resuming at epoch 1 needs nothing but the epoch number.
     let fresh = Loader::new(
         l1.samples().to_vec(),
-        &pipeline(2),
-        &rr_target(),
-        4,
-        true,
-        42,
+        &LoaderSpec {
+            pipeline: pipeline(2),
+            target: rr_target(),
+            batch_size: 4,
+            mode: LoaderMode::Train,
+            seed: 42,
+            file_points: None,
+        },
         &dev,
     )
     .unwrap();
@@ -132,11 +165,14 @@ fn validation_keeps_order_and_the_last_partial_batch() {
     let samples = load_split(dir.path(), "val", &PointSelection::All).unwrap();
     let l = Loader::new(
         samples,
-        &pipeline(2),
-        &TargetConfig::default(),
-        3,
-        false,
-        0,
+        &LoaderSpec {
+            pipeline: pipeline(2),
+            target: TargetConfig::default(),
+            batch_size: 3,
+            mode: LoaderMode::Eval,
+            seed: 0,
+            file_points: None,
+        },
         &Device::Cpu,
     )
     .unwrap();
@@ -165,11 +201,14 @@ fn invisible_points_are_masked_and_their_maps_empty() {
     for target in [rr_target(), TargetConfig::default()] {
         let l = Loader::new(
             samples.clone(),
-            &pipeline(1),
-            &target,
-            1,
-            false,
-            0,
+            &LoaderSpec {
+                pipeline: pipeline(1),
+                target: target.clone(),
+                batch_size: 1,
+                mode: LoaderMode::Eval,
+                seed: 0,
+                file_points: None,
+            },
             &Device::Cpu,
         )
         .unwrap();
@@ -206,7 +245,19 @@ fn targets_follow_the_augmented_points() {
         encoder: TargetEncoder::Floor,
         stride: 4,
     };
-    let l = Loader::new(samples, &pipeline(2), &target, 2, true, 7, &Device::Cpu).unwrap();
+    let l = Loader::new(
+        samples,
+        &LoaderSpec {
+            pipeline: pipeline(2),
+            target: target.clone(),
+            batch_size: 2,
+            mode: LoaderMode::Train,
+            seed: 7,
+            file_points: None,
+        },
+        &Device::Cpu,
+    )
+    .unwrap();
     for b in l.epoch(0) {
         let b = b.unwrap();
         let t: Vec<f32> = b.targets.flatten_all().unwrap().to_vec1().unwrap();
@@ -234,41 +285,53 @@ fn flips_need_a_known_permutation() {
     let samples = load_split(dir.path(), "train", &PointSelection::All).unwrap();
     let mut p = pipeline(1);
     p.flip.p = 0.5;
-    let err = Loader::new(samples.clone(), &p, &rr_target(), 1, true, 0, &Device::Cpu)
-        .err()
-        .unwrap();
+    let err = Loader::new(
+        samples.clone(),
+        &LoaderSpec {
+            pipeline: p.clone(),
+            target: rr_target(),
+            batch_size: 1,
+            mode: LoaderMode::Train,
+            seed: 0,
+            file_points: None,
+        },
+        &Device::Cpu,
+    )
+    .err()
+    .unwrap();
     assert!(
         err.to_string().contains("no known left/right permutation"),
         "{err}"
     );
     p.flip.permutation = Some(vec![1, 0, 2, 4, 3]);
-    Loader::new(samples.clone(), &p, &rr_target(), 1, true, 0, &Device::Cpu).unwrap();
-    // Five points chosen from 68-point files: [8, 30, 36, 45, 57] is closed under the mirror.
-    p.flip.permutation = None;
-    let sel = PointSelection::Indices(vec![8, 30, 36, 45, 57]);
-    Loader::with_selection(
+    Loader::new(
         samples.clone(),
-        68,
-        &sel,
-        &p,
-        &rr_target(),
-        1,
-        true,
-        0,
+        &LoaderSpec {
+            pipeline: p.clone(),
+            target: rr_target(),
+            batch_size: 1,
+            mode: LoaderMode::Train,
+            seed: 0,
+            file_points: None,
+        },
         &Device::Cpu,
     )
     .unwrap();
+    // Five points chosen from 68-point files: [8, 30, 36, 45, 57] is closed under the mirror.
+    p.flip.permutation = None;
+    let sel = PointSelection::Indices(vec![8, 30, 36, 45, 57]);
+    let spec = |selection: PointSelection| LoaderSpec {
+        pipeline: p.clone(),
+        target: rr_target(),
+        batch_size: 1,
+        mode: LoaderMode::Train,
+        seed: 0,
+        file_points: Some(FilePoints {
+            count: 68,
+            selection,
+        }),
+    };
+    Loader::new(samples.clone(), &spec(sel), &Device::Cpu).unwrap();
     let sel = PointSelection::Indices(vec![8, 30, 36, 44, 57]);
-    assert!(Loader::with_selection(
-        samples,
-        68,
-        &sel,
-        &p,
-        &rr_target(),
-        1,
-        true,
-        0,
-        &Device::Cpu
-    )
-    .is_err());
+    assert!(Loader::new(samples, &spec(sel), &Device::Cpu).is_err());
 }

@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use hmreg::train::TrainConfig;
+use hmreg::run::TrainConfig;
 
 fn write_tiny(dir: &Path) -> std::path::PathBuf {
     let mut c = common::tiny_config(&dir.join("data"), 5, 1);

@@ -4,10 +4,10 @@ use std::path::Path;
 
 use hmreg::codec::{Decoder, TargetEncoder};
 use hmreg::data::PointSelection;
+use hmreg::learn::loss::LossKind;
+use hmreg::learn::schedule::ScheduleKind;
 use hmreg::models::Arch;
-use hmreg::train::loss::LossKind;
-use hmreg::train::schedule::ScheduleKind;
-use hmreg::train::TrainConfig;
+use hmreg::run::TrainConfig;
 
 fn load(name: &str) -> TrainConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

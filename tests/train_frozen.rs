@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
+use hmreg::learn::schedule::ScheduleKind;
 use hmreg::models::{build, ParamGroup, ParamKind, ParamStore};
+use hmreg::run::TrainConfig;
 use hmreg::train::progress::OutputMode;
-use hmreg::train::schedule::ScheduleKind;
-use hmreg::train::{train, RunOptions, TrainConfig};
+use hmreg::train::{train, RunOptions};
 
 /// fine_tune(1, 1e-2): one frozen epoch, then one unfrozen epoch.
 fn tiny(root: &Path) -> TrainConfig {

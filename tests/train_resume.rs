@@ -5,9 +5,10 @@ mod common;
 
 use std::path::Path;
 
-use hmreg::train::history::{read_jsonl, EpochRecord, METRICS_JSONL};
-use hmreg::train::schedule::ScheduleKind;
-use hmreg::train::{train, RunOptions, TrainConfig};
+use hmreg::learn::schedule::ScheduleKind;
+use hmreg::run::history::{read_jsonl, EpochRecord, METRICS_JSONL};
+use hmreg::run::TrainConfig;
+use hmreg::train::{train, RunOptions};
 
 fn tiny(root: &Path) -> TrainConfig {
     common::tiny_config(root, 11, 2)

@@ -6,10 +6,11 @@ mod common;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use hmreg::train::checkpoint;
-use hmreg::train::history::{read_jsonl, METRICS_CSV, METRICS_JSONL};
-use hmreg::train::schedule::ScheduleKind;
-use hmreg::train::{load_for_inference, train, TrainConfig};
+use hmreg::learn::schedule::ScheduleKind;
+use hmreg::run::checkpoint;
+use hmreg::run::history::{read_jsonl, METRICS_CSV, METRICS_JSONL};
+use hmreg::run::{load_model, ModelSource, TrainConfig};
+use hmreg::train::train;
 
 fn tiny(root: &Path) -> TrainConfig {
     common::tiny_config(root, 3, 5)
@@ -83,7 +84,8 @@ fn run_directory_has_every_file_and_they_parse() {
     assert!(root.join(&best.tag).join("manifest.json").exists());
 
     // The model loads back for inference and predicts maps of the right shape.
-    let (cfg, _store, model) = load_for_inference(&run, &Device::Cpu).unwrap();
+    let loaded = load_model(&ModelSource::Run(run.clone()), &Device::Cpu).unwrap();
+    let (cfg, model) = (&loaded.cfg, &loaded.model);
     let x = Tensor::zeros((1, 3, 64, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
     let y = model.forward_t(&x, false).unwrap();
     assert_eq!(y.dims(), &[1, cfg.model.points, 64, 64]);

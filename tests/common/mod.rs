@@ -7,10 +7,11 @@ use std::path::Path;
 
 use hmreg::codec::TargetEncoder;
 use hmreg::data::SynthConfig;
+use hmreg::learn::schedule::ScheduleKind;
 use hmreg::models::Arch;
+use hmreg::run::TrainConfig;
 use hmreg::train::progress::OutputMode;
-use hmreg::train::schedule::ScheduleKind;
-use hmreg::train::{RunOptions, TrainConfig};
+use hmreg::train::RunOptions;
 
 /// UNet-ResNet18 at width 1/8 on 64x64 synthetic faces (8 training, 4 validation, 5 of the 68
 /// points), two epochs of one-cycle at 1e-2: seconds per epoch on two cores. `seed` drives
