@@ -94,7 +94,8 @@ fn code_only(text: &str) -> String {
 fn referenced_paths(code: &str, here: &[String], is_mod_file: bool) -> Vec<Vec<String>> {
     let mut found = Vec::new();
     let bytes: Vec<char> = code.chars().collect();
-    let starts_ident = |i: usize| i == 0 || !(bytes[i - 1].is_alphanumeric() || bytes[i - 1] == '_');
+    let starts_ident =
+        |i: usize| i == 0 || !(bytes[i - 1].is_alphanumeric() || bytes[i - 1] == '_');
     let mut i = 0;
     while i < bytes.len() {
         for root in ["crate::", "super::"] {
@@ -183,7 +184,10 @@ fn lower_modules_never_import_higher_ones_and_files_form_no_cycle() {
     let src = root.join("src");
     let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
     let table = layer_table(&lib);
-    assert!(table.len() >= 10, "layer table not found in lib.rs: {table:?}");
+    assert!(
+        table.len() >= 10,
+        "layer table not found in lib.rs: {table:?}"
+    );
     let mut paths = Vec::new();
     rust_files(&src, &mut paths);
     let files: BTreeMap<Vec<String>, PathBuf> = paths
@@ -202,7 +206,9 @@ fn lower_modules_never_import_higher_ones_and_files_form_no_cycle() {
         let is_mod_file = file.ends_with("mod.rs");
         let code = code_only(&std::fs::read_to_string(file).unwrap());
         for path in referenced_paths(&code, module, is_mod_file) {
-            let Some(target_top) = path.first() else { continue };
+            let Some(target_top) = path.first() else {
+                continue;
+            };
             if let Some((target_layer, _)) = table.get(target_top) {
                 let allowed = target_top == top
                     || target_layer < layer
@@ -225,7 +231,11 @@ fn lower_modules_never_import_higher_ones_and_files_form_no_cycle() {
             }
         }
     }
-    assert!(violations.is_empty(), "layering violations:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "layering violations:\n{}",
+        violations.join("\n")
+    );
 
     // Depth-first search for a back edge.
     fn visit(
@@ -262,7 +272,11 @@ fn lower_modules_never_import_higher_ones_and_files_form_no_cycle() {
             visit(n, &edges, &mut state, &mut Vec::new(), &mut cycles);
         }
     }
-    assert!(cycles.is_empty(), "import cycles between files:\n{}", cycles.join("\n"));
+    assert!(
+        cycles.is_empty(),
+        "import cycles between files:\n{}",
+        cycles.join("\n")
+    );
 }
 
 #[test]
@@ -271,10 +285,16 @@ fn the_checker_sees_grouped_and_relative_imports() {
     let here = vec!["train".to_string(), "trainer".to_string()];
     let got = referenced_paths(code, &here, false);
     let joined: Vec<String> = got.iter().map(|p| p.join("::")).collect();
-    assert!(joined.contains(&"run::config::TrainConfig".to_string()), "{joined:?}");
+    assert!(
+        joined.contains(&"run::config::TrainConfig".to_string()),
+        "{joined:?}"
+    );
     assert!(joined.contains(&"eval::evaluate".to_string()), "{joined:?}");
     assert!(joined.contains(&"eval::dataset".to_string()), "{joined:?}");
-    assert!(joined.contains(&"train::step::train_step".to_string()), "{joined:?}");
+    assert!(
+        joined.contains(&"train::step::train_step".to_string()),
+        "{joined:?}"
+    );
     let lib = "//! | layer | module | what | peers |\n//! |---|---|---|---|\n//! | 2 | [`eval`] | x | `run` |\n//! | base | [`error`], [`atomic`] | y | |\n";
     let t = layer_table(lib);
     assert_eq!(t["eval"].0, 2);

@@ -10,17 +10,8 @@ use hmreg::ops::{self, BatchNormConfig, BatchNormParams};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Runs `f` once in each of rayon pools of 1, 2 and 7 threads, with buffer poisoning on.
-fn for_each_pool(f: impl Fn() + Sync) {
-    ops::buffer::set_poison(true);
-    for threads in [1, 2, 7] {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(&f);
-    }
-}
+mod common;
+use common::for_each_pool;
 
 /// A description of the current pool, for failure messages.
 fn pool() -> String {

@@ -8,17 +8,8 @@ use candle_core::{DType, Device, Tensor};
 use hmreg::ops::{max_pool2d, pixel_shuffle, resize_bilinear, upsample_nearest};
 use rand::{Rng, SeedableRng};
 
-/// Runs `f` once in each of rayon pools of 1, 2 and 7 threads, with buffer poisoning on.
-fn for_each_pool(f: impl Fn() + Sync) {
-    hmreg::ops::buffer::set_poison(true);
-    for threads in [1, 2, 7] {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(&f);
-    }
-}
+mod common;
+use common::for_each_pool;
 
 fn random(dims: &[usize], seed: u64, dtype: DType) -> Tensor {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);

@@ -55,6 +55,18 @@ fn rr_target() -> TargetConfig {
     }
 }
 
+/// A training loader's spec with randomized-rounding targets.
+fn train_spec(pipeline: PipelineConfig, batch_size: usize, seed: u64) -> LoaderSpec {
+    LoaderSpec {
+        pipeline,
+        target: rr_target(),
+        batch_size,
+        mode: LoaderMode::Train,
+        seed,
+        file_points: None,
+    }
+}
+
 /// Images, targets, mask and indices of a batch, flattened for comparison.
 type Flat = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<usize>);
 
@@ -75,45 +87,9 @@ fn identical_seeds_give_identical_batches_with_1_and_4_threads() {
     let dev = Device::Cpu;
     let mut p1 = pipeline(1);
     p1.cache_mb = 0;
-    let l1 = Loader::new(
-        samples.clone(),
-        &LoaderSpec {
-            pipeline: p1.clone(),
-            target: rr_target(),
-            batch_size: 4,
-            mode: LoaderMode::Train,
-            seed: 42,
-            file_points: None,
-        },
-        &dev,
-    )
-    .unwrap();
-    let l4 = Loader::new(
-        samples.clone(),
-        &LoaderSpec {
-            pipeline: pipeline(4),
-            target: rr_target(),
-            batch_size: 4,
-            mode: LoaderMode::Train,
-            seed: 42,
-            file_points: None,
-        },
-        &dev,
-    )
-    .unwrap();
-    let other = Loader::new(
-        samples,
-        &LoaderSpec {
-            pipeline: pipeline(2),
-            target: rr_target(),
-            batch_size: 4,
-            mode: LoaderMode::Train,
-            seed: 43,
-            file_points: None,
-        },
-        &dev,
-    )
-    .unwrap();
+    let l1 = Loader::new(samples.clone(), &train_spec(p1.clone(), 4, 42), &dev).unwrap();
+    let l4 = Loader::new(samples.clone(), &train_spec(pipeline(4), 4, 42), &dev).unwrap();
+    let other = Loader::new(samples, &train_spec(pipeline(2), 4, 43), &dev).unwrap();
     assert_eq!(l1.batches_per_epoch(), 3, "13 samples, batch 4, drop_last");
     let mut epochs = Vec::new();
     for epoch in 0..2 {
@@ -141,19 +117,7 @@ fn identical_seeds_give_identical_batches_with_1_and_4_threads() {
     );
     assert!(l4.cache_usage().1 > 0, "nothing was cached");
     // Resuming at epoch 1 needs nothing but the epoch number.
-    let fresh = Loader::new(
-        l1.samples().to_vec(),
-        &LoaderSpec {
-            pipeline: pipeline(2),
-            target: rr_target(),
-            batch_size: 4,
-            mode: LoaderMode::Train,
-            seed: 42,
-            file_points: None,
-        },
-        &dev,
-    )
-    .unwrap();
+    let fresh = Loader::new(l1.samples().to_vec(), &train_spec(pipeline(2), 4, 42), &dev).unwrap();
     let resumed: Vec<_> = fresh.epoch(1).map(|b| flat(&b.unwrap())).collect();
     assert!(resumed == epochs[1]);
 }
@@ -285,38 +249,15 @@ fn flips_need_a_known_permutation() {
     let samples = load_split(dir.path(), "train", &PointSelection::All).unwrap();
     let mut p = pipeline(1);
     p.flip.p = 0.5;
-    let err = Loader::new(
-        samples.clone(),
-        &LoaderSpec {
-            pipeline: p.clone(),
-            target: rr_target(),
-            batch_size: 1,
-            mode: LoaderMode::Train,
-            seed: 0,
-            file_points: None,
-        },
-        &Device::Cpu,
-    )
-    .err()
-    .unwrap();
+    let err = Loader::new(samples.clone(), &train_spec(p.clone(), 1, 0), &Device::Cpu)
+        .err()
+        .unwrap();
     assert!(
         err.to_string().contains("no known left/right permutation"),
         "{err}"
     );
     p.flip.permutation = Some(vec![1, 0, 2, 4, 3]);
-    Loader::new(
-        samples.clone(),
-        &LoaderSpec {
-            pipeline: p.clone(),
-            target: rr_target(),
-            batch_size: 1,
-            mode: LoaderMode::Train,
-            seed: 0,
-            file_points: None,
-        },
-        &Device::Cpu,
-    )
-    .unwrap();
+    Loader::new(samples.clone(), &train_spec(p.clone(), 1, 0), &Device::Cpu).unwrap();
     // Five points chosen from 68-point files: [8, 30, 36, 45, 57] is closed under the mirror.
     p.flip.permutation = None;
     let sel = PointSelection::Indices(vec![8, 30, 36, 45, 57]);

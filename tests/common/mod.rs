@@ -55,3 +55,16 @@ pub fn quiet(run_dir: &Path) -> RunOptions {
         ..Default::default()
     }
 }
+
+/// Runs `f` once in each of rayon pools of 1, 2 and 7 threads, with buffer poisoning on, so
+/// every parallel split of the op kernels runs and a missed write shows up as NaN.
+pub fn for_each_pool(f: impl Fn() + Sync) {
+    hmreg::ops::buffer::set_poison(true);
+    for threads in [1, 2, 7] {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(&f);
+    }
+}
