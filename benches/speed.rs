@@ -166,6 +166,7 @@ fn bench_arch(arch: &str, o: &Opts) -> candle_core::Result<Row> {
         points: 5,
         input_size: o.size,
         width: 1.0,
+        heatmap_stride: 0,
     };
     let mut store = ParamStore::new(&dev, 0);
     let model = build(&cfg, &mut store).map_err(|e| candle_core::Error::Msg(e.to_string()))?;

@@ -11,6 +11,7 @@ fn store_for(arch: Arch, points: usize) -> (ParamStore, Box<dyn hmreg::models::K
         points,
         input_size: 256,
         width: 1.0,
+        heatmap_stride: 0,
     };
     let net = build(&cfg, &mut store).unwrap();
     (store, net)
@@ -171,4 +172,30 @@ fn unet_resnet18_counts_match_fastai() {
 fn counts_scale_with_points() {
     let (store, _) = store_for(Arch::Hrnet18, 106);
     assert_eq!(store.num_parameters(), 9_637_050 + 270 * 101);
+}
+
+/// A coarser heatmap grid pools the features the head reads: the reference configurations keep
+/// their exact parameter counts at every stride, and the summary shows the coarser maps.
+#[test]
+fn heatmap_stride_keeps_the_parameter_counts() {
+    for (arch, total, strides) in [
+        (Arch::Hrnet18, 9_637_050, vec![4, 8, 16, 32]),
+        (Arch::UnetResnet18, 31_113_308, vec![1, 2, 4, 8, 16, 32]),
+    ] {
+        for s in strides {
+            let mut store = ParamStore::new(&Device::Cpu, 0);
+            let cfg = ModelConfig {
+                arch,
+                points: 5,
+                input_size: 256,
+                width: 1.0,
+                heatmap_stride: s,
+            };
+            let net = build(&cfg, &mut store).unwrap();
+            assert_eq!(store.num_parameters(), total, "{arch} stride {s}");
+            assert_eq!(net.stride(), s);
+            let last = net.layers().last().unwrap().output;
+            assert_eq!(last, [5, 256 / s, 256 / s], "{arch} stride {s}");
+        }
+    }
 }

@@ -11,6 +11,7 @@ fn thin(arch: Arch, width: f32, seed: u64) -> (ParamStore, Box<dyn KeypointNet>)
         points: 3,
         input_size: 64,
         width,
+        heatmap_stride: 0,
     };
     let net = build(&cfg, &mut store).unwrap();
     (store, net)
@@ -259,5 +260,50 @@ fn inference_with_folded_batch_norm_matches_the_unfused_layers() {
             scale > 0.0 && diff <= 1e-4 * scale.max(1.0),
             "{arch}: {diff} (scale {scale})"
         );
+    }
+}
+
+/// The stride setting gives maps of input / stride for both architectures, the native stride
+/// when unset, and refuses strides the architecture cannot produce.
+#[test]
+fn heatmap_stride_sets_the_map_size() {
+    let x = Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu).unwrap();
+    for (arch, strides) in [
+        (Arch::Hrnet18, vec![0, 4, 8, 16, 32]),
+        (Arch::UnetResnet18, vec![0, 1, 2, 8, 32]),
+    ] {
+        for s in strides {
+            let mut store = ParamStore::new(&Device::Cpu, 0);
+            let cfg = ModelConfig {
+                arch,
+                points: 3,
+                input_size: 64,
+                width: 0.0625,
+                heatmap_stride: s,
+            };
+            let net = build(&cfg, &mut store).unwrap();
+            let want = if s == 0 { arch.native_stride() } else { s };
+            assert_eq!(net.stride(), want);
+            for train in [true, false] {
+                let y = net.forward_t(&x, train).unwrap();
+                assert_eq!(y.dims(), &[1, 3, 64 / want, 64 / want], "{arch} stride {s}");
+            }
+        }
+    }
+    for (arch, bad) in [
+        (Arch::Hrnet18, 2),
+        (Arch::Hrnet18, 12),
+        (Arch::Hrnet18, 64),
+        (Arch::UnetResnet18, 3),
+    ] {
+        let cfg = ModelConfig {
+            arch,
+            heatmap_stride: bad,
+            ..Default::default()
+        };
+        let err = build(&cfg, &mut ParamStore::new(&Device::Cpu, 0))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("heatmap_stride"), "{err}");
     }
 }

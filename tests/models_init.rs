@@ -11,6 +11,7 @@ fn make(arch: Arch, width: f32, seed: u64) -> (ParamStore, Box<dyn KeypointNet>)
         points: 5,
         input_size: 64,
         width,
+        heatmap_stride: 0,
     };
     let net = build(&cfg, &mut store).unwrap();
     (store, net)

@@ -41,6 +41,7 @@ fn thin(arch: Arch, seed: u64) -> ParamStore {
         points: 2,
         input_size: 64,
         width: 0.0625,
+        heatmap_stride: 0,
     };
     build(&cfg, &mut store).unwrap();
     store
@@ -164,6 +165,7 @@ fn shape_mismatch_is_refused_and_changes_nothing() {
             points: 2,
             input_size: 64,
             width: 0.125,
+            heatmap_stride: 0,
         };
         build(&cfg, &mut store).unwrap();
         store

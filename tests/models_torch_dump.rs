@@ -19,6 +19,7 @@ fn dump_for_pytorch() {
             points: 3,
             input_size: 64,
             width,
+            heatmap_stride: 0,
         };
         let net = build(&cfg, &mut store).unwrap();
         // Non-trivial running statistics and BN affine values, so eval mode is tested too.

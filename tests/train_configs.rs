@@ -76,3 +76,19 @@ fn lapa_recipes_match_the_write_up() {
         assert_eq!(c.schedule.pct_start, 0.25);
     }
 }
+
+/// `model.heatmap_stride` is the one setting of the map grid: resolving a config gives the
+/// target encoder the same stride, and the resolved config spells it out.
+#[test]
+fn heatmap_stride_reaches_the_targets_and_the_resolved_config() {
+    let mut c = load("lapa-hrnet18-rr.toml");
+    assert_eq!(c.model.stride(), 4);
+    assert_eq!(c.target.stride, 4);
+    c.model.heatmap_stride = 16;
+    c.resolve().unwrap();
+    assert_eq!(c.target.stride, 16);
+    assert!(c.to_toml().unwrap().contains("heatmap_stride = 16"));
+    c.model.heatmap_stride = 2;
+    let err = c.resolve().unwrap_err().to_string();
+    assert!(err.contains("heatmap_stride 2"), "{err}");
+}

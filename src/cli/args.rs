@@ -136,6 +136,10 @@ pub struct TrainOverrides {
     /// Network architecture.
     #[arg(long, value_parser = arch_parser())]
     pub arch: Option<Arch>,
+    /// Input pixels per heatmap pixel: a power of two from the architecture's own stride (1 for
+    /// the UNet, 4 for HRNet) to 32.
+    #[arg(long, value_name = "S")]
+    pub heatmap_stride: Option<usize>,
     /// Dataset root (LaPa layout). It must exist: a root named here is never generated, even
     /// when the config sets data.generate_if_missing.
     #[arg(long, value_name = "DIR")]
@@ -159,6 +163,9 @@ impl TrainOverrides {
     /// it otherwise): generation is switched off for it, so that a mistyped path is never
     /// filled with a synthetic dataset.
     pub fn apply(&self, cfg: &mut TrainConfig) -> Result<()> {
+        if let Some(s) = self.heatmap_stride {
+            cfg.model.heatmap_stride = s;
+        }
         if let Some(a) = self.arch {
             cfg.model.arch = a;
         }

@@ -70,12 +70,13 @@ fn read_config(path: Option<&PathBuf>) -> Result<ShowConfig> {
             Error::file(path, format!("[target]: {}", e.message()))
         })?;
     }
-    // The maps are as large as the model's output: input size / the architecture's stride.
-    if let Some(a) = table.get("model").and_then(|m| m.get("arch")) {
-        let arch: crate::models::Arch = a.clone().try_into().map_err(|e: toml::de::Error| {
-            Error::file(path, format!("[model] arch: {}", e.message()))
-        })?;
-        cfg.target.stride = arch.stride();
+    // The maps are as large as the model's output: input size / the model's heatmap stride.
+    if let Some(m) = table.get("model") {
+        let model: crate::models::ModelConfig = m
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::file(path, format!("[model]: {}", e.message())))?;
+        cfg.target.stride = model.stride();
     }
     if let Some(p) = table.get("data").and_then(|d| d.get("points")) {
         let sel: PointSelection = p.clone().try_into().map_err(|e: toml::de::Error| {

@@ -17,6 +17,9 @@ pub struct SummaryArgs {
     /// Square input size in pixels (a multiple of 32).
     #[arg(long = "input", default_value_t = 256)]
     pub input_size: usize,
+    /// Input pixels per heatmap pixel (default: the architecture's own, 1 or 4).
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub heatmap_stride: usize,
     /// Channel multiplier (1 = published widths).
     #[arg(long, default_value_t = 1.0)]
     pub width: f32,
@@ -149,6 +152,7 @@ pub fn run(args: SummaryArgs) -> crate::Result<()> {
         points: args.points,
         input_size: args.input_size,
         width: args.width,
+        heatmap_stride: args.heatmap_stride,
     };
     cfg.validate()?;
     let s = summarize(&cfg, args.frozen)?;

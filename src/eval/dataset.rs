@@ -61,7 +61,7 @@ impl EvalSet {
         let loader = Loader::new(samples, &spec, device)?;
         Ok(EvalSet {
             loader,
-            stride: cfg.model.arch.stride(),
+            stride: cfg.model.stride(),
             file_indices,
         })
     }

@@ -441,6 +441,9 @@ impl HrnetBackbone {
     }
 }
 
+/// Input pixels per pixel of the backbone's output features.
+const NATIVE_STRIDE: usize = 4;
+
 /// HRNet backbone + the binary head: 1x1 conv (no bias), BN, ReLU, 1x1 conv to L maps (no bias).
 pub struct HrnetKeypointNet {
     backbone: HrnetBackbone,
@@ -448,6 +451,8 @@ pub struct HrnetKeypointNet {
     head1: BatchNorm2d,
     head3: Conv2d,
     rows: Vec<LayerInfo>,
+    /// Input pixels per output pixel (4, or coarser through [`Self::with_heatmap_stride`]).
+    stride: usize,
 }
 
 impl HrnetKeypointNet {
@@ -476,7 +481,24 @@ impl HrnetKeypointNet {
             head1,
             head3,
             rows,
+            stride: NATIVE_STRIDE,
         })
+    }
+
+    /// Maps at `stride` input pixels per map pixel (a power of two, at least 4). The 270-channel
+    /// 1/4-resolution features are average-pooled to that grid before the head: the head and
+    /// every parameter stay as published, each coarse map pixel sees the mean of the fine
+    /// features it covers (no aliasing, unlike subsampling or a strided head), and a grid of any
+    /// stride costs one cheap op.
+    pub fn with_heatmap_stride(mut self, stride: usize) -> Self {
+        self.stride = stride.max(NATIVE_STRIDE);
+        let f = self.stride / NATIVE_STRIDE;
+        for row in &mut self.rows {
+            if row.name.starts_with("head.") {
+                row.output = [row.output[0], row.output[1] / f, row.output[2] / f];
+            }
+        }
+        self
     }
 
     pub fn backbone(&self) -> &HrnetBackbone {
@@ -487,13 +509,17 @@ impl HrnetKeypointNet {
 impl KeypointNet for HrnetKeypointNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         super::check_input(x)?;
-        let f = self.backbone.forward_t(x, train)?;
+        let mut f = self.backbone.forward_t(x, train)?;
+        let pool = self.stride / NATIVE_STRIDE;
+        if pool > 1 {
+            f = f.avg_pool2d(pool)?;
+        }
         let y = conv_bn(&self.head0, &self.head1, &f, train, true)?;
         self.head3.forward(&y)
     }
 
     fn stride(&self) -> usize {
-        4
+        self.stride
     }
 
     fn layers(&self) -> Vec<LayerInfo> {

@@ -25,7 +25,7 @@ use crate::{Error, Result};
 pub trait KeypointNet: Send + Sync {
     /// `train` selects batch statistics (and running-stat updates) in BatchNorm.
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor>;
-    /// Input pixels per heatmap pixel: 1 for the UNet, 4 for HRNet.
+    /// Input pixels per heatmap pixel (the configured [`ModelConfig::heatmap_stride`]).
     fn stride(&self) -> usize;
     /// The layers with output shapes (for one image of the configured size) and parameter counts,
     /// in creation order, for `hmreg summary`.
@@ -76,8 +76,8 @@ impl Arch {
         }
     }
 
-    /// Input pixels per output pixel.
-    pub fn stride(&self) -> usize {
+    /// Input pixels per output pixel of the architecture as published (its finest grid).
+    pub fn native_stride(&self) -> usize {
         match self {
             Arch::UnetResnet18 => 1,
             Arch::Hrnet18 | Arch::Hrnet32 => 4,
@@ -128,6 +128,11 @@ pub struct ModelConfig {
     pub input_size: usize,
     /// Channel multiplier: 1.0 = the published widths; smaller values give thin test models.
     pub width: f32,
+    /// Input pixels per heatmap pixel: a power of two from the architecture's own stride (1 for
+    /// the UNet, 4 for HRNet) up to 32; 0 means the architecture's own. Coarser grids average-pool
+    /// the features the head reads (see [`hrnet`], [`unet`]), so the parameters are the same at
+    /// every stride.
+    pub heatmap_stride: usize,
 }
 
 impl Default for ModelConfig {
@@ -137,12 +142,32 @@ impl Default for ModelConfig {
             points: 5,
             input_size: 256,
             width: 1.0,
+            heatmap_stride: 0,
         }
     }
 }
 
+/// The coarsest heatmap grid a model may be asked for (the input is a multiple of 32).
+pub const MAX_HEATMAP_STRIDE: usize = 32;
+
 impl ModelConfig {
+    /// Input pixels per heatmap pixel: the configured stride, or the architecture's own for 0.
+    pub fn stride(&self) -> usize {
+        match self.heatmap_stride {
+            0 => self.arch.native_stride(),
+            s => s,
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
+        let (s, native) = (self.stride(), self.arch.native_stride());
+        if !s.is_power_of_two() || s < native || s > MAX_HEATMAP_STRIDE {
+            return Err(Error::config(format!(
+                "model: heatmap_stride {s} must be a power of two from {native} ({} maps) to \
+                 {MAX_HEATMAP_STRIDE}",
+                self.arch
+            )));
+        }
         if self.points == 0 {
             return Err(Error::config("model: points must be at least 1"));
         }
@@ -166,25 +191,16 @@ impl ModelConfig {
 pub fn build(cfg: &ModelConfig, store: &mut ParamStore) -> Result<Box<dyn KeypointNet>> {
     cfg.validate()?;
     Ok(match cfg.arch {
-        Arch::UnetResnet18 => Box::new(unet::UnetResnet18::new(
-            store,
-            cfg.width,
-            cfg.points,
-            cfg.input_size,
-        )?),
-        Arch::Hrnet18 => Box::new(hrnet::HrnetKeypointNet::new(
-            store,
-            18,
-            cfg.width,
-            cfg.points,
-            cfg.input_size,
-        )?),
-        Arch::Hrnet32 => Box::new(hrnet::HrnetKeypointNet::new(
-            store,
-            32,
-            cfg.width,
-            cfg.points,
-            cfg.input_size,
-        )?),
+        Arch::UnetResnet18 => Box::new(
+            unet::UnetResnet18::new(store, cfg.width, cfg.points, cfg.input_size)?
+                .with_heatmap_stride(cfg.stride()),
+        ),
+        Arch::Hrnet18 | Arch::Hrnet32 => {
+            let base = if cfg.arch == Arch::Hrnet18 { 18 } else { 32 };
+            Box::new(
+                hrnet::HrnetKeypointNet::new(store, base, cfg.width, cfg.points, cfg.input_size)?
+                    .with_heatmap_stride(cfg.stride()),
+            )
+        }
     })
 }

@@ -126,6 +126,8 @@ pub struct UnetResnet18 {
     res: [Conv2d; 2],
     head: Conv2d,
     rows: Vec<LayerInfo>,
+    /// Input pixels per output pixel (1, or coarser through [`Self::with_heatmap_stride`]).
+    stride: usize,
 }
 
 impl UnetResnet18 {
@@ -181,7 +183,27 @@ impl UnetResnet18 {
             res: [r0, r1],
             head,
             rows,
+            stride: 1,
         })
+    }
+
+    /// Maps at `stride` input pixels per map pixel (a power of two). The full-resolution maps are
+    /// average-pooled: the last layer is a 1x1 convolution, so this equals pooling the features
+    /// it reads, and the parameters stay as published.
+    pub fn with_heatmap_stride(mut self, stride: usize) -> Self {
+        self.stride = stride.max(1);
+        if self.stride > 1 {
+            let last = self.rows.last().map_or([0; 3], |r| r.output);
+            let out = [last[0], last[1] / self.stride, last[2] / self.stride];
+            self.rows.push(LayerInfo {
+                name: "heatmap_pool".into(),
+                kind: "AvgPool2d".into(),
+                output: out,
+                params: 0,
+                trainable_frozen: 0,
+            });
+        }
+        self
     }
 
     pub fn encoder(&self) -> &Resnet18 {
@@ -208,11 +230,16 @@ impl KeypointNet for UnetResnet18 {
         let y = Tensor::cat(&[&y, x], 1)?;
         let r = self.res[1].forward(&self.res[0].forward_relu(&y)?)?;
         let y = crate::ops::add_relu(&r, &y)?;
-        self.head.forward(&y)
+        let y = self.head.forward(&y)?;
+        if self.stride > 1 {
+            y.avg_pool2d(self.stride)
+        } else {
+            Ok(y)
+        }
     }
 
     fn stride(&self) -> usize {
-        1
+        self.stride
     }
 
     fn layers(&self) -> Vec<LayerInfo> {

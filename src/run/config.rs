@@ -120,6 +120,7 @@ impl Default for TrainConfig {
                 points: 5,
                 input_size: 256,
                 width: 1.0,
+                heatmap_stride: 0,
             },
             init: InitConfig::default(),
             pipeline: PipelineConfig::default(),
@@ -173,7 +174,7 @@ impl TrainConfig {
     /// is the pipeline's, the target stride is the architecture's.
     pub fn resolve(&mut self) -> Result<()> {
         self.model.input_size = self.pipeline.input_size;
-        self.target.stride = self.model.arch.stride();
+        self.target.stride = self.model.stride();
         self.validate()
     }
 
