@@ -167,6 +167,7 @@ fn bench_arch(arch: &str, o: &Opts) -> candle_core::Result<Row> {
         input_size: o.size,
         width: 1.0,
         heatmap_stride: 0,
+        head: hmreg::models::HeadKind::Binary,
     };
     let mut store = ParamStore::new(&dev, 0);
     let model = build(&cfg, &mut store).map_err(|e| candle_core::Error::Msg(e.to_string()))?;

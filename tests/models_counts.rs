@@ -12,6 +12,7 @@ fn store_for(arch: Arch, points: usize) -> (ParamStore, Box<dyn hmreg::models::K
         input_size: 256,
         width: 1.0,
         heatmap_stride: 0,
+        head: hmreg::models::HeadKind::Binary,
     };
     let net = build(&cfg, &mut store).unwrap();
     (store, net)
@@ -190,6 +191,7 @@ fn heatmap_stride_keeps_the_parameter_counts() {
                 input_size: 256,
                 width: 1.0,
                 heatmap_stride: s,
+                head: hmreg::models::HeadKind::Binary,
             };
             let net = build(&cfg, &mut store).unwrap();
             assert_eq!(store.num_parameters(), total, "{arch} stride {s}");

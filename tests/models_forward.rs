@@ -12,6 +12,7 @@ fn thin(arch: Arch, width: f32, seed: u64) -> (ParamStore, Box<dyn KeypointNet>)
         input_size: 64,
         width,
         heatmap_stride: 0,
+        head: hmreg::models::HeadKind::Binary,
     };
     let net = build(&cfg, &mut store).unwrap();
     (store, net)
@@ -280,6 +281,7 @@ fn heatmap_stride_sets_the_map_size() {
                 input_size: 64,
                 width: 0.0625,
                 heatmap_stride: s,
+                head: hmreg::models::HeadKind::Binary,
             };
             let net = build(&cfg, &mut store).unwrap();
             let want = if s == 0 { arch.native_stride() } else { s };

@@ -12,6 +12,7 @@ fn make(arch: Arch, width: f32, seed: u64) -> (ParamStore, Box<dyn KeypointNet>)
         input_size: 64,
         width,
         heatmap_stride: 0,
+        head: hmreg::models::HeadKind::Binary,
     };
     let net = build(&cfg, &mut store).unwrap();
     (store, net)

@@ -42,6 +42,7 @@ fn thin(arch: Arch, seed: u64) -> ParamStore {
         input_size: 64,
         width: 0.0625,
         heatmap_stride: 0,
+        head: hmreg::models::HeadKind::Binary,
     };
     build(&cfg, &mut store).unwrap();
     store
@@ -166,6 +167,7 @@ fn shape_mismatch_is_refused_and_changes_nothing() {
             input_size: 64,
             width: 0.125,
             heatmap_stride: 0,
+            head: hmreg::models::HeadKind::Binary,
         };
         build(&cfg, &mut store).unwrap();
         store

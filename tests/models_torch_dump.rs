@@ -20,6 +20,7 @@ fn dump_for_pytorch() {
             input_size: 64,
             width,
             heatmap_stride: 0,
+            head: hmreg::models::HeadKind::Binary,
         };
         let net = build(&cfg, &mut store).unwrap();
         // Non-trivial running statistics and BN affine values, so eval mode is tested too.

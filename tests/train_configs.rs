@@ -92,3 +92,16 @@ fn heatmap_stride_reaches_the_targets_and_the_resolved_config() {
     let err = c.resolve().unwrap_err().to_string();
     assert!(err.contains("heatmap_stride 2"), "{err}");
 }
+
+/// The two-channel head goes with the cross-entropy (BCE on its log-odds), nothing else.
+#[test]
+fn the_two_channel_head_needs_the_cross_entropy_loss() {
+    let mut c = load("lapa-hrnet18-rr.toml");
+    c.model.head = hmreg::models::HeadKind::TwoChannel;
+    c.loss.pos_weight = 1.0;
+    c.resolve().unwrap();
+    assert!(c.to_toml().unwrap().contains("head = \"two-channel\""));
+    c.loss.kind = LossKind::Mse;
+    let err = c.resolve().unwrap_err().to_string();
+    assert!(err.contains("two-channel"), "{err}");
+}

@@ -153,6 +153,7 @@ pub fn run(args: SummaryArgs) -> crate::Result<()> {
         input_size: args.input_size,
         width: args.width,
         heatmap_stride: args.heatmap_stride,
+        head: crate::models::HeadKind::Binary,
     };
     cfg.validate()?;
     let s = summarize(&cfg, args.frozen)?;

@@ -15,7 +15,7 @@ use candle_core::Tensor;
 use super::blocks::{BasicBlock, Bottleneck};
 use super::layers::{conv_bn, BatchNorm2d, Builder, Conv2d, ConvConfig, Init, LayerInfo, BN_TORCH};
 use super::params::{ParamGroup, ParamStore};
-use super::KeypointNet;
+use super::{HeadKind, KeypointNet};
 use crate::Result;
 
 /// HRNet's `init_weights`: every conv ~ N(0, 0.001²).
@@ -453,6 +453,7 @@ pub struct HrnetKeypointNet {
     rows: Vec<LayerInfo>,
     /// Input pixels per output pixel (4, or coarser through [`Self::with_heatmap_stride`]).
     stride: usize,
+    head: HeadKind,
 }
 
 impl HrnetKeypointNet {
@@ -463,6 +464,7 @@ impl HrnetKeypointNet {
         width: f32,
         points: usize,
         input_size: usize,
+        head: HeadKind,
     ) -> Result<Self> {
         let mut b = Builder::new(store);
         let (backbone, s) = HrnetBackbone::new(
@@ -473,7 +475,7 @@ impl HrnetKeypointNet {
         b.group = ParamGroup::Head;
         let (head0, s) = b.conv("head.0", s, s[0], 1, CONV)?;
         let head1 = b.bn("head.1", s, BN_TORCH)?;
-        let (head3, _) = b.conv("head.3", s, points, 1, CONV)?;
+        let (head3, _) = b.conv("head.3", s, points * head.channels_per_point(), 1, CONV)?;
         let rows = b.rows;
         Ok(HrnetKeypointNet {
             backbone,
@@ -482,6 +484,7 @@ impl HrnetKeypointNet {
             head3,
             rows,
             stride: NATIVE_STRIDE,
+            head,
         })
     }
 
@@ -515,7 +518,7 @@ impl KeypointNet for HrnetKeypointNet {
             f = f.avg_pool2d(pool)?;
         }
         let y = conv_bn(&self.head0, &self.head1, &f, train, true)?;
-        self.head3.forward(&y)
+        self.head.maps(self.head3.forward(&y)?)
     }
 
     fn stride(&self) -> usize {

@@ -117,6 +117,43 @@ impl TryFrom<String> for Arch {
     }
 }
 
+/// What the last layer emits for each point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadKind {
+    /// One map per point: heatmap values for MSE, logits for BCE (the write-up's head).
+    #[default]
+    Binary,
+    /// The randomized-rounding paper's head: a background and a foreground map per point (2L
+    /// channels, the L background maps first, as its `N x 2 x L x H x W` view). The network
+    /// returns the foreground log-odds `fg - bg`: a softmax over the pair is the sigmoid of that
+    /// difference, so the paper's per-pixel two-class cross-entropy is exactly BCE with logits
+    /// (`pos_weight` 1) on the returned maps, and every decoder reads them as foreground scores.
+    TwoChannel,
+}
+
+impl HeadKind {
+    /// Channels of the last layer per point.
+    pub fn channels_per_point(&self) -> usize {
+        match self {
+            HeadKind::Binary => 1,
+            HeadKind::TwoChannel => 2,
+        }
+    }
+
+    /// The maps the network returns from its last layer's output `(N, C * L, H, W)`: the output
+    /// itself, or the foreground log-odds of a two-channel head.
+    pub fn maps(&self, y: Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            HeadKind::Binary => Ok(y),
+            HeadKind::TwoChannel => {
+                let points = y.dim(1)? / 2;
+                y.narrow(1, points, points)? - y.narrow(1, 0, points)?
+            }
+        }
+    }
+}
+
 /// Which network to build.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -133,6 +170,7 @@ pub struct ModelConfig {
     /// the features the head reads (see [`hrnet`], [`unet`]), so the parameters are the same at
     /// every stride.
     pub heatmap_stride: usize,
+    pub head: HeadKind,
 }
 
 impl Default for ModelConfig {
@@ -143,6 +181,7 @@ impl Default for ModelConfig {
             input_size: 256,
             width: 1.0,
             heatmap_stride: 0,
+            head: HeadKind::Binary,
         }
     }
 }
@@ -192,14 +231,21 @@ pub fn build(cfg: &ModelConfig, store: &mut ParamStore) -> Result<Box<dyn Keypoi
     cfg.validate()?;
     Ok(match cfg.arch {
         Arch::UnetResnet18 => Box::new(
-            unet::UnetResnet18::new(store, cfg.width, cfg.points, cfg.input_size)?
+            unet::UnetResnet18::new(store, cfg.width, cfg.points, cfg.input_size, cfg.head)?
                 .with_heatmap_stride(cfg.stride()),
         ),
         Arch::Hrnet18 | Arch::Hrnet32 => {
             let base = if cfg.arch == Arch::Hrnet18 { 18 } else { 32 };
             Box::new(
-                hrnet::HrnetKeypointNet::new(store, base, cfg.width, cfg.points, cfg.input_size)?
-                    .with_heatmap_stride(cfg.stride()),
+                hrnet::HrnetKeypointNet::new(
+                    store,
+                    base,
+                    cfg.width,
+                    cfg.points,
+                    cfg.input_size,
+                    cfg.head,
+                )?
+                .with_heatmap_stride(cfg.stride()),
             )
         }
     })

@@ -14,6 +14,7 @@ use candle_core::Tensor;
 use super::layers::{BatchNorm2d, Builder, Conv2d, ConvConfig, Init, LayerInfo, BN_FASTAI};
 use super::params::{ParamGroup, ParamStore};
 use super::resnet::Resnet18;
+use super::HeadKind;
 use super::KeypointNet;
 use crate::ops::pixel_shuffle;
 use crate::Result;
@@ -128,6 +129,7 @@ pub struct UnetResnet18 {
     rows: Vec<LayerInfo>,
     /// Input pixels per output pixel (1, or coarser through [`Self::with_heatmap_stride`]).
     stride: usize,
+    head_kind: HeadKind,
 }
 
 impl UnetResnet18 {
@@ -136,6 +138,7 @@ impl UnetResnet18 {
         width: f32,
         points: usize,
         input_size: usize,
+        head_kind: HeadKind,
     ) -> Result<Self> {
         let mut b = Builder::new(store);
         let input = [3, input_size, input_size];
@@ -166,7 +169,7 @@ impl UnetResnet18 {
         let (head, _) = b.conv(
             "layers.12.0",
             s,
-            points,
+            points * head_kind.channels_per_point(),
             1,
             ConvConfig {
                 init: Init::FastaiLinear,
@@ -184,6 +187,7 @@ impl UnetResnet18 {
             head,
             rows,
             stride: 1,
+            head_kind,
         })
     }
 
@@ -230,7 +234,7 @@ impl KeypointNet for UnetResnet18 {
         let y = Tensor::cat(&[&y, x], 1)?;
         let r = self.res[1].forward(&self.res[0].forward_relu(&y)?)?;
         let y = crate::ops::add_relu(&r, &y)?;
-        let y = self.head.forward(&y)?;
+        let y = self.head_kind.maps(self.head.forward(&y)?)?;
         if self.stride > 1 {
             y.avg_pool2d(self.stride)
         } else {
@@ -259,7 +263,7 @@ mod tests {
     fn blocks_match_relu_after_concatenation() {
         let dev = Device::Cpu;
         let mut store = ParamStore::new(&dev, 7);
-        let net = UnetResnet18::new(&mut store, 0.0625, 3, 64).unwrap();
+        let net = UnetResnet18::new(&mut store, 0.0625, 3, 64, HeadKind::Binary).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &dev).unwrap();
         let f = net.encoder.forward_t(&x, true).unwrap();
         let mut y = net.bn.forward_relu_t(&f.layer4, true).unwrap();

@@ -121,6 +121,7 @@ impl Default for TrainConfig {
                 input_size: 256,
                 width: 1.0,
                 heatmap_stride: 0,
+                head: crate::models::HeadKind::Binary,
             },
             init: InitConfig::default(),
             pipeline: PipelineConfig::default(),
@@ -200,6 +201,15 @@ impl TrainConfig {
         self.checkpoint.validate()?;
         self.metrics.decoder.validate()?;
         self.lr_find.validate()?;
+        if self.model.head == crate::models::HeadKind::TwoChannel
+            && self.loss.kind != crate::learn::loss::LossKind::Bce
+        {
+            return Err(Error::config(
+                "model.head = \"two-channel\" is trained with the per-pixel two-class softmax \
+                 cross-entropy, which is loss.kind = \"bce\" on its foreground log-odds \
+                 (pos_weight = 1 for the plain cross-entropy)",
+            ));
+        }
         if self.model.input_size != self.pipeline.input_size {
             return Err(Error::config(format!(
                 "model.input_size ({}) differs from pipeline.input_size ({})",
