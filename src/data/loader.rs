@@ -128,19 +128,6 @@ pub struct LoaderSpec {
     pub file_points: Option<FilePoints>,
 }
 
-impl Default for LoaderSpec {
-    fn default() -> Self {
-        LoaderSpec {
-            pipeline: PipelineConfig::default(),
-            target: TargetConfig::default(),
-            batch_size: 1,
-            mode: LoaderMode::Eval,
-            seed: 0,
-            file_points: None,
-        }
-    }
-}
-
 impl Loader {
     pub fn new(samples: Vec<Sample>, spec: &LoaderSpec, device: &Device) -> Result<Loader> {
         let LoaderSpec {

@@ -56,66 +56,57 @@ pub struct LoadedModel {
 /// Loads a model for inference: the run's config, the parameter store with the checkpoint's
 /// weights (verified against its manifest), and the network. No optimiser state is read.
 pub fn load_model(source: &ModelSource, device: &Device) -> Result<LoadedModel> {
-    match source {
+    let (cfg, checkpoint) = match source {
         ModelSource::Run(path) => {
             let (run, ckpt) = resolve_checkpoint(path)?;
-            let cfg = read_config(&run)?;
-            let mut store = ParamStore::new(device, cfg.seed);
-            let model = build(&cfg.model, &mut store)?;
-            checkpoint::load(&ckpt, &store, None)?;
-            Ok(LoadedModel {
-                cfg,
-                store,
-                model,
-                checkpoint: ckpt,
-            })
+            (read_config(&run)?, ckpt)
         }
-        ModelSource::Checkpoint {
-            checkpoint: ckpt,
-            config,
-        } => {
+        ModelSource::Checkpoint { checkpoint, config } => {
             let mut cfg = TrainConfig::load(config)?;
             cfg.resolve()?;
-            let mut store = ParamStore::new(device, cfg.seed);
-            let model = build(&cfg.model, &mut store)?;
-            let dir = if ckpt.is_dir() {
-                ckpt.clone()
+            // A file inside a checkpoint directory stands for the directory.
+            let dir = if checkpoint.is_dir() {
+                checkpoint.clone()
             } else {
-                ckpt.parent().map(Path::to_path_buf).unwrap_or_default()
+                checkpoint
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default()
             };
             if dir.join(checkpoint::MANIFEST_FILE).is_file() {
-                checkpoint::load(&dir, &store, None)?;
-                Ok(LoadedModel {
-                    cfg,
-                    store,
-                    model,
-                    checkpoint: dir,
-                })
-            } else if ckpt.is_file() {
-                // A bare weights file: every model tensor must be in it.
-                let report = store.load_safetensors(ckpt)?;
-                if !report.missing.is_empty() {
-                    return Err(Error::file(
-                        ckpt,
-                        format!(
-                            "{} model tensors are not in this file (first: {}); is --config the run's config?",
-                            report.missing.len(),
-                            report.missing[0]
-                        ),
-                    ));
-                }
-                Ok(LoadedModel {
-                    cfg,
-                    store,
-                    model,
-                    checkpoint: ckpt.clone(),
-                })
+                (cfg, dir)
+            } else if checkpoint.is_file() {
+                (cfg, checkpoint.clone())
             } else {
-                Err(Error::file(
-                    ckpt,
+                return Err(Error::file(
+                    checkpoint,
                     "neither a checkpoint directory (with manifest.json) nor a weights file",
-                ))
+                ));
             }
         }
+    };
+    let mut store = ParamStore::new(device, cfg.seed);
+    let model = build(&cfg.model, &mut store)?;
+    if checkpoint.is_dir() {
+        checkpoint::load(&checkpoint, &store, None)?;
+    } else {
+        // A bare weights file: every model tensor must be in it.
+        let report = store.load_safetensors(&checkpoint)?;
+        if let Some(first) = report.missing.first() {
+            return Err(Error::file(
+                &checkpoint,
+                format!(
+                    "{} model tensors are not in this file (first: {first}); is --config the \
+                     run's config?",
+                    report.missing.len()
+                ),
+            ));
+        }
     }
+    Ok(LoadedModel {
+        cfg,
+        store,
+        model,
+        checkpoint,
+    })
 }
