@@ -56,6 +56,23 @@ proptest! {
     }
 
     #[test]
+    fn rounded_gaussian_is_the_definition_at_the_nearest_pixel(
+        w in 1usize..40, h in 1usize..40, fx in 0f32..1.0, fy in 0f32..1.0, sigma in 0.3f32..6.0,
+    ) {
+        let p = [fx * w as f32, fy * h as f32];
+        prop_assume!(p[0] < w as f32 && p[1] < h as f32);
+        let enc = TargetEncoder::GaussianRound { sigma };
+        let (map, mask) = encode_one(&enc, p, w, h);
+        prop_assert!(mask);
+        prop_assert!(!enc.is_binary());
+        // Rounded like the one-hot `round` encoder: clamped into the map at the far edge.
+        let c = rounding::round(p, w, h);
+        check_definition(&map, w, h, c, sigma);
+        let (xy, _) = hmreg::codec::decode_one(&map, w, h, &Decoder::Argmax);
+        prop_assert_eq!(xy, c);
+    }
+
+    #[test]
     fn argmax_of_gaussian_is_the_encoding_centre(
         w in 2usize..48, h in 2usize..48, fx in 0f32..1.0, fy in 0f32..1.0, sigma in 0.5f32..8.0,
     ) {
@@ -308,6 +325,11 @@ fn encoder_config_parses_and_serialises() {
             subpixel: true
         }
     );
+    assert_eq!(
+        "gaussian-round:2".parse::<TargetEncoder>().unwrap(),
+        TargetEncoder::GaussianRound { sigma: 2.0 }
+    );
+    assert!("gaussian-round:0".parse::<TargetEncoder>().is_err());
     assert!("gaussian:0".parse::<TargetEncoder>().is_err());
     assert!("gaussian:x".parse::<TargetEncoder>().is_err());
     assert!("floor:1".parse::<TargetEncoder>().is_err());
@@ -315,6 +337,7 @@ fn encoder_config_parses_and_serialises() {
     for e in [
         "gaussian:2.5",
         "gaussian-subpixel:1",
+        "gaussian-round:1.5",
         "randomized-rounding",
         "floor",
         "round",

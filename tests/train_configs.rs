@@ -4,6 +4,7 @@ use std::path::Path;
 
 use hmreg::codec::{Decoder, TargetEncoder};
 use hmreg::data::PointSelection;
+use hmreg::experiment::trained::{load_config, Method};
 use hmreg::learn::loss::LossKind;
 use hmreg::learn::schedule::ScheduleKind;
 use hmreg::models::Arch;
@@ -24,14 +25,40 @@ fn every_config_parses_and_validates() {
     let mut n = 0;
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "toml") {
-            let mut c = TrainConfig::load(&p).unwrap();
-            c.resolve()
-                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            n += 1;
+        if p.extension().is_none_or(|x| x != "toml") {
+            continue;
         }
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        // Experiment configs: a training config plus the grid's [rounding] table; every cell
+        // must resolve.
+        if name.starts_with("rounding-") {
+            let (base, grid) = load_config(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+            grid.validate(&base)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        } else {
+            let mut c = TrainConfig::load(&p).unwrap();
+            c.resolve().unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        n += 1;
     }
     assert!(n >= 4);
+}
+
+#[test]
+fn the_rounding_grids_cover_the_papers_question() {
+    // At least sizes 32, 16 and 8, all five methods and two seeds (issue 12).
+    for name in ["rounding-300w.toml", "rounding-lapa-gpu.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("configs")
+            .join(name);
+        let (base, grid) = load_config(&path).unwrap();
+        for s in [32, 16, 8] {
+            assert!(grid.sizes.contains(&s), "{name}: size {s}");
+        }
+        assert_eq!(grid.methods, Method::ALL.to_vec(), "{name}");
+        assert!(grid.seeds.len() >= 2, "{name}");
+        assert_eq!(base.model.arch, Arch::Hrnet18, "{name}");
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
+use super::experiment_trained::GridRequest;
 use crate::data::dataset::{load_split, present_splits};
 use crate::data::image_io::image_size;
 use crate::data::points::PointSelection;
@@ -34,6 +35,9 @@ pub enum Part {
     Montecarlo,
     /// Every landmark of a dataset encoded and decoded per heatmap size.
     Quantization,
+    /// One training run per (method, heatmap size, seed) from --config, evaluated on its
+    /// validation split; rerunning skips finished cells and resumes interrupted ones.
+    Trained,
 }
 
 #[derive(Args, Debug)]
@@ -61,24 +65,46 @@ pub struct RoundingArgs {
     /// Quantization: square input size the images are squished to.
     #[arg(long, default_value_t = 256)]
     pub input: usize,
-    /// Quantization: square heatmap sizes.
-    #[arg(long, value_delimiter = ',', default_value = "128,64,32,16,8")]
-    pub sizes: Vec<usize>,
+    /// Square heatmap sizes (quantization default 128,64,32,16,8; trained: the config's
+    /// [rounding] sizes, default 32,16,8).
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Option<Vec<usize>>,
     /// Quantization: only this split (default: every split present).
     #[arg(long)]
     pub split: Option<String>,
     /// Quantization: landmark selection, `all` or indices like `30,40,50`.
     #[arg(long, default_value = "all")]
     pub points: String,
-    /// Quantization: folder for the PNG plot and the JSON/markdown results.
+    /// Folder for the PNG plot and the JSON/markdown (and trained: CSV) results; trained cells
+    /// are run directories under it (default for trained: runs/rounding-<config name>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Quantization: Gaussian sigma in heatmap pixels (DARK smooths with it too).
-    #[arg(long, default_value_t = 2.0)]
-    pub sigma: f32,
-    /// Quantization: k of the top-k softmax decoder.
-    #[arg(long, default_value_t = 9)]
-    pub k: usize,
+    /// Gaussian sigma in heatmap pixels, DARK smooths with it too (quantization default 2;
+    /// trained: the config's [rounding] sigma, default 1.5).
+    #[arg(long)]
+    pub sigma: Option<f32>,
+    /// k of the top-k softmax decoder (default 9).
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// Trained: the experiment config (a training config plus a [rounding] table, see
+    /// configs/rounding-300w.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Trained: methods, any of vanilla, binary-round, writeup-rr, paper-rr, subpixel-dark.
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Option<Vec<String>>,
+    /// Trained: training seeds, one cell per seed.
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Option<Vec<u64>>,
+    /// Trained: epochs of every cell.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Trained: BCE pos_weight of the one-channel binary methods.
+    #[arg(long)]
+    pub pos_weight: Option<f64>,
+    /// Trained: no progress bars, only one line per cell.
+    #[arg(long)]
+    pub quiet: bool,
     /// Quantization: NME normaliser, `auto` (36,45 for 68 points, 66,79 for 106, box
     /// diagonal otherwise), `box` or a pair like `36,45`.
     #[arg(long, default_value = "auto")]
@@ -90,6 +116,19 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
         Experiment::Rounding(a) => match a.part {
             Part::Montecarlo => run_montecarlo(&a),
             Part::Quantization => run_quantization(&a),
+            Part::Trained => super::experiment_trained::run(&GridRequest {
+                config: a.config,
+                data: a.data,
+                out: a.out,
+                sizes: a.sizes,
+                methods: a.methods,
+                seeds: a.seeds,
+                epochs: a.epochs,
+                sigma: a.sigma,
+                k: a.k,
+                pos_weight: a.pos_weight,
+                quiet: a.quiet,
+            }),
         },
     }
 }
@@ -122,10 +161,10 @@ fn run_quantization(a: &RoundingArgs) -> Result<()> {
     let norm: NmeNorm = a.norm.parse()?;
     let cfg = QuantizationConfig {
         input: a.input,
-        sizes: a.sizes.clone(),
+        sizes: a.sizes.clone().unwrap_or_else(|| vec![128, 64, 32, 16, 8]),
         draws: a.draws.unwrap_or(10),
-        sigma: a.sigma,
-        k: a.k,
+        sigma: a.sigma.unwrap_or(2.0),
+        k: a.k.unwrap_or(9),
         seed: a.seed,
         metric: MetricConfig {
             norm,
@@ -252,6 +291,7 @@ fn save_plot(report: &QuantizationReport, path: &Path) -> Result<()> {
         log_x: true,
         log_y: true,
         series,
+        x_ticks: report.config.sizes.iter().map(|&s| s as f64).collect(),
     }
     .save_png(path)
 }

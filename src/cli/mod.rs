@@ -11,6 +11,7 @@ pub mod data;
 pub mod data_show;
 pub mod eval;
 pub mod experiment;
+pub mod experiment_trained;
 pub mod lr_find;
 pub mod predict;
 pub mod summary;

@@ -38,6 +38,13 @@ pub enum TargetEncoder {
         #[serde(default)]
         subpixel: bool,
     },
+    /// The same Gaussian centred at the nearest pixel (`round`, not the write-up's truncation):
+    /// quantised like `subpixel = false` but unbiased, the fair "vanilla" heatmap of the
+    /// rounding experiment.
+    GaussianRound {
+        #[serde(default = "default_sigma")]
+        sigma: f32,
+    },
     /// Variant 2: binary map with one 1, randomized rounding of each coordinate (unbiased).
     RandomizedRounding,
     /// Binary map with one 1 at `floor(p)`: biased by half a heatmap pixel on average.
@@ -64,10 +71,10 @@ impl TargetEncoder {
     /// Rejects parameters [`encode`] cannot honour (it panics on them: call this when loading
     /// a configuration).
     pub fn validate(&self) -> Result<()> {
-        if let TargetEncoder::Gaussian { sigma, .. } = self {
-            if !(sigma.is_finite() && *sigma > 0.0) {
+        if let Some(sigma) = self.sigma() {
+            if !(sigma.is_finite() && sigma > 0.0) {
                 return Err(Error::config(format!(
-                    "gaussian encoder: sigma must be a positive number of heatmap pixels, got {sigma}"
+                    "{self} encoder: sigma must be a positive number of heatmap pixels, got {sigma}"
                 )));
             }
         }
@@ -76,7 +83,17 @@ impl TargetEncoder {
 
     /// Binary targets (one positive pixel) are trained with BCE, Gaussians with MSE.
     pub fn is_binary(&self) -> bool {
-        !matches!(self, TargetEncoder::Gaussian { .. })
+        self.sigma().is_none()
+    }
+
+    /// The Gaussian's standard deviation in heatmap pixels; `None` for the binary encoders.
+    pub fn sigma(&self) -> Option<f32> {
+        match self {
+            TargetEncoder::Gaussian { sigma, .. } | TargetEncoder::GaussianRound { sigma } => {
+                Some(*sigma)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -91,6 +108,7 @@ impl fmt::Display for TargetEncoder {
                 sigma,
                 subpixel: true,
             } => write!(f, "gaussian-subpixel:{sigma}"),
+            TargetEncoder::GaussianRound { sigma } => write!(f, "gaussian-round:{sigma}"),
             TargetEncoder::RandomizedRounding => write!(f, "randomized-rounding"),
             TargetEncoder::Floor => write!(f, "floor"),
             TargetEncoder::Round => write!(f, "round"),
@@ -101,7 +119,8 @@ impl fmt::Display for TargetEncoder {
 impl FromStr for TargetEncoder {
     type Err = Error;
 
-    /// `gaussian`, `gaussian:2.5`, `gaussian-subpixel[:sigma]`, `randomized-rounding` (or `rr`),
+    /// `gaussian`, `gaussian:2.5`, `gaussian-subpixel[:sigma]`, `gaussian-round[:sigma]`,
+    /// `randomized-rounding` (or `rr`),
     /// `floor`, `round`.
     fn from_str(s: &str) -> Result<Self> {
         let (name, arg) = match s.split_once(':') {
@@ -131,6 +150,7 @@ impl FromStr for TargetEncoder {
                 sigma: sigma(arg)?,
                 subpixel: true,
             },
+            "gaussian-round" => TargetEncoder::GaussianRound { sigma: sigma(arg)? },
             "randomized-rounding" | "randomized" | "rr" => {
                 no_arg(TargetEncoder::RandomizedRounding)?
             }
@@ -139,7 +159,7 @@ impl FromStr for TargetEncoder {
             _ => {
                 return Err(Error::config(format!(
                     "unknown encoder `{s}` (expected gaussian[:sigma], gaussian-subpixel[:sigma], \
-                     randomized-rounding, floor or round)"
+                     gaussian-round[:sigma], randomized-rounding, floor or round)"
                 )))
             }
         };
@@ -194,7 +214,9 @@ pub fn centres(
                     rounding::randomized(p, ux, uy, w, h)
                 }
                 TargetEncoder::Floor => rounding::floor(p, w, h),
-                TargetEncoder::Round => rounding::round(p, w, h),
+                TargetEncoder::Round | TargetEncoder::GaussianRound { .. } => {
+                    rounding::round(p, w, h)
+                }
             })
         })
         .collect()
@@ -205,9 +227,9 @@ pub fn fill_map(enc: &TargetEncoder, centre: Centre, w: usize, h: usize, map: &m
     debug_assert_eq!(map.len(), w * h);
     map.fill(0.0);
     let Some(c) = centre else { return };
-    match enc {
-        TargetEncoder::Gaussian { sigma, .. } => gaussian::draw(map, w, h, c, *sigma),
-        _ => map[c[1] as usize * w + c[0] as usize] = 1.0,
+    match enc.sigma() {
+        Some(sigma) => gaussian::draw(map, w, h, c, sigma),
+        None => map[c[1] as usize * w + c[0] as usize] = 1.0,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::codec::{Decoder, TargetEncoder};
+use crate::codec::Decoder;
 use crate::data::dataset::Sample;
 use crate::run::TrainConfig;
 use crate::{Error, Result};
@@ -19,12 +19,8 @@ pub fn choose_decoder(name: Option<&str>, k: Option<usize>, cfg: &TrainConfig) -
         None => cfg.metrics.decoder.clone(),
         Some(n) => {
             let d: Decoder = n.parse()?;
-            match (&d, &cfg.target.encoder) {
-                (Decoder::Dark { .. }, TargetEncoder::Gaussian { sigma, .. })
-                    if !n.contains(':') =>
-                {
-                    Decoder::Dark { sigma: *sigma }
-                }
+            match (&d, cfg.target.encoder.sigma()) {
+                (Decoder::Dark { .. }, Some(sigma)) if !n.contains(':') => Decoder::Dark { sigma },
                 _ => d,
             }
         }

@@ -78,3 +78,26 @@ pub fn resolve_checkpoint(path: &Path) -> Result<(PathBuf, PathBuf)> {
         "neither a run directory (with config.toml) nor a checkpoint (with manifest.json)",
     ))
 }
+
+/// Whether the run in `run_dir` was started with `cfg` (the device may differ).
+pub fn same_config(run_dir: &Path, cfg: &TrainConfig) -> Result<bool> {
+    let mut saved = read_config(run_dir)?;
+    // Runs saved before paths were made absolute compare equal too.
+    saved.absolutize_paths();
+    let mut now = cfg.clone();
+    saved.device = String::new();
+    now.device = String::new();
+    Ok(saved.to_toml()? == now.to_toml()?)
+}
+
+/// A resumed run must continue with the config it started with (the device may differ).
+pub fn check_same_config(run_dir: &Path, cfg: &TrainConfig) -> Result<()> {
+    if !same_config(run_dir, cfg)? {
+        return Err(Error::file(
+            run_dir.join(CONFIG_FILE),
+            "the config differs from the one this run was started with; resume with the run's \
+             own config.toml",
+        ));
+    }
+    Ok(())
+}

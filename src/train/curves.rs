@@ -35,6 +35,7 @@ pub fn save_curves(
             Series::new("train", pts(&|r| Some(r.train_loss))),
             Series::new("valid", pts(&|r| Some(r.valid_loss))),
         ],
+        ..LinePlot::default()
     };
     let mut series = vec![Series::new(metric, pts(&|r| r.value(metric)))];
     if let (Some(b), Some(first), Some(last)) = (baseline, records.first(), records.last()) {
@@ -50,6 +51,7 @@ pub fn save_curves(
         log_x: false,
         log_y: true,
         series,
+        ..LinePlot::default()
     };
     let (w, h) = (640, 420);
     let mut img = RgbImage::from_pixel(2 * w, h, Rgb([255, 255, 255]));

@@ -89,6 +89,7 @@ pub fn save_plot(path: &std::path::Path, r: &LrFindResult) -> Result<()> {
         log_x: true,
         log_y: false,
         series,
+        ..LinePlot::default()
     }
     .save_png(path)
 }

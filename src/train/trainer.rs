@@ -118,7 +118,7 @@ fn start_or_resume(cfg: TrainConfig, opts: &RunOptions) -> Result<Session> {
     let s = Setup::new(cfg, &note)?;
     let cfg = &s.cfg;
     if opts.resume {
-        check_same_config(&run_dir, cfg)?;
+        dir::check_same_config(&run_dir, cfg)?;
     }
     let spe = s.train.batches_per_epoch();
     let plan = cfg.schedule.plan(cfg.epochs, spe, cfg.optim.beta1)?;
@@ -180,24 +180,6 @@ fn start_or_resume(cfg: TrainConfig, opts: &RunOptions) -> Result<Session> {
         baseline,
         run_dir,
     })
-}
-
-/// A resumed run must continue with the config it started with (the device may differ).
-fn check_same_config(run_dir: &Path, cfg: &TrainConfig) -> Result<()> {
-    let mut saved = dir::read_config(run_dir)?;
-    // Runs saved before paths were made absolute compare equal too.
-    saved.absolutize_paths();
-    let mut now = cfg.clone();
-    saved.device = String::new();
-    now.device = String::new();
-    if saved.to_toml()? != now.to_toml()? {
-        return Err(Error::file(
-            run_dir.join(dir::CONFIG_FILE),
-            "the config differs from the one this run was started with; resume with the run's \
-             own config.toml",
-        ));
-    }
-    Ok(())
 }
 
 /// Trains epoch `epoch` (from where the state stands inside it), then validates, records and

@@ -17,8 +17,16 @@ use super::font;
 
 #[derive(Clone, Debug, Default)]
 pub struct Series {
+    /// Legend entry; an empty name leaves the series out of the legend.
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    /// Vertical error bar `(low, high)` per point (same order as `points`); empty for none.
+    pub errors: Vec<(f64, f64)>,
+    /// Dashed line without markers (reference levels such as a theoretical floor).
+    pub dashed: bool,
+    /// Palette index of the colour; `None`: the series' own position. Lets a reference line
+    /// share the colour of the series it belongs to.
+    pub color: Option<usize>,
 }
 
 impl Series {
@@ -26,9 +34,18 @@ impl Series {
         Series {
             name: name.into(),
             points,
+            ..Series::default()
         }
     }
+
+    fn palette_index(&self, position: usize) -> usize {
+        self.color.unwrap_or(position)
+    }
 }
+
+/// Length of a dash and of the gap after it, in line widths.
+const DASH: f32 = 4.0;
+const DASH_GAP: f32 = 3.0;
 
 #[derive(Clone, Debug, Default)]
 pub struct LinePlot {
@@ -38,6 +55,9 @@ pub struct LinePlot {
     pub log_x: bool,
     pub log_y: bool,
     pub series: Vec<Series>,
+    /// Labelled x ticks at exactly these data values (e.g. the heatmap sizes of a grid) instead
+    /// of the automatic ones; empty: automatic.
+    pub x_ticks: Vec<f64>,
 }
 
 /// Size used by [`LinePlot::save_png`].
@@ -156,7 +176,16 @@ impl LinePlot {
         let (xs, ys) = self.transformed_ranges();
         // Tick density follows the space available: a tick step of about 60 px across, 35 px up
         // (times the text scale).
-        let x_axis = make_axis(xs, self.log_x, (width / (60 * s)).clamp(2, 12) as usize);
+        let mut x_axis = make_axis(xs, self.log_x, (width / (60 * s)).clamp(2, 12) as usize);
+        if !self.x_ticks.is_empty() {
+            x_axis.ticks = self
+                .x_ticks
+                .iter()
+                .filter_map(|&v| Some((transform(v, self.log_x)?, format_plain(v))))
+                .filter(|&(t, _)| t >= x_axis.lo && t <= x_axis.hi)
+                .collect();
+            x_axis.minor.clear();
+        }
         let y_axis = make_axis(ys, self.log_y, (height / (35 * s)).clamp(2, 12) as usize);
 
         let y_tick_w = y_axis
@@ -282,13 +311,21 @@ impl LinePlot {
         let mut xr: Span = None;
         let mut yr: Span = None;
         for s in &self.series {
-            for &(x, y) in &s.points {
+            for (k, &(x, y)) in s.points.iter().enumerate() {
                 let (Some(tx), Some(ty)) = (transform(x, self.log_x), transform(y, self.log_y))
                 else {
                     continue;
                 };
                 xr = Some(xr.map_or((tx, tx), |(a, b)| (a.min(tx), b.max(tx))));
-                yr = Some(yr.map_or((ty, ty), |(a, b)| (a.min(ty), b.max(ty))));
+                let (lo, hi) = s
+                    .errors
+                    .get(k)
+                    .map(|&(lo, hi)| {
+                        let t = |v| transform(v, self.log_y).unwrap_or(ty);
+                        (t(lo).min(ty), t(hi).max(ty))
+                    })
+                    .unwrap_or((ty, ty));
+                yr = Some(yr.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
             }
         }
         (xr, yr)
@@ -296,14 +333,32 @@ impl LinePlot {
 
     fn draw_series(&self, img: &mut RgbImage, f: &Frame) {
         let lw = f.text_scale as i32; // line width follows the text size
-        for (i, s) in self.series.iter().enumerate() {
+        for (position, s) in self.series.iter().enumerate() {
+            let i = s.palette_index(position);
             let color = series_color(i);
             let pts: Vec<Option<(f32, f32)>> =
                 s.points.iter().map(|&(x, y)| f.to_pixel(x, y)).collect();
             for w in pts.windows(2) {
                 if let (Some(a), Some(b)) = (w[0], w[1]) {
-                    draw::draw_thick_line(img, a, b, lw, color);
+                    if s.dashed {
+                        draw_dashed_line(img, a, b, lw, color);
+                    } else {
+                        draw::draw_thick_line(img, a, b, lw, color);
+                    }
                 }
+            }
+            for (&(x, _), &(lo, hi)) in s.points.iter().zip(&s.errors) {
+                if let (Some(a), Some(b)) = (f.to_pixel(x, lo), f.to_pixel(x, hi)) {
+                    let cap = 3.0 * lw as f32;
+                    draw::draw_thick_line(img, a, b, lw.max(1), color);
+                    for end in [a, b] {
+                        let (l, r) = ((end.0 - cap, end.1), (end.0 + cap, end.1));
+                        draw::draw_thick_line(img, l, r, lw.max(1), color);
+                    }
+                }
+            }
+            if s.dashed {
+                continue;
             }
             let drawable: Vec<(f32, f32)> = pts.iter().flatten().copied().collect();
             // Markers identify series in print and make isolated points (line breaks) visible.
@@ -329,7 +384,7 @@ impl LinePlot {
             .iter()
             .enumerate()
             .filter(|(_, s)| !s.name.is_empty())
-            .map(|(i, s)| (i, s.name.as_str()))
+            .map(|(position, s)| (position, s.name.as_str()))
             .collect();
         if entries.is_empty() {
             return;
@@ -377,23 +432,39 @@ impl LinePlot {
 
         draw::fill_rect(img, bx, by, box_w as u32, box_h as u32, WHITE);
         draw::draw_rect(img, bx, by, box_w as u32, box_h as u32, LEGEND_BORDER);
-        for (row, (i, name)) in entries.iter().enumerate() {
-            let color = series_color(*i);
+        for (row, (position, name)) in entries.iter().enumerate() {
+            let i = self.series[*position].palette_index(*position);
+            let color = series_color(i);
             let ty = by + pad + row as i32 * row_h;
             let cy = (ty + th / 2) as f32;
             let x0 = (bx + pad) as f32;
             let x1 = (bx + pad + swatch) as f32;
             draw::draw_thick_line(img, (x0, cy), (x1, cy), s as i32, color);
-            let drawable = self.series[*i]
+            let drawable = self.series[*position]
                 .points
                 .iter()
                 .filter(|&&(x, y)| f.to_pixel(x, y).is_some())
                 .count();
-            if drawable <= MAX_MARKED_POINTS {
-                draw_marker(img, *i, (x0 + x1) / 2.0, cy, 2 * s as i32 + 1, color);
+            if drawable <= MAX_MARKED_POINTS && !self.series[*position].dashed {
+                draw_marker(img, i, (x0 + x1) / 2.0, cy, 2 * s as i32 + 1, color);
             }
             font::draw_text(img, bx + pad + swatch + pad, ty, name, INK, s);
         }
+    }
+}
+
+/// A line from `a` to `b` drawn as dashes `DASH` line widths long.
+fn draw_dashed_line(img: &mut RgbImage, a: (f32, f32), b: (f32, f32), lw: i32, color: Rgb<u8>) {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let len = (dx * dx + dy * dy).sqrt();
+    let unit = lw.max(1) as f32;
+    let period = (DASH + DASH_GAP) * unit;
+    let mut t = 0.0;
+    while t < len {
+        let t1 = (t + DASH * unit).min(len);
+        let at = |d: f32| (a.0 + dx * d / len, a.1 + dy * d / len);
+        draw::draw_thick_line(img, at(t), at(t1), lw, color);
+        t += period;
     }
 }
 

@@ -1,0 +1,155 @@
+//! `hmreg experiment rounding --part trained`: the trained grid, its progress and its files.
+
+use std::path::{Path, PathBuf};
+
+use super::args::TrainOverrides;
+use crate::atomic::write_atomic;
+use crate::experiment::trained::{self, Cell, GridConfig, Method};
+use crate::experiment::trained_report::{self, TrainedReport};
+use crate::run::TrainConfig;
+use crate::train::progress::OutputMode;
+use crate::{Error, Result};
+
+/// The resolved experiment config written next to the results.
+pub const EXPERIMENT_TOML: &str = "experiment.toml";
+
+/// What the command line asks of the grid (`hmreg experiment rounding --part trained`); every
+/// `Some` replaces the config's value.
+#[derive(Clone, Debug, Default)]
+pub struct GridRequest {
+    pub config: Option<PathBuf>,
+    pub data: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub sizes: Option<Vec<usize>>,
+    pub methods: Option<Vec<String>>,
+    pub seeds: Option<Vec<u64>>,
+    pub epochs: Option<usize>,
+    pub sigma: Option<f32>,
+    pub k: Option<usize>,
+    pub pos_weight: Option<f64>,
+    pub quiet: bool,
+}
+
+pub fn run(a: &GridRequest) -> Result<()> {
+    let path = a.config.as_ref().ok_or_else(|| {
+        Error::config("--part trained needs --config FILE (see configs/rounding-300w.toml)")
+    })?;
+    let (mut base, mut grid) = trained::load_config(path)?;
+    apply_overrides(a, &mut base, &mut grid)?;
+    grid.validate(&base)?;
+    let out = a.out.clone().unwrap_or_else(|| default_out(path));
+    std::fs::create_dir_all(&out).map_err(|e| Error::file(&out, format!("cannot create: {e}")))?;
+    write_atomic(
+        &out.join(EXPERIMENT_TOML),
+        resolved_toml(&base, &grid)?.as_bytes(),
+    )?;
+
+    let progress = |i: usize, n: usize, cell: &Cell, what: &str, eta: Option<f64>| {
+        let eta = eta.map_or_else(
+            || "grid ETA after the first trained cell".to_string(),
+            |s| format!("grid ETA {}", hms(s)),
+        );
+        eprintln!("[cell {}/{n}] {cell}: {what} ({eta})", i + 1);
+    };
+    let output = if a.quiet {
+        OutputMode::Quiet
+    } else {
+        OutputMode::Bars
+    };
+    let cells = trained::run_grid(&base, &grid, &out, output, &progress)?;
+    eprintln!("quantization floors on the validation points");
+    let floors = trained::floors(&base, &grid)?;
+    let summary = trained_report::summarize(&grid, &cells, &floors);
+    let report = TrainedReport {
+        arch: base.model.arch.to_string(),
+        width: base.model.width,
+        input_size: base.pipeline.input_size,
+        epochs: base.epochs,
+        data: base.data.root.display().to_string(),
+        val_images: count_val_images(&base),
+        descriptions: grid
+            .methods
+            .iter()
+            .map(|m| (*m, m.describe(&grid.params)))
+            .collect(),
+        grid,
+        cells,
+        summary,
+        floors,
+    };
+    trained_report::write_all(&report, &out)?;
+    print!("{}", trained_report::markdown(&report));
+    eprintln!(
+        "wrote {}/{{{}, {}, {}, {}}}",
+        out.display(),
+        trained_report::MD_FILE,
+        trained_report::JSON_FILE,
+        trained_report::CSV_FILE,
+        trained_report::PNG_FILE
+    );
+    Ok(())
+}
+
+fn apply_overrides(a: &GridRequest, base: &mut TrainConfig, grid: &mut GridConfig) -> Result<()> {
+    TrainOverrides {
+        data: a.data.clone(),
+        ..Default::default()
+    }
+    .apply(base)?;
+    if let Some(e) = a.epochs {
+        base.epochs = e;
+    }
+    if let Some(s) = &a.sizes {
+        grid.sizes = s.clone();
+    }
+    if let Some(m) = &a.methods {
+        grid.methods = m
+            .iter()
+            .map(|s| s.parse::<Method>())
+            .collect::<Result<_>>()?;
+    }
+    if let Some(s) = &a.seeds {
+        grid.seeds = s.clone();
+    }
+    if let Some(s) = a.sigma {
+        grid.params.sigma = s;
+    }
+    if let Some(k) = a.k {
+        grid.params.k = k;
+    }
+    if let Some(p) = a.pos_weight {
+        grid.params.pos_weight = p;
+    }
+    Ok(())
+}
+
+/// `runs/rounding-<config stem>`.
+fn default_out(config: &Path) -> PathBuf {
+    let stem = config
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("grid");
+    PathBuf::from("runs").join(format!("rounding-{}", stem.trim_start_matches("rounding-")))
+}
+
+/// The base config and the grid table as one TOML file that `--config` reads back.
+fn resolved_toml(base: &TrainConfig, grid: &GridConfig) -> Result<String> {
+    let grid_toml = toml::to_string_pretty(grid)
+        .map_err(|e| Error::Msg(format!("grid config to TOML: {e}")))?;
+    Ok(format!(
+        "{}\n[{}]\n{grid_toml}",
+        base.to_toml()?,
+        trained::GRID_TABLE
+    ))
+}
+
+fn count_val_images(base: &TrainConfig) -> Option<usize> {
+    crate::data::dataset::list_split(&base.data.root, &base.data.val_split)
+        .ok()
+        .map(|l| l.landmarks.len())
+}
+
+fn hms(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60)
+}

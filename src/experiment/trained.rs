@@ -1,0 +1,523 @@
+//! The rounding experiment, trained: one ordinary training run per (method, heatmap size, seed),
+//! all from the same base config (model, data, augmentation, schedule, budget), then the final
+//! epoch's validation figures of every cell side by side with each method's untrained
+//! quantization floor.
+//!
+//! Every cell is a normal run directory `OUT/<method>/size<S>-seed<N>`: a finished cell
+//! (`summary.json` says so) is read back, an interrupted one resumes from its last checkpoint, so
+//! the grid can be completed over several sittings. A cell whose saved config differs from the
+//! one the grid asks for now is an error, never silently reused.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Instant;
+
+use crate::codec::{Decoder, TargetEncoder};
+use crate::experiment::rounding::{self, Pair, QuantizationConfig};
+use crate::learn::loss::LossKind;
+use crate::models::HeadKind;
+use crate::run::dir::{self, checkpoints_dir, SUMMARY_FILE};
+use crate::run::history::{self, EpochRecord};
+use crate::run::{checkpoint, TrainConfig};
+use crate::train::progress::OutputMode;
+use crate::train::setup::Setup;
+use crate::train::trainer::{train, RunOptions};
+use crate::{Error, Keypoints, Result};
+
+/// One way of turning points into targets and maps back into points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Gaussian at the rounded centre, MSE, argmax: the common heatmap regressor.
+    Vanilla,
+    /// One-hot at the rounded centre, weighted BCE, argmax.
+    BinaryRound,
+    /// The write-up: randomized-rounding one-hot maps, weighted BCE, top-k softmax.
+    WriteupRr,
+    /// The paper: randomized rounding, two-channel head, per-pixel softmax cross-entropy, top-k.
+    PaperRr,
+    /// The modern baseline: Gaussian at the float point, MSE, DARK.
+    SubpixelDark,
+}
+
+impl Method {
+    pub const ALL: [Method; 5] = [
+        Method::Vanilla,
+        Method::BinaryRound,
+        Method::WriteupRr,
+        Method::PaperRr,
+        Method::SubpixelDark,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Vanilla => "vanilla",
+            Method::BinaryRound => "binary-round",
+            Method::WriteupRr => "writeup-rr",
+            Method::PaperRr => "paper-rr",
+            Method::SubpixelDark => "subpixel-dark",
+        }
+    }
+
+    /// What the method trains and decodes, for tables.
+    pub fn describe(self, p: &MethodParams) -> String {
+        match self {
+            Method::Vanilla => format!("Gaussian (sigma {}) at round(p), MSE, argmax", p.sigma),
+            Method::BinaryRound => format!(
+                "one-hot at round(p), BCE pos_weight {}, argmax",
+                p.pos_weight
+            ),
+            Method::WriteupRr => format!(
+                "randomized rounding, BCE pos_weight {}, top-{} softmax",
+                p.pos_weight, p.k
+            ),
+            Method::PaperRr => format!(
+                "randomized rounding, two-channel head + softmax cross-entropy, top-{} softmax",
+                p.k
+            ),
+            Method::SubpixelDark => {
+                format!("Gaussian (sigma {}) at the float point, MSE, DARK", p.sigma)
+            }
+        }
+    }
+
+    /// The encoder/decoder pair of the quantization part that is this method's floor: the
+    /// error of a model that reproduced its targets perfectly.
+    pub fn floor_pair(self) -> Pair {
+        match self {
+            // The argmax of a Gaussian drawn at round(p) is round(p).
+            Method::Vanilla | Method::BinaryRound => Pair::RoundArgmax,
+            Method::WriteupRr | Method::PaperRr => Pair::RrTopkLogOdds,
+            Method::SubpixelDark => Pair::SubpixelGaussianDark,
+        }
+    }
+
+    /// Sets the target, loss, head and validation decoder of `cfg` to this method's.
+    pub fn apply(self, cfg: &mut TrainConfig, p: &MethodParams) {
+        let sigma = p.sigma;
+        let (encoder, loss, pos_weight, head, decoder) = match self {
+            Method::Vanilla => (
+                TargetEncoder::GaussianRound { sigma },
+                LossKind::Mse,
+                cfg.loss.pos_weight,
+                HeadKind::Binary,
+                Decoder::Argmax,
+            ),
+            Method::BinaryRound => (
+                TargetEncoder::Round,
+                LossKind::Bce,
+                p.pos_weight,
+                HeadKind::Binary,
+                Decoder::Argmax,
+            ),
+            Method::WriteupRr => (
+                TargetEncoder::RandomizedRounding,
+                LossKind::Bce,
+                p.pos_weight,
+                HeadKind::Binary,
+                Decoder::TopK { k: p.k },
+            ),
+            // The two-class softmax cross-entropy is BCE on the foreground log-odds, unweighted.
+            Method::PaperRr => (
+                TargetEncoder::RandomizedRounding,
+                LossKind::Bce,
+                1.0,
+                HeadKind::TwoChannel,
+                Decoder::TopK { k: p.k },
+            ),
+            Method::SubpixelDark => (
+                TargetEncoder::Gaussian {
+                    sigma,
+                    subpixel: true,
+                },
+                LossKind::Mse,
+                cfg.loss.pos_weight,
+                HeadKind::Binary,
+                Decoder::Dark { sigma },
+            ),
+        };
+        cfg.target.encoder = encoder;
+        cfg.loss.kind = loss;
+        cfg.loss.pos_weight = pos_weight;
+        cfg.model.head = head;
+        cfg.metrics.decoder = decoder;
+        cfg.metrics.vs_target = true;
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Method {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim().to_ascii_lowercase();
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
+                Error::config(format!(
+                    "unknown method `{s}` (expected one of {})",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// The methods' shared parameters.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MethodParams {
+    /// Gaussian standard deviation in heatmap pixels (vanilla and sub-pixel; DARK smooths with it).
+    pub sigma: f32,
+    /// BCE weight of the positive pixel for the one-channel binary heads.
+    pub pos_weight: f64,
+    /// k of the top-k softmax decoder.
+    pub k: usize,
+}
+
+impl Default for MethodParams {
+    fn default() -> Self {
+        MethodParams {
+            sigma: 1.5,
+            pos_weight: 100.0,
+            k: 9,
+        }
+    }
+}
+
+/// The grid: which cells exist.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GridConfig {
+    /// Square heatmap sizes (input size / heatmap stride).
+    pub sizes: Vec<usize>,
+    pub methods: Vec<Method>,
+    pub seeds: Vec<u64>,
+    #[serde(flatten)]
+    pub params: MethodParams,
+}
+
+impl Default for GridConfig {
+    fn default() -> Self {
+        GridConfig {
+            sizes: vec![32, 16, 8],
+            methods: Method::ALL.to_vec(),
+            seeds: vec![0, 1],
+            params: MethodParams::default(),
+        }
+    }
+}
+
+/// The `[rounding]` table of an experiment config: the grid; everything else is the base
+/// training config every cell starts from.
+pub const GRID_TABLE: &str = "rounding";
+
+/// Reads an experiment config: the base training config and its `[rounding]` grid table
+/// (defaults when absent). Errors name the file and line as for training configs.
+pub fn load_config(path: &Path) -> Result<(TrainConfig, GridConfig)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| Error::file(path, format!("not valid TOML: {e}")))?;
+    let grid = match table.get(GRID_TABLE) {
+        Some(v) => v
+            .clone()
+            .try_into::<GridConfig>()
+            .map_err(|e| Error::file(path, format!("[{GRID_TABLE}]: {}", e.message())))?,
+        None => GridConfig::default(),
+    };
+    let base = TrainConfig::parse(&without_table(&text, GRID_TABLE), path)?;
+    Ok((base, grid))
+}
+
+/// `text` with the lines of table `[name]` blanked (kept as empty lines, so the training config's
+/// parser reports the same line numbers).
+fn without_table(text: &str, name: &str) -> String {
+    let header = format!("[{name}]");
+    let mut inside = false;
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            inside = t.split('#').next().map(str::trim) == Some(header.as_str());
+        }
+        if !inside {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// One (method, heatmap size, seed) of the grid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cell {
+    pub method: Method,
+    pub size: usize,
+    pub seed: u64,
+}
+
+impl Cell {
+    pub fn dir(&self, out: &Path) -> PathBuf {
+        out.join(self.method.name())
+            .join(format!("size{}-seed{}", self.size, self.seed))
+    }
+
+    /// The cell's training config: the base with the method, heatmap stride and seed set.
+    pub fn config(&self, base: &TrainConfig, params: &MethodParams) -> Result<TrainConfig> {
+        let input = base.pipeline.input_size;
+        if self.size == 0 || !input.is_multiple_of(self.size) {
+            return Err(Error::config(format!(
+                "heatmap size {} does not divide the input size {input}",
+                self.size
+            )));
+        }
+        let mut cfg = base.clone();
+        cfg.model.heatmap_stride = input / self.size;
+        cfg.seed = self.seed;
+        self.method.apply(&mut cfg, params);
+        cfg.resolve()?;
+        Ok(cfg)
+    }
+}
+
+impl fmt::Display for Cell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}x{} seed {}",
+            self.method, self.size, self.size, self.seed
+        )
+    }
+}
+
+impl GridConfig {
+    pub fn validate(&self, base: &TrainConfig) -> Result<()> {
+        if self.sizes.is_empty() || self.methods.is_empty() || self.seeds.is_empty() {
+            return Err(Error::config(
+                "the grid needs at least one size, one method and one seed",
+            ));
+        }
+        for c in self.cells() {
+            c.config(base, &self.params)?;
+        }
+        Ok(())
+    }
+
+    /// Every cell, seed-major: all methods and sizes of the first seed come first, so a grid cut
+    /// short still compares every method once.
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut cells = Vec::new();
+        for &seed in &self.seeds {
+            for &size in &self.sizes {
+                for &method in &self.methods {
+                    cells.push(Cell { method, size, seed });
+                }
+            }
+        }
+        cells
+    }
+}
+
+/// The final-epoch validation figures of one trained cell.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CellResult {
+    pub method: Method,
+    pub size: usize,
+    pub stride: usize,
+    pub seed: u64,
+    pub epochs: usize,
+    /// NME against the float ground truth (fraction), outer-eye-corner normalised for 68 points.
+    pub nme: f64,
+    /// The write-up's NMAE against the float ground truth.
+    pub nmae: f64,
+    /// The write-up's NMAE against the argmax-decoded target maps (what its notebook reports).
+    pub nmae_vs_target: Option<f64>,
+    pub fr: f64,
+    pub auc: f64,
+    /// Training wall time of the cell, summed over sittings.
+    pub seconds: f64,
+    pub run_dir: PathBuf,
+}
+
+/// Where a cell stands before the grid runs it.
+enum CellState {
+    Finished(Box<CellResult>),
+    /// Checkpoints exist: continue them.
+    Interrupted,
+    Fresh,
+}
+
+/// Called before each cell with (cell index, cell count, cell, what happens, grid ETA seconds).
+pub type GridProgress<'a> = dyn Fn(usize, usize, &Cell, &str, Option<f64>) + 'a;
+
+/// Runs (or completes) the grid and returns every cell's result, in grid order.
+pub fn run_grid(
+    base: &TrainConfig,
+    grid: &GridConfig,
+    out: &Path,
+    output: OutputMode,
+    progress: &GridProgress,
+) -> Result<Vec<CellResult>> {
+    grid.validate(base)?;
+    let cells = grid.cells();
+    let mut results = Vec::with_capacity(cells.len());
+    let mut trained_seconds = 0.0;
+    let mut trained = 0usize;
+    for (i, cell) in cells.iter().enumerate() {
+        let cfg = cell.config(base, &grid.params)?;
+        let run_dir = cell.dir(out);
+        let state = cell_state(cell, &cfg, &run_dir)?;
+        let left = cells.len() - i;
+        let eta = (trained > 0).then(|| trained_seconds / trained as f64 * left as f64);
+        let resume = match state {
+            CellState::Finished(r) => {
+                progress(i, cells.len(), cell, "finished before, skipped", eta);
+                results.push(*r);
+                continue;
+            }
+            CellState::Interrupted => {
+                progress(i, cells.len(), cell, "resuming", eta);
+                true
+            }
+            CellState::Fresh => {
+                progress(i, cells.len(), cell, "training", eta);
+                false
+            }
+        };
+        let started = Instant::now();
+        let opts = RunOptions {
+            run_dir: run_dir.clone(),
+            resume,
+            output,
+            ..Default::default()
+        };
+        let summary = train(cfg, &opts)?;
+        trained_seconds += started.elapsed().as_secs_f64();
+        trained += 1;
+        if !summary.finished {
+            return Err(Error::file(
+                &run_dir,
+                "the cell's run stopped before its last epoch",
+            ));
+        }
+        results.push(read_result(cell, &run_dir)?);
+    }
+    Ok(results)
+}
+
+fn cell_state(cell: &Cell, cfg: &TrainConfig, run_dir: &Path) -> Result<CellState> {
+    if run_dir.join(SUMMARY_FILE).is_file() && is_finished(run_dir)? {
+        let saved = dir::read_config(run_dir)?;
+        let mut want = cfg.clone();
+        want.absolutize_paths();
+        // The point count is resolved from the data when the run starts.
+        want.model.points = saved.model.points;
+        if !dir::same_config(run_dir, &want)? {
+            return Err(Error::file(
+                run_dir.join(dir::CONFIG_FILE),
+                "this cell was trained with another config than the grid asks for now (epochs, \
+                 data, model, ...): choose another --out, or delete the cell's directory to \
+                 train it again",
+            ));
+        }
+        return Ok(CellState::Finished(Box::new(read_result(cell, run_dir)?)));
+    }
+    if checkpoint::latest(&checkpoints_dir(run_dir))?.is_some() {
+        return Ok(CellState::Interrupted);
+    }
+    Ok(CellState::Fresh)
+}
+
+fn is_finished(run_dir: &Path) -> Result<bool> {
+    let path = run_dir.join(SUMMARY_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::file(&path, format!("cannot read: {e}")))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::file(&path, format!("not valid JSON: {e}")))?;
+    Ok(v.get("finished").and_then(|f| f.as_bool()) == Some(true))
+}
+
+/// The cell's figures from its run directory: the last epoch of `metrics.jsonl`.
+fn read_result(cell: &Cell, run_dir: &Path) -> Result<CellResult> {
+    let path = run_dir.join(history::METRICS_JSONL);
+    let records: Vec<EpochRecord> = history::read_jsonl(&path)?;
+    let last = records
+        .last()
+        .ok_or_else(|| Error::file(&path, "no epoch recorded"))?;
+    let cfg = dir::read_config(run_dir)?;
+    let metric = |name: &str| -> Result<f64> {
+        last.value(name)
+            .ok_or_else(|| Error::file(&path, format!("epoch {} has no `{name}`", last.epoch)))
+    };
+    Ok(CellResult {
+        method: cell.method,
+        size: cell.size,
+        stride: cfg.model.stride(),
+        seed: cell.seed,
+        epochs: last.epoch,
+        nme: metric("nme")?,
+        nmae: metric("nmae")?,
+        nmae_vs_target: last.value("nmae_vs_target"),
+        fr: metric("fr")?,
+        auc: metric("auc")?,
+        seconds: records.iter().map(|r| r.seconds).sum(),
+        run_dir: run_dir.to_path_buf(),
+    })
+}
+
+/// The untrained floor of one method at one size: the quantization error of its encoder/decoder
+/// pair on the validation points.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Floor {
+    pub method: Method,
+    pub size: usize,
+    pub nme: f64,
+    pub nmae: f64,
+}
+
+/// Every method's floor at every size, on the validation points as the cells see them (the
+/// input frame of the validation pipeline).
+pub fn floors(base: &TrainConfig, grid: &GridConfig) -> Result<Vec<Floor>> {
+    let first = grid.cells()[0];
+    let setup = Setup::new(first.config(base, &grid.params)?, &|_| {})?;
+    let mut points: Vec<Keypoints> = Vec::new();
+    for batch in setup.val.epoch(0) {
+        points.extend(batch?.points);
+    }
+    let qcfg = QuantizationConfig {
+        input: setup.cfg.pipeline.input_size,
+        sizes: grid.sizes.clone(),
+        draws: 10,
+        sigma: grid.params.sigma,
+        k: grid.params.k,
+        seed: base.seed,
+        metric: setup.cfg.metrics.accuracy.clone(),
+    };
+    let report = rounding::quantization(&points, &qcfg, &|| {})?;
+    let mut out = Vec::new();
+    for &size in &grid.sizes {
+        for &method in &grid.methods {
+            let row = report
+                .rows
+                .iter()
+                .find(|r| r.size == size && r.pair == method.floor_pair())
+                .ok_or_else(|| Error::Msg(format!("no quantization row for {method} {size}")))?;
+            out.push(Floor {
+                method,
+                size,
+                nme: row.nme as f64,
+                nmae: row.nmae as f64,
+            });
+        }
+    }
+    Ok(out)
+}
