@@ -204,3 +204,29 @@ fn decoder_config_parses_and_serialises() {
         assert!(bad.parse::<Decoder>().is_err(), "{bad}");
     }
 }
+
+/// On an 8x8 map the smoothing kernel of sigma 1.5 (radius 5) reaches past every border: DARK
+/// must still refine sub-pixel Gaussians (the mirrored border of OpenCV's blur moved the peak by
+/// half a pixel on average, worse than plain rounding).
+#[test]
+fn dark_refines_on_maps_smaller_than_its_smoothing_kernel() {
+    let (n, sigma) = (8, 1.5);
+    let (mut dark_err, mut round_err, mut count) = (0f32, 0f32, 0);
+    for i in 0..=20 {
+        for j in 0..=20 {
+            // Centres where DARK applies (two pixels of margin around the argmax).
+            let p = [2.0 + 3.4 * i as f32 / 20.0, 2.0 + 3.4 * j as f32 / 20.0];
+            let map = gaussian_map(p, n, n, sigma, true);
+            let (d, _) = decode_one(&map, n, n, &Decoder::Dark { sigma });
+            dark_err += (d[0] - p[0]).hypot(d[1] - p[1]);
+            round_err += (p[0].round() - p[0]).hypot(p[1].round() - p[1]);
+            count += 1;
+        }
+    }
+    let (dark_err, round_err) = (dark_err / count as f32, round_err / count as f32);
+    assert!(dark_err < 0.1, "DARK mean error {dark_err} px");
+    assert!(
+        dark_err < round_err / 4.0,
+        "{dark_err} vs rounding {round_err}"
+    );
+}

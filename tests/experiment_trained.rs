@@ -92,6 +92,16 @@ fn a_two_by_two_grid_writes_its_files_and_a_second_invocation_skips_every_cell()
         let nme = c["nme"].as_f64().unwrap();
         assert!(nme.is_finite() && nme > 0.0, "{c}");
         assert!(c["nmae_vs_target"].as_f64().is_some(), "{c}");
+        // Every cell is also read out by argmax, top-k and DARK; its own decoder's figure is
+        // among them when it is one of those.
+        let by = c["nme_by_decoder"].as_object().unwrap();
+        assert_eq!(by.len(), 3, "{c}");
+        let own = if c["method"] == "vanilla" {
+            "argmax"
+        } else {
+            "topk:9"
+        };
+        assert_eq!(by[own].as_f64().unwrap(), nme, "{c}");
     }
     // One summary row and one floor per (method, size); the floors are the encoders' own
     // quantization errors: randomized rounding + top-k below rounding + argmax at each size.

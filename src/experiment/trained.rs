@@ -8,18 +8,22 @@
 //! the grid can be completed over several sittings. A cell whose saved config differs from the
 //! one the grid asks for now is an error, never silently reused.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Instant;
 
 use crate::codec::{Decoder, TargetEncoder};
+use crate::eval::dataset::EvalSet;
+use crate::eval::{evaluate, EvalOptions};
 use crate::experiment::rounding::{self, Pair, QuantizationConfig};
 use crate::learn::loss::LossKind;
+use crate::metrics::MetricReport;
 use crate::models::HeadKind;
 use crate::run::dir::{self, checkpoints_dir, SUMMARY_FILE};
-use crate::run::history::{self, EpochRecord};
-use crate::run::{checkpoint, TrainConfig};
+use crate::run::history;
+use crate::run::{checkpoint, load_model, DeviceSpec, ModelSource, TrainConfig};
 use crate::train::progress::OutputMode;
 use crate::train::setup::Setup;
 use crate::train::trainer::{train, RunOptions};
@@ -343,14 +347,26 @@ pub struct CellResult {
     pub nmae_vs_target: Option<f64>,
     pub fr: f64,
     pub auc: f64,
+    /// NME of the same network decoded with each of [`cross_decoders`] (decoder name -> NME).
+    pub nme_by_decoder: BTreeMap<String, f64>,
     /// Training wall time of the cell, summed over sittings.
     pub seconds: f64,
     pub run_dir: PathBuf,
 }
 
+/// The decoders every cell is also decoded with, whatever it was trained for: what the decoder
+/// alone contributes shows when the same network is read out differently.
+pub fn cross_decoders(p: &MethodParams) -> Vec<Decoder> {
+    vec![
+        Decoder::Argmax,
+        Decoder::TopK { k: p.k },
+        Decoder::Dark { sigma: p.sigma },
+    ]
+}
+
 /// Where a cell stands before the grid runs it.
 enum CellState {
-    Finished(Box<CellResult>),
+    Finished,
     /// Checkpoints exist: continue them.
     Interrupted,
     Fresh,
@@ -375,13 +391,13 @@ pub fn run_grid(
     for (i, cell) in cells.iter().enumerate() {
         let cfg = cell.config(base, &grid.params)?;
         let run_dir = cell.dir(out);
-        let state = cell_state(cell, &cfg, &run_dir)?;
+        let state = cell_state(&cfg, &run_dir)?;
         let left = cells.len() - i;
         let eta = (trained > 0).then(|| trained_seconds / trained as f64 * left as f64);
         let resume = match state {
-            CellState::Finished(r) => {
+            CellState::Finished => {
                 progress(i, cells.len(), cell, "finished before, skipped", eta);
-                results.push(*r);
+                results.push(evaluate_cell(cell, &run_dir, &grid.params)?);
                 continue;
             }
             CellState::Interrupted => {
@@ -409,12 +425,12 @@ pub fn run_grid(
                 "the cell's run stopped before its last epoch",
             ));
         }
-        results.push(read_result(cell, &run_dir)?);
+        results.push(evaluate_cell(cell, &run_dir, &grid.params)?);
     }
     Ok(results)
 }
 
-fn cell_state(cell: &Cell, cfg: &TrainConfig, run_dir: &Path) -> Result<CellState> {
+fn cell_state(cfg: &TrainConfig, run_dir: &Path) -> Result<CellState> {
     if run_dir.join(SUMMARY_FILE).is_file() && is_finished(run_dir)? {
         let saved = dir::read_config(run_dir)?;
         let mut want = cfg.clone();
@@ -429,7 +445,7 @@ fn cell_state(cell: &Cell, cfg: &TrainConfig, run_dir: &Path) -> Result<CellStat
                  train it again",
             ));
         }
-        return Ok(CellState::Finished(Box::new(read_result(cell, run_dir)?)));
+        return Ok(CellState::Finished);
     }
     if checkpoint::latest(&checkpoints_dir(run_dir))?.is_some() {
         return Ok(CellState::Interrupted);
@@ -446,29 +462,67 @@ fn is_finished(run_dir: &Path) -> Result<bool> {
     Ok(v.get("finished").and_then(|f| f.as_bool()) == Some(true))
 }
 
-/// The cell's figures from its run directory: the last epoch of `metrics.jsonl`.
-fn read_result(cell: &Cell, run_dir: &Path) -> Result<CellResult> {
-    let path = run_dir.join(history::METRICS_JSONL);
-    let records: Vec<EpochRecord> = history::read_jsonl(&path)?;
-    let last = records
-        .last()
-        .ok_or_else(|| Error::file(&path, "no epoch recorded"))?;
-    let cfg = dir::read_config(run_dir)?;
-    let metric = |name: &str| -> Result<f64> {
-        last.value(name)
-            .ok_or_else(|| Error::file(&path, format!("epoch {} has no `{name}`", last.epoch)))
+/// The cell's figures: its last checkpoint evaluated on the validation split against the float
+/// ground truth, with its own decoder and with each of [`cross_decoders`]. Evaluated afresh on
+/// every invocation (not read from the training log), so the figures always come from the
+/// current decoders and metrics.
+fn evaluate_cell(cell: &Cell, run_dir: &Path, params: &MethodParams) -> Result<CellResult> {
+    let ckpt_root = checkpoints_dir(run_dir);
+    let last = checkpoint::latest(&ckpt_root)?
+        .ok_or_else(|| Error::file(&ckpt_root, "no complete checkpoint to evaluate"))?;
+    let saved = dir::read_config(run_dir)?;
+    let device = DeviceSpec::parse(&saved.device)?.open()?;
+    let source = ModelSource::Checkpoint {
+        checkpoint: last,
+        config: run_dir.join(dir::CONFIG_FILE),
     };
+    let loaded = load_model(&source, &device)?;
+    let cfg = &loaded.cfg;
+    let set = EvalSet::open(
+        cfg,
+        &cfg.data.root,
+        &cfg.data.val_split,
+        cfg.data.val_limit,
+        None,
+        &device,
+    )?;
+    let report = |decoder: &Decoder| -> Result<MetricReport> {
+        let opts = EvalOptions {
+            decoder: decoder.clone(),
+            flip: None,
+            metrics: cfg.metrics.accuracy.clone(),
+            input_size: cfg.pipeline.input_size,
+            mean: cfg.pipeline.normalize.mean,
+            std: cfg.pipeline.normalize.std,
+            keep_first: 0,
+            keep_worst: 0,
+        };
+        let batches = set.batches(true);
+        Ok(evaluate(loaded.model.as_ref(), batches, &opts, &mut |_, _| Ok(()))?.report)
+    };
+    let own = report(&cfg.metrics.decoder)?;
+    let mut nme_by_decoder = BTreeMap::new();
+    for d in cross_decoders(params) {
+        let r = if d == cfg.metrics.decoder {
+            own.clone()
+        } else {
+            report(&d)?
+        };
+        nme_by_decoder.insert(d.to_string(), r.nme as f64);
+    }
+    let records = history::read_jsonl(&run_dir.join(history::METRICS_JSONL))?;
     Ok(CellResult {
         method: cell.method,
         size: cell.size,
         stride: cfg.model.stride(),
         seed: cell.seed,
-        epochs: last.epoch,
-        nme: metric("nme")?,
-        nmae: metric("nmae")?,
-        nmae_vs_target: last.value("nmae_vs_target"),
-        fr: metric("fr")?,
-        auc: metric("auc")?,
+        epochs: records.last().map_or(0, |r| r.epoch),
+        nme: own.nme as f64,
+        nmae: own.nmae as f64,
+        nmae_vs_target: own.nmae_vs_target.map(f64::from),
+        fr: own.fr as f64,
+        auc: own.auc as f64,
+        nme_by_decoder,
         seconds: records.iter().map(|r| r.seconds).sum(),
         run_dir: run_dir.to_path_buf(),
     })

@@ -153,6 +153,36 @@ pub fn markdown(r: &TrainedReport) -> String {
             opt_pct(x.floor_nmae)
         ));
     }
+    let decoders = decoder_names(r);
+    if !decoders.is_empty() {
+        s.push_str(
+            "\n## The same networks read out by other decoders (NME %, means over seeds)\n\n\
+             Each cell's last checkpoint decoded with every decoder, whatever it was trained \
+             for: the gap between columns is the decoder's share, the gap between rows at equal \
+             decoder the targets'.\n\n| method | size | own |",
+        );
+        for d in &decoders {
+            s.push_str(&format!(" {d} |"));
+        }
+        s.push_str("\n|---|---|---|");
+        s.push_str(&"---|".repeat(decoders.len()));
+        s.push('\n');
+        for x in &r.summary {
+            s.push_str(&format!(
+                "| {} | {} | {} |",
+                x.method,
+                x.size,
+                pct(x.nme_mean)
+            ));
+            for d in &decoders {
+                s.push_str(&format!(
+                    " {} |",
+                    opt_pct(mean_by_decoder(r, x.method, x.size, d))
+                ));
+            }
+            s.push('\n');
+        }
+    }
     s.push_str(
         "\n## Every cell\n\n| method | size | stride | seed | epochs | NME | NMAE | NMAE vs \
          targets | FR@10% | AUC@10% | seconds |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -176,11 +206,31 @@ pub fn markdown(r: &TrainedReport) -> String {
     s
 }
 
+/// The cross-decoders' names, in the order of the first cell.
+fn decoder_names(r: &TrainedReport) -> Vec<String> {
+    r.cells
+        .first()
+        .map(|c| c.nme_by_decoder.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Mean NME over the seeds of (method, size) with decoder `d`.
+fn mean_by_decoder(r: &TrainedReport, m: Method, size: usize, d: &str) -> Option<f64> {
+    let v: Vec<f64> = r
+        .cells
+        .iter()
+        .filter(|c| c.method == m && c.size == size)
+        .filter_map(|c| c.nme_by_decoder.get(d).copied())
+        .collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
 /// One row per cell.
 pub fn csv(r: &TrainedReport) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let err = |e: csv::Error| Error::Msg(format!("trained.csv: {e}"));
-    w.write_record([
+    let decoders = decoder_names(r);
+    let mut header: Vec<String> = [
         "method",
         "size",
         "stride",
@@ -194,15 +244,19 @@ pub fn csv(r: &TrainedReport) -> Result<String> {
         "seconds",
         "floor_nme",
         "floor_nmae",
-        "run_dir",
-    ])
-    .map_err(err)?;
+    ]
+    .iter()
+    .map(|h| h.to_string())
+    .collect();
+    header.extend(decoders.iter().map(|d| format!("nme[{d}]")));
+    header.push("run_dir".into());
+    w.write_record(&header).map_err(err)?;
     for c in &r.cells {
         let floor = r
             .floors
             .iter()
             .find(|f| f.method == c.method && f.size == c.size);
-        w.write_record([
+        let mut row = vec![
             c.method.to_string(),
             c.size.to_string(),
             c.stride.to_string(),
@@ -216,9 +270,15 @@ pub fn csv(r: &TrainedReport) -> Result<String> {
             format!("{:.1}", c.seconds),
             floor.map(|f| f.nme.to_string()).unwrap_or_default(),
             floor.map(|f| f.nmae.to_string()).unwrap_or_default(),
-            c.run_dir.display().to_string(),
-        ])
-        .map_err(err)?;
+        ];
+        row.extend(decoders.iter().map(|d| {
+            c.nme_by_decoder
+                .get(d)
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        }));
+        row.push(c.run_dir.display().to_string());
+        w.write_record(&row).map_err(err)?;
     }
     let bytes = w
         .into_inner()
