@@ -258,6 +258,7 @@ fn report_text_json_and_output_folder() {
         decoder: "argmax".into(),
         flip_test: false,
         file_indices: Some(vec![30, 40, 50]),
+        whole_layout: None,
     };
     let mut summary = eval::report::summarize(&out, &ctx);
     assert_eq!(summary.worst[0].id, "d");

@@ -125,6 +125,7 @@ pub fn execute(args: &EvalArgs) -> Result<EvalSummary> {
         decoder: decoder.to_string(),
         flip_test: flip.is_some(),
         file_indices: set.file_indices(),
+        whole_layout: set.whole_layout(),
     };
     let mut summary = report::summarize(&outcome, &ctx);
     if let Some(dir) = &args.out {

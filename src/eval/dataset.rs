@@ -82,6 +82,16 @@ impl EvalSet {
         self.file_indices.clone()
     }
 
+    /// The points per landmark file when the model predicts every one of them in file order
+    /// (a whole layout such as iBUG-68), `None` for a selection.
+    pub fn whole_layout(&self) -> Option<usize> {
+        let idx = self.file_indices.as_ref()?;
+        idx.iter()
+            .enumerate()
+            .all(|(i, &j)| i == j)
+            .then_some(idx.len())
+    }
+
     /// Batches in file order, with the target maps decoded where `vs_target` asks for them.
     pub fn batches(&self, vs_target: bool) -> impl Iterator<Item = Result<EvalBatch>> + '_ {
         eval_batches(&self.loader, self.stride, vs_target)

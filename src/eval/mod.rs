@@ -15,6 +15,7 @@ pub mod dataset;
 pub mod evaluate;
 pub mod predict;
 pub mod progress;
+pub mod published;
 pub mod report;
 pub mod show;
 pub mod tta;

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::evaluate::{EvalOutcome, SampleRecord};
+use super::published::{self, Published};
 use super::show;
 use crate::metrics::MetricReport;
 use crate::{Error, Result};
@@ -43,6 +44,9 @@ pub struct EvalSummary {
     pub metrics: MetricReport,
     pub per_point: Vec<PointRow>,
     pub worst: Vec<WorstRow>,
+    /// Published figures for the same layout and normaliser (other data and training: a
+    /// landmark, not a like-for-like comparison).
+    pub published: Vec<Published>,
     /// Files written under `--out`.
     pub written: Vec<PathBuf>,
 }
@@ -55,6 +59,8 @@ pub struct SummaryContext<'a> {
     pub flip_test: bool,
     /// File indices of the model's points (`None`: unknown or all points in file order).
     pub file_indices: Option<Vec<usize>>,
+    /// Points per landmark file when the model predicts all of them in file order.
+    pub whole_layout: Option<usize>,
 }
 
 pub fn summarize(out: &EvalOutcome, ctx: &SummaryContext) -> EvalSummary {
@@ -92,6 +98,10 @@ pub fn summarize(out: &EvalOutcome, ctx: &SummaryContext) -> EvalSummary {
         metrics: out.report.clone(),
         per_point,
         worst,
+        published: ctx
+            .whole_layout
+            .map(|n| published::comparable(n, true, out.report.norm))
+            .unwrap_or_default(),
         written: Vec::new(),
     }
 }
@@ -149,6 +159,21 @@ pub fn to_text(s: &EvalSummary) -> String {
             "  ({} images without a usable normaliser left out of NME, FR and AUC)",
             m.nme_skipped
         );
+    }
+    if !s.published.is_empty() {
+        let _ = writeln!(
+            t,
+            "published figures for {} (other data, training and boxes: where this model stands, \
+             not a like-for-like comparison):",
+            s.published[0].layout
+        );
+        for p in &s.published {
+            let _ = writeln!(
+                t,
+                "  {:>5.2} %  {}, {}: {} [{}]",
+                p.nme_percent, p.model, p.benchmark, p.protocol, p.source
+            );
+        }
     }
     let _ = writeln!(t, "per point:");
     let _ = writeln!(t, "  point  file index  NME");
