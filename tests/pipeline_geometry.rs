@@ -316,3 +316,127 @@ fn inference_preparation_matches_validation_and_inverts() {
         "{c:?}"
     );
 }
+
+/// The face-alignment recipes' augmentation: rotation up to 30 degrees, scale 0.75-1.25,
+/// translation, flips and blur, every one applied: dots stay on their points.
+#[test]
+fn face_alignment_augmentations_keep_dots_on_points() {
+    let mut cfg = random_flip_cfg(128);
+    let a = &mut cfg.augment;
+    a.rotate.max_deg = 30.0;
+    a.rotate.p = 1.0;
+    a.zoom.min = 0.75;
+    a.zoom.max = 1.25;
+    a.zoom.p = 1.0;
+    a.warp.enabled = false;
+    a.translate.enabled = true;
+    a.translate.p = 1.0;
+    a.blur.enabled = true;
+    a.blur.p = 1.0;
+    check_dots_land(220, 180, 1.5, &cfg, 30);
+}
+
+#[test]
+fn occlusion_erases_one_rectangle_of_the_input_and_moves_no_point() {
+    let img = image_with_dot(160, 160, [80.0, 80.0], 2.0, 1);
+    let src = Source {
+        image: &img,
+        original: (160, 160),
+    };
+    let kp = Keypoints::new(vec![[80.0, 80.0], [20.0, 140.0]]);
+    let mut plain = PipelineConfig {
+        input_size: 64,
+        item_size: 0,
+        ..PipelineConfig::default()
+    };
+    plain.augment.enabled = false;
+    let mut occluded = plain.clone();
+    occluded.augment.enabled = true;
+    for c in [
+        &mut occluded.augment.rotate.enabled,
+        &mut occluded.augment.zoom.enabled,
+        &mut occluded.augment.warp.enabled,
+        &mut occluded.augment.brightness.enabled,
+        &mut occluded.augment.contrast.enabled,
+    ] {
+        *c = false;
+    }
+    occluded.augment.occlusion.enabled = true;
+    occluded.augment.occlusion.p = 1.0;
+    let n = 3 * 64 * 64;
+    let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let pa = transform::prepare(&src, &kp, &plain, true, None, &mut rng, &mut a);
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let pb = transform::prepare(&src, &kp, &occluded, true, None, &mut rng, &mut b);
+    assert_eq!(pa.points, pb.points);
+    let [x, y, w, h] = pb.plan.draw.pixels.occlusion.expect("p = 1");
+    let area = w * h;
+    assert!((0.02 - 1e-6..=0.15 + 1e-6).contains(&area), "area {area}");
+    let px = |f: f32| ((f * 64.0).round() as usize).min(64);
+    let (x0, y0, x1, y1) = (px(x), px(y), px(x + w), px(y + h));
+    let mut erased = 0;
+    for c in 0..3 {
+        for yy in 0..64 {
+            for xx in 0..64 {
+                let i = c * 64 * 64 + yy * 64 + xx;
+                if (x0..x1).contains(&xx) && (y0..y1).contains(&yy) {
+                    assert_eq!(b[i], 0.0);
+                    erased += 1;
+                } else {
+                    assert_eq!(
+                        a[i], b[i],
+                        "pixel ({xx}, {yy}) outside the rectangle changed"
+                    );
+                }
+            }
+        }
+    }
+    assert!(erased > 0);
+}
+
+#[test]
+fn blur_keeps_flat_images_flat_and_a_dot_in_place() {
+    use hmreg::data::pixel_augment::PixelDraw;
+    let s = 32;
+    let blur = PixelDraw {
+        blur_sigma: 1.5,
+        occlusion: None,
+    };
+    let mut flat = vec![0.7f32; 3 * s * s];
+    blur.apply_chw(&mut flat, s);
+    assert!(flat.iter().all(|v| (v - 0.7).abs() < 1e-5));
+    let mut dot = vec![0f32; 3 * s * s];
+    dot[10 * s + 20] = 1.0;
+    blur.apply_chw(&mut dot, s);
+    let plane = &dot[..s * s];
+    let total: f32 = plane.iter().sum();
+    let cx: f32 = plane
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i % s) as f32 * v)
+        .sum::<f32>()
+        / total;
+    let cy: f32 = plane
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i / s) as f32 * v)
+        .sum::<f32>()
+        / total;
+    assert!((total - 1.0).abs() < 1e-4 && (cx - 20.0).abs() < 1e-3 && (cy - 10.0).abs() < 1e-3);
+    assert!(plane[10 * s + 20] < 0.2, "the dot spread");
+}
+
+#[test]
+fn bad_augmentation_settings_are_refused() {
+    let mut cfg = PipelineConfig::default();
+    cfg.augment.occlusion.min_area = 0.3;
+    cfg.augment.occlusion.max_area = 0.2;
+    assert!(cfg.validate().is_err());
+    let mut cfg = PipelineConfig::default();
+    cfg.augment.blur.max_sigma = -1.0;
+    assert!(cfg.validate().is_err());
+    let mut cfg = PipelineConfig::default();
+    cfg.augment.translate.max = 0.8;
+    assert!(cfg.validate().is_err());
+}

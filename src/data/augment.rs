@@ -11,6 +11,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::pixel_augment::{BlurConfig, OcclusionConfig, PixelDraw};
 use super::warp::{Mat3, PadMode};
 use crate::{Error, Result};
 
@@ -24,6 +25,10 @@ pub struct AugmentConfig {
     pub warp: WarpConfig,
     pub brightness: LightingConfig,
     pub contrast: LightingConfig,
+    /// Shift of the frame (off by default: fastai's recipe has none besides the zoom centre).
+    pub translate: TranslateConfig,
+    pub blur: BlurConfig,
+    pub occlusion: OcclusionConfig,
     /// What the warp reads outside the source: fastai's default is reflection.
     pub pad: PadMode,
 }
@@ -37,7 +42,30 @@ impl Default for AugmentConfig {
             warp: WarpConfig::default(),
             brightness: LightingConfig::default(),
             contrast: LightingConfig::default(),
+            translate: TranslateConfig::default(),
+            blur: BlurConfig::default(),
+            occlusion: OcclusionConfig::default(),
             pad: PadMode::Reflection,
+        }
+    }
+}
+
+/// Shift of the frame by up to `max` of its side along each axis (uniform), with probability
+/// `p`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranslateConfig {
+    pub enabled: bool,
+    pub p: f32,
+    pub max: f32,
+}
+
+impl Default for TranslateConfig {
+    fn default() -> Self {
+        TranslateConfig {
+            enabled: false,
+            p: 0.5,
+            max: 0.1,
         }
     }
 }
@@ -137,6 +165,15 @@ impl AugmentConfig {
         check_p("warp", self.warp.p)?;
         check_p("brightness", self.brightness.p)?;
         check_p("contrast", self.contrast.p)?;
+        check_p("translate", self.translate.p)?;
+        if !(0.0..=0.5).contains(&self.translate.max) {
+            return Err(Error::config(format!(
+                "pipeline.augment.translate.max must be in [0, 0.5], got {}",
+                self.translate.max
+            )));
+        }
+        self.blur.validate()?;
+        self.occlusion.validate()?;
         if !(self.rotate.max_deg.is_finite() && (0.0..=180.0).contains(&self.rotate.max_deg)) {
             return Err(Error::config(format!(
                 "pipeline.augment.rotate.max_deg must be in [0, 180], got {}",
@@ -184,6 +221,10 @@ pub struct AugmentDraw {
     pub brightness: f32,
     /// Contrast factor in logit space: 1 is neutral.
     pub contrast: f32,
+    /// Frame shift in normalised units (2 = the whole frame).
+    pub translate: [f64; 2],
+    /// Blur and occlusion, applied to the rendered input.
+    pub pixels: PixelDraw,
 }
 
 impl AugmentDraw {
@@ -194,6 +235,11 @@ impl AugmentDraw {
         warp: [0.0, 0.0],
         brightness: 0.5,
         contrast: 1.0,
+        translate: [0.0, 0.0],
+        pixels: PixelDraw {
+            blur_sigma: 0.0,
+            occlusion: None,
+        },
     };
 
     /// Draws every parameter (always the same number of draws, so switching one component off
@@ -221,6 +267,21 @@ impl AugmentDraw {
         let c_on = gate(cfg.contrast.enabled, cfg.contrast.p, rng);
         // fastai draws the log of the contrast factor uniformly in [log(1-max), -log(1-max)].
         let c_val = uniform(rng, (1.0 - c).ln(), -(1.0 - c).ln()).exp();
+        // Drawn only when switched on, so that configs without them keep their random streams.
+        let mut translate = [0.0; 2];
+        if cfg.enabled && cfg.translate.enabled {
+            let on = rng.random::<f32>() < cfg.translate.p;
+            let m = 2.0 * cfg.translate.max as f64;
+            let t = [uniform(rng, -m, m), uniform(rng, -m, m)];
+            if on {
+                translate = t;
+            }
+        }
+        let pixels = if cfg.enabled {
+            PixelDraw::draw(&cfg.blur, &cfg.occlusion, rng)
+        } else {
+            PixelDraw::default()
+        };
         AugmentDraw {
             rotate_deg: if r_on { r_val } else { 0.0 },
             zoom: if z_on { z_val } else { 1.0 },
@@ -228,6 +289,8 @@ impl AugmentDraw {
             warp: [if wx_on { wx } else { 0.0 }, if wy_on { wy } else { 0.0 }],
             brightness: if b_on { b_val as f32 } else { 0.5 },
             contrast: if c_on { c_val as f32 } else { 1.0 },
+            translate,
+            pixels,
         }
     }
 
@@ -245,7 +308,8 @@ impl AugmentDraw {
             sc,
             (1.0 - sc) * (2.0 * self.zoom_centre[1] - 1.0),
         );
-        rot.mul(&zoom).then_perspective(self.warp)
+        let shift = Mat3::translate(self.translate[0], self.translate[1]);
+        shift.mul(&rot.mul(&zoom)).then_perspective(self.warp)
     }
 
     pub fn has_lighting(&self) -> bool {

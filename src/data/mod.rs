@@ -22,6 +22,7 @@ pub mod flip;
 pub mod loader;
 pub mod normalize;
 pub mod pipeline_config;
+pub mod pixel_augment;
 pub mod show;
 pub mod transform;
 pub mod warp;

@@ -166,6 +166,7 @@ pub fn render(src: &Source, plan: &Plan, cfg: &PipelineConfig, out: &mut [f32]) 
     let s = cfg.input_size;
     warp::warp_rgb_chw(src.image, &input_to_working, s, s, cfg.augment.pad, out);
     ColourLut::new(&plan.draw, cfg.normalize.mean, cfg.normalize.std).apply_chw(out);
+    plan.draw.pixels.apply_chw(out, s);
 }
 
 /// One prepared sample: the image is written by the caller-provided buffer.
