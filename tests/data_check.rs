@@ -432,3 +432,25 @@ fn cli_exit_codes_and_json() {
     assert_eq!(v["problems"][0]["kind"], "count_mismatch");
     assert_eq!(v["splits"][0]["images"], 3);
 }
+
+#[test]
+fn cli_checks_every_source_of_a_mixed_run() {
+    let (a, b) = (fixture(), fixture());
+    let (code, out, _) = hmreg(&["data", "check", &s(a.path()), &s(b.path())]);
+    assert_eq!(code, 0, "{out}");
+    let bad = b.path().join("train/landmarks/a.txt");
+    write(&bad, "3\n1 2\n3 4\n");
+    let (code, out, err) = hmreg(&["data", "check", &s(a.path()), &s(b.path())]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&s(&bad)), "{out}");
+    assert!(
+        err.contains(&s(b.path())) && !err.contains(&s(a.path())),
+        "{err}"
+    );
+    let (code, out, _) = hmreg(&["data", "check", &s(a.path()), &s(b.path()), "--json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[0]["clean"], true);
+    assert_eq!(v[1]["clean"], false);
+}

@@ -30,8 +30,10 @@ pub enum DataCommand {
 /// Arguments of `hmreg data check`.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// Dataset root holding train/, val/ and/or test/ (each with images/ and landmarks/).
-    pub dir: PathBuf,
+    /// Dataset roots holding train/, val/ and/or test/ (each with images/ and landmarks/): one,
+    /// or every source of a mixed run.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
     /// Print the report as one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -79,33 +81,51 @@ pub fn run(args: DataArgs) -> Result<()> {
 
 /// Prints the report; a dataset with problems is [`Error::Problems`] (exit 1).
 fn run_check(args: CheckArgs) -> Result<()> {
-    if !args.dir.is_dir() {
+    if let Some(d) = args.dirs.iter().find(|d| !d.is_dir()) {
         return Err(Error::config(format!(
             "{}: not a directory (expected a dataset root with train/, val/ or test/)",
-            args.dir.display()
+            d.display()
         )));
     }
     let opts = CheckOptions {
         selection: args.points,
         decode_images: !args.headers_only,
     };
-    let report = check_dataset_with(&args.dir, &opts);
+    let reports: Vec<_> = args
+        .dirs
+        .iter()
+        .map(|d| check_dataset_with(d, &opts))
+        .collect();
     if args.json {
-        let s = serde_json::to_string_pretty(&report)
-            .map_err(|e| Error::Msg(format!("cannot write JSON: {e}")))?;
+        let s = if let [one] = reports.as_slice() {
+            serde_json::to_string_pretty(one)
+        } else {
+            serde_json::to_string_pretty(&reports)
+        }
+        .map_err(|e| Error::Msg(format!("cannot write JSON: {e}")))?;
         println!("{s}");
     } else {
-        print!("{}", report.to_text());
+        for r in &reports {
+            print!("{}", r.to_text());
+        }
     }
-    if report.is_clean() {
+    let dirty: Vec<String> = reports
+        .iter()
+        .zip(&args.dirs)
+        .filter(|(r, _)| !r.is_clean())
+        .map(|(r, d)| {
+            let n = r.problems.len();
+            format!(
+                "{n} problem{} in {}",
+                if n == 1 { "" } else { "s" },
+                d.display()
+            )
+        })
+        .collect();
+    if dirty.is_empty() {
         Ok(())
     } else {
-        let n = report.problems.len();
-        Err(Error::Problems(format!(
-            "{n} problem{} found in {}",
-            if n == 1 { "" } else { "s" },
-            args.dir.display()
-        )))
+        Err(Error::Problems(format!("found {}", dirty.join("; "))))
     }
 }
 

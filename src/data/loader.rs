@@ -55,6 +55,7 @@ pub struct Item {
 const STREAM_GEOMETRY: u64 = 0;
 const STREAM_TARGET: u64 = 1;
 const STREAM_ORDER: u64 = 2;
+const STREAM_MIX: u64 = 3;
 
 /// The generator for `(seed, epoch, index)` and a stream: a ChaCha8 key from a SplitMix64 chain.
 pub fn sample_rng(seed: u64, epoch: u64, index: u64, stream: u64) -> ChaCha8Rng {
@@ -89,8 +90,19 @@ struct Inner {
     pool: rayon::ThreadPool,
 }
 
+/// One source of a mixed training set: the samples `range` of the loader, of which an epoch
+/// takes `round(weight x len)` (every one once per whole pass, a fresh random subset for the
+/// fraction; each repeat gets its own augmentation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MixPart {
+    pub range: std::ops::Range<usize>,
+    pub weight: f64,
+}
+
 pub struct Loader {
     inner: Arc<Inner>,
+    /// Weighted sources of a training set (`None`: every sample once per epoch).
+    mix: Option<Vec<MixPart>>,
     batch_size: usize,
     device: Device,
 }
@@ -196,6 +208,7 @@ impl Loader {
                 cache: ImageCache::new(pipeline.cache_mb),
                 pool,
             }),
+            mix: None,
             batch_size,
             device: device.clone(),
         })
@@ -237,8 +250,37 @@ impl Loader {
         self.inner.cache.usage()
     }
 
-    pub fn batches_per_epoch(&self) -> usize {
+    /// Mixes the samples by source: `parts` cover every sample once, in order, each with its
+    /// weight. Only training loaders draw by weight; evaluation takes every sample once.
+    pub fn with_mix(mut self, parts: Vec<MixPart>) -> Result<Loader> {
         let n = self.inner.samples.len();
+        let mut next = 0;
+        for p in &parts {
+            if p.range.start != next || p.range.end > n || p.range.is_empty() {
+                return Err(Error::config(format!(
+                    "mix parts must cover the {n} samples in order without gaps, got {:?}",
+                    p.range
+                )));
+            }
+            if !(p.weight.is_finite() && p.weight > 0.0) {
+                return Err(Error::config(format!(
+                    "a data source's weight must be a positive number, got {}",
+                    p.weight
+                )));
+            }
+            next = p.range.end;
+        }
+        if next != n {
+            return Err(Error::config(format!(
+                "mix parts cover {next} of the {n} samples"
+            )));
+        }
+        self.mix = Some(parts);
+        Ok(self)
+    }
+
+    pub fn batches_per_epoch(&self) -> usize {
+        let n = self.epoch_len();
         if self.inner.train {
             n / self.batch_size
         } else {
@@ -246,10 +288,36 @@ impl Loader {
         }
     }
 
-    /// The sample indices of every batch of an epoch, in order.
-    pub fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
+    /// Items per epoch (before the last partial training batch is dropped).
+    fn epoch_len(&self) -> usize {
+        match (&self.mix, self.inner.train) {
+            (Some(parts), true) => parts.iter().map(part_count).sum(),
+            _ => self.inner.samples.len(),
+        }
+    }
+
+    /// The draws of an epoch, in order: sample indices, plus `pass x n` for a sample's repeats
+    /// within the epoch (its augmentation is keyed by the draw, the sample is `draw % n`).
+    fn epoch_draws(&self, epoch: usize) -> Vec<usize> {
         let n = self.inner.samples.len();
-        let mut order: Vec<usize> = (0..n).collect();
+        let mut order: Vec<usize> = match (&self.mix, self.inner.train) {
+            (Some(parts), true) => {
+                let mut order = Vec::with_capacity(self.epoch_len());
+                for (k, p) in parts.iter().enumerate() {
+                    let mut rng = sample_rng(self.inner.seed, epoch as u64, k as u64, STREAM_MIX);
+                    let mut idx: Vec<usize> = p.range.clone().collect();
+                    let (count, mut pass) = (part_count(p), 0);
+                    while pass * idx.len() < count {
+                        idx.shuffle(&mut rng);
+                        let take = (count - pass * idx.len()).min(idx.len());
+                        order.extend(idx[..take].iter().map(|&i| i + pass * n));
+                        pass += 1;
+                    }
+                }
+                order
+            }
+            _ => (0..n).collect(),
+        };
         if self.inner.train {
             order.shuffle(&mut sample_rng(
                 self.inner.seed,
@@ -258,6 +326,13 @@ impl Loader {
                 STREAM_ORDER,
             ));
         }
+        order
+    }
+
+    /// The draws of every batch of an epoch, in order ([`Loader::epoch_draws`]: sample indices
+    /// unless a mix repeats samples).
+    pub fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
+        let order = self.epoch_draws(epoch);
         let mut batches: Vec<Vec<usize>> = order
             .chunks(self.batch_size)
             .map(<[usize]>::to_vec)
@@ -310,6 +385,11 @@ impl Loader {
     }
 }
 
+/// Items an epoch takes from a mix part.
+fn part_count(p: &MixPart) -> usize {
+    (p.weight * p.range.len() as f64).round() as usize
+}
+
 impl Inner {
     /// The decoded source of a sample, pre-downscaled for the item transform, cached if it fits.
     fn source(&self, index: usize) -> Result<Arc<SourceImage>> {
@@ -333,13 +413,15 @@ impl Inner {
         Ok(src)
     }
 
+    /// Prepares draw `draw` of `epoch`: sample `draw % n`, randomness keyed by the draw.
     fn process(
         &self,
-        index: usize,
+        draw: usize,
         epoch: usize,
         image: &mut [f32],
         target: &mut [f32],
     ) -> Result<(Keypoints, Vec<bool>, Plan)> {
+        let index = draw % self.samples.len().max(1);
         let sample = self
             .samples
             .get(index)
@@ -349,7 +431,7 @@ impl Inner {
             image: &src.image,
             original: src.original,
         };
-        let mut rng = sample_rng(self.seed, epoch as u64, index as u64, STREAM_GEOMETRY);
+        let mut rng = sample_rng(self.seed, epoch as u64, draw as u64, STREAM_GEOMETRY);
         let prepared = transform::prepare(
             &source,
             &sample.points,
@@ -361,7 +443,7 @@ impl Inner {
         );
         let inv = 1.0 / self.target.stride as f32;
         let on_map = prepared.points.scaled(inv, inv);
-        let mut rng = sample_rng(self.seed, epoch as u64, index as u64, STREAM_TARGET);
+        let mut rng = sample_rng(self.seed, epoch as u64, draw as u64, STREAM_TARGET);
         let m = self.map_size;
         let mask = codec::encode(&self.target.encoder, &on_map, m, m, &mut rng, target);
         Ok((prepared.points, mask, prepared.plan))
@@ -394,7 +476,10 @@ impl Inner {
             targets: Tensor::from_vec(targets, (n, l, m, m), device)?,
             mask: Tensor::from_vec(mask, (n, l), device)?,
             points,
-            indices: indices.to_vec(),
+            indices: indices
+                .iter()
+                .map(|&d| d % self.samples.len().max(1))
+                .collect(),
         })
     }
 }

@@ -36,6 +36,38 @@ pub struct DataConfig {
     /// Generate the synthetic set described by `synth` into `root` when `root` does not exist.
     pub generate_if_missing: bool,
     pub synth: SynthConfig,
+    /// Sampling weight of `root`'s training split when `extra` sources are mixed in: an epoch
+    /// takes `round(weight x items)` of each source.
+    pub weight: f64,
+    /// More training sources (`[[data.extra]]`), mixed into every epoch by weight; validation
+    /// stays on `root`'s `val_split`.
+    pub extra: Vec<ExtraSource>,
+}
+
+/// One more training source of a run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExtraSource {
+    /// Dataset root in the LaPa layout.
+    pub root: PathBuf,
+    pub split: String,
+    /// Sampling weight (see [`DataConfig::weight`]).
+    pub weight: f64,
+    /// This source's point indices in the order of the run's points, where its files number
+    /// them differently (for example a 68-point set onto a 5-point selection); default: the
+    /// run's own `data.points`.
+    pub points: Option<PointSelection>,
+}
+
+impl Default for ExtraSource {
+    fn default() -> Self {
+        ExtraSource {
+            root: PathBuf::new(),
+            split: "train".into(),
+            weight: 1.0,
+            points: None,
+        }
+    }
 }
 
 impl Default for DataConfig {
@@ -49,6 +81,8 @@ impl Default for DataConfig {
             val_limit: 0,
             generate_if_missing: false,
             synth: SynthConfig::default(),
+            weight: 1.0,
+            extra: Vec::new(),
         }
     }
 }
@@ -161,6 +195,11 @@ impl TrainConfig {
         if let Ok(abs) = std::fs::canonicalize(&self.data.root) {
             self.data.root = abs;
         }
+        for e in &mut self.data.extra {
+            if let Ok(abs) = std::fs::canonicalize(&e.root) {
+                e.root = abs;
+            }
+        }
         if let Ok(abs) = std::fs::canonicalize(&self.init.pretrained) {
             self.init.pretrained = abs;
         }
@@ -186,6 +225,13 @@ impl TrainConfig {
         }
         if self.batch_size == 0 {
             return Err(Error::config("batch_size must be at least 1"));
+        }
+        let weights =
+            std::iter::once(self.data.weight).chain(self.data.extra.iter().map(|e| e.weight));
+        if let Some(w) = weights.into_iter().find(|w| !(w.is_finite() && *w > 0.0)) {
+            return Err(Error::config(format!(
+                "data.weight and every data.extra weight must be positive numbers, got {w}"
+            )));
         }
         if self.data.train_split.is_empty() || self.data.val_split.is_empty() {
             return Err(Error::config(

@@ -8,6 +8,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::dataset::{load_split, Sample};
+use crate::data::loader::MixPart;
 use crate::data::{FilePoints, Loader, LoaderMode, LoaderSpec};
 use crate::models::{build, KeypointNet, ParamGroup, ParamStore};
 use crate::run::{DeviceSpec, TrainConfig};
@@ -32,7 +33,7 @@ impl Setup {
     pub fn new(mut cfg: TrainConfig, note: &dyn Fn(&str)) -> Result<Setup> {
         cfg.resolve()?;
         let device = DeviceSpec::parse(&cfg.device)?.open()?;
-        let (train_samples, val_samples) = prepare_data(&cfg)?;
+        let (train_samples, val_samples, mix) = prepare_data(&cfg)?;
         cfg.absolutize_paths();
         cfg.model.points = train_samples[0].points.len();
         cfg.validate()?;
@@ -46,11 +47,14 @@ impl Setup {
             count: crate::data::read_landmarks(&train_samples[0].landmarks_path)?.len(),
             selection: cfg.data.points.clone(),
         };
-        let train = Loader::new(
+        let mut train = Loader::new(
             train_samples.clone(),
             &loader_spec(&cfg, LoaderMode::Train, &file_points),
             &device,
         )?;
+        if let Some(parts) = mix {
+            train = train.with_mix(parts)?;
+        }
         let val = Loader::new(
             val_samples,
             &loader_spec(&cfg, LoaderMode::Eval, &file_points),
@@ -110,9 +114,13 @@ fn load_pretrained_encoder(
     Ok(())
 }
 
+/// Training samples, validation samples, and the training mix by source (`None` with one source).
+pub type PreparedData = (Vec<Sample>, Vec<Sample>, Option<Vec<MixPart>>);
+
 /// Loads the train and validation splits (generating the synthetic set first if configured),
-/// applying `train_limit` (seeded random sample) and `val_limit` (first items).
-pub fn prepare_data(cfg: &TrainConfig) -> Result<(Vec<Sample>, Vec<Sample>)> {
+/// applying `train_limit` (seeded random sample of the main root) and `val_limit` (first items),
+/// then appends the `extra` training sources with their point mappings.
+pub fn prepare_data(cfg: &TrainConfig) -> Result<PreparedData> {
     let root = &cfg.data.root;
     if !root.exists() {
         if cfg.data.generate_if_missing {
@@ -149,5 +157,42 @@ pub fn prepare_data(cfg: &TrainConfig) -> Result<(Vec<Sample>, Vec<Sample>)> {
             ),
         ));
     }
-    Ok((train, val))
+    if cfg.data.extra.is_empty() {
+        return Ok((train, val, None));
+    }
+    let mut parts = vec![MixPart {
+        range: 0..train.len(),
+        weight: cfg.data.weight,
+    }];
+    let n_points = train[0].points.len();
+    for e in &cfg.data.extra {
+        if !e.root.is_dir() {
+            return Err(Error::file(&e.root, "data.extra root does not exist"));
+        }
+        let selection = e.points.as_ref().unwrap_or(&cfg.data.points);
+        let samples = load_split(&e.root, &e.split, selection)?;
+        let Some(first) = samples.first() else {
+            return Err(Error::file(
+                e.root.join(&e.split),
+                "no annotated images in this data.extra split",
+            ));
+        };
+        if first.points.len() != n_points {
+            return Err(Error::file(
+                &first.landmarks_path,
+                format!(
+                    "{} points selected from this data.extra source, the run learns {n_points} \
+                     (give the source's `points` in the run's order)",
+                    first.points.len()
+                ),
+            ));
+        }
+        let start = train.len();
+        train.extend(samples);
+        parts.push(MixPart {
+            range: start..train.len(),
+            weight: e.weight,
+        });
+    }
+    Ok((train, val, Some(parts)))
 }
