@@ -98,14 +98,10 @@ pub fn execute(args: &EvalArgs) -> Result<EvalSummary> {
     };
     let keep = if args.out.is_some() { SHOWN } else { 0 };
     let opts = EvalOptions {
-        decoder: decoder.clone(),
         flip: flip.clone(),
-        metrics: cfg.metrics.accuracy.clone(),
-        input_size: cfg.pipeline.input_size,
-        mean: cfg.pipeline.normalize.mean,
-        std: cfg.pipeline.normalize.std,
         keep_first: keep,
         keep_worst: keep,
+        ..EvalOptions::for_run(cfg, decoder.clone())
     };
     let bar = progress::progress_bar(set.len() as u64, "eval", args.json);
     let outcome = crate::eval::evaluate(

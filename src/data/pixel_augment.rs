@@ -136,28 +136,26 @@ fn blur_chw(buf: &mut [f32], s: usize, sigma: f32) {
         .collect();
     let sum: f32 = kern.iter().sum();
     kern.iter_mut().for_each(|k| *k /= sum);
-    let last = s as isize - 1;
     let mut tmp = vec![0f32; s * s];
     for plane in buf.chunks_mut(s * s) {
-        for y in 0..s {
-            for x in 0..s {
-                let mut acc = 0.0;
-                for (k, &g) in kern.iter().enumerate() {
-                    let xx = (x as isize + k as isize - r).clamp(0, last) as usize;
-                    acc += g * plane[y * s + xx];
-                }
-                tmp[y * s + x] = acc;
+        blur_pass(plane, &mut tmp, s, &kern, [1, s]);
+        blur_pass(&tmp, plane, s, &kern, [s, 1]);
+    }
+}
+
+/// One 1-D pass of the separable blur along `step[0]` (1: rows, s: columns); `step[1]` moves to
+/// the next line. Edges are clamped.
+fn blur_pass(src: &[f32], dst: &mut [f32], s: usize, kern: &[f32], step: [usize; 2]) {
+    let r = (kern.len() / 2) as isize;
+    let last = s as isize - 1;
+    for line in 0..s {
+        for i in 0..s {
+            let mut acc = 0.0;
+            for (k, &g) in kern.iter().enumerate() {
+                let j = (i as isize + k as isize - r).clamp(0, last) as usize;
+                acc += g * src[line * step[1] + j * step[0]];
             }
-        }
-        for y in 0..s {
-            for x in 0..s {
-                let mut acc = 0.0;
-                for (k, &g) in kern.iter().enumerate() {
-                    let yy = (y as isize + k as isize - r).clamp(0, last) as usize;
-                    acc += g * tmp[yy * s + x];
-                }
-                plane[y * s + x] = acc;
-            }
+            dst[line * step[1] + i * step[0]] = acc;
         }
     }
 }

@@ -14,6 +14,7 @@ use super::tta::{self, Inference};
 use crate::codec::Decoder;
 use crate::metrics::{MetricAccumulator, MetricConfig, MetricReport};
 use crate::models::KeypointNet;
+use crate::run::TrainConfig;
 use crate::{Keypoints, Result};
 
 /// One batch as the data pipeline prepares it for validation.
@@ -47,6 +48,23 @@ pub struct EvalOptions {
     /// pictures.
     pub keep_first: usize,
     pub keep_worst: usize,
+}
+
+impl EvalOptions {
+    /// Evaluation as a run's config sets it up (its metrics, input size and normalisation) with
+    /// `decoder`, no flip test and no pictures.
+    pub fn for_run(cfg: &TrainConfig, decoder: Decoder) -> EvalOptions {
+        EvalOptions {
+            decoder,
+            flip: None,
+            metrics: cfg.metrics.accuracy.clone(),
+            input_size: cfg.pipeline.input_size,
+            mean: cfg.pipeline.normalize.mean,
+            std: cfg.pipeline.normalize.std,
+            keep_first: 0,
+            keep_worst: 0,
+        }
+    }
 }
 
 /// Errors of one sample.

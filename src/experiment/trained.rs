@@ -487,16 +487,7 @@ fn evaluate_cell(cell: &Cell, run_dir: &Path, params: &MethodParams) -> Result<C
         &device,
     )?;
     let report = |decoder: &Decoder| -> Result<MetricReport> {
-        let opts = EvalOptions {
-            decoder: decoder.clone(),
-            flip: None,
-            metrics: cfg.metrics.accuracy.clone(),
-            input_size: cfg.pipeline.input_size,
-            mean: cfg.pipeline.normalize.mean,
-            std: cfg.pipeline.normalize.std,
-            keep_first: 0,
-            keep_worst: 0,
-        };
+        let opts = EvalOptions::for_run(cfg, decoder.clone());
         let batches = set.batches(true);
         Ok(evaluate(loaded.model.as_ref(), batches, &opts, &mut |_, _| Ok(()))?.report)
     };

@@ -28,16 +28,7 @@ pub fn validate(
     loader: &Loader,
     cfg: &TrainConfig,
 ) -> Result<(f64, MetricReport)> {
-    let opts = EvalOptions {
-        decoder: cfg.metrics.decoder.clone(),
-        flip: None,
-        metrics: cfg.metrics.accuracy.clone(),
-        input_size: cfg.pipeline.input_size,
-        mean: cfg.pipeline.normalize.mean,
-        std: cfg.pipeline.normalize.std,
-        keep_first: 0,
-        keep_worst: 0,
-    };
+    let opts = EvalOptions::for_run(cfg, cfg.metrics.decoder.clone());
     let (mut loss_sum, mut n) = (0f64, 0usize);
     let batches = eval_batches(loader, model.stride(), cfg.metrics.vs_target);
     let outcome = evaluate(model, batches, &opts, &mut |batch, output| {
