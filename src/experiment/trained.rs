@@ -386,14 +386,21 @@ pub fn run_grid(
     grid.validate(base)?;
     let cells = grid.cells();
     let mut results = Vec::with_capacity(cells.len());
+    // States first: the ETA counts only the cells that still need training.
+    let states = cells
+        .iter()
+        .map(|c| cell_state(&c.config(base, &grid.params)?, &c.dir(out)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut to_train = states
+        .iter()
+        .filter(|s| !matches!(s, CellState::Finished))
+        .count();
     let mut trained_seconds = 0.0;
     let mut trained = 0usize;
-    for (i, cell) in cells.iter().enumerate() {
+    for ((i, cell), state) in cells.iter().enumerate().zip(states) {
         let cfg = cell.config(base, &grid.params)?;
         let run_dir = cell.dir(out);
-        let state = cell_state(&cfg, &run_dir)?;
-        let left = cells.len() - i;
-        let eta = (trained > 0).then(|| trained_seconds / trained as f64 * left as f64);
+        let eta = (trained > 0).then(|| trained_seconds / trained as f64 * to_train as f64);
         let resume = match state {
             CellState::Finished => {
                 progress(i, cells.len(), cell, "finished before, skipped", eta);
@@ -419,6 +426,7 @@ pub fn run_grid(
         let summary = train(cfg, &opts)?;
         trained_seconds += started.elapsed().as_secs_f64();
         trained += 1;
+        to_train -= 1;
         if !summary.finished {
             return Err(Error::file(
                 &run_dir,
