@@ -58,7 +58,7 @@ pub fn run(a: &GridRequest) -> Result<()> {
     };
     let cells = trained::run_grid(&base, &grid, &out, output, &progress)?;
     eprintln!("quantization floors on the validation points");
-    let floors = trained::floors(&base, &grid)?;
+    let floors = trained::floors(&base, &grid, &out)?;
     let summary = trained_report::summarize(&grid, &cells, &floors);
     let report = TrainedReport {
         arch: base.model.arch.to_string(),

@@ -14,18 +14,19 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Instant;
 
-use crate::codec::{Decoder, TargetEncoder};
+use candle_core::Device;
+
+use crate::codec::{decode, Decoder, TargetEncoder};
 use crate::eval::dataset::EvalSet;
 use crate::eval::{evaluate, EvalOptions};
 use crate::experiment::rounding::{self, Pair, QuantizationConfig};
 use crate::learn::loss::LossKind;
-use crate::metrics::MetricReport;
+use crate::metrics::MetricAccumulator;
 use crate::models::HeadKind;
 use crate::run::dir::{self, checkpoints_dir, SUMMARY_FILE};
 use crate::run::history;
 use crate::run::{checkpoint, load_model, DeviceSpec, ModelSource, TrainConfig};
 use crate::train::progress::OutputMode;
-use crate::train::setup::Setup;
 use crate::train::trainer::{train, RunOptions};
 use crate::{Error, Keypoints, Result};
 
@@ -305,15 +306,21 @@ impl fmt::Display for Cell {
 
 impl GridConfig {
     pub fn validate(&self, base: &TrainConfig) -> Result<()> {
+        self.cell_configs(base).map(|_| ())
+    }
+
+    /// Every cell with its training config (an error for an empty grid or a cell that cannot
+    /// be configured).
+    pub fn cell_configs(&self, base: &TrainConfig) -> Result<Vec<(Cell, TrainConfig)>> {
         if self.sizes.is_empty() || self.methods.is_empty() || self.seeds.is_empty() {
             return Err(Error::config(
                 "the grid needs at least one size, one method and one seed",
             ));
         }
-        for c in self.cells() {
-            c.config(base, &self.params)?;
-        }
-        Ok(())
+        self.cells()
+            .into_iter()
+            .map(|c| Ok((c, c.config(base, &self.params)?)))
+            .collect()
     }
 
     /// Every cell, seed-major: all methods and sizes of the first seed come first, so a grid cut
@@ -383,13 +390,12 @@ pub fn run_grid(
     output: OutputMode,
     progress: &GridProgress,
 ) -> Result<Vec<CellResult>> {
-    grid.validate(base)?;
-    let cells = grid.cells();
+    let cells = grid.cell_configs(base)?;
     let mut results = Vec::with_capacity(cells.len());
     // States first: the ETA counts only the cells that still need training.
     let states = cells
         .iter()
-        .map(|c| cell_state(&c.config(base, &grid.params)?, &c.dir(out)))
+        .map(|(c, cfg)| cell_state(cfg, &c.dir(out)))
         .collect::<Result<Vec<_>>>()?;
     let mut to_train = states
         .iter()
@@ -397,22 +403,22 @@ pub fn run_grid(
         .count();
     let mut trained_seconds = 0.0;
     let mut trained = 0usize;
-    for ((i, cell), state) in cells.iter().enumerate().zip(states) {
-        let cfg = cell.config(base, &grid.params)?;
+    let n = cells.len();
+    for ((i, (cell, cfg)), state) in cells.into_iter().enumerate().zip(states) {
         let run_dir = cell.dir(out);
         let eta = (trained > 0).then(|| trained_seconds / trained as f64 * to_train as f64);
         let resume = match state {
             CellState::Finished => {
-                progress(i, cells.len(), cell, "finished before, skipped", eta);
-                results.push(evaluate_cell(cell, &run_dir, &grid.params)?);
+                progress(i, n, &cell, "finished before, skipped", eta);
+                results.push(evaluate_cell(&cell, &run_dir, &grid.params)?);
                 continue;
             }
             CellState::Interrupted => {
-                progress(i, cells.len(), cell, "resuming", eta);
+                progress(i, n, &cell, "resuming", eta);
                 true
             }
             CellState::Fresh => {
-                progress(i, cells.len(), cell, "training", eta);
+                progress(i, n, &cell, "training", eta);
                 false
             }
         };
@@ -433,7 +439,7 @@ pub fn run_grid(
                 "the cell's run stopped before its last epoch",
             ));
         }
-        results.push(evaluate_cell(cell, &run_dir, &grid.params)?);
+        results.push(evaluate_cell(&cell, &run_dir, &grid.params)?);
     }
     Ok(results)
 }
@@ -445,7 +451,7 @@ fn cell_state(cfg: &TrainConfig, run_dir: &Path) -> Result<CellState> {
         want.absolutize_paths();
         // The point count is resolved from the data when the run starts.
         want.model.points = saved.model.points;
-        if !dir::same_config(run_dir, &want)? {
+        if !dir::configs_match(saved, &want)? {
             return Err(Error::file(
                 run_dir.join(dir::CONFIG_FILE),
                 "this cell was trained with another config than the grid asks for now (epochs, \
@@ -486,29 +492,35 @@ fn evaluate_cell(cell: &Cell, run_dir: &Path, params: &MethodParams) -> Result<C
     };
     let loaded = load_model(&source, &device)?;
     let cfg = &loaded.cfg;
-    let set = EvalSet::open(
-        cfg,
-        &cfg.data.root,
-        &cfg.data.val_split,
-        cfg.data.val_limit,
-        None,
-        &device,
-    )?;
-    let report = |decoder: &Decoder| -> Result<MetricReport> {
-        let opts = EvalOptions::for_run(cfg, decoder.clone());
-        let batches = set.batches(true);
-        Ok(evaluate(loaded.model.as_ref(), batches, &opts, &mut |_, _| Ok(()))?.report)
-    };
-    let own = report(&cfg.metrics.decoder)?;
-    let mut nme_by_decoder = BTreeMap::new();
-    for d in cross_decoders(params) {
-        let r = if d == cfg.metrics.decoder {
-            own.clone()
-        } else {
-            report(&d)?
-        };
-        nme_by_decoder.insert(d.to_string(), r.nme as f64);
-    }
+    let set = validation_set(cfg, &device)?;
+    // One forward pass: the evaluation decodes with the cell's own decoder, its hook reads the
+    // same output out with each cross-decoder.
+    let (size, stride) = (cfg.pipeline.input_size as f32, loaded.model.stride() as f32);
+    let decoders = cross_decoders(params);
+    let mut cross: Vec<Option<MetricAccumulator>> = vec![None; decoders.len()];
+    let opts = EvalOptions::for_run(cfg, cfg.metrics.decoder.clone());
+    let own = evaluate(
+        loaded.model.as_ref(),
+        set.batches(true),
+        &opts,
+        &mut |batch, output| {
+            let points = batch.points.first().map_or(0, Keypoints::len);
+            for (d, acc) in decoders.iter().zip(cross.iter_mut()) {
+                let pred = decode(output, d)?.to_keypoints(stride, stride);
+                acc.get_or_insert_with(|| {
+                    MetricAccumulator::new(cfg.metrics.accuracy.clone(), points)
+                })
+                .add(&pred, &batch.points, size, size);
+            }
+            Ok(())
+        },
+    )?
+    .report;
+    let nme_by_decoder = decoders
+        .iter()
+        .zip(&cross)
+        .filter_map(|(d, acc)| Some((d.to_string(), acc.as_ref()?.finish().nme as f64)))
+        .collect();
     let records = history::read_jsonl(&run_dir.join(history::METRICS_JSONL))?;
     Ok(CellResult {
         method: cell.method,
@@ -527,6 +539,18 @@ fn evaluate_cell(cell: &Cell, run_dir: &Path, params: &MethodParams) -> Result<C
     })
 }
 
+/// A cell's validation split prepared as its run validates it.
+fn validation_set(cfg: &TrainConfig, device: &Device) -> Result<EvalSet> {
+    EvalSet::open(
+        cfg,
+        &cfg.data.root,
+        &cfg.data.val_split,
+        cfg.data.val_limit,
+        None,
+        device,
+    )
+}
+
 /// The untrained floor of one method at one size: the quantization error of its encoder/decoder
 /// pair on the validation points.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -539,21 +563,22 @@ pub struct Floor {
 
 /// Every method's floor at every size, on the validation points as the cells see them (the
 /// input frame of the validation pipeline).
-pub fn floors(base: &TrainConfig, grid: &GridConfig) -> Result<Vec<Floor>> {
-    let first = grid.cells()[0];
-    let setup = Setup::new(first.config(base, &grid.params)?, &|_| {})?;
+/// Reads the validation points through the first cell's resolved config, so call it once that
+/// cell has trained.
+pub fn floors(base: &TrainConfig, grid: &GridConfig, out: &Path) -> Result<Vec<Floor>> {
+    let cfg = dir::read_config(&grid.cells()[0].dir(out))?;
     let mut points: Vec<Keypoints> = Vec::new();
-    for batch in setup.val.epoch(0) {
+    for batch in validation_set(&cfg, &Device::Cpu)?.batches(false) {
         points.extend(batch?.points);
     }
     let qcfg = QuantizationConfig {
-        input: setup.cfg.pipeline.input_size,
+        input: cfg.pipeline.input_size,
         sizes: grid.sizes.clone(),
         draws: 10,
         sigma: grid.params.sigma,
         k: grid.params.k,
         seed: base.seed,
-        metric: setup.cfg.metrics.accuracy.clone(),
+        metric: cfg.metrics.accuracy.clone(),
     };
     let report = rounding::quantization(&points, &qcfg, &|| {})?;
     let mut out = Vec::new();

@@ -79,9 +79,8 @@ pub fn resolve_checkpoint(path: &Path) -> Result<(PathBuf, PathBuf)> {
     ))
 }
 
-/// Whether the run in `run_dir` was started with `cfg` (the device may differ).
-pub fn same_config(run_dir: &Path, cfg: &TrainConfig) -> Result<bool> {
-    let mut saved = read_config(run_dir)?;
+/// Whether a run's `saved` config is `cfg` (the device may differ).
+pub fn configs_match(mut saved: TrainConfig, cfg: &TrainConfig) -> Result<bool> {
     // Runs saved before paths were made absolute compare equal too.
     saved.absolutize_paths();
     let mut now = cfg.clone();
@@ -92,7 +91,7 @@ pub fn same_config(run_dir: &Path, cfg: &TrainConfig) -> Result<bool> {
 
 /// A resumed run must continue with the config it started with (the device may differ).
 pub fn check_same_config(run_dir: &Path, cfg: &TrainConfig) -> Result<()> {
-    if !same_config(run_dir, cfg)? {
+    if !configs_match(read_config(run_dir)?, cfg)? {
         return Err(Error::file(
             run_dir.join(CONFIG_FILE),
             "the config differs from the one this run was started with; resume with the run's \
