@@ -127,6 +127,13 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
+    /// The gradient of `loss` with respect to `var`, flattened.
+    fn gradient(loss: &Tensor, var: &Var) -> Vec<f32> {
+        let grads = loss.backward().unwrap();
+        let g = grads.get(var.as_tensor()).unwrap();
+        g.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
     fn t4(v: &[f32], dims: (usize, usize, usize, usize)) -> Tensor {
         Tensor::from_slice(v, dims, &Device::Cpu).unwrap()
     }
@@ -218,14 +225,7 @@ mod tests {
         let target = t4(&ys, (1, 1, 1, 6));
         let mask = Tensor::ones((1, 1), DType::F32, &Device::Cpu).unwrap();
         let loss = masked_bce_with_logits(var.as_tensor(), &target, &mask, pw).unwrap();
-        let grads = loss.backward().unwrap();
-        let g: Vec<f32> = grads
-            .get(var.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let g = gradient(&loss, &var);
         for i in 0..6 {
             let (x, y) = (xs[i] as f64, ys[i] as f64);
             let sig_neg = 1.0 / (1.0 + x.exp());
@@ -251,15 +251,7 @@ mod tests {
             },
         ] {
             let loss = cfg.compute(var.as_tensor(), &target, &mask).unwrap();
-            let g: Vec<f32> = loss
-                .backward()
-                .unwrap()
-                .get(var.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let g = gradient(&loss, &var);
             assert_eq!(&g[..2], &[0.0, 0.0]);
             assert!(g[2] != 0.0 && g[3] != 0.0);
         }

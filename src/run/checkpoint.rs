@@ -448,21 +448,15 @@ mod tests {
         let st = load(&path, &b, Some(&mut ob)).unwrap();
         assert_eq!(st.progress.global_step, 4);
         assert_eq!(st.optim.steps["conv.weight"], 1);
-        let va: Vec<f32> = a
-            .get("conv.weight")
-            .unwrap()
-            .var
-            .as_tensor()
-            .to_vec1()
-            .unwrap();
-        let vb: Vec<f32> = b
-            .get("conv.weight")
-            .unwrap()
-            .var
-            .as_tensor()
-            .to_vec1()
-            .unwrap();
-        assert_eq!(va, vb);
+        let weights = |s: &ParamStore| -> Vec<f32> {
+            s.get("conv.weight")
+                .unwrap()
+                .var
+                .as_tensor()
+                .to_vec1()
+                .unwrap()
+        };
+        assert_eq!(weights(&a), weights(&b));
         assert_eq!(ob.export().0.len(), 2);
     }
 
