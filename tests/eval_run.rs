@@ -94,7 +94,33 @@ fn eval_repeats_and_matches_the_metrics_logged_by_training() {
     // The test split.
     let mut test = args(&run);
     test.split = "test".into();
-    assert_eq!(execute(&test).unwrap().images, 3);
+    let on_test = execute(&test).unwrap();
+    assert_eq!(on_test.images, 3);
+    // The test split written as a COCO file evaluates to the same figures.
+    let data = tmp.path().join("data");
+    let samples =
+        hmreg::data::load_split(&data, "test", &hmreg::data::PointSelection::All).unwrap();
+    let images: Vec<serde_json::Value> = samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let name = s.image_path.file_name().unwrap().to_string_lossy();
+            serde_json::json!({"id": i + 7, "file_name": format!("test/images/{name}")})
+        })
+        .collect();
+    let anns: Vec<serde_json::Value> = samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let kp: Vec<f32> = s.points.xy.iter().flat_map(|p| [p[0], p[1], 2.0]).collect();
+            serde_json::json!({"id": i + 1, "image_id": i + 7, "keypoints": kp})
+        })
+        .collect();
+    let coco = data.join("test.json");
+    let doc = serde_json::json!({"images": images, "annotations": anns, "categories": []});
+    std::fs::write(&coco, doc.to_string()).unwrap();
+    test.split = "test.json".into();
+    assert_eq!(execute(&test).unwrap().metrics, on_test.metrics);
     // A decoder parameter that does not fit is a usage error.
     let mut bad = args(&run);
     bad.decoding.decoder = Some("argmax".into());
@@ -143,4 +169,37 @@ fn eval_repeats_and_matches_the_metrics_logged_by_training() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    // COCO results, image ids from the annotation file the images come from.
+    let first = &samples[0].image_path;
+    let coco_out = Command::new(env!("CARGO_BIN_EXE_hmreg"))
+        .args(["predict", "--format", "coco", "--image-ids"])
+        .arg(&coco)
+        .arg("--run")
+        .arg(&run)
+        .arg(first)
+        .output()
+        .unwrap();
+    assert!(
+        coco_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&coco_out.stderr)
+    );
+    let results: Vec<hmreg::data::coco::CocoResult> =
+        serde_json::from_slice(&coco_out.stdout).unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].image_id, 7);
+    assert_eq!(results[0].keypoints.len(), 5 * 3);
+    let mean_conf = (0..5).map(|i| results[0].keypoints[3 * i + 2]).sum::<f32>() / 5.0;
+    assert!((results[0].score - mean_conf).abs() < 1e-6);
+    // An image the annotation file does not list is an error naming that file.
+    let unknown = Command::new(env!("CARGO_BIN_EXE_hmreg"))
+        .args(["predict", "--format", "coco", "--image-ids"])
+        .arg(&coco)
+        .arg("--run")
+        .arg(&run)
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("test.json"));
 }

@@ -10,6 +10,9 @@ use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// The face box, which only `resize = "box"` crops use.
+const NO_BOX: [f32; 4] = [0.0; 4];
+
 /// A dark textured image with a bright Gaussian dot (sigma in source pixels) centred at `p`.
 fn image_with_dot(w: u32, h: u32, p: [f32; 2], sigma: f32, seed: u64) -> RgbImage {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -83,7 +86,7 @@ fn check_dots_land(src_w: u32, src_h: u32, sigma: f32, cfg: &PipelineConfig, cas
             rng.random_range(0.2..0.8) * src_h as f32,
         ];
         let img = image_with_dot(src_w, src_h, p, sigma, case as u64);
-        let (ww, wh) = transform::item_working_size(src_w, src_h, cfg);
+        let (ww, wh) = transform::item_working_size(src_w, src_h, cfg, NO_BOX);
         let work = hmreg::data::warp::downscale(&img, ww, wh);
         let src = Source {
             image: &work,
@@ -91,7 +94,7 @@ fn check_dots_land(src_w: u32, src_h: u32, sigma: f32, cfg: &PipelineConfig, cas
         };
         let kp = Keypoints::new(vec![p]);
         let mut out = vec![0.0; 3 * s * s];
-        let prep = transform::prepare(&src, &kp, cfg, true, Some(&[0]), &mut rng, &mut out);
+        let prep = transform::prepare(&src, &kp, NO_BOX, cfg, true, Some(&[0]), &mut rng, &mut out);
         let q = prep.points.xy[0];
         let margin = 6.0;
         if !prep.points.visible[0]
@@ -210,6 +213,7 @@ fn pipeline_flip_mirrors_the_image_and_swaps_points() {
     let pa = transform::prepare(
         &src,
         &kp,
+        NO_BOX,
         &cfg,
         true,
         Some(&perm),
@@ -220,6 +224,7 @@ fn pipeline_flip_mirrors_the_image_and_swaps_points() {
     let pb = transform::prepare(
         &src,
         &kp,
+        NO_BOX,
         &cfg,
         true,
         Some(&perm),
@@ -267,6 +272,7 @@ fn points_leaving_the_frame_are_invisible_not_clamped() {
     let p = transform::prepare(
         &src,
         &kp,
+        NO_BOX,
         &cfg,
         false,
         None,
@@ -299,6 +305,7 @@ fn inference_preparation_matches_validation_and_inverts() {
     let p = transform::prepare(
         &src,
         &kp,
+        NO_BOX,
         &cfg,
         false,
         None,
@@ -366,9 +373,9 @@ fn occlusion_erases_one_rectangle_of_the_input_and_moves_no_point() {
     let n = 3 * 64 * 64;
     let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    let pa = transform::prepare(&src, &kp, &plain, true, None, &mut rng, &mut a);
+    let pa = transform::prepare(&src, &kp, NO_BOX, &plain, true, None, &mut rng, &mut a);
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    let pb = transform::prepare(&src, &kp, &occluded, true, None, &mut rng, &mut b);
+    let pb = transform::prepare(&src, &kp, NO_BOX, &occluded, true, None, &mut rng, &mut b);
     assert_eq!(pa.points, pb.points);
     let [x, y, w, h] = pb.plan.draw.pixels.occlusion.expect("p = 1");
     let area = w * h;

@@ -6,6 +6,8 @@ use clap::{Args, Subcommand};
 
 use super::args::parse_points;
 use crate::data::check::{check_dataset_with, CheckOptions};
+use crate::data::check_coco::check_coco;
+use crate::data::coco::is_coco_split;
 use crate::data::synth::{generate, SynthConfig};
 use crate::data::{PointSelection, SPLITS};
 use crate::{Error, Result};
@@ -19,7 +21,8 @@ pub struct DataArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
-    /// Validate a LaPa-layout dataset and print statistics and every problem found.
+    /// Validate LaPa-layout datasets or COCO keypoint files and print statistics and every
+    /// problem found.
     Check(CheckArgs),
     /// Write a synthetic LaPa-layout dataset of faces with 68 iBUG-ordered landmarks.
     Synth(SynthArgs),
@@ -30,9 +33,9 @@ pub enum DataCommand {
 /// Arguments of `hmreg data check`.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// Dataset roots holding train/, val/ and/or test/ (each with images/ and landmarks/): one,
-    /// or every source of a mixed run.
-    #[arg(required = true, value_name = "DIR")]
+    /// Dataset roots holding train/, val/ and/or test/ (each with images/ and landmarks/), or
+    /// COCO keypoint files (`.json`): one, or every source of a mixed run.
+    #[arg(required = true, value_name = "DIR|FILE.json")]
     pub dirs: Vec<PathBuf>,
     /// Print the report as one JSON document instead of text.
     #[arg(long)]
@@ -81,9 +84,11 @@ pub fn run(args: DataArgs) -> Result<()> {
 
 /// Prints the report; a dataset with problems is [`Error::Problems`] (exit 1).
 fn run_check(args: CheckArgs) -> Result<()> {
-    if let Some(d) = args.dirs.iter().find(|d| !d.is_dir()) {
+    let is_coco = |d: &PathBuf| is_coco_split(&d.to_string_lossy()) && d.is_file();
+    if let Some(d) = args.dirs.iter().find(|d| !d.is_dir() && !is_coco(d)) {
         return Err(Error::config(format!(
-            "{}: not a directory (expected a dataset root with train/, val/ or test/)",
+            "{}: neither a directory (a dataset root with train/, val/ or test/) nor a COCO \
+             keypoint file (.json)",
             d.display()
         )));
     }
@@ -94,7 +99,13 @@ fn run_check(args: CheckArgs) -> Result<()> {
     let reports: Vec<_> = args
         .dirs
         .iter()
-        .map(|d| check_dataset_with(d, &opts))
+        .map(|d| {
+            if is_coco(d) {
+                check_coco(d, &opts)
+            } else {
+                check_dataset_with(d, &opts)
+            }
+        })
         .collect();
     if args.json {
         let s = if let [one] = reports.as_slice() {

@@ -6,6 +6,7 @@ use candle_core::Device;
 use clap::Args;
 
 use super::args::parse_points;
+use crate::data::coco::{is_coco_split, load_coco};
 use crate::data::show::show_grid;
 use crate::data::{
     load_split, FilePoints, Loader, LoaderMode, LoaderSpec, PipelineConfig, PointSelection,
@@ -16,10 +17,12 @@ use crate::{Error, Result};
 /// Arguments of `hmreg data show`.
 #[derive(Args, Debug)]
 pub struct ShowArgs {
-    /// Dataset root holding the split folder (LaPa layout).
-    pub dir: PathBuf,
-    /// Split to draw from; `train` gets random crops and augmentation, others the validation
-    /// transform.
+    /// Dataset roots holding the split folder (LaPa layout), or COCO keypoint files (`.json`):
+    /// one, or every source of a mixed run (one block of rows per source).
+    #[arg(required = true, value_name = "DIR|FILE.json")]
+    pub dirs: Vec<PathBuf>,
+    /// Split to draw from (of each root; a COCO file is its own split); `train` gets random
+    /// crops and augmentation, others the validation transform.
     #[arg(long, default_value = "train")]
     pub split: String,
     /// TOML file with `[pipeline]` and `[target]` tables and optionally `[data] points`
@@ -29,7 +32,7 @@ pub struct ShowArgs {
     /// Points to use ("all" or 0-based indices); default: the config's, else all.
     #[arg(long, value_parser = parse_points)]
     pub points: Option<PointSelection>,
-    /// Number of samples.
+    /// Number of samples per source.
     #[arg(long, default_value_t = 8)]
     pub n: usize,
     /// Seed for the sample choice and the augmentation draws.
@@ -107,42 +110,67 @@ pub fn run(args: ShowArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => cfg.points.clone().unwrap_or_default(),
     };
-    let samples = load_split(&args.dir, &args.split, &points)?;
     let train = args.split == "train";
-    let n_in_file = crate::data::read_landmarks(&samples[0].landmarks_path)?.len();
-    let spec = LoaderSpec {
-        pipeline: cfg.pipeline.clone(),
-        target: cfg.target.clone(),
-        batch_size: args.n,
-        mode: if train {
-            LoaderMode::Train
+    let mut blocks = Vec::with_capacity(args.dirs.len());
+    for dir in &args.dirs {
+        let (samples, name) = if is_coco_split(&dir.to_string_lossy()) && dir.is_file() {
+            (load_coco(dir, &points)?, dir.display().to_string())
         } else {
-            LoaderMode::Eval
-        },
-        seed: args.seed,
-        file_points: Some(FilePoints {
-            count: n_in_file,
-            selection: points,
-        }),
-    };
-    let loader = Loader::new(samples, &spec, &Device::Cpu)?;
-    // The first batch of the epoch (or, for a split smaller than --n, every sample).
-    let indices: Vec<usize> = match loader.epoch_batches(args.epoch).into_iter().next() {
-        Some(b) => b,
-        None => (0..loader.samples().len()).collect(),
-    };
-    let picture = show_grid(&loader, &indices, args.epoch, &cfg.pipeline.normalize)?;
-    crate::viz::save_png(&picture, &args.out)?;
-    println!(
-        "{}: {} samples of {}/{} ({} points, {} targets on {}x{} maps)",
-        args.out.display(),
-        indices.len(),
-        args.dir.display(),
-        args.split,
-        loader.n_points(),
-        cfg.target.encoder,
-        loader.map_size(),
-        loader.map_size()
-    );
+            (
+                load_split(dir, &args.split, &points)?,
+                format!("{}/{}", dir.display(), args.split),
+            )
+        };
+        let spec = LoaderSpec {
+            pipeline: cfg.pipeline.clone(),
+            target: cfg.target.clone(),
+            batch_size: args.n,
+            mode: if train {
+                LoaderMode::Train
+            } else {
+                LoaderMode::Eval
+            },
+            seed: args.seed,
+            file_points: Some(FilePoints {
+                count: samples[0].file_points,
+                selection: points.clone(),
+            }),
+        };
+        let loader = Loader::new(samples, &spec, &Device::Cpu)?;
+        // The first batch of the epoch (or, for a split smaller than --n, every sample).
+        let indices: Vec<usize> = match loader.epoch_batches(args.epoch).into_iter().next() {
+            Some(b) => b,
+            None => (0..loader.samples().len()).collect(),
+        };
+        blocks.push(show_grid(
+            &loader,
+            &indices,
+            args.epoch,
+            &cfg.pipeline.normalize,
+        )?);
+        println!(
+            "{} samples of {name} ({} points, {} targets on {}x{} maps)",
+            indices.len(),
+            loader.n_points(),
+            cfg.target.encoder,
+            loader.map_size(),
+            loader.map_size()
+        );
+    }
+    crate::viz::save_png(&stack_vertically(&blocks), &args.out)?;
+    println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// The pictures one under the other, left-aligned on white.
+fn stack_vertically(parts: &[image::RgbImage]) -> image::RgbImage {
+    let w = parts.iter().map(|p| p.width()).max().unwrap_or(1);
+    let h = parts.iter().map(|p| p.height()).sum::<u32>().max(1);
+    let mut out = image::RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    let mut y = 0;
+    for p in parts {
+        image::imageops::replace(&mut out, p, 0, y as i64);
+        y += p.height();
+    }
+    out
 }

@@ -23,8 +23,9 @@ pub struct EvalArgs {
     /// Dataset root (default: the run's data.root).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Which split: val (the run's validation split) or test.
-    #[arg(long, default_value = "val", value_parser = ["val", "test"], ignore_case = true)]
+    /// Which split: val (the run's validation split), test, or any split of the data root: a
+    /// folder name, or a COCO keypoint file relative to it (`annotations/face_test.json`).
+    #[arg(long, default_value = "val")]
     pub split: String,
     #[command(flatten)]
     pub decoding: DecodeArgs,
@@ -85,9 +86,9 @@ pub fn execute(args: &EvalArgs) -> Result<EvalSummary> {
     let cfg = &loaded.cfg;
     let decoder = choices::choose_decoder(args.decoding.decoder.as_deref(), args.decoding.k, cfg)?;
     let data_root = args.data.clone().unwrap_or_else(|| cfg.data.root.clone());
-    let (split, default_limit) = match args.split.to_ascii_lowercase().as_str() {
+    let (split, default_limit) = match args.split.as_str() {
         "val" => (cfg.data.val_split.clone(), cfg.data.val_limit),
-        _ => ("test".to_string(), 0),
+        other => (other.to_string(), 0),
     };
     let limit = args.limit.unwrap_or(default_limit);
     let set = dataset::EvalSet::open(cfg, &data_root, &split, limit, args.batch_size, &device)?;

@@ -53,6 +53,8 @@ pub enum ProblemKind {
     FormatsDisagree,
     /// The requested point selection does not exist in some files.
     PointSelection,
+    /// A COCO annotation (or image entry) with a problem, named by its id.
+    BadAnnotation,
 }
 
 impl From<LineProblemKind> for ProblemKind {
@@ -101,6 +103,8 @@ pub struct SplitStats {
     pub images_with_points_outside: usize,
     /// Files in images/ or landmarks/ that are neither images nor landmark files.
     pub ignored_files: usize,
+    /// COCO annotations without any labelled point (crowds, unannotated people): not samples.
+    pub unlabelled_annotations: usize,
 }
 
 /// The result of checking a dataset.
@@ -155,6 +159,13 @@ impl CheckReport {
                 st.images_with_points_outside,
                 if st.ignored_files > 0 {
                     format!(", {} other files ignored", st.ignored_files)
+                } else {
+                    String::new()
+                } + &if st.unlabelled_annotations > 0 {
+                    format!(
+                        ", {} annotations without labelled points left out",
+                        st.unlabelled_annotations
+                    )
                 } else {
                     String::new()
                 }
@@ -540,7 +551,7 @@ fn progress(n: usize, split: &str) -> indicatif::ProgressBar {
     bar
 }
 
-fn range(r: Option<[u32; 2]>, v: u32) -> [u32; 2] {
+pub(crate) fn range(r: Option<[u32; 2]>, v: u32) -> [u32; 2] {
     match r {
         None => [v, v],
         Some([lo, hi]) => [lo.min(v), hi.max(v)],
@@ -548,7 +559,7 @@ fn range(r: Option<[u32; 2]>, v: u32) -> [u32; 2] {
 }
 
 /// The message of a file error without the path (the problem carries the path separately).
-fn error_message(e: crate::Error) -> String {
+pub(crate) fn error_message(e: crate::Error) -> String {
     match e {
         crate::Error::File { msg, .. } => msg,
         crate::Error::Parse { line, msg, .. } => format!("line {line}: {msg}"),

@@ -1,5 +1,6 @@
 //! LaPa-layout datasets on disk: `<root>/<split>/images/<stem>.{jpg,jpeg,png}` paired with
 //! `<root>/<split>/landmarks/<stem>.{txt,pts}`. Other folders (`labels/` in LaPa) are ignored.
+//! A split named by a `.json` path is a COCO keypoint file instead (`coco.rs`).
 //!
 //! [`load_split`] is the strict loader used by training and evaluation: the first problem is an
 //! error naming the file. `data check` (in `check.rs`) uses the same listing to report everything.
@@ -12,20 +13,11 @@ use rayon::prelude::*;
 use super::image_io::is_image_path;
 use super::landmarks::{read_landmarks, LandmarkFormat};
 use super::points::PointSelection;
+pub use super::sample::{bounding_box, Sample};
 use crate::{Error, Keypoints, Result};
 
 /// The splits of a LaPa-layout dataset, in the order they are reported.
 pub const SPLITS: [&str; 3] = ["train", "val", "test"];
-
-/// One annotated image.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
-    pub stem: String,
-    pub image_path: PathBuf,
-    pub landmarks_path: PathBuf,
-    /// The selected points, in pixels of the image as written in the file, all visible.
-    pub points: Keypoints,
-}
 
 /// The splits among [`SPLITS`] that exist as directories under `root`, in [`SPLITS`] order.
 pub fn present_splits(root: &Path) -> Vec<String> {
@@ -137,8 +129,12 @@ fn list_files(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
 /// Loads one split strictly: every image needs a landmark file and vice versa, every file must
 /// parse, every file must have the same point count, and the selection must exist in it. The first
 /// problem (in stem order) is an error naming the file and, for parse problems, the line.
-/// Samples are sorted by stem.
+/// Samples are sorted by stem. A split ending in `.json` is a COCO keypoint file under `root`
+/// ([`super::coco`]).
 pub fn load_split(root: &Path, split: &str, selection: &PointSelection) -> Result<Vec<Sample>> {
+    if super::coco::is_coco_split(split) {
+        return super::coco::load_coco(&root.join(split), selection);
+    }
     let split_dir = root.join(split);
     if !split_dir.is_dir() {
         return Err(Error::file(
@@ -214,6 +210,8 @@ pub fn load_split(root: &Path, split: &str, selection: &PointSelection) -> Resul
         }
         let selected = selection.apply(&pts, &landmarks_path)?;
         samples.push(Sample {
+            face_box: bounding_box(&pts),
+            file_points: pts.len(),
             stem,
             image_path,
             landmarks_path,

@@ -399,7 +399,7 @@ impl Inner {
         let sample = &self.samples[index];
         let full = read_rgb(&sample.image_path)?;
         let (w, h) = full.dimensions();
-        let (nw, nh) = transform::item_working_size(w, h, &self.pipeline);
+        let (nw, nh) = transform::item_working_size(w, h, &self.pipeline, sample.face_box);
         let image = if (nw, nh) == (w, h) {
             full
         } else {
@@ -435,6 +435,7 @@ impl Inner {
         let prepared = transform::prepare(
             &source,
             &sample.points,
+            sample.face_box,
             &self.pipeline,
             self.train,
             self.flip_perm.as_deref(),

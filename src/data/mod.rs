@@ -1,6 +1,8 @@
 //! Datasets on disk, their validation, synthetic faces, and the training-time pipeline.
 
 pub mod check;
+pub mod check_coco;
+pub mod coco;
 pub mod dataset;
 pub mod image_io;
 pub mod landmarks;
@@ -23,6 +25,7 @@ pub mod loader;
 pub mod normalize;
 pub mod pipeline_config;
 pub mod pixel_augment;
+pub mod sample;
 pub mod show;
 pub mod transform;
 pub mod warp;

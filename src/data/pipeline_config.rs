@@ -18,6 +18,11 @@ pub enum ResizeMode {
     Pad,
     /// The whole image stretched to a square.
     Squish,
+    /// Top-down: the square centred on the sample's box (its annotated face or person box, else
+    /// the bounding box of all its file's points) with a side of `box_scale` times the box's
+    /// longer side; where it leaves the image, the pad mode fills in. The same square in training
+    /// (translation and zoom augment it) and evaluation, so no labelled point is cut away.
+    Box,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -30,6 +35,9 @@ pub struct PipelineConfig {
     /// recipe's resize to 400 does); 0 turns that pre-downscale off.
     pub item_size: usize,
     pub resize: ResizeMode,
+    /// Side of the `box` crop relative to the box's longer side (1.25 as in the randomized
+    /// rounding paper's API and HRNet's face crops).
+    pub box_scale: f64,
     pub augment: AugmentConfig,
     pub flip: FlipConfig,
     pub normalize: NormalizeConfig,
@@ -47,6 +55,7 @@ impl Default for PipelineConfig {
             input_size: 256,
             item_size: 400,
             resize: ResizeMode::Crop,
+            box_scale: 1.25,
             augment: AugmentConfig::default(),
             flip: FlipConfig::default(),
             normalize: NormalizeConfig::default(),
@@ -69,6 +78,12 @@ impl PipelineConfig {
             return Err(Error::config(format!(
                 "pipeline.item_size must be at most 16384 (0 = no pre-downscale), got {}",
                 self.item_size
+            )));
+        }
+        if !(self.box_scale.is_finite() && self.box_scale > 0.0 && self.box_scale <= 10.0) {
+            return Err(Error::config(format!(
+                "pipeline.box_scale must be in (0, 10], got {}",
+                self.box_scale
             )));
         }
         self.augment.validate()?;

@@ -35,13 +35,21 @@ pub fn frame_to_pixels(size: usize) -> Mat3 {
     Mat3::affine(s, 0.0, s, 0.0, s, s)
 }
 
-/// The region of a `w x h` source that becomes the square item (fastai `Resize`): `pct` places a
-/// crop (or the image inside a pad) along each axis, 0.5 = centred. Returns (x0, y0, w, h).
-pub fn item_region(w: u32, h: u32, mode: ResizeMode, pct: [f64; 2]) -> [f64; 4] {
+/// The region of a `w x h` source that becomes the square item: fastai `Resize` for crop, pad
+/// and squish, where `pct` places a crop (or the image inside a pad) along each axis (0.5 =
+/// centred); for `box`, the square of `cfg.box_scale` times the longer side of `face_box`
+/// (`[x_min, y_min, x_max, y_max]`) centred on it. Returns (x0, y0, w, h).
+pub fn item_region(
+    w: u32,
+    h: u32,
+    cfg: &PipelineConfig,
+    face_box: [f32; 4],
+    pct: [f64; 2],
+) -> [f64; 4] {
     let (w, h) = (w as f64, h as f64);
-    match mode {
+    match cfg.resize {
         ResizeMode::Crop | ResizeMode::Pad => {
-            let side = if mode == ResizeMode::Crop {
+            let side = if cfg.resize == ResizeMode::Crop {
                 w.min(h)
             } else {
                 w.max(h)
@@ -49,7 +57,17 @@ pub fn item_region(w: u32, h: u32, mode: ResizeMode, pct: [f64; 2]) -> [f64; 4] 
             [pct[0] * (w - side), pct[1] * (h - side), side, side]
         }
         ResizeMode::Squish => [0.0, 0.0, w, h],
+        ResizeMode::Box => box_square(face_box, cfg.box_scale),
     }
+}
+
+/// The square of `scale` times the longer side of `b` (`[x_min, y_min, x_max, y_max]`), centred
+/// on it, as (x0, y0, side, side). A degenerate box still gives a square of at least one pixel.
+pub fn box_square(b: [f32; 4], scale: f64) -> [f64; 4] {
+    let [x0, y0, x1, y1] = b.map(f64::from);
+    let side = ((x1 - x0).abs().max((y1 - y0).abs()) * scale).max(1.0);
+    let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+    [cx - side / 2.0, cy - side / 2.0, side, side]
 }
 
 /// Size to antialias a `w x h` source down to before warping, so that the item region is at
@@ -67,8 +85,8 @@ pub fn working_size(w: u32, h: u32, region_w: f64, region_h: f64, item_size: usi
 
 /// Working size of a source for the item transform of `cfg` (independent of the crop position,
 /// so a downscaled image can be cached across epochs).
-pub fn item_working_size(w: u32, h: u32, cfg: &PipelineConfig) -> (u32, u32) {
-    let [_, _, rw, rh] = item_region(w, h, cfg.resize, [0.5, 0.5]);
+pub fn item_working_size(w: u32, h: u32, cfg: &PipelineConfig, face_box: [f32; 4]) -> (u32, u32) {
+    let [_, _, rw, rh] = item_region(w, h, cfg, face_box, [0.5, 0.5]);
     working_size(w, h, rw, rh, cfg.item_size)
 }
 
@@ -101,10 +119,12 @@ pub struct Plan {
     pub flipped: bool,
 }
 
-/// Decides the geometry for one sample. In training, the draws are: crop position (2), the
-/// augmentation ([`AugmentDraw::draw`]), the flip (1), always in this order and number.
+/// Decides the geometry for one sample. In training, the draws are: crop position (2, unused by
+/// `box` crops), the augmentation ([`AugmentDraw::draw`]), the flip (1), always in this order and
+/// number.
 pub fn plan(
     original: (u32, u32),
+    face_box: [f32; 4],
     cfg: &PipelineConfig,
     train: bool,
     can_flip: bool,
@@ -118,7 +138,7 @@ pub fn plan(
     } else {
         ([0.5, 0.5], AugmentDraw::NEUTRAL, false)
     };
-    let [x0, y0, rw, rh] = item_region(original.0, original.1, cfg.resize, pct);
+    let [x0, y0, rw, rh] = item_region(original.0, original.1, cfg, face_box, pct);
     let frame = region_to_frame(x0, y0, rw, rh);
     let aug = draw.output_to_input();
     let aug_inv = aug.inverse().expect("augmentation matrices are invertible");
@@ -176,18 +196,21 @@ pub struct Prepared {
     pub plan: Plan,
 }
 
-/// Plans, renders and maps points for one sample. `flip_perm` (the mirror permutation of these
-/// points) enables flips; `out` receives the normalised CHW input.
+/// Plans, renders and maps points for one sample (`face_box` as in [`item_region`]).
+/// `flip_perm` (the mirror permutation of these points) enables flips; `out` receives the
+/// normalised CHW input.
+#[allow(clippy::too_many_arguments)]
 pub fn prepare(
     src: &Source,
     points: &Keypoints,
+    face_box: [f32; 4],
     cfg: &PipelineConfig,
     train: bool,
     flip_perm: Option<&[usize]>,
     rng: &mut impl Rng,
     out: &mut [f32],
 ) -> Prepared {
-    let plan = plan(src.original, cfg, train, flip_perm.is_some(), rng);
+    let plan = plan(src.original, face_box, cfg, train, flip_perm.is_some(), rng);
     render(src, &plan, cfg, out);
     let mut pts = transform_points(points, &plan.src_to_input, cfg.input_size);
     if plan.flipped {
@@ -200,10 +223,11 @@ pub fn prepare(
     Prepared { points: pts, plan }
 }
 
-/// Validation-style preparation for prediction: a centred item (or the square around `bbox`,
-/// `[x_min, y_min, x_max, y_max]` in image pixels), no augmentation. Returns the normalised CHW
-/// input (3 x S x S) and the matrix from original pixels to input pixels; map predictions back
-/// with its inverse.
+/// Validation-style preparation for prediction: a centred item, or the square around `bbox`
+/// (`[x_min, y_min, x_max, y_max]` in image pixels; enlarged by `box_scale` when the model was
+/// trained on `box` crops, as its training crops were), no augmentation. Returns the normalised
+/// CHW input (3 x S x S) and the matrix from original pixels to input pixels; map predictions
+/// back with its inverse.
 pub fn prepare_for_inference(
     img: &RgbImage,
     bbox: Option<[f32; 4]>,
@@ -211,16 +235,26 @@ pub fn prepare_for_inference(
 ) -> (Vec<f32>, Mat3) {
     let (w, h) = img.dimensions();
     let region = match bbox {
-        Some([x0, y0, x1, y1]) => {
-            let (bw, bh) = (
-                (x1 - x0).abs().max(1.0) as f64,
-                (y1 - y0).abs().max(1.0) as f64,
-            );
-            let side = bw.max(bh);
-            let (cx, cy) = ((x0 + x1) as f64 / 2.0, (y0 + y1) as f64 / 2.0);
-            [cx - side / 2.0, cy - side / 2.0, side, side]
+        Some(b) => {
+            let scale = if cfg.resize == ResizeMode::Box {
+                cfg.box_scale
+            } else {
+                1.0
+            };
+            box_square(b, scale)
         }
-        None => item_region(w, h, cfg.resize, [0.5, 0.5]),
+        // Without a box, a box-trained model sees the image's largest centred square.
+        None if cfg.resize == ResizeMode::Box => item_region(
+            w,
+            h,
+            &PipelineConfig {
+                resize: ResizeMode::Crop,
+                ..cfg.clone()
+            },
+            [0.0; 4],
+            [0.5, 0.5],
+        ),
+        None => item_region(w, h, cfg, [0.0; 4], [0.5, 0.5]),
     };
     let [x0, y0, rw, rh] = region;
     let m = frame_to_pixels(cfg.input_size).mul(&region_to_frame(x0, y0, rw, rh));
@@ -255,7 +289,7 @@ mod tests {
     fn centre_crop_maps_the_square_onto_the_input() {
         let cfg = PipelineConfig::default();
         let mut rng = rand::rng();
-        let p = plan((600, 400), &cfg, false, false, &mut rng);
+        let p = plan((600, 400), [0.0; 4], &cfg, false, false, &mut rng);
         // Centre crop of a 600x400 image: x in [100, 500) -> [0, 256).
         let a = p.src_to_input.apply([100.0, 0.0]).unwrap();
         let b = p.src_to_input.apply([500.0, 400.0]).unwrap();
@@ -266,12 +300,42 @@ mod tests {
     #[test]
     fn working_size_only_shrinks() {
         let cfg = PipelineConfig::default();
-        assert_eq!(item_working_size(300, 200, &cfg), (300, 200));
-        assert_eq!(item_working_size(1600, 800, &cfg), (800, 400));
+        let b = [0.0; 4];
+        assert_eq!(item_working_size(300, 200, &cfg, b), (300, 200));
+        assert_eq!(item_working_size(1600, 800, &cfg, b), (800, 400));
         let squish = PipelineConfig {
             resize: ResizeMode::Squish,
             ..cfg.clone()
         };
-        assert_eq!(item_working_size(1600, 300, &squish), (400, 300));
+        assert_eq!(item_working_size(1600, 300, &squish, b), (400, 300));
+    }
+
+    #[test]
+    fn box_crops_centre_the_enlarged_box_and_keep_points_near_borders() {
+        let cfg = PipelineConfig {
+            resize: ResizeMode::Box,
+            box_scale: 1.25,
+            input_size: 100,
+            ..PipelineConfig::default()
+        };
+        // A face box 80 wide and 40 high touching the left border of a 600x400 image.
+        let face = [0.0, 100.0, 80.0, 140.0];
+        let p = plan((600, 400), face, &cfg, false, false, &mut rand::rng());
+        // Side 100 centred on (40, 120): x in [-10, 90) maps onto [0, 100).
+        let a = p.src_to_input.apply([-10.0, 70.0]).unwrap();
+        let b = p.src_to_input.apply([90.0, 170.0]).unwrap();
+        assert!(a[0].abs() < 1e-3 && a[1].abs() < 1e-3, "{a:?}");
+        assert!(
+            (b[0] - 100.0).abs() < 1e-3 && (b[1] - 100.0).abs() < 1e-3,
+            "{b:?}"
+        );
+        // A point on the image border stays inside the input (the crop pads beyond it).
+        let kp = Keypoints::new(vec![[0.0, 120.0], [80.0, 100.0]]);
+        let moved = transform_points(&kp, &p.src_to_input, 100);
+        assert!(moved.visible.iter().all(|&v| v), "{moved:?}");
+        // Only shrinking pre-downscales: a 1000x1000 source with a 500-pixel box crop of side
+        // 625 becomes 400/625 of its size for item_size 400.
+        let big = [250.0, 250.0, 750.0, 750.0];
+        assert_eq!(item_working_size(1000, 1000, &cfg, big), (640, 640));
     }
 }

@@ -47,7 +47,7 @@ fn points_in_files(
     samples: Option<&[Sample]>,
 ) -> Result<usize> {
     if let Some(s) = samples.and_then(|s| s.first()) {
-        return Ok(crate::data::read_landmarks(&s.landmarks_path)?.len());
+        return Ok(s.file_points);
     }
     if cfg.data.points == crate::data::PointSelection::All {
         return Ok(cfg.model.points);

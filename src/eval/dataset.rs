@@ -48,7 +48,7 @@ impl EvalSet {
                 ),
             ));
         }
-        let n_file = crate::data::read_landmarks(&samples[0].landmarks_path)?.len();
+        let n_file = samples[0].file_points;
         let file_indices = Some(cfg.data.points.indices(n_file));
         let spec = LoaderSpec {
             pipeline: cfg.pipeline.clone(),

@@ -153,6 +153,15 @@ pub fn to_text(s: &EvalSummary) -> String {
     );
     let _ = writeln!(t, "  FR@{thr:.0}%                         {}", pct(m.fr));
     let _ = writeln!(t, "  AUC@{thr:.0}%                        {:.4}", m.auc);
+    if m.points_unscored > 0 {
+        let _ = writeln!(
+            t,
+            "  ({} of {} annotated points fell outside the model's input crop and were not scored; \
+             pipeline.resize = \"box\" crops around each face so that none are lost)",
+            m.points_unscored,
+            m.points_unscored + m.points_counted
+        );
+    }
     if m.nme_skipped > 0 {
         let _ = writeln!(
             t,

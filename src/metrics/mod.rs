@@ -135,6 +135,10 @@ pub struct MetricReport {
     pub points_counted: usize,
     /// Images left out of NME/FR/AUC because their normaliser could not be computed.
     pub nme_skipped: usize,
+    /// Annotated points not scored because they were not visible in the frame (outside the
+    /// model's input crop): images fed times points, less `points_counted`.
+    #[serde(default)]
+    pub points_unscored: usize,
     /// The normaliser used and the failure threshold.
     pub norm: NmeNorm,
     pub failure_threshold: f32,
@@ -312,6 +316,7 @@ impl MetricAccumulator {
                 .collect(),
             count: self.count,
             points_counted: self.abs_n / 2,
+            points_unscored: (self.count * self.points).saturating_sub(self.abs_n / 2),
             nme_skipped: self.nme_skipped,
             norm: self.cfg.norm.resolve(self.points),
             failure_threshold: t,

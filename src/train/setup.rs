@@ -44,7 +44,7 @@ impl Setup {
         }
         // Flips need the point count of the files to mirror a selection of points.
         let file_points = FilePoints {
-            count: crate::data::read_landmarks(&train_samples[0].landmarks_path)?.len(),
+            count: train_samples[0].file_points,
             selection: cfg.data.points.clone(),
         };
         let mut train = Loader::new(
