@@ -77,7 +77,10 @@ fn a_coco_file_gives_the_samples_of_the_split_it_was_written_from() {
         let want = [b[0] - 4.0, b[1] - 4.0, b[2] + 4.0, b[3] + 4.0];
         // x + w is rounded once more than x_max was.
         assert!(
-            c.face_box.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-4),
+            c.face_box
+                .iter()
+                .zip(want)
+                .all(|(a, b)| (a - b).abs() < 1e-4),
             "{:?} vs {want:?}",
             c.face_box
         );

@@ -348,20 +348,7 @@ fn check_split(
     // listing order, so the report does not depend on thread timing.
     let image_paths: Vec<&PathBuf> = listing.images.values().flatten().collect();
     let bar = progress(image_paths.len(), split);
-    let sizes: BTreeMap<&PathBuf, Result<(u32, u32), String>> = image_paths
-        .par_iter()
-        .map(|p| {
-            let r = if opts.decode_images {
-                verify_image(p)
-            } else {
-                image_size(p)
-            };
-            bar.inc(1);
-            (*p, r.map_err(error_message))
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect();
+    let sizes = image_sizes(&image_paths, opts.decode_images, &bar);
     bar.finish_and_clear();
     let lm_paths: Vec<&PathBuf> = listing.landmarks.values().flatten().collect();
     let parsed: BTreeMap<&PathBuf, Result<ParsedLandmarks, String>> = lm_paths
@@ -371,20 +358,7 @@ fn check_split(
         .into_iter()
         .collect();
 
-    for (path, r) in &sizes {
-        match r {
-            Ok((w, h)) => {
-                st.width = Some(range(st.width, *w));
-                st.height = Some(range(st.height, *h));
-            }
-            Err(msg) => problems.push(Problem {
-                path: path.to_path_buf(),
-                line: None,
-                kind: ProblemKind::BadImage,
-                message: msg.clone(),
-            }),
-        }
-    }
+    record_sizes(&sizes, &mut st, problems);
     for (path, r) in &parsed {
         match r {
             Ok(p) => report_line_problems(path, p, problems),
@@ -551,7 +525,52 @@ fn progress(n: usize, split: &str) -> indicatif::ProgressBar {
     bar
 }
 
-pub(crate) fn range(r: Option<[u32; 2]>, v: u32) -> [u32; 2] {
+/// Each image's size (decoding it fully with `decode`, else its header), in parallel; an
+/// unreadable image gives its error message. `bar` advances once per image.
+pub(crate) fn image_sizes<'a>(
+    paths: &[&'a PathBuf],
+    decode: bool,
+    bar: &indicatif::ProgressBar,
+) -> BTreeMap<&'a PathBuf, Result<(u32, u32), String>> {
+    paths
+        .par_iter()
+        .map(|p| {
+            let r = if decode {
+                verify_image(p)
+            } else {
+                image_size(p)
+            };
+            bar.inc(1);
+            (*p, r.map_err(error_message))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// The size range of the readable images into `st`; each unreadable one is a problem.
+pub(crate) fn record_sizes(
+    sizes: &BTreeMap<&PathBuf, Result<(u32, u32), String>>,
+    st: &mut SplitStats,
+    problems: &mut Vec<Problem>,
+) {
+    for (path, r) in sizes {
+        match r {
+            Ok((w, h)) => {
+                st.width = Some(range(st.width, *w));
+                st.height = Some(range(st.height, *h));
+            }
+            Err(msg) => problems.push(Problem {
+                path: path.to_path_buf(),
+                line: None,
+                kind: ProblemKind::BadImage,
+                message: msg.clone(),
+            }),
+        }
+    }
+}
+
+fn range(r: Option<[u32; 2]>, v: u32) -> [u32; 2] {
     match r {
         None => [v, v],
         Some([lo, hi]) => [lo.min(v), hi.max(v)],

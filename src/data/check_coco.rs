@@ -2,16 +2,13 @@
 //! problem names the file and the annotation or image id; a file that does not parse is one
 //! problem naming its line.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
 use super::check::{
-    error_message, range, CheckOptions, CheckReport, Problem, ProblemKind, SplitStats,
+    error_message, image_sizes, record_sizes, CheckOptions, CheckReport, Problem, ProblemKind,
+    SplitStats,
 };
 use super::coco::validate;
-use super::image_io::{image_size, verify_image};
 
 pub fn check_coco(path: &Path, opts: &CheckOptions) -> CheckReport {
     let split = path
@@ -75,31 +72,12 @@ pub fn check_coco(path: &Path, opts: &CheckOptions) -> CheckReport {
         v.dedup();
         v
     };
-    let sizes: BTreeMap<&PathBuf, Result<(u32, u32), String>> = images
-        .par_iter()
-        .map(|p| {
-            let r = if opts.decode_images {
-                verify_image(p)
-            } else {
-                image_size(p)
-            };
-            (*p, r.map_err(error_message))
-        })
-        .collect();
-    for (p, r) in &sizes {
-        match r {
-            Ok((w, h)) => {
-                st.width = Some(range(st.width, *w));
-                st.height = Some(range(st.height, *h));
-            }
-            Err(m) => problems.push(Problem {
-                path: (*p).clone(),
-                line: None,
-                kind: ProblemKind::BadImage,
-                message: m.clone(),
-            }),
-        }
-    }
+    let sizes = image_sizes(
+        &images,
+        opts.decode_images,
+        &indicatif::ProgressBar::hidden(),
+    );
+    record_sizes(&sizes, &mut st, &mut problems);
     for e in &report.entries {
         let Some(Ok((w, h))) = sizes.get(&e.image_path) else {
             continue;
