@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# One command for a machine with an NVIDIA GPU and nothing prepared but a Rust toolchain and pip:
+#
+#   bash benches/gpu-check.sh [LOG_DIR]
+#
+# Stages, each with its own time budget (10 minutes in all on a current datacenter GPU), each
+# logged to LOG_DIR/<stage>.log (default: gpu-check-<date>/), then one PASS/FAIL/SKIP table:
+#   1. prerequisites: cargo, python3 with pip, nvidia-smi listing a GPU (no GPU: exit 1 here)
+#   2. nvcc: the system's, else nvidia-cuda-nvcc from PyPI (installed into LOG_DIR/cuda)
+#   3. build: `cargo build --release --features cuda` (binary, tests and benches)
+#   4. tests: the test suite of the CUDA build, with `HMREG_TEST_DEVICE=cuda` (the tests that
+#      read it run on the GPU; parametrising the rest is issue 15's open part)
+#   5. train: the quick start on `cuda` (2 epochs), loss and images/s from its summary
+#   6. bench: the speed bench's GPU rows, when the bench supports `--device` (not yet: SKIP)
+# The exit code is 0 only when no stage failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+LOG=${1:-gpu-check-$(date -u +%Y%m%d-%H%M%S)}
+mkdir -p "$LOG"
+LOG=$(cd "$LOG" && pwd)
+declare -a NAMES=() RESULTS=() NOTES=()
+
+record() { NAMES+=("$1"); RESULTS+=("$2"); NOTES+=("$3"); echo "[$1] $2 ${3:+- $3}"; }
+
+summary() {
+    echo
+    echo "| stage | result | note |"
+    echo "|---|---|---|"
+    local failed=0
+    for i in "${!NAMES[@]}"; do
+        echo "| ${NAMES[$i]} | ${RESULTS[$i]} | ${NOTES[$i]} |"
+        [ "${RESULTS[$i]}" = FAIL ] && failed=1
+    done
+    echo
+    echo "full logs: $LOG"
+    exit $failed
+}
+
+# Runs stage $1 with a time budget of $2 seconds; the rest is the command.
+stage() {
+    local name=$1 budget=$2
+    shift 2
+    local t0=$SECONDS
+    if timeout "$budget" "$@" >"$LOG/$name.log" 2>&1; then
+        record "$name" PASS "$((SECONDS - t0)) s"
+        return 0
+    fi
+    local rc=$?
+    local why="exit $rc"
+    [ $rc -eq 124 ] && why="over its ${budget} s budget"
+    record "$name" FAIL "$why after $((SECONDS - t0)) s; see $LOG/$name.log"
+    return 1
+}
+
+# 1. prerequisites
+missing=()
+command -v cargo >/dev/null || missing+=(cargo)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || missing+=("pip (python3 -m pip)")
+if [ ${#missing[@]} -gt 0 ]; then
+    record prerequisites FAIL "missing: ${missing[*]}"
+    summary
+fi
+if ! command -v nvidia-smi >/dev/null; then
+    record prerequisites FAIL "no NVIDIA GPU: nvidia-smi is not installed (this check needs a machine with an NVIDIA GPU and its driver)"
+    summary
+fi
+if ! nvidia-smi --query-gpu=name,compute_cap,memory.total --format=csv,noheader >"$LOG/gpus.txt" 2>&1 \
+    || [ ! -s "$LOG/gpus.txt" ]; then
+    record prerequisites FAIL "no NVIDIA GPU: nvidia-smi lists none ($(head -c 200 "$LOG/gpus.txt"))"
+    summary
+fi
+GPU=$(head -n1 "$LOG/gpus.txt")
+CAP=$(echo "$GPU" | cut -d, -f2 | tr -d ' .')
+record prerequisites PASS "$GPU; $(cargo --version)"
+
+# 2. nvcc
+if ! command -v nvcc >/dev/null; then
+    if stage nvcc 240 python3 -m pip install --target "$LOG/cuda" nvidia-cuda-nvcc nvidia-cuda-cccl; then
+        C=$(dirname "$(dirname "$(find "$LOG/cuda" -path '*/bin/nvcc' | head -n1)")")
+        export CUDA_HOME=$C NVCC=$C/bin/nvcc PATH=$C/bin:$PATH
+    else
+        summary
+    fi
+else
+    record nvcc PASS "system $(command -v nvcc)"
+fi
+export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-$CAP}
+
+# 3. build (binary, tests, benches), reused by every later stage
+stage build 300 cargo build --release --features cuda --all-targets || summary
+
+# 4. the test suite on the device
+stage tests 240 env HMREG_TEST_DEVICE=cuda cargo test --release --features cuda
+
+# 5. the quick start on the GPU
+if stage train 120 target/release/hmreg train --device cuda --epochs 2 --quiet --json \
+    --out "$LOG/quickstart"; then
+    NOTES[${#NOTES[@]}-1]+="; $(tail -n1 "$LOG/train.log" | head -c 200)"
+fi
+
+# 6. the speed bench on the GPU
+record bench SKIP "the speed bench has no --device option yet (issue 15)"
+summary
