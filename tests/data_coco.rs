@@ -140,6 +140,19 @@ fn malformed_annotations_are_named_by_file_and_id() {
     let mut d = good.clone();
     d["images"][0]["file_name"] = json!("train/images/missing.jpg");
     expect_error(&d, &["image 1", "missing.jpg", "not found"]);
+    // Missing keys and non-numeric values: the entry is named, not just the file.
+    let mut d = good.clone();
+    d["annotations"][2]
+        .as_object_mut()
+        .unwrap()
+        .remove("image_id");
+    expect_error(&d, &["annotation 102", "image_id"]);
+    let mut d = good.clone();
+    d["annotations"][1]["keypoints"][4] = json!("twelve");
+    expect_error(&d, &["annotation 101", "twelve"]);
+    let mut d = good.clone();
+    d["images"][3].as_object_mut().unwrap().remove("file_name");
+    expect_error(&d, &["image 4", "file_name"]);
     let mut d = good.clone();
     let names = d["categories"][0]["keypoints"].as_array_mut().unwrap();
     names.truncate(5);

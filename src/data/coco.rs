@@ -21,12 +21,35 @@ use super::points::PointSelection;
 use super::sample::{bounding_box, Sample};
 use crate::{Error, Keypoints, Result};
 
+/// A file's three lists, each entry still untyped so that one malformed entry is a problem
+/// naming its id rather than an error about the whole file.
 #[derive(Debug, Deserialize)]
 struct CocoFile {
-    images: Vec<CocoImage>,
-    annotations: Vec<CocoAnnotation>,
+    images: Vec<serde_json::Value>,
+    annotations: Vec<serde_json::Value>,
     #[serde(default)]
-    categories: Vec<CocoCategory>,
+    categories: Vec<serde_json::Value>,
+}
+
+/// The entries of one list that have their shape; each that does not is a problem naming it
+/// (`annotation 17: missing field image_id`, or its position when it has no id).
+fn typed<T: serde::de::DeserializeOwned>(
+    what: &str,
+    values: Vec<serde_json::Value>,
+    problems: &mut Vec<String>,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(values.len());
+    for (i, v) in values.into_iter().enumerate() {
+        let name = match v.get("id") {
+            Some(id) => format!("{what} {id}"),
+            None => format!("{what} number {} (no id)", i + 1),
+        };
+        match serde_json::from_value(v) {
+            Ok(t) => out.push(t),
+            Err(e) => problems.push(format!("{name}: {e}")),
+        }
+    }
+    out
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,18 +141,22 @@ pub fn resolve_image(json: &Path, file_name: &str) -> Option<PathBuf> {
 /// Validates a COCO keypoint file, collecting every problem (the file must parse at all).
 pub fn validate(path: &Path) -> Result<CocoReport> {
     let file = parse(path)?;
+    let mut problems = Vec::new();
+    let categories: Vec<CocoCategory> = typed("category", file.categories, &mut problems);
+    let images_list: Vec<CocoImage> = typed("image", file.images, &mut problems);
+    let annotations: Vec<CocoAnnotation> = typed("annotation", file.annotations, &mut problems);
     let mut report = CocoReport {
-        images: file.images.len(),
-        categories: file.categories.clone(),
+        images: images_list.len(),
+        categories: categories.clone(),
+        problems,
         ..Default::default()
     };
-    let declared: HashMap<u64, usize> = file
-        .categories
+    let declared: HashMap<u64, usize> = categories
         .iter()
         .filter(|c| !c.keypoints.is_empty())
         .map(|c| (c.id, c.keypoints.len()))
         .collect();
-    for c in &file.categories {
+    for c in &categories {
         let n = c.keypoints.len();
         if let Some(bad) = c
             .skeleton
@@ -144,7 +171,7 @@ pub fn validate(path: &Path) -> Result<CocoReport> {
         }
     }
     let mut images: HashMap<u64, Option<PathBuf>> = HashMap::new();
-    for im in &file.images {
+    for im in &images_list {
         if images.contains_key(&im.id) {
             report
                 .problems
@@ -163,7 +190,7 @@ pub fn validate(path: &Path) -> Result<CocoReport> {
     }
     let mut seen = HashSet::new();
     let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
-    for a in &file.annotations {
+    for a in &annotations {
         let id = a.id;
         if !seen.insert(id) {
             report
@@ -369,8 +396,13 @@ impl CocoResult {
 /// predictions that must refer to a ground-truth file's images.
 pub fn image_ids(path: &Path) -> Result<HashMap<String, u64>> {
     let file = parse(path)?;
+    let mut problems = Vec::new();
+    let images: Vec<CocoImage> = typed("image", file.images, &mut problems);
+    if let Some(p) = problems.first() {
+        return Err(Error::file(path, p.clone()));
+    }
     let mut ids = HashMap::new();
-    for im in &file.images {
+    for im in &images {
         ids.insert(im.file_name.clone(), im.id);
         if let Some(base) = Path::new(&im.file_name).file_name() {
             ids.entry(base.to_string_lossy().into_owned())
