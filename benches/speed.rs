@@ -12,6 +12,10 @@
 //! `python3 -c "import torch"` works, benches/reference_pytorch.py measures the same in PyTorch
 //! with the same thread count and the table prints the ratio hmreg/PyTorch per row.
 //!
+//! Then `hmreg predict` on a photo: 1280x720 with 3 faces (cut from the group photo the rustface
+//! package ships and scaled up), face detection plus the built-in 68-point model on the faces
+//! as one batch, photos/s (no reference: PyTorch has no built-in face detector).
+//!
 //! Then the data pipeline's images/s (decode, augment, encode, batch; 256x256, batch 32) on a real
 //! split next to the same pipeline in fastai (benches/pipeline_reference.py), and the codec's
 //! encode/decode time for the training case of 64 images x 106 points on 64x64 maps (no reference:
@@ -20,7 +24,7 @@
 //! Options: `--threads N` (default: all cores), `--arch unet-resnet18|hrnet18` (repeatable),
 //! `--reps R` (5), `--warmup W` (1), `--batch B` (8), `--size S` (256), `--no-reference`,
 //! `--data DIR` (pipeline split, default ../shared/data/300w-helen/train),
-//! `--skip models,pipeline,codec` (any of them),
+//! `--skip models,photo,pipeline,codec` (any of them),
 //! `--layers` (conv layer micro-benchmark against Candle's conv2d instead of the models).
 
 use std::hint::black_box;
@@ -64,7 +68,7 @@ struct Opts {
     skip: Vec<String>,
 }
 
-const PARTS: [&str; 3] = ["models", "pipeline", "codec"];
+const PARTS: [&str; 4] = ["models", "photo", "pipeline", "codec"];
 
 /// One architecture's figures, from either implementation (the Python script writes the same keys).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -134,6 +138,62 @@ fn parse_opts() -> Result<Opts, String> {
         o.archs = ARCHS.iter().map(|s| s.to_string()).collect();
     }
     Ok(o)
+}
+
+/// Detection plus the built-in model's landmarks on a 1280x720 photo with 3 faces, read from a
+/// PNG file each time (as `hmreg predict` does): (faces found, photos per second).
+fn bench_photo(o: &Opts) -> Result<(usize, f64), String> {
+    use hmreg::eval::predict::{self, FaceSource, PredictOptions};
+    let group = image::open(concat!(env!("OUT_DIR"), "/group_photo.png"))
+        .map_err(|e| format!("the rustface package's group photo: {e}"))?
+        .to_rgb8();
+    // Three faces (two of the back row, one of the middle), in a 16:9 cut scaled to 1280x720 (faces of about 290 px).
+    let cut = image::imageops::crop_imm(&group, 1240, 200, 246, 138).to_image();
+    let photo = image::imageops::resize(&cut, 1280, 720, image::imageops::FilterType::Triangle);
+    let path = std::env::temp_dir().join(format!("hmreg-bench-photo-{}.png", std::process::id()));
+    photo.save(&path).map_err(|e| e.to_string())?;
+    let loaded = hmreg::run::load_model(&hmreg::run::ModelSource::Builtin, &Device::Cpu)
+        .map_err(|e| e.to_string())?;
+    let opts = PredictOptions {
+        decoder: loaded.cfg.metrics.decoder.clone(),
+        flip: None,
+        input_size: loaded.cfg.pipeline.input_size,
+        batch_size: 8,
+        faces: FaceSource::Detect(hmreg::detect::DetectOptions::default()),
+        out_dir: None,
+        labels: false,
+    };
+    let prepare = predict::validation_preparation(&loaded.cfg.pipeline);
+    let paths = [path.clone()];
+    let mut faces = 0;
+    let mut once = || -> Result<(), String> {
+        let (preds, failures) = predict::predict_files(
+            loaded.model.as_ref(),
+            &paths,
+            &prepare,
+            &opts,
+            &Device::Cpu,
+            &mut || {},
+        )
+        .map_err(|e| e.to_string())?;
+        if let Some(f) = failures.first() {
+            return Err(f.error.clone());
+        }
+        faces = preds[0].faces.len();
+        Ok(())
+    };
+    for _ in 0..o.warmup {
+        once()?;
+    }
+    let mut times = Vec::with_capacity(o.reps);
+    for _ in 0..o.reps {
+        let t = Instant::now();
+        once()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let _ = std::fs::remove_file(&path);
+    times.sort_by(f64::total_cmp);
+    Ok((faces, 1.0 / times[times.len() / 2]))
 }
 
 /// Peak resident set size of this process (VmHWM), in MB.
@@ -614,6 +674,20 @@ fn main() {
     }
     if !rows.is_empty() {
         print_table(&o, &rows);
+    }
+    if !skip("photo") {
+        match bench_photo(&o) {
+            Ok((faces, per_s)) => {
+                println!(
+                    "\n`hmreg predict` on a 1280x720 photo, {} threads:",
+                    o.threads
+                );
+                println!("| faces found | photos/s | ms per photo |");
+                println!("|---|---|---|");
+                println!("| {faces} | {per_s:.2} | {:.0} |", 1000.0 / per_s);
+            }
+            Err(e) => eprintln!("speed: photo: {e}"),
+        }
     }
     if !skip("pipeline") {
         let batch = 32;

@@ -18,6 +18,7 @@
 //! | 1 | [`models`] | ResNet18 encoder, UNet decoder, HRNet, heads, parameter store | |
 //! | 1 | [`codec`] | points to target heatmaps and back | |
 //! | 1 | [`metrics`] | NMAE, NME, failure rate, AUC | |
+//! | 1 | [`detect`] | face boxes in photos (SeetaFace's cascade through rustface) | |
 //! | 1 | [`viz`] | PNG output: plots, grids, heatmaps, drawing | |
 //! | 0 | [`ops`] | tensor operations Candle lacks or runs slowly (conv, BatchNorm, pooling, resize) | |
 //! | base | [`error`], [`keypoints`], [`atomic`] | the error type, a set of points, atomic file writes | |
@@ -30,6 +31,7 @@ pub mod atomic;
 pub mod cli;
 pub mod codec;
 pub mod data;
+pub mod detect;
 pub mod error;
 pub mod eval;
 pub mod experiment;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use hmreg::codec::Decoder;
-use hmreg::eval::predict::{self, PredictOptions, PreparedImage};
+use hmreg::eval::predict::{self, FaceSource, PredictOptions, PreparedImage};
 use hmreg::models::KeypointNet;
 use image::{Rgb, RgbImage};
 
@@ -67,8 +67,9 @@ fn options(out: Option<PathBuf>) -> PredictOptions {
         flip: None,
         input_size: S,
         batch_size: 2,
-        bbox: None,
+        faces: FaceSource::WholeImage,
         out_dir: out,
+        labels: true,
     }
 }
 
@@ -98,7 +99,8 @@ fn points_come_back_in_the_original_frame_and_broken_files_are_reported() {
         &options(Some(out.clone())),
         &Device::Cpu,
         &mut || ticks += 1,
-    );
+    )
+    .unwrap();
     assert_eq!(ticks, 4);
     assert_eq!(preds.len(), 2);
     assert_eq!(failures.len(), 2);
@@ -120,9 +122,11 @@ fn points_come_back_in_the_original_frame_and_broken_files_are_reported() {
         (&preds[1], truth_b, (110, 240)),
     ] {
         assert_eq!((p.width, p.height), (w, h));
-        assert_eq!(p.points.len(), 3);
+        assert_eq!(p.faces.len(), 1);
+        assert_eq!(p.faces[0].bbox, None);
+        assert_eq!(p.faces[0].points.len(), 3);
         let k = w.max(h) as f32 / S as f32; // one input pixel in original pixels
-        for (q, t) in p.points.iter().zip(truth) {
+        for (q, t) in p.faces[0].points.iter().zip(truth) {
             let err = (q.x - t[0]).hypot(q.y - t[1]);
             assert!(
                 err < k,
@@ -137,7 +141,7 @@ fn points_come_back_in_the_original_frame_and_broken_files_are_reported() {
         assert_eq!(image::open(pic).unwrap().to_rgb8().dimensions(), (w, h));
     }
     let json = serde_json::to_value(&preds).unwrap();
-    assert!(json[0]["points"][2]["confidence"].is_f64());
+    assert!(json[0]["faces"][0]["points"][2]["confidence"].is_f64());
 }
 
 #[test]
@@ -149,7 +153,12 @@ fn bbox_parsing_and_checks() {
     for bad in ["1,2,3", "1,2,0,4", "a,b,c,d", "1,2,3,-4", "1,2,3,inf"] {
         assert!(predict::parse_bbox(bad).is_err(), "{bad}");
     }
-    // A box outside the image fails that image only, naming it.
+    // Negative coordinates parse (a face past the left or top side).
+    assert_eq!(
+        predict::parse_bbox("-15,-1,189,189").unwrap(),
+        [-15.0, -1.0, 189.0, 189.0]
+    );
+    // A box entirely outside the image fails that image only, naming it.
     let dir = tempfile::tempdir().unwrap();
     let a = write(
         dir.path(),
@@ -157,7 +166,7 @@ fn bbox_parsing_and_checks() {
         &blobs(100, 80, &[[10.0, 10.0], [50.0, 40.0], [90.0, 70.0]]),
     );
     let mut opts = options(None);
-    opts.bbox = Some([500.0, 500.0, 20.0, 20.0]);
+    opts.faces = FaceSource::Boxes(vec![[500.0, 500.0, 20.0, 20.0]]);
     let (preds, failures) = predict::predict_files(
         &Identity,
         &[a],
@@ -165,7 +174,8 @@ fn bbox_parsing_and_checks() {
         &opts,
         &Device::Cpu,
         &mut || {},
-    );
+    )
+    .unwrap();
     assert!(preds.is_empty());
     assert!(failures[0].error.contains("a.png") && failures[0].error.contains("outside"));
 }
@@ -196,11 +206,12 @@ fn real_pipeline_pad_resize_and_box_map_back_to_the_original_frame() {
         &options(None),
         &Device::Cpu,
         &mut || {},
-    );
+    )
+    .unwrap();
     assert!(failures.is_empty(), "{failures:?}");
     for (p, truth) in preds.iter().zip([truth_a, truth_b]) {
         let k = p.width.max(p.height) as f32 / S as f32;
-        for (q, t) in p.points.iter().zip(truth) {
+        for (q, t) in p.faces[0].points.iter().zip(truth) {
             let err = (q.x - t[0]).hypot(q.y - t[1]);
             assert!(
                 err < k,
@@ -212,18 +223,63 @@ fn real_pipeline_pad_resize_and_box_map_back_to_the_original_frame() {
         }
     }
 
-    // A face box inside a larger picture: the box's square is the network input.
-    let face = [[330.0, 220.0], [370.0, 230.0], [350.0, 265.0]];
-    let c = write(dir.path(), "scene.png", &blobs(640, 480, &face));
-    let mut opts = options(None);
-    opts.bbox = Some([300.0, 190.0, 100.0, 100.0]);
+    // A composed photo: three "faces" (a red, a green and a blue spot at fixed places of the
+    // face) pasted at scales 1, 2 and 0.5 on a cluttered background, one reaching past the
+    // left side; given their boxes, each box's square is one network input (padded where it
+    // leaves the photo) and the points come back in photo pixels.
+    // Spot centres in an 80x80 face at scale 1, at least 4 spot widths inside the photo even for
+    // the face whose box reaches past its side (a cut spot would pull its centre inwards).
+    let layout = [[30.0, 25.0], [55.0, 35.0], [40.0, 62.0]];
+    let faces: [([f32; 2], f32); 3] = [
+        ([300.0, 190.0], 1.0),
+        ([-8.0, 250.0], 2.0),
+        ([500.0, 60.0], 0.5),
+    ];
+    let mut rng = 7u32;
+    let mut scene = RgbImage::from_fn(640, 480, |_, _| {
+        // Clutter well below the spots' peaks (a linear congruential generator: no new dependency).
+        rng = rng.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let v = (rng >> 24) as u8 / 2;
+        Rgb([v, v.wrapping_mul(3) / 4, v / 2])
+    });
+    let mut truths = Vec::new();
+    for (origin, scale) in faces {
+        let pts: Vec<[f32; 2]> = layout
+            .iter()
+            .map(|p| [origin[0] + scale * p[0], origin[1] + scale * p[1]])
+            .collect();
+        for (x, y, px) in scene.enumerate_pixels_mut() {
+            for (k, p) in pts.iter().enumerate() {
+                let d2 = (x as f32 - p[0]).powi(2) + (y as f32 - p[1]).powi(2);
+                let v = (250.0 * (-d2 / (2.0 * (6.0 * scale).powi(2))).exp()) as u8;
+                px[k] = px[k].max(v);
+            }
+        }
+        truths.push((pts, [origin[0], origin[1], 80.0 * scale, 80.0 * scale]));
+    }
+    let c = write(dir.path(), "scene.png", &scene);
+    let mut opts = options(Some(dir.path().join("annotated")));
+    std::fs::create_dir_all(dir.path().join("annotated")).unwrap();
+    opts.faces = FaceSource::Boxes(truths.iter().map(|t| t.1).collect());
     let (preds, failures) =
-        predict::predict_files(&Identity, &[c], &prepare, &opts, &Device::Cpu, &mut || {});
+        predict::predict_files(&Identity, &[c], &prepare, &opts, &Device::Cpu, &mut || {}).unwrap();
     assert!(failures.is_empty(), "{failures:?}");
-    let k = 100.0 / S as f32;
-    for (q, t) in preds[0].points.iter().zip(face) {
-        let err = (q.x - t[0]).hypot(q.y - t[1]);
-        assert!(err < k, "box: ({}, {}) for {t:?}, err {err}", q.x, q.y);
+    assert_eq!(preds[0].faces.len(), 3);
+    for (f, (truth, b)) in preds[0].faces.iter().zip(&truths) {
+        assert_eq!(f.bbox, Some(*b));
+        // The tolerance: one input pixel in photo pixels, the grid the identity model's
+        // top-k decoding resolves (the box's square spans S input pixels).
+        let k = b[2] / S as f32;
+        for (q, t) in f.points.iter().zip(truth) {
+            let err = (q.x - t[0]).hypot(q.y - t[1]);
+            assert!(
+                err < k,
+                "box {b:?}: ({}, {}) for {t:?}, err {err}",
+                q.x,
+                q.y
+            );
+        }
     }
     assert_eq!((preds[0].width, preds[0].height), (640, 480));
+    assert!(dir.path().join("annotated/scene.png").is_file());
 }

@@ -137,7 +137,7 @@ fn eval_repeats_and_matches_the_metrics_logged_by_training() {
     let broken = tmp.path().join("broken.jpg");
     std::fs::write(&broken, b"\xFF\xD8\xFF not a jpeg").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hmreg"))
-        .args(["predict", "--json", "--run"])
+        .args(["predict", "--no-detect", "--json", "--run"])
         .arg(&run)
         .arg(&good)
         .arg(&broken)
@@ -152,13 +152,13 @@ fn eval_repeats_and_matches_the_metrics_logged_by_training() {
     let preds = doc["predictions"].as_array().unwrap();
     assert_eq!(preds.len(), 1);
     assert_eq!(preds[0]["width"], 90);
-    assert_eq!(preds[0]["points"].as_array().unwrap().len(), 5);
+    assert_eq!(preds[0]["faces"][0]["points"].as_array().unwrap().len(), 5);
     assert_eq!(doc["failures"].as_array().unwrap().len(), 1);
     assert!(tmp.path().join("pred/face.png").is_file());
     assert!(tmp.path().join("pred/predictions.json").is_file());
     // All good: exit 0.
     let ok = Command::new(env!("CARGO_BIN_EXE_hmreg"))
-        .args(["predict", "--run"])
+        .args(["predict", "--no-detect", "--run"])
         .arg(&run)
         .arg(&good)
         .output()
@@ -172,7 +172,7 @@ fn eval_repeats_and_matches_the_metrics_logged_by_training() {
     // COCO results, image ids from the annotation file the images come from.
     let first = &samples[0].image_path;
     let coco_out = Command::new(env!("CARGO_BIN_EXE_hmreg"))
-        .args(["predict", "--format", "coco", "--image-ids"])
+        .args(["predict", "--no-detect", "--format", "coco", "--image-ids"])
         .arg(&coco)
         .arg("--run")
         .arg(&run)
@@ -193,7 +193,7 @@ fn eval_repeats_and_matches_the_metrics_logged_by_training() {
     assert!((results[0].score - mean_conf).abs() < 1e-6);
     // An image the annotation file does not list is an error naming that file.
     let unknown = Command::new(env!("CARGO_BIN_EXE_hmreg"))
-        .args(["predict", "--format", "coco", "--image-ids"])
+        .args(["predict", "--no-detect", "--format", "coco", "--image-ids"])
         .arg(&coco)
         .arg("--run")
         .arg(&run)

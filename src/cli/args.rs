@@ -83,9 +83,10 @@ pub fn parse_points(s: &str) -> Result<PointSelection> {
 }
 
 /// Where a trained model comes from: `--run`, or `--checkpoint` with `--config`
-/// (`eval`, `predict`).
+/// (`eval`, `predict`). `eval` needs one of them (an error otherwise); `predict` falls back on
+/// the built-in face model.
 #[derive(Args, Debug, Clone, Default)]
-#[group(id = "model", required = true, multiple = true)]
+#[group(id = "model", multiple = true)]
 pub struct ModelArgs {
     /// Run directory written by `hmreg train` (its best checkpoint, else the latest).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["checkpoint", "config"])]

@@ -160,16 +160,34 @@ mod tests {
         };
         assert_eq!(a.overrides.arch, Some(crate::models::Arch::UnetResnet18));
         assert_eq!(a.output.mode(), crate::train::progress::OutputMode::Json);
-        // --quiet and --json exclude each other; a model source is required.
+        // --quiet and --json exclude each other; --bbox and --no-detect too.
         for bad in [
             vec!["hmreg", "train", "--quiet", "--json"],
-            vec!["hmreg", "predict", "a.png"],
+            vec![
+                "hmreg",
+                "predict",
+                "--no-detect",
+                "--bbox",
+                "1,2,3,4",
+                "a.png",
+            ],
             vec!["hmreg", "eval", "--run", "r", "--config", "c.toml"],
             vec!["hmreg", "summary", "--arch", "resnet50"],
         ] {
             let e = Cli::try_parse_from(&bad).unwrap_err();
             assert!(e.use_stderr(), "{bad:?}");
         }
+        // predict falls back on the built-in model; eval needs a model source (a usage error).
+        let cli = Cli::try_parse_from(["hmreg", "predict", "a.png"]).unwrap();
+        let Command::Predict(a) = cli.command else {
+            panic!("predict")
+        };
+        assert!(a.model.run.is_none() && a.model.checkpoint.is_none());
+        let cli = Cli::try_parse_from(["hmreg", "eval"]).unwrap();
+        let Command::Eval(a) = cli.command else {
+            panic!("eval")
+        };
+        assert!(matches!(a.model.source(), Err(crate::Error::Config(_))));
     }
 
     #[test]

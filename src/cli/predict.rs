@@ -1,37 +1,64 @@
-//! `hmreg predict`: landmarks for images of any size, in the original image's pixels.
+//! `hmreg predict`: landmarks on photos of any size, in the original image's pixels: the faces
+//! are found by the built-in detector (face models), given as boxes, or each image is one crop.
 
-use std::path::PathBuf;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use super::args::{device_parser, DecodeArgs, ModelArgs};
 use crate::data::coco::{self, CocoResult};
-use crate::eval::predict::{self, PredictOptions};
+use crate::data::image_io::is_image_path;
+use crate::detect::DetectOptions;
+use crate::eval::predict::{self, FaceSource, PredictOptions};
 use crate::eval::{choices, progress};
 use crate::run::device::DeviceSpec;
-use crate::run::load_model;
+use crate::run::{load_model, ModelSource, TrainConfig};
 use crate::{Error, Result};
 
 /// Predict landmarks on images.
 #[derive(Args, Debug)]
 pub struct PredictArgs {
-    /// JPEG or PNG files of any size. The whole image is the face region unless --bbox is given.
-    #[arg(required = true, value_name = "IMAGE")]
+    /// JPEG or PNG files of any size, folders (every image inside; subfolders with
+    /// --recursive), or `-` for a list of paths on standard input, one per line.
+    #[arg(required = true, value_name = "IMAGE|DIR|-")]
     pub images: Vec<PathBuf>,
+    /// Also the images in subfolders of the folders given.
+    #[arg(long)]
+    pub recursive: bool,
+    /// The model (default: the built-in 68-point face model).
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Face box `x,y,w,h` in image pixels, used for every image.
-    #[arg(long, value_name = "x,y,w,h", value_parser = predict::parse_bbox)]
-    pub bbox: Option<[f32; 4]>,
-    /// Write an annotated PNG per image (`<stem>.png`) and predictions.json here.
+    /// A face box `x,y,w,h` in image pixels (repeatable), used for every image instead of
+    /// detection. It may reach past the image's sides (the crop is padded, as in training).
+    #[arg(long, value_name = "x,y,w,h", value_parser = predict::parse_bbox, allow_hyphen_values = true)]
+    pub bbox: Vec<[f32; 4]>,
+    /// Treat each image as one face crop (already-cropped datasets): no detection.
+    #[arg(long, conflicts_with_all = ["bbox", "detect"])]
+    pub no_detect: bool,
+    /// Detect faces even when the model's points are not a known face layout (68, 98 or 106).
+    #[arg(long, conflicts_with = "bbox")]
+    pub detect: bool,
+    /// Smallest face side to detect, in pixels (at least 20; smaller is slower).
+    #[arg(long, value_name = "PIXELS", default_value_t = DetectOptions::default().min_face)]
+    pub min_face: u32,
+    /// Keep at most this many faces per image, the most confident first (0: all).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_faces: usize,
+    /// Write an annotated PNG per image (`<stem>.png`: boxes and points) and predictions.json
+    /// here.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Number the points in the annotated PNGs.
+    #[arg(long)]
+    pub labels: bool,
     /// Print the predictions as one JSON document.
     #[arg(long)]
     pub json: bool,
     /// Layout of the JSON document (stdout with --json, predictions.json with --out): hmreg's
     /// own, or a COCO keypoint results list (`image_id`, `category_id`, `keypoints` as
-    /// x, y, confidence triples, `score`), as COCO evaluation tools and MMPose read it.
+    /// x, y, confidence triples, `score`; one entry per face), as COCO evaluation tools and
+    /// MMPose read it.
     #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
     pub format: OutputFormat,
     /// With --format coco: a COCO annotation file whose `images` give the image ids (matched by
@@ -40,7 +67,7 @@ pub struct PredictArgs {
     pub image_ids: Option<PathBuf>,
     #[command(flatten)]
     pub decoding: DecodeArgs,
-    /// Images per forward pass.
+    /// Faces per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Device (cuda:N: the N-th GPU).
@@ -57,52 +84,95 @@ pub enum OutputFormat {
 /// The JSON document of `hmreg predict --json` (and `predictions.json`).
 #[derive(serde::Serialize)]
 struct PredictDoc<'a> {
-    checkpoint: &'a std::path::Path,
+    checkpoint: &'a Path,
     decoder: String,
     flip_test: bool,
+    /// How faces were found: "detector (SeetaFace, rustface)", "boxes given", "whole image".
+    faces: &'static str,
     predictions: &'a [predict::ImagePrediction],
     failures: &'a [predict::Failure],
 }
 
-/// The predictions as COCO results, image ids from `ids_file` (by file name) or numbered from 1
-/// in input order.
-fn coco_results(
-    preds: &[predict::ImagePrediction],
-    ids_file: Option<&std::path::Path>,
-) -> Result<Vec<CocoResult>> {
-    let ids = ids_file.map(coco::image_ids).transpose()?;
-    preds
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let name = p
-                .path
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let image_id = match (&ids, ids_file) {
-                (Some(ids), Some(file)) => *ids.get(&name).ok_or_else(|| {
-                    Error::file(file, format!("no image named {name:?} in `images`"))
-                })?,
-                _ => i as u64 + 1,
-            };
-            let xy: Vec<[f32; 2]> = p.points.iter().map(|q| [q.x, q.y]).collect();
-            let conf: Vec<f32> = p.points.iter().map(|q| q.confidence).collect();
-            let mut r = CocoResult::new(image_id, &xy, &conf);
-            r.file_name = Some(p.path.display().to_string());
-            Ok(r)
-        })
-        .collect()
+/// Whether a model's points are a face layout the detector's boxes fit (iBUG-68, WFLW-98,
+/// LaPa-106, or a selection from one).
+fn is_face_model(cfg: &TrainConfig) -> bool {
+    matches!(
+        choices::points_in_files(cfg, &cfg.data.root, None),
+        Ok(68 | 98 | 106)
+    )
+}
+
+/// The files named by the inputs: files as given, the images of folders (sorted), and the
+/// paths listed on standard input for `-`. A folder without images is an error.
+pub fn expand_inputs(inputs: &[PathBuf], recursive: bool) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.as_os_str() == "-" {
+            for line in std::io::stdin().lock().lines() {
+                let line = line.map_err(|e| Error::Msg(format!("standard input: {e}")))?;
+                let line = line.trim();
+                if !line.is_empty() {
+                    out.push(PathBuf::from(line));
+                }
+            }
+        } else if input.is_dir() {
+            let before = out.len();
+            images_in(input, recursive, &mut out)?;
+            if out.len() == before {
+                return Err(Error::file(
+                    input,
+                    format!(
+                        "no images (.jpg, .jpeg, .png) in this folder{}",
+                        if recursive {
+                            " or below"
+                        } else {
+                            " (--recursive looks below)"
+                        }
+                    ),
+                ));
+            }
+        } else {
+            out.push(input.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn images_in(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<()> {
+    let rd =
+        std::fs::read_dir(dir).map_err(|e| Error::file(dir, format!("cannot list folder: {e}")))?;
+    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for p in entries {
+        let hidden = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if p.is_dir() {
+            if recursive {
+                images_in(&p, true, out)?;
+            }
+        } else if is_image_path(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
 }
 
 /// Predicts every image; an image that fails is reported on stderr, the others still run, and
 /// the result is then [`Error::Problems`].
 pub fn run(args: PredictArgs) -> Result<()> {
-    let bbox = args.bbox;
     if args.image_ids.is_some() && args.format != OutputFormat::Coco {
         return Err(Error::config("--image-ids only applies to --format coco"));
     }
-    let source = args.model.source()?;
+    let source = if args.model.run.is_none() && args.model.checkpoint.is_none() {
+        ModelSource::Builtin
+    } else {
+        args.model.source()?
+    };
+    let paths = expand_inputs(&args.images, args.recursive)?;
     let device = args.device.open()?;
     let loaded = load_model(&source, &device)?;
     let decoder = choices::choose_decoder(
@@ -115,24 +185,42 @@ pub fn run(args: PredictArgs) -> Result<()> {
     } else {
         None
     };
+    let detect = DetectOptions {
+        min_face: args.min_face,
+        max_faces: args.max_faces,
+        ..Default::default()
+    };
+    let (faces, how) = if !args.bbox.is_empty() {
+        (FaceSource::Boxes(args.bbox.clone()), "boxes given")
+    } else if args.no_detect || !(args.detect || is_face_model(&loaded.cfg)) {
+        (FaceSource::WholeImage, "whole image")
+    } else {
+        detect.validate()?;
+        (FaceSource::Detect(detect), "detector (SeetaFace, rustface)")
+    };
     let opts = PredictOptions {
         decoder: decoder.clone(),
         flip: flip.clone(),
         input_size: loaded.cfg.pipeline.input_size,
         batch_size: args.batch_size.max(1),
-        bbox,
+        faces,
         out_dir: args.out.clone(),
+        labels: args.labels,
     };
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::file(dir, format!("cannot create folder: {e}")))?;
+    }
     let prepare = predict::validation_preparation(&loaded.cfg.pipeline);
-    let bar = progress::progress_bar(args.images.len() as u64, "predict", args.json);
+    let bar = progress::progress_bar(paths.len() as u64, "predict", args.json);
     let (preds, failures) = predict::predict_files(
         loaded.model.as_ref(),
-        &args.images,
+        &paths,
         &prepare,
         &opts,
         &device,
         &mut || bar.inc(1),
-    );
+    )?;
     bar.finish_and_clear();
     for f in &failures {
         eprintln!("hmreg predict: {}", f.error);
@@ -141,6 +229,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         checkpoint: &loaded.checkpoint,
         decoder: decoder.to_string(),
         flip_test: flip.is_some(),
+        faces: how,
         predictions: &preds,
         failures: &failures,
     };
@@ -152,24 +241,12 @@ pub fn run(args: PredictArgs) -> Result<()> {
     }
     .map_err(|e| Error::Msg(format!("JSON: {e}")))?;
     if let Some(dir) = &args.out {
-        let file = dir.join("predictions.json");
-        crate::atomic::write_atomic(&file, json.as_bytes())?;
+        crate::atomic::write_atomic(&dir.join("predictions.json"), json.as_bytes())?;
     }
     if args.json || args.format == OutputFormat::Coco {
         println!("{json}");
     } else {
-        for p in &preds {
-            println!("{} ({}x{})", p.path.display(), p.width, p.height);
-            for (i, q) in p.points.iter().enumerate() {
-                println!(
-                    "  {i:>3}  x {:>9.2}  y {:>9.2}  confidence {:.3}",
-                    q.x, q.y, q.confidence
-                );
-            }
-            if let Some(a) = &p.annotated {
-                println!("  wrote {}", a.display());
-            }
-        }
+        print_text(&preds);
     }
     if failures.is_empty() {
         Ok(())
@@ -177,7 +254,66 @@ pub fn run(args: PredictArgs) -> Result<()> {
         Err(Error::Problems(format!(
             "{} of {} images failed",
             failures.len(),
-            args.images.len()
+            paths.len()
         )))
     }
+}
+
+fn print_text(preds: &[predict::ImagePrediction]) {
+    for p in preds {
+        let n = p.faces.len();
+        println!(
+            "{} ({}x{}): {n} face{}",
+            p.path.display(),
+            p.width,
+            p.height,
+            if n == 1 { "" } else { "s" }
+        );
+        for (k, f) in p.faces.iter().enumerate() {
+            if let Some([x, y, w, h]) = f.bbox {
+                let score = f.score.map_or(String::new(), |s| format!(", score {s:.1}"));
+                println!("  face {k}: box {x:.0},{y:.0},{w:.0},{h:.0}{score}");
+            }
+            for (i, q) in f.points.iter().enumerate() {
+                println!(
+                    "  {i:>3}  x {:>9.2}  y {:>9.2}  confidence {:.3}",
+                    q.x, q.y, q.confidence
+                );
+            }
+        }
+        if let Some(a) = &p.annotated {
+            println!("  wrote {}", a.display());
+        }
+    }
+}
+
+/// The predictions as COCO results, one per face, image ids from `ids_file` (by file name) or
+/// numbered from 1 in input order.
+fn coco_results(
+    preds: &[predict::ImagePrediction],
+    ids_file: Option<&Path>,
+) -> Result<Vec<CocoResult>> {
+    let ids = ids_file.map(coco::image_ids).transpose()?;
+    let mut out = Vec::new();
+    for (i, p) in preds.iter().enumerate() {
+        let name = p
+            .path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let image_id = match (&ids, ids_file) {
+            (Some(ids), Some(file)) => *ids
+                .get(&name)
+                .ok_or_else(|| Error::file(file, format!("no image named {name:?} in `images`")))?,
+            _ => i as u64 + 1,
+        };
+        for f in &p.faces {
+            let xy: Vec<[f32; 2]> = f.points.iter().map(|q| [q.x, q.y]).collect();
+            let conf: Vec<f32> = f.points.iter().map(|q| q.confidence).collect();
+            let mut r = CocoResult::new(image_id, &xy, &conf);
+            r.file_name = Some(p.path.display().to_string());
+            out.push(r);
+        }
+    }
+    Ok(out)
 }

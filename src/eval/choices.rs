@@ -41,7 +41,7 @@ pub fn choose_decoder(name: Option<&str>, k: Option<usize>, cfg: &TrainConfig) -
 
 /// The number of points in the run's landmark files: from a file of the run's data when there is
 /// one, else from the model when the selection is `all`.
-fn points_in_files(
+pub fn points_in_files(
     cfg: &TrainConfig,
     data_root: &Path,
     samples: Option<&[Sample]>,

@@ -1,6 +1,8 @@
-//! Landmarks for arbitrary images: each image is read, prepared like validation data (the caller
-//! supplies that step, see [`Prepare`]), run through the model in batches, and its points are
-//! mapped back to the original image's pixels with a confidence each.
+//! Landmarks for arbitrary images: each image is read, its faces are found (the built-in
+//! detector), given (boxes) or the whole image is one crop; each face is prepared like
+//! validation data (the caller supplies that step, see [`Prepare`]: the crop convention of the
+//! model's training), run through the model in batches of faces, and its points are mapped back
+//! to the original image's pixels with a confidence each.
 //!
 //! A file that cannot be read or prepared is reported by name and the other images still run.
 
@@ -14,6 +16,7 @@ use super::tta;
 use crate::codec::Decoder;
 use crate::data::image_io::read_rgb;
 use crate::data::PipelineConfig;
+use crate::detect::{landmark_box, DetectOptions, FaceDetector};
 use crate::models::KeypointNet;
 use crate::{Error, Keypoints, Result};
 
@@ -37,23 +40,34 @@ pub struct PointPrediction {
     pub confidence: f32,
 }
 
+/// The landmarks of one face.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FacePrediction {
+    /// The face's box `[x, y, w, h]`: the detector's, or the one given; `None` for a whole
+    /// image taken as one crop.
+    #[serde(rename = "box")]
+    pub bbox: Option<[f32; 4]>,
+    /// The detector's score (`None` when the box was given or there was none).
+    pub score: Option<f32>,
+    pub points: Vec<PointPrediction>,
+}
+
+impl FacePrediction {
+    pub fn keypoints(&self) -> Keypoints {
+        Keypoints::new(self.points.iter().map(|p| [p.x, p.y]).collect())
+    }
+}
+
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ImagePrediction {
     pub path: PathBuf,
     pub width: u32,
     pub height: u32,
-    /// The face box used, `[x, y, w, h]`, when one was given.
-    pub bbox: Option<[f32; 4]>,
-    pub points: Vec<PointPrediction>,
+    /// Every face found (or given), the detector's highest score first.
+    pub faces: Vec<FacePrediction>,
     /// The annotated picture written for this image, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub annotated: Option<PathBuf>,
-}
-
-impl ImagePrediction {
-    pub fn keypoints(&self) -> Keypoints {
-        Keypoints::new(self.points.iter().map(|p| [p.x, p.y]).collect())
-    }
 }
 
 /// An image that could not be processed, with the reason (which names the file).
@@ -63,18 +77,56 @@ pub struct Failure {
     pub error: String,
 }
 
+/// Where the faces of an image are.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FaceSource {
+    /// The whole image is one crop (already-cropped faces, keypoints that are not faces).
+    WholeImage,
+    /// These face boxes `[x, y, w, h]`, in every image.
+    Boxes(Vec<[f32; 4]>),
+    /// Faces found by the built-in detector ([`crate::detect`]).
+    Detect(DetectOptions),
+}
+
 pub struct PredictOptions {
     pub decoder: Decoder,
     pub flip: Option<Vec<usize>>,
     pub input_size: usize,
+    /// Faces per forward pass.
     pub batch_size: usize,
-    pub bbox: Option<[f32; 4]>,
+    pub faces: FaceSource,
     /// Write `<stem>.png` annotated pictures here.
     pub out_dir: Option<PathBuf>,
+    /// Number the points in the annotated pictures.
+    pub labels: bool,
 }
 
-/// Predicts every image of `paths`, `batch_size` at a time. Returns the predictions (input order,
-/// failed files left out) and the failures. `on_image` is called once per file.
+/// Where one face is: the box reported to the user (the detector's or the given one), the
+/// detector's score, and the face box its crop is made around (all `[x, y, w, h]`).
+#[derive(Default)]
+struct FaceBox {
+    shown: Option<[f32; 4]>,
+    score: Option<f32>,
+    crop: Option<[f32; 4]>,
+}
+
+/// A face waiting for the network: its reported box and score, and its prepared input.
+struct FaceJob {
+    bbox: Option<[f32; 4]>,
+    score: Option<f32>,
+    prep: PreparedImage,
+}
+
+/// An image read and its faces prepared.
+struct ImageJob<'a> {
+    path: &'a PathBuf,
+    image: RgbImage,
+    faces: Vec<FaceJob>,
+}
+
+/// Predicts every image of `paths`: a batch of images at a time, their faces through the model
+/// `batch_size` at a time. Returns the predictions (input order, failed files left out) and the
+/// failures; `on_image` is called once per file. Only a detector that cannot start is an error.
 pub fn predict_files(
     model: &dyn KeypointNet,
     paths: &[PathBuf],
@@ -82,147 +134,212 @@ pub fn predict_files(
     opts: &PredictOptions,
     device: &Device,
     on_image: &mut dyn FnMut(),
-) -> (Vec<ImagePrediction>, Vec<Failure>) {
+) -> Result<(Vec<ImagePrediction>, Vec<Failure>)> {
+    let mut detector = match &opts.faces {
+        FaceSource::Detect(d) => Some(FaceDetector::new(d)?),
+        _ => None,
+    };
     let mut preds = Vec::new();
     let mut failures = Vec::new();
+    let fail = |path: &Path, e: &dyn std::fmt::Display| Failure {
+        path: path.to_path_buf(),
+        error: e.to_string(),
+    };
     for chunk in paths.chunks(opts.batch_size.max(1)) {
-        let mut ready: Vec<(&PathBuf, RgbImage, PreparedImage)> = Vec::new();
+        let mut ready: Vec<ImageJob> = Vec::new();
         for path in chunk {
-            match load_and_prepare(path, prepare, opts.bbox) {
-                Ok((img, prep)) => ready.push((path, img, prep)),
-                Err(e) => failures.push(Failure {
-                    path: path.clone(),
-                    error: e.to_string(),
-                }),
+            match load_and_prepare(path, prepare, &opts.faces, detector.as_mut()) {
+                Ok(job) => ready.push(job),
+                Err(e) => failures.push(fail(path, &e)),
             }
         }
-        if !ready.is_empty() {
-            match run_batch(model, &ready, opts, device) {
-                Ok(batch) => {
-                    for ((path, img, _), mut p) in ready.iter().zip(batch) {
-                        if let Some(dir) = &opts.out_dir {
-                            match write_annotated(dir, path, img, &p) {
-                                Ok(file) => p.annotated = Some(file),
-                                Err(e) => failures.push(Failure {
-                                    path: (*path).clone(),
-                                    error: e.to_string(),
-                                }),
-                            }
-                        }
-                        preds.push(p);
-                    }
-                }
-                // A model failure hits the whole batch; every file in it is reported.
+        let jobs: Vec<&FaceJob> = ready.iter().flat_map(|j| &j.faces).collect();
+        let mut points = Vec::with_capacity(jobs.len());
+        let mut failed = None;
+        for batch in jobs.chunks(opts.batch_size.max(1)) {
+            match run_batch(model, batch, opts, device) {
+                Ok(p) => points.extend(p),
                 Err(e) => {
-                    for (path, _, _) in &ready {
-                        failures.push(Failure {
-                            path: (*path).clone(),
-                            error: format!("{}: {e}", path.display()),
-                        });
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            // A model failure hits the whole batch; every file in it is reported.
+            for j in &ready {
+                failures.push(fail(j.path, &format!("{}: {e}", j.path.display())));
+            }
+        } else {
+            let mut points = points.into_iter();
+            for job in ready {
+                let faces = job
+                    .faces
+                    .iter()
+                    .zip(points.by_ref())
+                    .map(|(f, pts)| FacePrediction {
+                        bbox: f.bbox,
+                        score: f.score,
+                        points: pts,
+                    })
+                    .collect();
+                let mut p = ImagePrediction {
+                    path: job.path.clone(),
+                    width: job.image.width(),
+                    height: job.image.height(),
+                    faces,
+                    annotated: None,
+                };
+                if let Some(dir) = &opts.out_dir {
+                    match write_annotated(dir, &job.image, &p, opts.labels) {
+                        Ok(file) => p.annotated = Some(file),
+                        Err(e) => failures.push(fail(job.path, &e)),
                     }
                 }
+                preds.push(p);
             }
         }
         for _ in chunk {
             on_image();
         }
     }
-    (preds, failures)
+    Ok((preds, failures))
 }
 
-fn load_and_prepare(
-    path: &Path,
+/// Reads an image and prepares each of its faces. A box that misses the image entirely fails
+/// the image; one partly outside is padded like a training crop.
+fn load_and_prepare<'a>(
+    path: &'a PathBuf,
     prepare: &Prepare,
-    bbox: Option<[f32; 4]>,
-) -> Result<(RgbImage, PreparedImage)> {
-    let img = read_rgb(path)?;
-    if let Some([x, y, w, h]) = bbox {
-        let inside =
-            x < img.width() as f32 && y < img.height() as f32 && x + w > 0.0 && y + h > 0.0;
-        if !inside {
-            return Err(Error::file(
-                path,
-                format!(
-                    "box {x},{y},{w},{h} lies outside the {}x{} image",
-                    img.width(),
-                    img.height()
-                ),
-            ));
+    faces: &FaceSource,
+    detector: Option<&mut FaceDetector>,
+) -> Result<ImageJob<'a>> {
+    let image = read_rgb(path)?;
+    let (w, h) = (image.width() as f32, image.height() as f32);
+    let boxes: Vec<FaceBox> = match faces {
+        FaceSource::WholeImage => vec![FaceBox::default()],
+        FaceSource::Boxes(b) => b
+            .iter()
+            .map(|&b| FaceBox {
+                shown: Some(b),
+                score: None,
+                crop: Some(b),
+            })
+            .collect(),
+        FaceSource::Detect(_) => detector
+            .map(|d| d.detect(&image))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| {
+                let [x0, y0, x1, y1] = landmark_box(d.bbox);
+                FaceBox {
+                    shown: Some(d.bbox),
+                    score: Some(d.score),
+                    crop: Some([x0, y0, x1 - x0, y1 - y0]),
+                }
+            })
+            .collect(),
+    };
+    let mut jobs = Vec::with_capacity(boxes.len());
+    for FaceBox { shown, score, crop } in boxes {
+        if let Some([x, y, bw, bh]) = shown {
+            if !(x < w && y < h && x + bw > 0.0 && y + bh > 0.0) {
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "box {x},{y},{bw},{bh} lies entirely outside the {}x{} image",
+                        image.width(),
+                        image.height()
+                    ),
+                ));
+            }
         }
+        let prep = prepare(&image, crop).map_err(|e| Error::file(path, e.to_string()))?;
+        jobs.push(FaceJob {
+            bbox: shown,
+            score,
+            prep,
+        });
     }
-    let prep = prepare(&img, bbox).map_err(|e| Error::file(path, e.to_string()))?;
-    Ok((img, prep))
+    Ok(ImageJob {
+        path,
+        image,
+        faces: jobs,
+    })
 }
 
 fn run_batch(
     model: &dyn KeypointNet,
-    ready: &[(&PathBuf, RgbImage, PreparedImage)],
+    faces: &[&FaceJob],
     opts: &PredictOptions,
     device: &Device,
-) -> Result<Vec<ImagePrediction>> {
+) -> Result<Vec<Vec<PointPrediction>>> {
     let s = opts.input_size;
-    let mut data = Vec::with_capacity(ready.len() * 3 * s * s);
-    for (path, _, prep) in ready {
-        if prep.input.len() != 3 * s * s {
-            return Err(Error::file(
-                path,
-                format!(
-                    "prepared input has {} values, not 3x{s}x{s}",
-                    prep.input.len()
-                ),
-            ));
+    let mut data = Vec::with_capacity(faces.len() * 3 * s * s);
+    for f in faces {
+        if f.prep.input.len() != 3 * s * s {
+            return Err(Error::Msg(format!(
+                "prepared input has {} values, not 3x{s}x{s}",
+                f.prep.input.len()
+            )));
         }
-        data.extend_from_slice(&prep.input);
+        data.extend_from_slice(&f.prep.input);
     }
-    let x = Tensor::from_vec(data, (ready.len(), 3, s, s), device)?;
+    let x = Tensor::from_vec(data, (faces.len(), 3, s, s), device)?;
     let inf = tta::infer(model, &x, &opts.decoder, opts.flip.as_deref())?;
-    Ok(ready
+    Ok(faces
         .iter()
         .zip(inf.points.iter().zip(&inf.confidence))
-        .map(|((path, img, prep), (kp, conf))| ImagePrediction {
-            path: (*path).clone(),
-            width: img.width(),
-            height: img.height(),
-            bbox: opts.bbox,
-            points: kp
-                .xy
+        .map(|(f, (kp, conf))| {
+            kp.xy
                 .iter()
                 .zip(conf)
                 .map(|(&p, &c)| {
-                    let [x, y] = (prep.to_original)(p);
+                    let [x, y] = (f.prep.to_original)(p);
                     PointPrediction {
                         x,
                         y,
                         confidence: c,
                     }
                 })
-                .collect(),
-            annotated: None,
+                .collect()
         })
         .collect())
 }
 
-/// Writes `dir/<stem>.png`: the original image with numbered predicted points (and the box).
+/// Writes `dir/<stem>.png`: the photo with every face's box and points, markers (and, with
+/// `labels`, point numbers) sized by the face so that small and large faces stay readable.
 fn write_annotated(
     dir: &Path,
-    path: &Path,
     img: &RgbImage,
     p: &ImagePrediction,
+    labels: bool,
 ) -> Result<PathBuf> {
-    let stem = path
+    let stem = p
+        .path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "image".to_string());
-    let mut pic = show::annotate_indexed(img, &p.keypoints());
-    if let Some([x, y, w, h]) = p.bbox {
-        crate::viz::draw::draw_rect(
-            &mut pic,
-            x.round() as i32,
-            y.round() as i32,
-            w.round().max(1.0) as u32,
-            h.round().max(1.0) as u32,
-            image::Rgb([255, 200, 0]),
-        );
+    let mut pic = img.clone();
+    for face in &p.faces {
+        let side = match face.bbox {
+            Some([_, _, w, h]) => w.max(h),
+            None => img.width().min(img.height()) as f32,
+        };
+        if let Some([x, y, w, h]) = face.bbox {
+            let thick = (side / 150.0).round().max(1.0) as i32;
+            for t in 0..thick {
+                crate::viz::draw::draw_rect(
+                    &mut pic,
+                    x.round() as i32 - t,
+                    y.round() as i32 - t,
+                    (w.round().max(1.0) as u32) + 2 * t as u32,
+                    (h.round().max(1.0) as u32) + 2 * t as u32,
+                    image::Rgb([255, 200, 0]),
+                );
+            }
+        }
+        show::draw_face_points(&mut pic, &face.keypoints(), side, labels);
     }
     let file = dir.join(format!("{stem}.png"));
     crate::viz::save_png(&pic, &file)?;

@@ -89,21 +89,25 @@ pub fn annotate(img: &RgbImage, gt: Option<&Keypoints>, pred: Option<&Keypoints>
     out
 }
 
-/// Predicted points with their index next to each, for prediction output.
-pub fn annotate_indexed(img: &RgbImage, pred: &Keypoints) -> RgbImage {
-    let mut out = annotate(img, None, Some(pred));
-    let r = radius_for(img);
-    let scale = (img.width().min(img.height()) / 300).clamp(1, 4);
+/// Draws one face's predicted points on a photo with markers sized by the face (`side`: its box
+/// side in pixels), so that an 80-pixel face and a 1000-pixel face both stay readable; with
+/// `labels`, each point's index beside it, also scaled.
+pub fn draw_face_points(img: &mut RgbImage, pred: &Keypoints, side: f32, labels: bool) {
+    let r = (side / 70.0).round().clamp(1.0, 10.0) as i32;
+    viz::draw_points(img, pred, PREDICTED, r);
+    if !labels {
+        return;
+    }
+    let scale = (side / 250.0).round().clamp(1.0, 4.0) as u32;
     for (i, p) in pred.xy.iter().enumerate() {
         if p[0].is_finite() && p[1].is_finite() {
-            let (x, y) = (p[0].round() as i32 + r + 2, p[1].round() as i32 - r - 2);
+            let (x, y) = (p[0].round() as i32 + r + 1, p[1].round() as i32 - r - 1);
             let label = i.to_string();
             // A dark shadow keeps the label readable on light and dark backgrounds.
-            viz::draw_text(&mut out, x + 1, y + 1, &label, Rgb([0, 0, 0]), scale);
-            viz::draw_text(&mut out, x, y, &label, Rgb([255, 255, 255]), scale);
+            viz::draw_text(img, x + 1, y + 1, &label, Rgb([0, 0, 0]), scale);
+            viz::draw_text(img, x, y, &label, Rgb([255, 255, 255]), scale);
         }
     }
-    out
 }
 
 /// One row per sample: target points, predicted points (with error lines), predicted heatmaps

@@ -21,7 +21,16 @@ pub enum ModelSource {
         checkpoint: PathBuf,
         config: PathBuf,
     },
+    /// The 68-point face model built into the binary (`models/face68/`).
+    Builtin,
 }
+
+/// The built-in face model: the resolved config of the run that trained it and its weights
+/// (provenance in `models/face68/README.md`).
+const BUILTIN_CONFIG: &str = include_str!("../../models/face68/config.toml");
+static BUILTIN_WEIGHTS: &[u8] = include_bytes!("../../models/face68/model.safetensors");
+/// How errors and outputs name the built-in model.
+pub const BUILTIN_NAME: &str = "<built-in face68>";
 
 impl ModelSource {
     /// From `--run` or `--checkpoint` + `--config` (clap enforces the pairing; this checks
@@ -53,10 +62,28 @@ pub struct LoadedModel {
     pub checkpoint: PathBuf,
 }
 
+fn load_builtin(device: &Device) -> Result<LoadedModel> {
+    let name = Path::new(BUILTIN_NAME);
+    let mut cfg = TrainConfig::parse(BUILTIN_CONFIG, &name.join("config.toml"))?;
+    // The data of the run that made it is not needed (nor present) to predict.
+    cfg.data.generate_if_missing = false;
+    let mut store = ParamStore::new(device, cfg.seed);
+    let model = build(&cfg.model, &mut store)?;
+    let tensors = candle_core::safetensors::load_buffer(BUILTIN_WEIGHTS, device)?;
+    store.load_tensors(&tensors, name)?;
+    Ok(LoadedModel {
+        cfg,
+        store,
+        model,
+        checkpoint: name.to_path_buf(),
+    })
+}
+
 /// Loads a model for inference: the run's config, the parameter store with the checkpoint's
 /// weights (verified against its manifest), and the network. No optimiser state is read.
 pub fn load_model(source: &ModelSource, device: &Device) -> Result<LoadedModel> {
     let (cfg, checkpoint) = match source {
+        ModelSource::Builtin => return load_builtin(device),
         ModelSource::Run(path) => {
             let (run, ckpt) = resolve_checkpoint(path)?;
             (read_config(&run)?, ckpt)
