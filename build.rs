@@ -34,8 +34,33 @@ fn main() {
     }
 }
 
-/// The source folder of the rustface package this build resolved, from `cargo metadata`.
+/// The source folder of the rustface package this build compiles: in cargo's registry cache
+/// (the version from Cargo.lock), else wherever `cargo metadata` says (vendored sources).
 fn rustface_dir() -> Option<PathBuf> {
+    registry_dir().or_else(metadata_dir)
+}
+
+/// `$CARGO_HOME/registry/src/<index>/rustface-<locked version>`, when it holds the model.
+fn registry_dir() -> Option<PathBuf> {
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?);
+    let lock = std::fs::read_to_string(manifest.join("Cargo.lock")).ok()?;
+    let after = lock.split("name = \"rustface\"").nth(1)?;
+    let version = after.lines().find_map(|l| {
+        l.strip_prefix("version = \"")
+            .and_then(|v| v.strip_suffix('"'))
+    })?;
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))?;
+    std::fs::read_dir(home.join("registry").join("src"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join(format!("rustface-{version}")))
+        .find(|d| d.join(MODEL).is_file())
+}
+
+/// The rustface package's folder according to `cargo metadata`.
+fn metadata_dir() -> Option<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = std::env::var_os("CARGO_MANIFEST_DIR")?;
     // Only the packages of the platform being built are downloaded: the full resolve would
