@@ -47,6 +47,9 @@ use serde::{Deserialize, Serialize};
 mod measure;
 use measure::{median_ms, random_keypoints};
 
+#[path = "shared/photos.rs"]
+mod photos;
+
 #[path = "shared/recipe_targets.rs"]
 mod recipe_targets;
 use recipe_targets::recipe_targets;
@@ -144,12 +147,9 @@ fn parse_opts() -> Result<Opts, String> {
 /// PNG file each time (as `hmreg predict` does): (faces found, photos per second).
 fn bench_photo(o: &Opts) -> Result<(usize, f64), String> {
     use hmreg::eval::predict::{self, FaceSource, PredictOptions};
-    let group = image::open(concat!(env!("OUT_DIR"), "/group_photo.png"))
-        .map_err(|e| format!("the rustface package's group photo: {e}"))?
-        .to_rgb8();
-    // Three faces (two of the back row, one of the middle), in a 16:9 cut scaled to 1280x720 (faces of about 290 px).
-    let cut = image::imageops::crop_imm(&group, 1240, 200, 246, 138).to_image();
-    let photo = image::imageops::resize(&cut, 1280, 720, image::imageops::FilterType::Triangle);
+    let group =
+        photos::group_photo().map_err(|e| format!("the rustface package's group photo: {e}"))?;
+    let photo = photos::three_faces(&group);
     let path = std::env::temp_dir().join(format!("hmreg-bench-photo-{}.png", std::process::id()));
     photo.save(&path).map_err(|e| e.to_string())?;
     let loaded = hmreg::run::load_model(&hmreg::run::ModelSource::Builtin, &Device::Cpu)
@@ -182,18 +182,19 @@ fn bench_photo(o: &Opts) -> Result<(usize, f64), String> {
         faces = preds[0].faces.len();
         Ok(())
     };
-    for _ in 0..o.warmup {
-        once()?;
-    }
-    let mut times = Vec::with_capacity(o.reps);
-    for _ in 0..o.reps {
-        let t = Instant::now();
-        once()?;
-        times.push(t.elapsed().as_secs_f64());
-    }
+    // The first call (also a warm-up) reports what fails; the timed calls keep the first error.
+    once()?;
+    let mut failed = None;
+    let ms = median_ms(o.warmup.saturating_sub(1), o.reps, || {
+        if let Err(e) = once() {
+            failed.get_or_insert(e);
+        }
+    });
     let _ = std::fs::remove_file(&path);
-    times.sort_by(f64::total_cmp);
-    Ok((faces, 1.0 / times[times.len() / 2]))
+    match failed {
+        Some(e) => Err(e),
+        None => Ok((faces, 1000.0 / ms)),
+    }
 }
 
 /// Peak resident set size of this process (VmHWM), in MB.

@@ -128,13 +128,13 @@ impl FaceDetector {
 pub const LANDMARK_BOX_SCALE: f32 = 0.935;
 pub const LANDMARK_BOX_SHIFT: [f32; 2] = [0.0, 0.138];
 
-/// The landmark-style face box `[x_min, y_min, x_max, y_max]` (a square around where the 68
-/// points are expected) for a detector box `[x, y, w, h]`.
+/// The landmark-style face box `[x, y, w, h]` (a square around where the 68 points are
+/// expected) for a detector box `[x, y, w, h]`.
 pub fn landmark_box(det: [f32; 4]) -> [f32; 4] {
     let [x, y, w, h] = det;
     let side = w.max(h);
     let cx = x + w / 2.0 + LANDMARK_BOX_SHIFT[0] * side;
     let cy = y + h / 2.0 + LANDMARK_BOX_SHIFT[1] * side;
-    let half = LANDMARK_BOX_SCALE * side / 2.0;
-    [cx - half, cy - half, cx + half, cy + half]
+    let s = LANDMARK_BOX_SCALE * side;
+    [cx - s / 2.0, cy - s / 2.0, s, s]
 }

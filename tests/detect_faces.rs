@@ -8,19 +8,15 @@ use std::process::{Command, Stdio};
 use hmreg::detect::{landmark_box, DetectOptions, FaceDetector, LANDMARK_BOX_SCALE};
 use image::{Rgb, RgbImage};
 
-/// The group photo the rustface package ships (the 1927 Solvay conference, 1666x1136, in the
-/// public domain), which build.rs copies next to the detector model.
+#[path = "../benches/shared/photos.rs"]
+mod photos;
+
 fn group_photo() -> RgbImage {
-    image::open(concat!(env!("OUT_DIR"), "/group_photo.png"))
-        .unwrap()
-        .to_rgb8()
+    photos::group_photo().unwrap()
 }
 
-/// Three faces of the group photo (two of the back row, one of the middle row) in a 16:9 cut
-/// scaled up to 1280x720: faces of about 290 pixels.
 fn three_faces() -> RgbImage {
-    let cut = image::imageops::crop_imm(&group_photo(), 1240, 200, 246, 138).to_image();
-    image::imageops::resize(&cut, 1280, 720, image::imageops::FilterType::Triangle)
+    photos::three_faces(&group_photo())
 }
 
 fn hmreg() -> Command {
@@ -124,12 +120,12 @@ fn the_built_in_model_puts_68_points_on_each_face_of_a_photo() {
 
 #[test]
 fn detector_boxes_become_landmark_crops_below_their_centre() {
-    let [x0, y0, x1, y1] = landmark_box([100.0, 50.0, 200.0, 200.0]);
-    assert!((x1 - x0 - LANDMARK_BOX_SCALE * 200.0).abs() < 1e-3);
-    assert!((y1 - y0 - LANDMARK_BOX_SCALE * 200.0).abs() < 1e-3);
+    let [x, y, w, h] = landmark_box([100.0, 50.0, 200.0, 200.0]);
+    assert!((w - LANDMARK_BOX_SCALE * 200.0).abs() < 1e-3);
+    assert!((h - LANDMARK_BOX_SCALE * 200.0).abs() < 1e-3);
     // Same horizontal centre, lower vertical centre (the jaw line reaches below the box).
-    assert!(((x0 + x1) / 2.0 - 200.0).abs() < 1e-3);
-    assert!((y0 + y1) / 2.0 > 150.0);
+    assert!((x + w / 2.0 - 200.0).abs() < 1e-3);
+    assert!(y + h / 2.0 > 150.0);
 }
 
 #[test]

@@ -51,13 +51,13 @@ pub fn check_coco(path: &Path, opts: &CheckOptions) -> CheckReport {
     let mut problems: Vec<Problem> = report
         .problems
         .iter()
-        .map(|m| {
-            let kind = if m.contains("not found") {
+        .map(|p| {
+            let kind = if p.missing_image {
                 ProblemKind::MissingImage
             } else {
                 ProblemKind::BadAnnotation
             };
-            problem(kind, m.clone())
+            problem(kind, p.message.clone())
         })
         .collect();
     st.images = report.images;

@@ -36,7 +36,7 @@ struct CocoFile {
 fn typed<T: serde::de::DeserializeOwned>(
     what: &str,
     values: Vec<serde_json::Value>,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<CocoProblem>,
 ) -> Vec<T> {
     let mut out = Vec::with_capacity(values.len());
     for (i, v) in values.into_iter().enumerate() {
@@ -46,7 +46,7 @@ fn typed<T: serde::de::DeserializeOwned>(
         };
         match serde_json::from_value(v) {
             Ok(t) => out.push(t),
-            Err(e) => problems.push(format!("{name}: {e}")),
+            Err(e) => problems.push(CocoProblem::entry(format!("{name}: {e}"))),
         }
     }
     out
@@ -99,13 +99,31 @@ pub struct CocoEntry {
 pub struct CocoReport {
     pub entries: Vec<CocoEntry>,
     /// Problems, each message naming the annotation or image id.
-    pub problems: Vec<String>,
+    pub problems: Vec<CocoProblem>,
     /// Annotations without any labelled point (not samples).
     pub unlabelled: usize,
     pub images: usize,
     /// The keypoint count of the annotations (the category's names when it declares them).
     pub points: Option<usize>,
     pub categories: Vec<CocoCategory>,
+}
+
+/// One problem of a COCO file; the message names the annotation, image or category id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CocoProblem {
+    /// An image file that could not be found (the others are malformed entries).
+    pub missing_image: bool,
+    pub message: String,
+}
+
+impl CocoProblem {
+    /// A malformed entry.
+    fn entry(message: String) -> CocoProblem {
+        CocoProblem {
+            missing_image: false,
+            message,
+        }
+    }
 }
 
 /// Reads and parses a COCO file; a syntax or shape error names its line and column.
@@ -163,28 +181,32 @@ pub fn validate(path: &Path) -> Result<CocoReport> {
             .iter()
             .find(|e| e[0] == 0 || e[0] > n || e[1] > n)
         {
-            report.problems.push(format!(
+            report.problems.push(CocoProblem::entry(format!(
                 "category {}: skeleton edge {bad:?} is not between two of its {n} keypoints \
                  (COCO numbers them from 1)",
                 c.id
-            ));
+            )));
         }
     }
     let mut images: HashMap<u64, Option<PathBuf>> = HashMap::new();
     for im in &images_list {
         if images.contains_key(&im.id) {
-            report
-                .problems
-                .push(format!("image {}: the id appears twice in `images`", im.id));
+            report.problems.push(CocoProblem::entry(format!(
+                "image {}: the id appears twice in `images`",
+                im.id
+            )));
             continue;
         }
         let found = resolve_image(path, &im.file_name);
         if found.is_none() {
-            report.problems.push(format!(
-                "image {}: file {:?} not found (looked in images/ and beside the annotation \
-                 file, and one folder up)",
-                im.id, im.file_name
-            ));
+            report.problems.push(CocoProblem {
+                missing_image: true,
+                message: format!(
+                    "image {}: file {:?} not found (looked in images/ and beside the annotation \
+                     file, and one folder up)",
+                    im.id, im.file_name
+                ),
+            });
         }
         images.insert(im.id, found);
     }
@@ -193,20 +215,22 @@ pub fn validate(path: &Path) -> Result<CocoReport> {
     for a in &annotations {
         let id = a.id;
         if !seen.insert(id) {
-            report
-                .problems
-                .push(format!("annotation {id}: the id appears twice"));
+            report.problems.push(CocoProblem::entry(format!(
+                "annotation {id}: the id appears twice"
+            )));
             continue;
         }
         match check_annotation(a, &declared) {
-            Err(msg) => report.problems.push(format!("annotation {id}: {msg}")),
+            Err(msg) => report
+                .problems
+                .push(CocoProblem::entry(format!("annotation {id}: {msg}"))),
             Ok(None) => report.unlabelled += 1,
             Ok(Some((points, bbox))) => {
                 let Some(image) = images.get(&a.image_id) else {
-                    report.problems.push(format!(
+                    report.problems.push(CocoProblem::entry(format!(
                         "annotation {id}: image_id {} is not in `images`",
                         a.image_id
-                    ));
+                    )));
                     continue;
                 };
                 *counts.entry(points.len()).or_default() += 1;
@@ -227,11 +251,11 @@ pub fn validate(path: &Path) -> Result<CocoReport> {
     report.points = declared.values().next().copied().or(majority);
     if let Some(n) = report.points {
         for e in report.entries.iter().filter(|e| e.points.len() != n) {
-            report.problems.push(format!(
+            report.problems.push(CocoProblem::entry(format!(
                 "annotation {}: {} keypoints, but the file's annotations have {n}",
                 e.annotation_id,
                 e.points.len()
-            ));
+            )));
         }
         report.entries.retain(|e| e.points.len() == n);
     }
@@ -317,7 +341,7 @@ pub fn load_coco(path: &Path, selection: &PointSelection) -> Result<Vec<Sample>>
             1 => String::new(),
             n => format!(" (and {} more problems: run `hmreg data check`)", n - 1),
         };
-        return Err(Error::file(path, format!("{p}{more}")));
+        return Err(Error::file(path, format!("{}{more}", p.message)));
     }
     let mut samples = Vec::with_capacity(report.entries.len());
     for e in report.entries {
@@ -399,7 +423,7 @@ pub fn image_ids(path: &Path) -> Result<HashMap<String, u64>> {
     let mut problems = Vec::new();
     let images: Vec<CocoImage> = typed("image", file.images, &mut problems);
     if let Some(p) = problems.first() {
-        return Err(Error::file(path, p.clone()));
+        return Err(Error::file(path, p.message.clone()));
     }
     let mut ids = HashMap::new();
     for im in &images {

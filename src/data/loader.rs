@@ -391,6 +391,11 @@ fn part_count(p: &MixPart) -> usize {
 }
 
 impl Inner {
+    /// The sample a draw stands for (a mix's repeats are `pass x n` past their sample).
+    fn sample_of(&self, draw: usize) -> usize {
+        draw % self.samples.len().max(1)
+    }
+
     /// The decoded source of a sample, pre-downscaled for the item transform, cached if it fits.
     fn source(&self, index: usize) -> Result<Arc<SourceImage>> {
         if let Some(img) = self.cache.get(index) {
@@ -421,7 +426,7 @@ impl Inner {
         image: &mut [f32],
         target: &mut [f32],
     ) -> Result<(Keypoints, Vec<bool>, Plan)> {
-        let index = draw % self.samples.len().max(1);
+        let index = self.sample_of(draw);
         let sample = self
             .samples
             .get(index)
@@ -477,10 +482,7 @@ impl Inner {
             targets: Tensor::from_vec(targets, (n, l, m, m), device)?,
             mask: Tensor::from_vec(mask, (n, l), device)?,
             points,
-            indices: indices
-                .iter()
-                .map(|&d| d % self.samples.len().max(1))
-                .collect(),
+            indices: indices.iter().map(|&d| self.sample_of(d)).collect(),
         })
     }
 }

@@ -230,13 +230,10 @@ fn load_and_prepare<'a>(
             .map(|d| d.detect(&image))
             .unwrap_or_default()
             .into_iter()
-            .map(|d| {
-                let [x0, y0, x1, y1] = landmark_box(d.bbox);
-                FaceBox {
-                    shown: Some(d.bbox),
-                    score: Some(d.score),
-                    crop: Some([x0, y0, x1 - x0, y1 - y0]),
-                }
+            .map(|d| FaceBox {
+                shown: Some(d.bbox),
+                score: Some(d.score),
+                crop: Some(landmark_box(d.bbox)),
             })
             .collect(),
     };

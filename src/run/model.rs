@@ -8,7 +8,7 @@ use candle_core::Device;
 use super::checkpoint;
 use super::config::TrainConfig;
 use super::dir::{read_config, resolve_checkpoint};
-use crate::models::{build, KeypointNet, ParamStore};
+use crate::models::{build, KeypointNet, LoadReport, ParamStore};
 use crate::{Error, Result};
 
 /// Where the model comes from.
@@ -62,28 +62,17 @@ pub struct LoadedModel {
     pub checkpoint: PathBuf,
 }
 
-fn load_builtin(device: &Device) -> Result<LoadedModel> {
-    let name = Path::new(BUILTIN_NAME);
-    let mut cfg = TrainConfig::parse(BUILTIN_CONFIG, &name.join("config.toml"))?;
-    // The data of the run that made it is not needed (nor present) to predict.
-    cfg.data.generate_if_missing = false;
-    let mut store = ParamStore::new(device, cfg.seed);
-    let model = build(&cfg.model, &mut store)?;
-    let tensors = candle_core::safetensors::load_buffer(BUILTIN_WEIGHTS, device)?;
-    store.load_tensors(&tensors, name)?;
-    Ok(LoadedModel {
-        cfg,
-        store,
-        model,
-        checkpoint: name.to_path_buf(),
-    })
-}
-
 /// Loads a model for inference: the run's config, the parameter store with the checkpoint's
 /// weights (verified against its manifest), and the network. No optimiser state is read.
 pub fn load_model(source: &ModelSource, device: &Device) -> Result<LoadedModel> {
     let (cfg, checkpoint) = match source {
-        ModelSource::Builtin => return load_builtin(device),
+        ModelSource::Builtin => {
+            let name = PathBuf::from(BUILTIN_NAME);
+            (
+                TrainConfig::parse(BUILTIN_CONFIG, &name.join("config.toml"))?,
+                name,
+            )
+        }
         ModelSource::Run(path) => {
             let (run, ckpt) = resolve_checkpoint(path)?;
             (read_config(&run)?, ckpt)
@@ -114,21 +103,13 @@ pub fn load_model(source: &ModelSource, device: &Device) -> Result<LoadedModel> 
     };
     let mut store = ParamStore::new(device, cfg.seed);
     let model = build(&cfg.model, &mut store)?;
-    if checkpoint.is_dir() {
+    if let ModelSource::Builtin = source {
+        let tensors = candle_core::safetensors::load_buffer(BUILTIN_WEIGHTS, device)?;
+        require_all(&store.load_tensors(&tensors, &checkpoint)?, &checkpoint)?;
+    } else if checkpoint.is_dir() {
         checkpoint::load(&checkpoint, &store, None)?;
     } else {
-        // A bare weights file: every model tensor must be in it.
-        let report = store.load_safetensors(&checkpoint)?;
-        if let Some(first) = report.missing.first() {
-            return Err(Error::file(
-                &checkpoint,
-                format!(
-                    "{} model tensors are not in this file (first: {first}); is --config the \
-                     run's config?",
-                    report.missing.len()
-                ),
-            ));
-        }
+        require_all(&store.load_safetensors(&checkpoint)?, &checkpoint)?;
     }
     Ok(LoadedModel {
         cfg,
@@ -136,4 +117,19 @@ pub fn load_model(source: &ModelSource, device: &Device) -> Result<LoadedModel> 
         model,
         checkpoint,
     })
+}
+
+/// A bare weights file (or the built-in weights) must hold every model tensor.
+fn require_all(report: &LoadReport, source: &Path) -> Result<()> {
+    if let Some(first) = report.missing.first() {
+        return Err(Error::file(
+            source,
+            format!(
+                "{} model tensors are not in this file (first: {first}); is --config the \
+                 run's config?",
+                report.missing.len()
+            ),
+        ));
+    }
+    Ok(())
 }
