@@ -12,7 +12,7 @@
 //! | 6 | [`experiment`] | reproductions (the randomized-rounding experiment) | |
 //! | 5 | [`train`] | setup, one step, the loop, validation, lr-find, progress | |
 //! | 4 | [`eval`] | evaluation, flip test, reports, prediction | |
-//! | 3 | [`run`] | a run on disk: resolved config, run directory, checkpoints, history, devices, loading a trained model | |
+//! | 3 | [`run`] | a run on disk: resolved config, run directory, checkpoints, history, loading a trained model | |
 //! | 2 | [`learn`] | losses, optimiser, schedules, the lr sweep's arithmetic | |
 //! | 1 | [`data`] | datasets, validation, synthetic faces, transforms, augmentation, loading | `codec`, `viz` |
 //! | 1 | [`models`] | ResNet18 encoder, UNet decoder, HRNet, heads, parameter store | |
@@ -21,7 +21,7 @@
 //! | 1 | [`detect`] | face boxes in photos (SeetaFace's cascade through rustface) | |
 //! | 1 | [`viz`] | PNG output: plots, grids, heatmaps, drawing | |
 //! | 0 | [`ops`] | tensor operations Candle lacks or runs slowly (conv, BatchNorm, pooling, resize) | |
-//! | base | [`error`], [`keypoints`], [`atomic`] | the error type, a set of points, atomic file writes | |
+//! | base | [`error`], [`keypoints`], [`atomic`], [`device`] | the error type, a set of points, atomic file writes, device names (and the test suite's device) | |
 //!
 //! Coordinate convention used everywhere: a point is `[x, y]` in pixels of the image it belongs to,
 //! as written in the landmark files (no half-pixel shift). Mapping to a map of another size scales by
@@ -32,6 +32,7 @@ pub mod cli;
 pub mod codec;
 pub mod data;
 pub mod detect;
+pub mod device;
 pub mod error;
 pub mod eval;
 pub mod experiment;

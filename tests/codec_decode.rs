@@ -1,6 +1,6 @@
 //! Decoders: argmax, top-k softmax, soft-argmax, DARK and the quarter offset, on batched tensors.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use hmreg::codec::{decode, decode_one, encode, to_frame, Decoder, TargetEncoder};
 use hmreg::Keypoints;
 use proptest::prelude::*;
@@ -141,7 +141,7 @@ fn batched_tensor_decoding_keeps_row_major_order_on_any_dtype() {
     for c in centres {
         data.extend(gaussian_map(c, w, h, 1.5, false));
     }
-    let t = Tensor::from_vec(data, (2, 3, h, w), &Device::Cpu).unwrap();
+    let t = Tensor::from_vec(data, (2, 3, h, w), &hmreg::device::test_device()).unwrap();
     for dtype in [DType::F32, DType::F16, DType::BF16, DType::F64] {
         let tt = t.to_dtype(dtype).unwrap();
         for dec in [Decoder::Argmax, Decoder::QuarterOffset] {

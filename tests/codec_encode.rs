@@ -354,7 +354,7 @@ fn batch_tensors_have_the_documented_shapes() {
         Keypoints::new(vec![[1.0, 2.0], [30.0, 1.0]]),
         Keypoints::new(vec![[3.5, 0.5], [0.0, 0.0]]),
     ];
-    let dev = candle_core::Device::Cpu;
+    let dev = hmreg::device::test_device();
     let (maps, mask) =
         hmreg::codec::encode_batch_tensors(&TargetEncoder::Floor, &kps, 8, 4, &mut rng(0), &dev)
             .unwrap();

@@ -1,7 +1,7 @@
 //! Inference, flip test-time augmentation and evaluation on hand-made models whose outputs are
 //! known exactly.
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use hmreg::codec::Decoder;
 use hmreg::eval::{self, evaluate, EvalBatch, EvalOptions};
 use hmreg::metrics::{MetricAccumulator, MetricConfig};
@@ -55,7 +55,7 @@ fn dots(points: &[Vec<[usize; 2]>]) -> Tensor {
             v[((i * 3 + c) * S + p[1]) * S + p[0]] = 5.0;
         }
     }
-    Tensor::from_vec(v, (n, 3, S, S), &Device::Cpu).unwrap()
+    Tensor::from_vec(v, (n, 3, S, S), &hmreg::device::test_device()).unwrap()
 }
 
 fn kp(pts: &[[usize; 2]]) -> Keypoints {
@@ -97,7 +97,12 @@ fn flip_test_swaps_identities_with_the_permutation() {
     let model = Fixed {
         peaks: peaks.clone(),
     };
-    let x = Tensor::zeros((1, 3, S, S), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let x = Tensor::zeros(
+        (1, 3, S, S),
+        candle_core::DType::F32,
+        &hmreg::device::test_device(),
+    )
+    .unwrap();
     let perm = [1usize, 0, 2];
     let out = eval::infer(&model, &x, &Decoder::Argmax, Some(&perm)).unwrap();
     for p in 0..3 {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use hmreg::codec::Decoder;
 use hmreg::data::{write_landmarks_txt, ResizeMode};
 use hmreg::eval::dataset::EvalSet;
@@ -59,7 +59,15 @@ fn box_crops_score_every_point_that_a_centre_crop_cuts_away() {
     let run = |resize: ResizeMode| {
         let mut c = cfg.clone();
         c.pipeline.resize = resize;
-        let set = EvalSet::open(&c, tmp.path(), "val", 0, Some(2), &Device::Cpu).unwrap();
+        let set = EvalSet::open(
+            &c,
+            tmp.path(),
+            "val",
+            0,
+            Some(2),
+            &hmreg::device::test_device(),
+        )
+        .unwrap();
         let opts = EvalOptions::for_run(&c, Decoder::Argmax);
         evaluate(&Identity, set.batches(false), &opts, &mut |_, _| Ok(()))
             .unwrap()

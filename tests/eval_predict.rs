@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use hmreg::codec::Decoder;
 use hmreg::eval::predict::{self, FaceSource, PredictOptions, PreparedImage};
 use hmreg::models::KeypointNet;
@@ -97,7 +97,7 @@ fn points_come_back_in_the_original_frame_and_broken_files_are_reported() {
         &paths,
         &pad_and_resize,
         &options(Some(out.clone())),
-        &Device::Cpu,
+        &hmreg::device::test_device(),
         &mut || ticks += 1,
     )
     .unwrap();
@@ -172,7 +172,7 @@ fn bbox_parsing_and_checks() {
         &[a],
         &pad_and_resize,
         &opts,
-        &Device::Cpu,
+        &hmreg::device::test_device(),
         &mut || {},
     )
     .unwrap();
@@ -204,7 +204,7 @@ fn real_pipeline_pad_resize_and_box_map_back_to_the_original_frame() {
         &[a, b],
         &prepare,
         &options(None),
-        &Device::Cpu,
+        &hmreg::device::test_device(),
         &mut || {},
     )
     .unwrap();
@@ -261,8 +261,15 @@ fn real_pipeline_pad_resize_and_box_map_back_to_the_original_frame() {
     let mut opts = options(Some(dir.path().join("annotated")));
     std::fs::create_dir_all(dir.path().join("annotated")).unwrap();
     opts.faces = FaceSource::Boxes(truths.iter().map(|t| t.1).collect());
-    let (preds, failures) =
-        predict::predict_files(&Identity, &[c], &prepare, &opts, &Device::Cpu, &mut || {}).unwrap();
+    let (preds, failures) = predict::predict_files(
+        &Identity,
+        &[c],
+        &prepare,
+        &opts,
+        &hmreg::device::test_device(),
+        &mut || {},
+    )
+    .unwrap();
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(preds[0].faces.len(), 3);
     for (f, (truth, b)) in preds[0].faces.iter().zip(&truths) {

@@ -42,7 +42,7 @@ fn an_eval_set_knows_when_it_holds_a_whole_layout() {
     let mut cfg = common::tiny_config(&root, 0, 1);
     hmreg::data::synth::generate(&root, &cfg.data.synth).unwrap();
     cfg.resolve().unwrap();
-    let device = candle_core::Device::Cpu;
+    let device = hmreg::device::test_device();
     // The tiny config selects 5 of the 68 points: not a layout.
     let set = EvalSet::open(&cfg, &root, "val", 0, None, &device).unwrap();
     assert_eq!(set.whole_layout(), None);

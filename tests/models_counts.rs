@@ -1,11 +1,10 @@
 //! Exact parameter counts of the full-size models (method.md figures) and parameter names that
 //! match the reference checkpoints.
 
-use candle_core::Device;
 use hmreg::models::{build, Arch, ModelConfig, ParamGroup, ParamKind, ParamStore};
 
 fn store_for(arch: Arch, points: usize) -> (ParamStore, Box<dyn hmreg::models::KeypointNet>) {
-    let mut store = ParamStore::new(&Device::Cpu, 0);
+    let mut store = ParamStore::new(&hmreg::device::test_device(), 0);
     let cfg = ModelConfig {
         arch,
         points,
@@ -184,7 +183,7 @@ fn heatmap_stride_keeps_the_parameter_counts() {
         (Arch::UnetResnet18, 31_113_308, vec![1, 2, 4, 8, 16, 32]),
     ] {
         for s in strides {
-            let mut store = ParamStore::new(&Device::Cpu, 0);
+            let mut store = ParamStore::new(&hmreg::device::test_device(), 0);
             let cfg = ModelConfig {
                 arch,
                 points: 5,

@@ -1,11 +1,11 @@
 //! Forward shapes, gradients reaching every parameter, and overfitting one batch, on thin models.
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use hmreg::models::{build, Arch, KeypointNet, ModelConfig, ParamStore};
 use rand::{Rng, SeedableRng};
 
 fn thin(arch: Arch, width: f32, seed: u64) -> (ParamStore, Box<dyn KeypointNet>) {
-    let mut store = ParamStore::new(&Device::Cpu, seed);
+    let mut store = ParamStore::new(&hmreg::device::test_device(), seed);
     let cfg = ModelConfig {
         arch,
         points: 3,
@@ -23,7 +23,7 @@ fn image(n: usize, h: usize, w: usize, seed: u64) -> Tensor {
     let v: Vec<f32> = (0..n * 3 * h * w)
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
-    Tensor::from_vec(v, (n, 3, h, w), &Device::Cpu).unwrap()
+    Tensor::from_vec(v, (n, 3, h, w), &hmreg::device::test_device()).unwrap()
 }
 
 #[test]
@@ -52,7 +52,7 @@ fn output_shapes_follow_input_size() {
 
 #[test]
 fn bad_configs_are_refused() {
-    let mut store = ParamStore::new(&Device::Cpu, 0);
+    let mut store = ParamStore::new(&hmreg::device::test_device(), 0);
     for cfg in [
         ModelConfig {
             input_size: 100,
@@ -89,7 +89,7 @@ fn every_param_gets_gradient(arch: Arch, width: f32) {
     let wv: Vec<f32> = (0..y.elem_count())
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
-    let wt = Tensor::from_vec(wv, y.dims(), &Device::Cpu).unwrap();
+    let wt = Tensor::from_vec(wv, y.dims(), &hmreg::device::test_device()).unwrap();
     let loss = (y * wt).unwrap().sum_all().unwrap();
     let grads = loss.backward().unwrap();
     let mut n = 0;
@@ -151,7 +151,7 @@ fn overfit(arch: Arch, width: f32, lr: f64, steps: usize) -> (f32, f32) {
             }
         }
     }
-    let target = Tensor::from_vec(t, (2, 3, h, w), &Device::Cpu).unwrap();
+    let target = Tensor::from_vec(t, (2, 3, h, w), &hmreg::device::test_device()).unwrap();
     let vars: Vec<Var> = store
         .params()
         .iter()
@@ -215,7 +215,7 @@ fn full_size_forward() {
         (Arch::Hrnet32, 64),
         (Arch::UnetResnet18, 256),
     ] {
-        let mut store = ParamStore::new(&Device::Cpu, 0);
+        let mut store = ParamStore::new(&hmreg::device::test_device(), 0);
         let cfg = ModelConfig {
             arch,
             ..Default::default()
@@ -268,13 +268,13 @@ fn inference_with_folded_batch_norm_matches_the_unfused_layers() {
 /// when unset, and refuses strides the architecture cannot produce.
 #[test]
 fn heatmap_stride_sets_the_map_size() {
-    let x = Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu).unwrap();
+    let x = Tensor::zeros((1, 3, 64, 64), DType::F32, &hmreg::device::test_device()).unwrap();
     for (arch, strides) in [
         (Arch::Hrnet18, vec![0, 4, 8, 16, 32]),
         (Arch::UnetResnet18, vec![0, 1, 2, 8, 32]),
     ] {
         for s in strides {
-            let mut store = ParamStore::new(&Device::Cpu, 0);
+            let mut store = ParamStore::new(&hmreg::device::test_device(), 0);
             let cfg = ModelConfig {
                 arch,
                 points: 3,
@@ -303,7 +303,7 @@ fn heatmap_stride_sets_the_map_size() {
             heatmap_stride: bad,
             ..Default::default()
         };
-        let err = build(&cfg, &mut ParamStore::new(&Device::Cpu, 0))
+        let err = build(&cfg, &mut ParamStore::new(&hmreg::device::test_device(), 0))
             .err()
             .unwrap();
         assert!(err.to_string().contains("heatmap_stride"), "{err}");

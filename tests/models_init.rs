@@ -1,11 +1,11 @@
 //! Initialisation schemes of the reference libraries, seeded reproducibility, and ICNR's
 //! checkerboard-free start.
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use hmreg::models::{build, Arch, KeypointNet, ModelConfig, ParamStore};
 
 fn make(arch: Arch, width: f32, seed: u64) -> (ParamStore, Box<dyn KeypointNet>) {
-    let mut store = ParamStore::new(&Device::Cpu, seed);
+    let mut store = ParamStore::new(&hmreg::device::test_device(), seed);
     let cfg = ModelConfig {
         arch,
         points: 5,
@@ -104,7 +104,7 @@ fn icnr_makes_sub_pixels_equal() {
         .as_tensor()
         .clone();
     let ci = t.dim(1).unwrap();
-    let x = Tensor::arange(0f32, (ci * 4 * 4) as f32, &Device::Cpu)
+    let x = Tensor::arange(0f32, (ci * 4 * 4) as f32, &hmreg::device::test_device())
         .unwrap()
         .reshape((1, ci, 4, 4))
         .unwrap();
@@ -122,7 +122,12 @@ fn icnr_makes_sub_pixels_equal() {
 
 #[test]
 fn seeds_reproduce_exactly() {
-    let x = Tensor::ones((1, 3, 64, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let x = Tensor::ones(
+        (1, 3, 64, 64),
+        candle_core::DType::F32,
+        &hmreg::device::test_device(),
+    )
+    .unwrap();
     let (a, na) = make(Arch::Hrnet18, 0.25, 42);
     let (b, nb) = make(Arch::Hrnet18, 0.25, 42);
     let (c, _) = make(Arch::Hrnet18, 0.25, 43);

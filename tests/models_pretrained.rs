@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use hmreg::models::{
     build, load_pretrained, load_pretrained_with, Arch, LoadOptions, ModelConfig, ParamGroup,
     ParamStore,
@@ -35,7 +35,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn thin(arch: Arch, seed: u64) -> ParamStore {
-    let mut store = ParamStore::new(&Device::Cpu, seed);
+    let mut store = ParamStore::new(&hmreg::device::test_device(), seed);
     let cfg = ModelConfig {
         arch,
         points: 2,
@@ -131,7 +131,12 @@ fn safetensors_with_torchvision_timm_and_fastai_names_restore_exact_values() {
         let mut map = encoder_tensors(&src, &rename);
         map.insert(
             rename("fc.weight"),
-            Tensor::zeros((10, 32), candle_core::DType::F32, &Device::Cpu).unwrap(),
+            Tensor::zeros(
+                (10, 32),
+                candle_core::DType::F32,
+                &hmreg::device::test_device(),
+            )
+            .unwrap(),
         );
         let path = dir.path().join(format!("{label}.safetensors"));
         candle_core::safetensors::save(&map, &path).unwrap();
@@ -160,7 +165,7 @@ fn safetensors_with_torchvision_timm_and_fastai_names_restore_exact_values() {
 #[test]
 fn shape_mismatch_is_refused_and_changes_nothing() {
     let full_width = {
-        let mut store = ParamStore::new(&Device::Cpu, 3);
+        let mut store = ParamStore::new(&hmreg::device::test_device(), 3);
         let cfg = ModelConfig {
             arch: Arch::Hrnet18,
             points: 2,
@@ -197,7 +202,12 @@ fn hrnet_checkpoint_loads_backbone_only_when_head_differs() {
         .collect();
     map.insert(
         "module.head.3.weight".into(),
-        Tensor::zeros((4, 15, 1, 1), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        Tensor::zeros(
+            (4, 15, 1, 1),
+            candle_core::DType::F32,
+            &hmreg::device::test_device(),
+        )
+        .unwrap(),
     );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h3r.safetensors");

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use hmreg::models::{build, Arch, ModelConfig, ParamStore};
 use rand::{Rng, SeedableRng};
 
@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 fn dump_for_pytorch() {
     let dir = std::path::PathBuf::from(std::env::var("HMREG_DUMP_DIR").expect("HMREG_DUMP_DIR"));
     for (arch, width) in [(Arch::UnetResnet18, 0.125), (Arch::Hrnet18, 0.25)] {
-        let mut store = ParamStore::new(&Device::Cpu, 1);
+        let mut store = ParamStore::new(&hmreg::device::test_device(), 1);
         let cfg = ModelConfig {
             arch,
             points: 3,
@@ -41,7 +41,7 @@ fn dump_for_pytorch() {
                 let c = p.var.elem_count();
                 let vals: Vec<f32> = (0..c).map(|i| base + 0.01 * i as f32).collect();
                 p.var
-                    .set(&Tensor::from_vec(vals, c, &Device::Cpu).unwrap())
+                    .set(&Tensor::from_vec(vals, c, &hmreg::device::test_device()).unwrap())
                     .unwrap();
             }
         }
@@ -51,7 +51,7 @@ fn dump_for_pytorch() {
         let xv: Vec<f32> = (0..2 * 3 * 64 * 96)
             .map(|_| rng.random_range(-2.0..2.0))
             .collect();
-        let x = Tensor::from_vec(xv, (2, 3, 64, 96), &Device::Cpu).unwrap();
+        let x = Tensor::from_vec(xv, (2, 3, 64, 96), &hmreg::device::test_device()).unwrap();
         let y_eval = net.forward_t(&x, false).unwrap();
         let y_train = net.forward_t(&x, true).unwrap();
         store

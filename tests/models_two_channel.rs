@@ -1,14 +1,14 @@
 //! The randomized-rounding paper's head: a background and a foreground map per point, trained
 //! with a per-pixel two-class softmax cross-entropy.
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use hmreg::learn::loss::{LossConfig, LossKind};
 use hmreg::models::{build, Arch, HeadKind, ModelConfig, ParamStore};
 
 /// The head's last convolution doubles its outputs; the network returns one map per point.
 #[test]
 fn two_channel_head_adds_one_output_per_point_and_returns_l_maps() {
-    let mut store = ParamStore::new(&Device::Cpu, 0);
+    let mut store = ParamStore::new(&hmreg::device::test_device(), 0);
     let cfg = ModelConfig {
         arch: Arch::Hrnet18,
         points: 5,
@@ -22,7 +22,7 @@ fn two_channel_head_adds_one_output_per_point_and_returns_l_maps() {
     assert_eq!(store.num_parameters(), 9_637_050 + 270 * 5);
 
     for arch in [Arch::Hrnet18, Arch::UnetResnet18] {
-        let mut store = ParamStore::new(&Device::Cpu, 0);
+        let mut store = ParamStore::new(&hmreg::device::test_device(), 0);
         let cfg = ModelConfig {
             arch,
             points: 3,
@@ -32,7 +32,7 @@ fn two_channel_head_adds_one_output_per_point_and_returns_l_maps() {
             head: HeadKind::TwoChannel,
         };
         let net = build(&cfg, &mut store).unwrap();
-        let x = Tensor::zeros((2, 3, 64, 64), DType::F32, &Device::Cpu).unwrap();
+        let x = Tensor::zeros((2, 3, 64, 64), DType::F32, &hmreg::device::test_device()).unwrap();
         let y = net.forward_t(&x, true).unwrap();
         assert_eq!(y.dims(), &[2, 3, 8, 8], "{arch}");
     }
@@ -66,16 +66,16 @@ fn its_loss_is_the_softmax_cross_entropy_with_matching_gradients() {
     let y = Var::from_vec(
         raw.iter().map(|&v| v as f32).collect::<Vec<_>>(),
         (1, 2 * points, h, w),
-        &Device::Cpu,
+        &hmreg::device::test_device(),
     )
     .unwrap();
     let t = Tensor::from_vec(
         target.iter().map(|&v| v as f32).collect::<Vec<_>>(),
         (1, points, h, w),
-        &Device::Cpu,
+        &hmreg::device::test_device(),
     )
     .unwrap();
-    let mask = Tensor::ones((1, points), DType::F32, &Device::Cpu).unwrap();
+    let mask = Tensor::ones((1, points), DType::F32, &hmreg::device::test_device()).unwrap();
     let loss_cfg = LossConfig {
         kind: LossKind::Bce,
         pos_weight: 1.0,

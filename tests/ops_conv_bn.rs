@@ -5,7 +5,7 @@
 //! with NaN poisoning of the kernels' output buffers on, so that an element a kernel fails to
 //! write fails the comparison whatever the build profile.
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Tensor, Var};
 use hmreg::ops::{self, BatchNormConfig, BatchNormParams};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,7 +25,7 @@ fn flat(t: &Tensor) -> Vec<f32> {
 fn rand_tensor(rng: &mut ChaCha8Rng, dims: &[usize]) -> Tensor {
     let n: usize = dims.iter().product();
     let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+    Tensor::from_vec(v, dims, &hmreg::device::test_device()).unwrap()
 }
 
 /// The largest absolute difference, NaN if any element of either side is NaN.
@@ -419,7 +419,7 @@ fn run_bn(
         &Tensor::from_vec(
             (0..c).map(|i| i as f32 * 0.1).collect::<Vec<_>>(),
             c,
-            &Device::Cpu,
+            &hmreg::device::test_device(),
         )
         .unwrap(),
     )
@@ -428,7 +428,7 @@ fn run_bn(
         &Tensor::from_vec(
             (0..c).map(|i| 1.0 + i as f32 * 0.2).collect::<Vec<_>>(),
             c,
-            &Device::Cpu,
+            &hmreg::device::test_device(),
         )
         .unwrap(),
     )
@@ -575,7 +575,12 @@ fn batch_norm_folded_into_conv_matches_conv_then_batch_norm() {
     let mut rng = ChaCha8Rng::seed_from_u64(23);
     let c = 6;
     let per_channel = |f: &dyn Fn(usize) -> f32| {
-        Tensor::from_vec((0..c).map(f).collect::<Vec<f32>>(), c, &Device::Cpu).unwrap()
+        Tensor::from_vec(
+            (0..c).map(f).collect::<Vec<f32>>(),
+            c,
+            &hmreg::device::test_device(),
+        )
+        .unwrap()
     };
     let gamma = per_channel(&|i| 0.5 + 0.3 * i as f32);
     let beta = per_channel(&|i| 0.2 - 0.1 * i as f32);

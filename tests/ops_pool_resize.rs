@@ -4,7 +4,7 @@
 //! current pool's size), with NaN poisoning of the kernels' output buffers on, so that an element
 //! a kernel fails to write fails the comparison whatever the build profile.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use hmreg::ops::{max_pool2d, pixel_shuffle, resize_bilinear, upsample_nearest};
 use rand::{Rng, SeedableRng};
 
@@ -15,7 +15,7 @@ fn random(dims: &[usize], seed: u64, dtype: DType) -> Tensor {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let n: usize = dims.iter().product();
     let v: Vec<f64> = (0..n).map(|_| rng.random_range(-2.0..2.0)).collect();
-    Tensor::from_vec(v, dims, &Device::Cpu)
+    Tensor::from_vec(v, dims, &hmreg::device::test_device())
         .unwrap()
         .to_dtype(dtype)
         .unwrap()
@@ -103,7 +103,7 @@ fn max_pool_matches_definition() {
 #[test]
 fn max_pool_ties_route_gradient_once() {
     for_each_pool(|| {
-        let x = Tensor::ones((1, 1, 4, 4), DType::F32, &Device::Cpu).unwrap();
+        let x = Tensor::ones((1, 1, 4, 4), DType::F32, &hmreg::device::test_device()).unwrap();
         let v = candle_core::Var::from_tensor(&x).unwrap();
         let y = max_pool2d(v.as_tensor(), 3, 2, 1).unwrap();
         let g = y.sum_all().unwrap().backward().unwrap();
@@ -139,8 +139,8 @@ fn check_grad(f: impl Fn(&Tensor) -> Tensor, dims: &[usize], seed: u64, tol: f64
         plus[i] += eps;
         let mut minus = xv.clone();
         minus[i] -= eps;
-        let tp = Tensor::from_vec(plus, dims, &Device::Cpu).unwrap();
-        let tm = Tensor::from_vec(minus, dims, &Device::Cpu).unwrap();
+        let tp = Tensor::from_vec(plus, dims, &hmreg::device::test_device()).unwrap();
+        let tm = Tensor::from_vec(minus, dims, &hmreg::device::test_device()).unwrap();
         let fd = (loss(&tp) - loss(&tm)) / (2.0 * eps);
         assert!(
             (fd - g[i]).abs() <= tol * (1.0 + fd.abs()),
@@ -164,7 +164,7 @@ fn max_pool_gradient_matches_finite_differences() {
 fn resize_matches_pytorch_rule() {
     for_each_pool(|| {
         // PyTorch: F.interpolate([[0, 1, 2, 3]], size=8, mode='linear', align_corners=False).
-        let x = Tensor::new(&[0f32, 1., 2., 3.], &Device::Cpu)
+        let x = Tensor::new(&[0f32, 1., 2., 3.], &hmreg::device::test_device())
             .unwrap()
             .reshape((1, 1, 1, 4))
             .unwrap();
@@ -214,7 +214,7 @@ fn resize_gradient_matches_finite_differences() {
 fn pixel_shuffle_layout_and_gradient() {
     for_each_pool(|| {
         // Channel c*r^2 + i*r + j becomes sub-pixel (i, j) of channel c.
-        let x = Tensor::arange(0f32, 2.0 * 4.0 * 2.0 * 3.0, &Device::Cpu)
+        let x = Tensor::arange(0f32, 2.0 * 4.0 * 2.0 * 3.0, &hmreg::device::test_device())
             .unwrap()
             .reshape((1, 8, 2, 3))
             .unwrap();

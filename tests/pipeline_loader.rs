@@ -1,7 +1,6 @@
 //! The loader: deterministic batches whatever the thread count, per-epoch shuffles, fastai's
 //! drop_last in training, masks for invisible points, targets on the transformed points.
 
-use candle_core::Device;
 use hmreg::codec::TargetEncoder;
 use hmreg::data::{
     load_split, Batch, FilePoints, Loader, LoaderMode, LoaderSpec, PipelineConfig, PointSelection,
@@ -84,7 +83,7 @@ fn identical_seeds_give_identical_batches_with_1_and_4_threads() {
     let dir = tempfile::tempdir().unwrap();
     write_split(dir.path(), "train", 13, 5, 1);
     let samples = load_split(dir.path(), "train", &PointSelection::All).unwrap();
-    let dev = Device::Cpu;
+    let dev = hmreg::device::test_device();
     let mut p1 = pipeline(1);
     p1.cache_mb = 0;
     let l1 = Loader::new(samples.clone(), &train_spec(p1.clone(), 4, 42), &dev).unwrap();
@@ -137,7 +136,7 @@ fn validation_keeps_order_and_the_last_partial_batch() {
             seed: 0,
             file_points: None,
         },
-        &Device::Cpu,
+        &hmreg::device::test_device(),
     )
     .unwrap();
     assert_eq!(l.batches_per_epoch(), 3);
@@ -173,7 +172,7 @@ fn invisible_points_are_masked_and_their_maps_empty() {
                 seed: 0,
                 file_points: None,
             },
-            &Device::Cpu,
+            &hmreg::device::test_device(),
         )
         .unwrap();
         let b = l.epoch(0).next().unwrap().unwrap();
@@ -219,7 +218,7 @@ fn targets_follow_the_augmented_points() {
             seed: 7,
             file_points: None,
         },
-        &Device::Cpu,
+        &hmreg::device::test_device(),
     )
     .unwrap();
     for b in l.epoch(0) {
@@ -249,15 +248,24 @@ fn flips_need_a_known_permutation() {
     let samples = load_split(dir.path(), "train", &PointSelection::All).unwrap();
     let mut p = pipeline(1);
     p.flip.p = 0.5;
-    let err = Loader::new(samples.clone(), &train_spec(p.clone(), 1, 0), &Device::Cpu)
-        .err()
-        .unwrap();
+    let err = Loader::new(
+        samples.clone(),
+        &train_spec(p.clone(), 1, 0),
+        &hmreg::device::test_device(),
+    )
+    .err()
+    .unwrap();
     assert!(
         err.to_string().contains("no known left/right permutation"),
         "{err}"
     );
     p.flip.permutation = Some(vec![1, 0, 2, 4, 3]);
-    Loader::new(samples.clone(), &train_spec(p.clone(), 1, 0), &Device::Cpu).unwrap();
+    Loader::new(
+        samples.clone(),
+        &train_spec(p.clone(), 1, 0),
+        &hmreg::device::test_device(),
+    )
+    .unwrap();
     // Five points chosen from 68-point files: [8, 30, 36, 45, 57] is closed under the mirror.
     p.flip.permutation = None;
     let sel = PointSelection::Indices(vec![8, 30, 36, 45, 57]);
@@ -272,7 +280,7 @@ fn flips_need_a_known_permutation() {
             selection,
         }),
     };
-    Loader::new(samples.clone(), &spec(sel), &Device::Cpu).unwrap();
+    Loader::new(samples.clone(), &spec(sel), &hmreg::device::test_device()).unwrap();
     let sel = PointSelection::Indices(vec![8, 30, 36, 44, 57]);
-    assert!(Loader::new(samples, &spec(sel), &Device::Cpu).is_err());
+    assert!(Loader::new(samples, &spec(sel), &hmreg::device::test_device()).is_err());
 }

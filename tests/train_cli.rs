@@ -253,6 +253,24 @@ fn names_are_case_insensitive_and_bad_ones_are_clap_usage_errors() {
             "{args:?}: {err}"
         );
     }
+    // Half precision is CUDA only: a clear refusal on the CPU, before any data is touched.
+    let out = hmreg()
+        .args([
+            "train",
+            "--precision",
+            "bf16",
+            "--device",
+            "cpu",
+            "--out",
+            "r",
+        ])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("bf16") && err.contains("CUDA"), "{err}");
+    assert!(!tmp.path().join("r/checkpoints").exists());
     let help = hmreg().args(["eval", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(

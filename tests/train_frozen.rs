@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use hmreg::learn::schedule::ScheduleKind;
 use hmreg::models::{build, ParamGroup, ParamKind, ParamStore};
 use hmreg::run::TrainConfig;
@@ -23,7 +23,7 @@ fn tiny(root: &Path) -> TrainConfig {
 }
 
 fn load(path: &Path) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(path, &Device::Cpu).unwrap()
+    candle_core::safetensors::load(path, &hmreg::device::test_device()).unwrap()
 }
 
 fn same(a: &Tensor, b: &Tensor) -> bool {
@@ -50,7 +50,7 @@ fn frozen_encoder_weights_stay_put_until_unfrozen() {
 
     // The initial weights: the same seeded store the run built.
     let resolved = TrainConfig::load(&run.join("config.toml")).unwrap();
-    let mut init = ParamStore::new(&Device::Cpu, resolved.seed);
+    let mut init = ParamStore::new(&hmreg::device::test_device(), resolved.seed);
     build(&resolved.model, &mut init).unwrap();
     let after1 = load(&run.join("checkpoints/epoch-0001/model.safetensors"));
     let after2 = load(&run.join("checkpoints/epoch-0002/model.safetensors"));

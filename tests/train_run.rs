@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use hmreg::learn::schedule::ScheduleKind;
 use hmreg::run::checkpoint;
 use hmreg::run::history::{read_jsonl, METRICS_CSV, METRICS_JSONL};
@@ -84,9 +84,18 @@ fn run_directory_has_every_file_and_they_parse() {
     assert!(root.join(&best.tag).join("manifest.json").exists());
 
     // The model loads back for inference and predicts maps of the right shape.
-    let loaded = load_model(&ModelSource::Run(run.clone()), &Device::Cpu).unwrap();
+    let loaded = load_model(
+        &ModelSource::Run(run.clone()),
+        &hmreg::device::test_device(),
+    )
+    .unwrap();
     let (cfg, model) = (&loaded.cfg, &loaded.model);
-    let x = Tensor::zeros((1, 3, 64, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let x = Tensor::zeros(
+        (1, 3, 64, 64),
+        candle_core::DType::F32,
+        &hmreg::device::test_device(),
+    )
+    .unwrap();
     let y = model.forward_t(&x, false).unwrap();
     assert_eq!(y.dims(), &[1, cfg.model.points, 64, 64]);
 }

@@ -10,9 +10,10 @@ use clap::Args;
 
 use crate::codec::Decoder;
 use crate::data::PointSelection;
+use crate::device::DeviceSpec;
+use crate::learn::precision::Precision;
 use crate::models::Arch;
 use crate::run::config::TrainConfig;
-use crate::run::device::DeviceSpec;
 use crate::run::ModelSource;
 use crate::train::progress::OutputMode;
 use crate::{Error, Result};
@@ -61,6 +62,14 @@ pub fn device_parser() -> Choices<DeviceSpec> {
     Choices {
         parse: from_str::<DeviceSpec>,
         choices: &["cpu", "cuda", "cuda:N"],
+    }
+}
+
+/// `--precision`: `f32`, `bf16`, `f16`.
+pub fn precision_parser() -> Choices<Precision> {
+    Choices {
+        parse: from_str::<Precision>,
+        choices: &Precision::NAMES,
     }
 }
 
@@ -157,6 +166,9 @@ pub struct TrainOverrides {
     /// Device: cuda:N is the N-th GPU (builds with the `cuda` feature).
     #[arg(long, value_parser = device_parser())]
     pub device: Option<DeviceSpec>,
+    /// Compute precision: f32, or bf16/f16 mixed precision (CUDA only; f32 master weights).
+    #[arg(long, value_parser = precision_parser())]
+    pub precision: Option<Precision>,
 }
 
 impl TrainOverrides {
@@ -192,6 +204,9 @@ impl TrainOverrides {
         }
         if let Some(d) = self.device {
             cfg.device = d.to_string();
+        }
+        if let Some(p) = self.precision {
+            cfg.precision = p;
         }
         Ok(())
     }

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::args::{device_parser, DecodeArgs, ModelArgs};
+use crate::device::DeviceSpec;
 use crate::eval::report::{self, EvalSummary, SummaryContext};
 use crate::eval::EvalOptions;
 use crate::eval::{choices, dataset, progress};
-use crate::run::device::DeviceSpec;
 use crate::run::load_model;
 use crate::{Error, Result};
 

@@ -141,7 +141,7 @@ mod tests {
             panic!("eval")
         };
         assert_eq!(a.decoding.decoder.as_deref(), Some("TopK:5"));
-        assert_eq!(a.device, crate::run::device::DeviceSpec::Cuda(1));
+        assert_eq!(a.device, crate::device::DeviceSpec::Cuda(1));
         let cli = Cli::try_parse_from([
             "hmreg",
             "lr-find",

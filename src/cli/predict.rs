@@ -10,9 +10,9 @@ use super::args::{device_parser, DecodeArgs, ModelArgs};
 use crate::data::coco::{self, CocoResult};
 use crate::data::image_io::is_image_path;
 use crate::detect::DetectOptions;
+use crate::device::DeviceSpec;
 use crate::eval::predict::{self, FaceSource, PredictOptions};
 use crate::eval::{choices, progress};
-use crate::run::device::DeviceSpec;
 use crate::run::{load_model, ModelSource, TrainConfig};
 use crate::{Error, Result};
 

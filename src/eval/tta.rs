@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn flip_and_permute() {
-        let x = Tensor::arange(0f32, 12.0, &Device::Cpu)
+        let x = Tensor::arange(0f32, 12.0, &crate::device::test_device())
             .unwrap()
             .reshape((1, 3, 1, 4))
             .unwrap();

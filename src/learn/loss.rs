@@ -5,7 +5,7 @@
 //! point neither pulls its map towards zero nor dilutes the loss of the visible ones. With every
 //! point visible this is fastai's `MSELossFlat` / `BCEWithLogitsLossFlat` (mean over all pixels).
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use crate::{Error, Result};
 
@@ -115,17 +115,17 @@ fn check_shapes(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Result<()> {
 fn masked_mean(per_pixel: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let (n, l, h, w) = per_pixel.dims4()?;
     let mask = mask.to_dtype(per_pixel.dtype())?;
-    let visible_maps = mask.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+    // The count stays a tensor: reading it on the host would stall a GPU every step.
+    let count = (mask.sum_all()? * (h * w) as f64)?.maximum(1.0)?;
     let per_map = per_pixel.sum_keepdim(3)?.sum_keepdim(2)?.reshape((n, l))?;
     let total = (per_map * mask)?.sum_all()?;
-    let count = (visible_maps * (h * w) as f64).max(1.0);
-    Ok((total / count)?)
+    Ok(total.div(&count)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Var};
 
     /// The gradient of `loss` with respect to `var`, flattened.
     fn gradient(loss: &Tensor, var: &Var) -> Vec<f32> {
@@ -135,7 +135,7 @@ mod tests {
     }
 
     fn t4(v: &[f32], dims: (usize, usize, usize, usize)) -> Tensor {
-        Tensor::from_slice(v, dims, &Device::Cpu).unwrap()
+        Tensor::from_slice(v, dims, &crate::device::test_device()).unwrap()
     }
 
     fn scalar(t: &Tensor) -> f64 {
@@ -153,10 +153,10 @@ mod tests {
         // 1 image, 2 maps of 1x2 pixels; the second map is masked out.
         let pred = t4(&[1.0, 2.0, 100.0, -100.0], (1, 2, 1, 2));
         let target = t4(&[0.0, 0.0, 0.0, 0.0], (1, 2, 1, 2));
-        let mask = Tensor::from_slice(&[1f32, 0.0], (1, 2), &Device::Cpu).unwrap();
+        let mask = Tensor::from_slice(&[1f32, 0.0], (1, 2), &crate::device::test_device()).unwrap();
         let loss = masked_mse(&pred, &target, &mask).unwrap();
         assert!((scalar(&loss) - 2.5).abs() < 1e-6);
-        let all = Tensor::ones((1, 2), DType::F32, &Device::Cpu).unwrap();
+        let all = Tensor::ones((1, 2), DType::F32, &crate::device::test_device()).unwrap();
         let loss = masked_mse(&pred, &target, &all).unwrap();
         assert!((scalar(&loss) - (1.0 + 4.0 + 1e4 + 1e4) / 4.0).abs() < 1e-3);
     }
@@ -165,7 +165,7 @@ mod tests {
     fn nothing_visible_gives_zero() {
         let pred = t4(&[1.0, 2.0], (1, 1, 1, 2));
         let target = t4(&[0.0, 1.0], (1, 1, 1, 2));
-        let mask = Tensor::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
+        let mask = Tensor::zeros((1, 1), DType::F32, &crate::device::test_device()).unwrap();
         assert_eq!(scalar(&masked_mse(&pred, &target, &mask).unwrap()), 0.0);
         let b = masked_bce_with_logits(&pred, &target, &mask, 100.0).unwrap();
         assert_eq!(scalar(&b), 0.0);
@@ -177,7 +177,7 @@ mod tests {
         let ys = [0.0f32, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0];
         let pred = t4(&xs, (1, 1, 2, 4));
         let target = t4(&ys, (1, 1, 2, 4));
-        let mask = Tensor::ones((1, 1), DType::F32, &Device::Cpu).unwrap();
+        let mask = Tensor::ones((1, 1), DType::F32, &crate::device::test_device()).unwrap();
         for pw in [1.0, 100.0] {
             let got = scalar(&masked_bce_with_logits(&pred, &target, &mask, pw).unwrap());
             let want: f64 = xs
@@ -198,7 +198,7 @@ mod tests {
         // At |x| = 50..1e4 the naive form overflows; the exact values are known in closed form.
         let xs = [50.0f32, -50.0, 1e4, -1e4];
         let ys = [1.0f32, 1.0, 0.0, 0.0];
-        let mask = Tensor::ones((1, 1), DType::F32, &Device::Cpu).unwrap();
+        let mask = Tensor::ones((1, 1), DType::F32, &crate::device::test_device()).unwrap();
         let pw = 100.0;
         let expected = [
             0.0,       // confident and right
@@ -223,7 +223,7 @@ mod tests {
         let pw = 10.0;
         let var = Var::from_tensor(&t4(&xs, (1, 1, 1, 6))).unwrap();
         let target = t4(&ys, (1, 1, 1, 6));
-        let mask = Tensor::ones((1, 1), DType::F32, &Device::Cpu).unwrap();
+        let mask = Tensor::ones((1, 1), DType::F32, &crate::device::test_device()).unwrap();
         let loss = masked_bce_with_logits(var.as_tensor(), &target, &mask, pw).unwrap();
         let g = gradient(&loss, &var);
         for i in 0..6 {
@@ -242,7 +242,7 @@ mod tests {
     fn masked_maps_get_no_gradient() {
         let var = Var::from_tensor(&t4(&[1.0, 2.0, 3.0, 4.0], (1, 2, 1, 2))).unwrap();
         let target = t4(&[0.0, 1.0, 0.0, 1.0], (1, 2, 1, 2));
-        let mask = Tensor::from_slice(&[0f32, 1.0], (1, 2), &Device::Cpu).unwrap();
+        let mask = Tensor::from_slice(&[0f32, 1.0], (1, 2), &crate::device::test_device()).unwrap();
         for cfg in [
             LossConfig::default(),
             LossConfig {
@@ -261,7 +261,7 @@ mod tests {
     fn shape_mismatch_is_an_error() {
         let pred = t4(&[1.0, 2.0], (1, 1, 1, 2));
         let target = t4(&[1.0, 2.0], (1, 2, 1, 1));
-        let mask = Tensor::ones((1, 1), DType::F32, &Device::Cpu).unwrap();
+        let mask = Tensor::ones((1, 1), DType::F32, &crate::device::test_device()).unwrap();
         assert!(masked_mse(&pred, &target, &mask).is_err());
     }
 }

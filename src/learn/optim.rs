@@ -26,9 +26,11 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 
 use crate::learn::optim_cpu::{self, AdamScalars};
+use crate::learn::precision::LossScaler;
 use crate::learn::schedule::Hypers;
 use crate::models::{Param, ParamGroup, ParamKind, ParamStore};
 use crate::ops::cpu_data::with_f32;
+use crate::ops::portable::cpu_kernels;
 use crate::{Error, Result};
 
 /// How parameters are divided into learning-rate groups for discriminative rates.
@@ -166,16 +168,37 @@ pub struct StepStats {
 pub struct OptimMeta {
     /// Step count of every parameter that has been stepped at least once.
     pub steps: BTreeMap<String, u64>,
+    /// The loss scaler's state, for runs with loss scaling (f16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scaler: Option<LossScaler>,
 }
 
-fn is_cpu_f32(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
+/// The global L2 norm of `grads`. Gradients on another device are reduced there and read back
+/// as one number (one synchronisation per step, not one per tensor).
+fn global_norm<'a>(grads: impl Iterator<Item = &'a Tensor>) -> Result<f64> {
+    let mut sum_sq = 0f64;
+    let mut on_device = Vec::new();
+    for g in grads {
+        if cpu_kernels(&[g]) {
+            sum_sq += with_f32("adam", g, |v| Ok(optim_cpu::sum_of_squares(v)))?;
+        } else {
+            on_device.push(g.to_dtype(DType::F32)?.sqr()?.sum_all()?);
+        }
+    }
+    if !on_device.is_empty() {
+        sum_sq += Tensor::stack(&on_device, 0)?
+            .sum_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
+    }
+    Ok(sum_sq.sqrt())
 }
 
 /// Adam with decoupled weight decay (fastai's defaults), parameter groups, freezing and clipping.
 pub struct Adam {
     cfg: OptimConfig,
     slots: Vec<Slot>,
+    scaler: Option<LossScaler>,
 }
 
 impl Adam {
@@ -200,6 +223,7 @@ impl Adam {
         Ok(Adam {
             cfg: cfg.clone(),
             slots,
+            scaler: None,
         })
     }
 
@@ -207,8 +231,21 @@ impl Adam {
         &self.cfg
     }
 
+    /// Turns on dynamic loss scaling (f16 training): [`Adam::loss_scale`] then gives the factor
+    /// the loss must be multiplied by before its backward pass, and [`Adam::step`] divides the
+    /// gradients by it, or skips the step and lowers it when they overflowed.
+    pub fn enable_loss_scaling(&mut self) {
+        self.scaler.get_or_insert_with(LossScaler::default);
+    }
+
+    /// The factor the loss must be multiplied by before `backward` (1 without loss scaling).
+    pub fn loss_scale(&self) -> f64 {
+        self.scaler.map_or(1.0, |s| s.scale)
+    }
+
     /// One step with the hyper-parameters `h`. Parameters without a gradient in `grads`, buffers,
-    /// and (when `h.frozen`) parameters frozen with the encoder are left untouched.
+    /// and (when `h.frozen`) parameters frozen with the encoder are left untouched. With loss
+    /// scaling, gradients that overflowed skip the step (`updated` is 0, `grad_norm` not finite).
     pub fn step(&mut self, grads: &GradStore, h: &Hypers) -> Result<StepStats> {
         let active: Vec<(usize, Tensor)> = self
             .slots
@@ -223,23 +260,26 @@ impl Adam {
             })
             .filter_map(|(i, s)| grads.get(s.var.as_tensor()).map(|g| (i, g.clone())))
             .collect();
-        let mut sum_sq = 0f64;
-        for (_, g) in &active {
-            sum_sq += if is_cpu_f32(g) {
-                with_f32("adam", g, |v| Ok(optim_cpu::sum_of_squares(v)))?
-            } else {
-                g.to_dtype(DType::F32)?
-                    .sqr()?
-                    .sum_all()?
-                    .to_dtype(DType::F64)?
-                    .to_scalar::<f64>()?
-            };
+        let loss_scale = self.loss_scale();
+        let grad_norm = global_norm(active.iter().map(|(_, g)| g))? / loss_scale;
+        if let Some(scaler) = &mut self.scaler {
+            scaler.update(!grad_norm.is_finite());
+            if !grad_norm.is_finite() {
+                return Ok(StepStats {
+                    grad_norm,
+                    updated: 0,
+                });
+            }
         }
-        let grad_norm = sum_sq.sqrt();
         let clip = if self.cfg.clip_grad_norm > 0.0 && grad_norm > self.cfg.clip_grad_norm {
             Some(self.cfg.clip_grad_norm / (grad_norm + 1e-6))
         } else {
             None
+        };
+        // One factor applied to every gradient: the clip and the loss scale's inverse.
+        let grad_factor = match (clip, loss_scale) {
+            (None, 1.0) => None,
+            (c, s) => Some(c.unwrap_or(1.0) / s),
         };
         let (mom, sqr_mom, eps, wd) = (h.mom, self.cfg.beta2, self.cfg.eps, self.cfg.weight_decay);
         for (i, g) in &active {
@@ -257,10 +297,10 @@ impl Adam {
             let debias2 = 1.0 - sqr_mom.powi(slot.step as i32);
             let decay = (slot.decay && wd != 0.0).then_some(1.0 - lr * wd);
             let p = slot.var.as_tensor().detach();
-            let (p, m, v) = if is_cpu_f32(&p) && is_cpu_f32(g) {
+            let (p, m, v) = if cpu_kernels(&[&p, g]) {
                 let k = AdamScalars {
                     decay: decay.map(|d| d as f32),
-                    grad_scale: clip.map(|c| c as f32),
+                    grad_scale: grad_factor.map(|c| c as f32),
                     mom: mom as f32,
                     one_minus_mom: (1.0 - mom) as f32,
                     sqr_mom: sqr_mom as f32,
@@ -271,7 +311,7 @@ impl Adam {
                 };
                 optim_cpu::adam_step(&p, g, slot.moments.take(), &k)?
             } else {
-                let g = match clip {
+                let g = match grad_factor {
                     Some(c) => (g * c)?,
                     None => g.clone(),
                 };
@@ -310,7 +350,10 @@ impl Adam {
     /// Moments as named tensors (`m.<param>`, `v.<param>`) and the step counts.
     pub fn export(&self) -> (HashMap<String, Tensor>, OptimMeta) {
         let mut tensors = HashMap::new();
-        let mut meta = OptimMeta::default();
+        let mut meta = OptimMeta {
+            loss_scaler: self.scaler,
+            ..Default::default()
+        };
         for s in &self.slots {
             if let Some((m, v)) = &s.moments {
                 tensors.insert(format!("m.{}", s.name), m.clone());
@@ -367,6 +410,10 @@ impl Adam {
             s.moments = moments;
             s.step = step;
         }
+        if self.scaler.is_some() {
+            // A run that switches to f16 mid-way starts with the default scale.
+            self.scaler = Some(meta.loss_scaler.unwrap_or_default());
+        }
         Ok(())
     }
 }
@@ -374,10 +421,9 @@ impl Adam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
     fn store() -> ParamStore {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let mut s = ParamStore::new(&dev, 0);
         let w = Tensor::from_slice(&[1f32, -2.0], 2, &dev).unwrap();
         s.add(
@@ -426,7 +472,7 @@ mod tests {
 
     /// Loss = sum over trainable tensors of sum(p * c): gradient c everywhere.
     fn grads(s: &ParamStore, c: f32) -> GradStore {
-        let mut loss = Tensor::new(0f32, &Device::Cpu).unwrap();
+        let mut loss = Tensor::new(0f32, &crate::device::test_device()).unwrap();
         for p in s.params() {
             loss = (loss + (p.var.as_tensor() * c as f64).unwrap().sum_all().unwrap()).unwrap();
         }

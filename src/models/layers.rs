@@ -166,7 +166,12 @@ pub fn conv_bn(
     train: bool,
     relu: bool,
 ) -> candle_core::Result<Tensor> {
-    if !train && !x.track_op() {
+    // The fold reads the BatchNorm's statistics on the host: only for the CPU kernels (on a GPU
+    // that would be a device-to-host copy per layer and forward pass).
+    if !train
+        && !x.track_op()
+        && crate::ops::conv::runs_on_cpu_kernels(x, &conv.weight, conv.stride, 1)
+    {
         let (scale, mut shift) = crate::ops::inference_scale_shift(bn.params(), BN_EPS)?;
         if let Some(b) = &conv.bias {
             let b = b.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;

@@ -253,7 +253,7 @@ impl KeypointNet for UnetResnet18 {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Var};
+    use candle_core::Var;
 
     use super::*;
 
@@ -261,7 +261,7 @@ mod tests {
     /// values and the same gradients for the block's inputs.
     #[test]
     fn blocks_match_relu_after_concatenation() {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let mut store = ParamStore::new(&dev, 7);
         let net = UnetResnet18::new(&mut store, 0.0625, 3, 64, HeadKind::Binary).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &dev).unwrap();

@@ -69,14 +69,23 @@ fn batch_norm_act(
         running_mean,
         running_var,
     } = p;
-    let fast = x.device().is_cpu()
-        && x.rank() == 4
-        && [x, weight, bias].iter().all(|t| t.dtype() == DType::F32)
-        && running_mean.dtype() == DType::F32
-        && running_var.dtype() == DType::F32;
+    let fast = x.rank() == 4
+        && super::portable::cpu_kernels(&[
+            x,
+            weight,
+            bias,
+            running_mean.as_tensor(),
+            running_var.as_tensor(),
+        ]);
     if !fast {
-        let y = batch_norm_reference(x, p, cfg)?;
-        return if relu { y.relu() } else { Ok(y) };
+        // Half-precision activations are normalised in f32 (the parameters' dtype): batch
+        // statistics summed in bf16 lose most of their digits.
+        let y = if x.dtype() == weight.dtype() {
+            batch_norm_reference(x, p, cfg)?
+        } else {
+            batch_norm_reference(&x.to_dtype(weight.dtype())?, p, cfg)?.to_dtype(x.dtype())?
+        };
+        return if relu { super::relu(&y) } else { Ok(y) };
     }
     let (n, c, h, w) = x.dims4()?;
     let hw = h * w;

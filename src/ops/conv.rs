@@ -49,10 +49,8 @@ pub fn conv2d_relu(
 }
 
 /// Whether the CPU kernels take this convolution (f32 on the CPU, 4-D, ungrouped).
-fn runs_on_cpu_kernels(x: &Tensor, weight: &Tensor, stride: usize, groups: usize) -> bool {
-    x.device().is_cpu()
-        && x.dtype() == DType::F32
-        && weight.dtype() == DType::F32
+pub fn runs_on_cpu_kernels(x: &Tensor, weight: &Tensor, stride: usize, groups: usize) -> bool {
+    super::portable::cpu_kernels(&[x, weight])
         && groups == 1
         && x.rank() == 4
         && weight.rank() == 4
@@ -71,12 +69,15 @@ fn conv2d_act(
     let fast = runs_on_cpu_kernels(x, weight, stride, groups)
         && bias.is_none_or(|b| b.dtype() == DType::F32 && b.rank() == 1);
     if !fast {
-        let y = x.conv2d(weight, padding, stride, 1, groups)?;
+        // Mixed precision: f32 master weights are cast to the activations' dtype here, and the
+        // cast's backward brings their gradients back to f32.
+        let dt = x.dtype();
+        let y = x.conv2d(&weight.to_dtype(dt)?, padding, stride, 1, groups)?;
         let y = match bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
+            Some(b) => y.broadcast_add(&b.to_dtype(dt)?.reshape((1, b.elem_count(), 1, 1))?)?,
             None => y,
         };
-        return if relu { y.relu() } else { Ok(y) };
+        return if relu { super::relu(&y) } else { Ok(y) };
     }
     let op = Conv2dOp {
         stride,
@@ -124,7 +125,7 @@ pub fn conv2d_affine(
             .conv2d(&weight, padding, stride, 1, 1)?
             .broadcast_mul(&per_channel(scale)?)?
             .broadcast_add(&per_channel(shift)?)?;
-        return if relu { y.relu() } else { Ok(y) };
+        return if relu { super::relu(&y) } else { Ok(y) };
     }
     x.contiguous()?.apply_op1(Conv2dAffineOp {
         conv: Conv2dOp {

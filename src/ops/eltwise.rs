@@ -2,34 +2,38 @@
 //! element-wise ops run on one thread, and its autograd builds `relu(a + b)` from three stored
 //! tensors (sum, mask, product); here the output alone gives the backward mask.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::buffer::OutBuf;
 use super::cpu_data::{storage_f32, with_f32};
+use super::portable::cpu_kernels;
 
 /// Elements per rayon task.
 const CHUNK: usize = 64 * 1024;
 
-fn fast(ts: &[&Tensor]) -> bool {
-    ts.iter()
-        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
-}
-
 /// `max(x, 0)`.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    if !fast(&[x]) {
-        return x.relu();
+    if !cpu_kernels(&[x]) {
+        return relu_portable(x);
     }
     x.contiguous()?.apply_op1(Relu)
 }
 
 /// `max(a + b, 0)` (a residual connection followed by its ReLU).
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if !fast(&[a, b]) || a.dims() != b.dims() {
-        return (a + b)?.relu();
+    if !cpu_kernels(&[a, b]) || a.dims() != b.dims() {
+        return relu_portable(&(a + b)?);
     }
     a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+}
+
+/// ReLU from tensor ops with PyTorch's derivative at 0, which is 0 (the kernels' too): Candle's
+/// own `relu` passes the gradient at exactly 0, so an input of zeros (a sum of two ReLU outputs
+/// that are both 0, say) would train differently on a GPU. The mask is a comparison, which
+/// carries no gradient, so the product's gradient is the mask.
+fn relu_portable(x: &Tensor) -> Result<Tensor> {
+    x.mul(&x.gt(0.0)?.to_dtype(x.dtype())?)
 }
 
 /// `dy` where `y > 0`, else 0.

@@ -2,8 +2,14 @@
 //! padding argument nor a backward when kernel != stride, which ResNet's 3x3/s2 pool needs).
 //!
 //! Padding behaves as `-inf` (PyTorch): a padded position never wins. Ties go to the first
-//! maximum in row-major window order, as in PyTorch's CPU kernel. The backward recomputes the
-//! argmax from the saved input and scatters the incoming gradient there.
+//! maximum in row-major window order, as in PyTorch's CPU kernel.
+//!
+//! Two paths: on the CPU (f32, f64) a custom op whose backward recomputes the argmax from the
+//! saved input and scatters the incoming gradient there; on every other device (and on the CPU
+//! when the portable path is forced) the same arithmetic from Candle tensor ops, which stays on
+//! the tensor's device in both passes: the k² shifted strided views of the padded input are
+//! stacked, `argmax` picks each window's winner, `gather` reads it, and autodiff turns the gather
+//! into a scatter-add of the gradient onto the winners.
 
 use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape,
@@ -109,12 +115,9 @@ impl CustomOp1 for MaxPool2d {
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let arg = arg.contiguous()?;
-        let grad = grad_res.contiguous()?;
-        let g = on_cpu(&arg, |a| {
-            let gr = grad.to_device(&candle_core::Device::Cpu)?;
-            a.apply_op2_no_bwd(&gr, &MaxPool2dBackward(self.0))
-        })?;
+        let g = arg
+            .contiguous()?
+            .apply_op2_no_bwd(&grad_res.contiguous()?, &MaxPool2dBackward(self.0))?;
         Ok(Some(g))
     }
 }
@@ -180,17 +183,65 @@ impl CustomOp2 for MaxPool2dBackward {
     }
 }
 
-/// Runs a CPU-only op on a tensor from any device and moves the result back.
-fn on_cpu(x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
-    if x.device().is_cpu() {
-        f(x)
-    } else {
-        f(&x.to_device(&candle_core::Device::Cpu)?)?.to_device(x.device())
+/// The portable path: stacks the k² strided window views of the `-inf`-padded input and keeps
+/// each window's first maximum (argmax, then gather), all differentiable Candle ops.
+fn max_pool2d_portable(x: &Tensor, g: PoolGeom) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let PoolGeom {
+        kernel: k,
+        stride: s,
+        padding: p,
+    } = g;
+    let (oh, ow) = (g.out(h), g.out(w));
+    // Every window offset reads `s · out` rows from its start, so the padded extent is
+    // `k − 1 + s · out` (at least `size + 2p`); the extra rows past the last window are never read.
+    let (hp, wp) = (k - 1 + s * oh, k - 1 + s * ow);
+    let neg_inf = |shape: (usize, usize, usize, usize)| {
+        Tensor::full(f32::NEG_INFINITY, shape, x.device())?.to_dtype(x.dtype())
+    };
+    let mut xp = x.clone();
+    if p > 0 || hp > h + p {
+        xp = Tensor::cat(
+            &[neg_inf((n, c, p, w))?, xp, neg_inf((n, c, hp - h - p, w))?],
+            2,
+        )?;
     }
+    if p > 0 || wp > w + p {
+        xp = Tensor::cat(
+            &[
+                neg_inf((n, c, hp, p))?,
+                xp,
+                neg_inf((n, c, hp, wp - w - p))?,
+            ],
+            3,
+        )?;
+    }
+    let mut windows = Vec::with_capacity(k * k);
+    for ky in 0..k {
+        for kx in 0..k {
+            let v = xp.narrow(2, ky, s * oh)?.narrow(3, kx, s * ow)?;
+            let v = if s == 1 {
+                v
+            } else {
+                // Every s-th row and column: split each axis into (out, s) and keep phase 0.
+                v.contiguous()?
+                    .reshape((n, c, oh, s, ow, s))?
+                    .narrow(3, 0, 1)?
+                    .narrow(5, 0, 1)?
+                    .reshape((n, c, oh, ow))?
+            };
+            windows.push(v);
+        }
+    }
+    // Row-major window order, so argmax's first maximum is PyTorch's tie rule.
+    let stacked = Tensor::stack(&windows, 4)?.contiguous()?;
+    let winner = stacked.argmax_keepdim(4)?;
+    stacked.gather(&winner, 4)?.squeeze(4)
 }
 
 /// Max pooling over `(N, C, H, W)` with a square `kernel`, `stride` and `-inf` padding
-/// (PyTorch's `MaxPool2d(kernel, stride, padding)`), differentiable. F32 and F64.
+/// (PyTorch's `MaxPool2d(kernel, stride, padding)`), differentiable, on any device and float
+/// dtype (the CPU kernel takes f32 and f64; half precision takes the portable path).
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     if kernel == 0 || stride == 0 {
@@ -202,7 +253,7 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
     if h + 2 * padding < kernel || w + 2 * padding < kernel {
         candle_core::bail!("max_pool2d: input {h}x{w} smaller than the kernel {kernel}");
     }
-    if !matches!(x.dtype(), DType::F32 | DType::F64) {
+    if !x.dtype().is_float() {
         candle_core::bail!("max_pool2d: unsupported dtype {:?}", x.dtype());
     }
     let op = MaxPool2d(PoolGeom {
@@ -210,14 +261,11 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
         stride,
         padding,
     });
-    let x = x.contiguous()?;
-    if x.device().is_cpu() {
-        x.apply_op1(op)
+    let kernel_dtype = matches!(x.dtype(), DType::F32 | DType::F64);
+    if x.device().is_cpu() && kernel_dtype && !super::portable::forced() {
+        x.contiguous()?.apply_op1(op)
     } else {
-        // Moving through the CPU keeps gradients flowing (to_device is differentiable).
-        x.to_device(&candle_core::Device::Cpu)?
-            .apply_op1(op)?
-            .to_device(x.device())
+        max_pool2d_portable(x, op.0)
     }
 }
 

@@ -5,7 +5,7 @@
 //! UNet's last shuffle moves 25 MB); its backward is the inverse shuffle. Elsewhere it is a
 //! reshape and permutation with gradients from Candle's autodiff.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::buffer::OutBuf;
@@ -19,7 +19,7 @@ pub fn pixel_shuffle(x: &Tensor, r: usize) -> Result<Tensor> {
         candle_core::bail!("pixel_shuffle: {cr2} channels not divisible by {r}^2");
     }
     let c = cr2 / (r * r);
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if super::portable::cpu_kernels(&[x]) {
         return x.contiguous()?.apply_op1(PixelShuffle { r });
     }
     x.reshape((n * c, r, r, h, w))?

@@ -1,12 +1,14 @@
 //! Nearest-neighbour upsampling by an integer factor (HRNet's fuse layers).
 //!
 //! On the CPU with f32 it is a custom op over whole planes in parallel, with the gradient as
-//! block sums; Candle's own backward for `upsample_nearest2d` is a grouped convolution with a
-//! ones kernel, which its CPU backend runs as one small convolution per channel.
+//! block sums. Elsewhere it is a broadcast of each value over its block (a reshape, `broadcast_as`
+//! and a copy), whose gradient Candle computes as the sum over the broadcast axes: the same block
+//! sums, on the tensor's device. Candle's own `upsample_nearest2d` is avoided: its backward is a
+//! grouped convolution with a ones kernel, one small convolution per channel.
 
 use std::mem::MaybeUninit;
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::buffer::OutBuf;
@@ -18,10 +20,14 @@ pub fn upsample_nearest(x: &Tensor, factor: usize) -> Result<Tensor> {
     if factor == 0 {
         candle_core::bail!("upsample_nearest: factor must be at least 1");
     }
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if super::portable::cpu_kernels(&[x]) {
         return x.contiguous()?.apply_op1(UpsampleNearest { factor });
     }
-    x.upsample_nearest2d(h * factor, w * factor)
+    let (n, c) = (x.dim(0)?, x.dim(1)?);
+    x.reshape((n, c, h, 1, w, 1))?
+        .broadcast_as((n, c, h, factor, w, factor))?
+        .contiguous()?
+        .reshape((n, c, h * factor, w * factor))
 }
 
 struct UpsampleNearest {

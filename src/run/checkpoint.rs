@@ -386,10 +386,10 @@ mod tests {
     use crate::learn::optim::OptimConfig;
     use crate::learn::schedule::Hypers;
     use crate::models::{ParamGroup, ParamKind};
-    use candle_core::{Device, Tensor};
+    use candle_core::Tensor;
 
     fn store(v: f32) -> ParamStore {
-        let dev = Device::Cpu;
+        let dev = crate::device::test_device();
         let mut s = ParamStore::new(&dev, 0);
         let t = Tensor::from_slice(&[v, 2.0 * v, 3.0], 3, &dev).unwrap();
         s.add(

@@ -8,14 +8,15 @@ use crate::codec::Decoder;
 use crate::data::points::PointSelection;
 use crate::data::synth::SynthConfig;
 use crate::data::{PipelineConfig, TargetConfig};
+use crate::device::DeviceSpec;
 use crate::learn::loss::LossConfig;
 use crate::learn::lr_sweep::LrFindConfig;
 use crate::learn::optim::OptimConfig;
+use crate::learn::precision::Precision;
 use crate::learn::schedule::ScheduleConfig;
 use crate::metrics::MetricConfig;
 use crate::models::{Arch, ModelConfig};
 use crate::run::checkpoint::CheckpointConfig;
-use crate::run::device::DeviceSpec;
 use crate::{Error, Result};
 
 /// `[data]`: where the images are and which points to learn.
@@ -123,6 +124,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// Compute dtype of the forward and backward passes: `f32`, or `bf16`/`f16` mixed precision
+    /// on CUDA (f32 master weights and optimiser state; loss scaling for f16).
+    pub precision: Precision,
     /// The `n` of `fit_one_cycle(n)` / `fine_tune(n)` (fine_tune adds its frozen epochs).
     pub epochs: usize,
     pub batch_size: usize,
@@ -146,6 +150,7 @@ impl Default for TrainConfig {
         TrainConfig {
             seed: 42,
             device: "cpu".into(),
+            precision: Precision::F32,
             epochs: 10,
             batch_size: 24,
             data: DataConfig::default(),
@@ -220,6 +225,7 @@ impl TrainConfig {
 
     pub fn validate(&self) -> Result<()> {
         DeviceSpec::parse(&self.device)?;
+        self.precision.check_device(&self.device)?;
         if self.epochs == 0 {
             return Err(Error::config("epochs must be at least 1"));
         }

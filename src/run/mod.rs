@@ -3,18 +3,16 @@
 //! - [`dir`]: the run directory's layout and finding a checkpoint in it;
 //! - [`checkpoint`]: atomic, verified checkpoints (weights, optimiser state, progress);
 //! - [`history`]: per-epoch records (`metrics.jsonl`, `metrics.csv`);
-//! - [`device`]: device names (`cpu`, `cuda:N`);
 //! - [`model`]: a trained model loaded back for inference.
 //!
 //! Files are written through [`crate::atomic`].
 
 pub mod checkpoint;
 pub mod config;
-pub mod device;
 pub mod dir;
 pub mod history;
 pub mod model;
 
+pub use crate::device::{parse_device, DeviceSpec};
 pub use config::TrainConfig;
-pub use device::{parse_device, DeviceSpec};
 pub use model::{load_model, LoadedModel, ModelSource};

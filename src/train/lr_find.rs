@@ -5,7 +5,7 @@ use super::progress::Reporter;
 use super::setup::Setup;
 use super::step::train_step;
 use crate::learn::lr_sweep::{sweep, LrFindResult, SmoothLoss};
-use crate::learn::optim::{Adam, N_LR_GROUPS};
+use crate::learn::optim::N_LR_GROUPS;
 use crate::learn::schedule::{Hypers, ScheduleKind};
 use crate::{Error, Result};
 
@@ -14,7 +14,7 @@ use crate::{Error, Result};
 /// fastai learner is before `fine_tune`). Batches come from consecutive training epochs.
 pub fn find_lr(s: &Setup, progress: &Reporter) -> Result<LrFindResult> {
     let cfg = &s.cfg;
-    let mut opt = Adam::new(&s.store, &cfg.optim)?;
+    let mut opt = s.optimiser()?;
     let frozen = cfg.schedule.kind == ScheduleKind::FineTune;
     let mut epoch = 0usize;
     let mut batches = s.train.epoch(epoch);
@@ -37,7 +37,14 @@ pub fn find_lr(s: &Setup, progress: &Reporter) -> Result<LrFindResult> {
             mom: cfg.optim.beta1,
             frozen,
         };
-        let lv = train_step(s.model.as_ref(), &cfg.loss, &mut opt, &batch, &h)?;
+        let lv = train_step(
+            s.model.as_ref(),
+            &cfg.loss,
+            &mut opt,
+            &batch,
+            &h,
+            cfg.precision,
+        )?;
         let n = batch.images.dim(0)? as f64;
         progress.batch(smooth.add(lv), n / t0.elapsed().as_secs_f64().max(1e-9));
         Ok(lv)

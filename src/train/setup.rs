@@ -10,6 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::dataset::{load_split, Sample};
 use crate::data::loader::MixPart;
 use crate::data::{FilePoints, Loader, LoaderMode, LoaderSpec};
+use crate::learn::optim::Adam;
+use crate::learn::precision::Precision;
 use crate::models::{build, KeypointNet, ParamGroup, ParamStore};
 use crate::run::{DeviceSpec, TrainConfig};
 use crate::{Error, Result};
@@ -70,6 +72,15 @@ impl Setup {
             train,
             val,
         })
+    }
+
+    /// The optimiser for this run's parameters, with loss scaling when it trains in f16.
+    pub fn optimiser(&self) -> Result<Adam> {
+        let mut opt = Adam::new(&self.store, &self.cfg.optim)?;
+        if self.cfg.precision == Precision::F16 {
+            opt.enable_loss_scaling();
+        }
+        Ok(opt)
     }
 
     /// A loader of other `samples` prepared like the validation data.

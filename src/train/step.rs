@@ -6,6 +6,7 @@ use candle_core::DType;
 use crate::data::Batch;
 use crate::learn::loss::LossConfig;
 use crate::learn::optim::Adam;
+use crate::learn::precision::Precision;
 use crate::learn::schedule::Hypers;
 use crate::models::KeypointNet;
 use crate::Result;
@@ -13,18 +14,29 @@ use crate::Result;
 /// Trains `model` on `batch` with the rates and momentum of `hypers` and returns the batch's
 /// loss. A non-finite loss is returned without a backward pass or an update, so that the caller
 /// decides (stop the run, end the sweep) with the parameters as they were.
+///
+/// In half `precision` the images enter the network in that dtype (the layers cast their f32
+/// weights to it, and BatchNorm normalises in f32); the outputs come back to f32 for the loss, and
+/// the loss is multiplied by the optimiser's loss scale before the backward pass.
 pub fn train_step(
     model: &dyn KeypointNet,
     loss: &LossConfig,
     opt: &mut Adam,
     batch: &Batch,
     hypers: &Hypers,
+    precision: Precision,
 ) -> Result<f64> {
-    let out = model.forward_t(&batch.images, true)?;
+    let images = batch.images.to_dtype(precision.dtype())?;
+    let out = model.forward_t(&images, true)?.to_dtype(DType::F32)?;
     let loss = loss.compute(&out, &batch.targets, &batch.mask)?;
     let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     if value.is_finite() {
-        let grads = loss.backward()?;
+        let scale = opt.loss_scale();
+        let grads = if scale == 1.0 {
+            loss.backward()?
+        } else {
+            (loss * scale)?.backward()?
+        };
         opt.step(&grads, hypers)?;
     }
     Ok(value)

@@ -122,7 +122,7 @@ fn start_or_resume(cfg: TrainConfig, opts: &RunOptions) -> Result<Session> {
     }
     let spe = s.train.batches_per_epoch();
     let plan = cfg.schedule.plan(cfg.epochs, spe, cfg.optim.beta1)?;
-    let mut opt = Adam::new(&s.store, &cfg.optim)?;
+    let mut opt = s.optimiser()?;
     let state = if opts.resume {
         let last = checkpoint::latest(&ckpt_root)?
             .ok_or_else(|| Error::file(&ckpt_root, "no complete checkpoint to resume from"))?;
@@ -229,7 +229,7 @@ fn run_epoch(
     for (b, batch) in s.train.epoch(epoch).enumerate().skip(skip) {
         let batch = batch?;
         let h = plan.hypers(epoch, b, N_LR_GROUPS);
-        let lv = train_step(s.model.as_ref(), &cfg.loss, opt, &batch, &h)?;
+        let lv = train_step(s.model.as_ref(), &cfg.loss, opt, &batch, &h, cfg.precision)?;
         if !lv.is_finite() {
             reporter.finish();
             let kept = checkpoint::latest(&ckpt_root)?

@@ -14,11 +14,13 @@ use hmreg::train::progress::OutputMode;
 use hmreg::train::RunOptions;
 
 /// UNet-ResNet18 at width 1/8 on 64x64 synthetic faces (8 training, 4 validation, 5 of the 68
-/// points), two epochs of one-cycle at 1e-2: seconds per epoch on two cores. `seed` drives
+/// points), two epochs of one-cycle at 1e-2: seconds per epoch on two cores. On the test suite's
+/// device (`HMREG_TEST_DEVICE`). `seed` drives
 /// training, `data_seed` the generated faces (written under `root` on first use).
 pub fn tiny_config(root: &Path, seed: u64, data_seed: u64) -> TrainConfig {
     let mut c = TrainConfig {
         seed,
+        device: hmreg::device::test_device_spec().to_string(),
         epochs: 2,
         batch_size: 4,
         ..Default::default()

@@ -1,4 +1,7 @@
-//! `cpu` / `cuda` / `cuda:N` device names.
+//! `cpu` / `cuda` / `cuda:N` device names, and the device the test suite runs on.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 use candle_core::Device;
 
@@ -32,6 +35,10 @@ impl DeviceSpec {
     }
 
     /// Opens the device. CUDA needs a build with the `cuda` feature and a GPU.
+    ///
+    /// Each CUDA device is opened once per process and shared: Candle gives every
+    /// `Device::new_cuda` its own identity, and tensors of two openings of the same GPU could not
+    /// meet in one op (a model loaded by one part of the program, its inputs made by another).
     pub fn open(&self) -> Result<Device> {
         match *self {
             DeviceSpec::Cpu => Ok(Device::Cpu),
@@ -41,7 +48,18 @@ impl DeviceSpec {
                         "device cuda:{i} requested, but this hmreg was built without the `cuda` feature"
                     )));
                 }
-                Device::new_cuda(i).map_err(|e| Error::config(format!("cannot open cuda:{i}: {e}")))
+                static OPENED: OnceLock<Mutex<HashMap<usize, Device>>> = OnceLock::new();
+                let mut opened = OPENED
+                    .get_or_init(Default::default)
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if let Some(d) = opened.get(&i) {
+                    return Ok(d.clone());
+                }
+                let d = Device::new_cuda(i)
+                    .map_err(|e| Error::config(format!("cannot open cuda:{i}: {e}")))?;
+                opened.insert(i, d.clone());
+                Ok(d)
             }
         }
     }
@@ -68,6 +86,31 @@ impl std::fmt::Display for DeviceSpec {
 /// Parses and opens a device name in one go.
 pub fn parse_device(s: &str) -> Result<Device> {
     DeviceSpec::parse(s)?.open()
+}
+
+/// The environment variable that names the device the test suite runs on (CPU when unset).
+pub const TEST_DEVICE_VAR: &str = "HMREG_TEST_DEVICE";
+
+/// The device named by `HMREG_TEST_DEVICE` (`cpu`, `cuda`, `cuda:N`; CPU when unset or empty):
+/// the device of every test that runs ops, models, losses, codecs, training or evaluation.
+///
+/// # Panics
+/// When the variable names a device that cannot be opened: a run asked to test a GPU must fail,
+/// never fall back to the CPU and pass.
+pub fn test_device_spec() -> DeviceSpec {
+    match std::env::var(TEST_DEVICE_VAR) {
+        Ok(s) if !s.trim().is_empty() => {
+            DeviceSpec::parse(&s).unwrap_or_else(|e| panic!("{TEST_DEVICE_VAR}={s}: {e}"))
+        }
+        _ => DeviceSpec::Cpu,
+    }
+}
+
+/// [`test_device_spec`], opened (see its panics).
+pub fn test_device() -> Device {
+    let spec = test_device_spec();
+    spec.open()
+        .unwrap_or_else(|e| panic!("{TEST_DEVICE_VAR}={spec}: {e}"))
 }
 
 #[cfg(test)]
