@@ -3,15 +3,18 @@
 #
 #   bash benches/gpu-check.sh [LOG_DIR]
 #
-# Stages, each with its own time budget (10 minutes in all on a current datacenter GPU), each
-# logged to LOG_DIR/<stage>.log (default: gpu-check-<date>/), then one PASS/FAIL/SKIP table:
+# Stages, each with a time budget, all within 10 minutes on a current datacenter GPU (a stage
+# gets at most what is left of the 600 s), each logged to LOG_DIR/<stage>.log (default:
+# gpu-check-<date>/), then one PASS/FAIL/SKIP table:
 #   1. prerequisites: cargo, python3 with pip, nvidia-smi listing a GPU (no GPU: exit 1 here)
 #   2. nvcc: the system's, else nvidia-cuda-nvcc from PyPI (installed into LOG_DIR/cuda)
-#   3. build: `cargo build --release --features cuda` (binary, tests and benches)
-#   4. tests: the test suite of the CUDA build, with `HMREG_TEST_DEVICE=cuda` (the tests that
-#      read it run on the GPU; parametrising the rest is issue 15's open part)
-#   5. train: the quick start on `cuda` (2 epochs), loss and images/s from its summary
-#   6. bench: the speed bench's GPU rows, when the bench supports `--device` (not yet: SKIP)
+#   3. build: `cargo build --release --features cuda --all-targets`, reused by every later stage
+#   4. tests: the whole test suite on the GPU (`HMREG_TEST_DEVICE=cuda`), parity tests included
+#   5. train, train-bf16: the quick start on `cuda` (2 epochs in f32, 1 in bf16), loss and images/s
+#   6. torch: PyTorch for the reference rows (pip install torch when python3 cannot import it)
+#   7. bench-f32, bench-bf16: the speed bench's model rows on the GPU next to PyTorch on the same
+#      GPU: training step (batch 32), inference at batch 1 and 32, peak device memory, for both
+#      full-size models (256x256)
 # The exit code is 0 only when no stage failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,10 +39,18 @@ summary() {
     exit $failed
 }
 
-# Runs stage $1 with a time budget of $2 seconds; the rest is the command.
+# Runs stage $1 with a time budget of $2 seconds (at most what is left of the 600 s); the rest is
+# the command.
+TOTAL=600
 stage() {
     local name=$1 budget=$2
     shift 2
+    local left=$((TOTAL - SECONDS))
+    if [ "$left" -lt 10 ]; then
+        record "$name" FAIL "no time left of the ${TOTAL} s"
+        return 1
+    fi
+    [ "$budget" -gt "$left" ] && budget=$left
     local t0=$SECONDS
     if timeout "$budget" "$@" >"$LOG/$name.log" 2>&1; then
         record "$name" PASS "$((SECONDS - t0)) s"
@@ -76,7 +87,7 @@ record prerequisites PASS "$GPU; $(cargo --version)"
 
 # 2. nvcc
 if ! command -v nvcc >/dev/null; then
-    if stage nvcc 240 python3 -m pip install --target "$LOG/cuda" nvidia-cuda-nvcc nvidia-cuda-cccl; then
+    if stage nvcc 90 python3 -m pip install --target "$LOG/cuda" nvidia-cuda-nvcc nvidia-cuda-cccl; then
         C=$(dirname "$(dirname "$(find "$LOG/cuda" -path '*/bin/nvcc' | head -n1)")")
         export CUDA_HOME=$C NVCC=$C/bin/nvcc PATH=$C/bin:$PATH
     else
@@ -88,17 +99,36 @@ fi
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-$CAP}
 
 # 3. build (binary, tests, benches), reused by every later stage
-stage build 300 cargo build --release --features cuda --all-targets || summary
+stage build 240 cargo build --release --features cuda --all-targets || summary
 
 # 4. the test suite on the device
-stage tests 240 env HMREG_TEST_DEVICE=cuda cargo test --release --features cuda
+stage tests 120 env HMREG_TEST_DEVICE=cuda cargo test --release --features cuda
 
-# 5. the quick start on the GPU
-if stage train 120 target/release/hmreg train --device cuda --epochs 2 --quiet --json \
+# 5. the quick start on the GPU, in f32 and in bf16
+last_line() { tail -n1 "$LOG/$1.log" | head -c 200; }
+if stage train 45 target/release/hmreg train --device cuda --epochs 2 --quiet --json \
     --out "$LOG/quickstart"; then
-    NOTES[${#NOTES[@]}-1]+="; $(tail -n1 "$LOG/train.log" | head -c 200)"
+    NOTES[${#NOTES[@]}-1]+="; $(last_line train)"
+fi
+if stage train-bf16 30 target/release/hmreg train --device cuda --precision bf16 --epochs 1 \
+    --quiet --json --out "$LOG/quickstart-bf16"; then
+    NOTES[${#NOTES[@]}-1]+="; $(last_line train-bf16)"
 fi
 
-# 6. the speed bench on the GPU
-record bench SKIP "the speed bench has no --device option yet (issue 15)"
+# 6. PyTorch for the reference rows
+if python3 -c "import torch; assert torch.cuda.is_available()" >/dev/null 2>&1; then
+    record torch PASS "$(python3 -c 'import torch; print(torch.__version__)')"
+else
+    stage torch 90 python3 -m pip install torch
+fi
+
+# 7. the speed bench's model rows on the GPU, PyTorch beside them
+for p in f32 bf16; do
+    if stage "bench-$p" 60 cargo bench --features cuda --bench speed -- --device cuda \
+        --precision "$p" --batch 32 --reps 3 --warmup 1 --skip photo,pipeline,codec; then
+        echo "--- speed, $p ---" >>"$LOG/bench.md"
+        sed -n '/^cuda/,/^GFLOP/p' "$LOG/bench-$p.log" >>"$LOG/bench.md"
+    fi
+done
+[ -s "$LOG/bench.md" ] && cat "$LOG/bench.md"
 summary

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """PyTorch reference for hmreg's speed benchmark (benches/speed.rs).
 
-Measures, on the CPU with a fixed number of threads, what the Rust bench measures for hmreg:
+Measures, on the CPU with a fixed number of threads (or on a GPU: --device cuda, in f32 or with
+autocast to --precision bf16/f16), what the Rust bench measures for hmreg:
   - unet-resnet18: fastai's DynamicUnet on a ResNet18 body, 5 outputs (31,113,308 parameters)
   - hrnet18: HRNet-W18 (270-channel concatenation) + binary head, 5 outputs (9,637,050 parameters),
     ported below from the description in docs/method.md
@@ -12,6 +13,7 @@ child process so that its peak memory is its own.
 
 Needs: pip install torch fastai   (nothing is installed at run time)
 Usage: python3 benches/reference_pytorch.py --threads 2 [--arch unet-resnet18] [--json]
+       [--device cuda] [--precision bf16]
 """
 
 import argparse
@@ -156,13 +158,15 @@ def build_unet(n_points, size):
 # ---------------------------------------------------------------- measurement
 
 
-def median_ms(fn, warmup, reps):
+def median_ms(fn, warmup, reps, sync=lambda: None):
     for _ in range(warmup):
         fn()
+        sync()
     times = []
     for _ in range(reps):
         t = time.perf_counter()
         fn()
+        sync()  # a GPU runs asynchronously: stop the clock when it has finished
         times.append((time.perf_counter() - t) * 1e3)
     return statistics.median(times)
 
@@ -181,6 +185,19 @@ def bench_one(arch, args):
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    # Mixed precision as PyTorch users run it: autocast (bf16/f16 compute, f32 weights), and a
+    # GradScaler for f16.
+    half = {"bf16": torch.bfloat16, "f16": torch.float16}.get(args.precision)
+    if half is not None and not cuda:
+        sys.exit(f"--precision {args.precision} needs a CUDA device")
+
+    def autocast():
+        return torch.autocast("cuda", dtype=half, enabled=half is not None)
+
+    scaler = torch.amp.GradScaler("cuda", enabled=args.precision == "f16")
     model = build_unet(5, args.size) if arch == "unet-resnet18" else build_hrnet18(5)
     params = sum(p.numel() for p in model.parameters())
     if params != EXPECTED_PARAMS[arch]:
@@ -189,7 +206,10 @@ def bench_one(arch, args):
     x = torch.randn(args.batch, 3, args.size, args.size)
     with torch.no_grad():
         out_shape = model.eval()(x[:1]).shape
-    target = torch.rand(args.batch, *out_shape[1:])
+    gflop = forward_gflop(model.eval(), x[:1]) * args.batch
+    model = model.to(device)
+    x = x.to(device)
+    target = torch.rand(args.batch, *out_shape[1:], device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.99), eps=1e-5,
                             weight_decay=0.01)
     loss_fn = torch.nn.MSELoss()
@@ -197,21 +217,23 @@ def bench_one(arch, args):
     def train_step():
         model.train()
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), target)
-        loss.backward()
-        opt.step()
+        with autocast():
+            out = model(x)
+        loss = loss_fn(out.float(), target)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
 
     def infer(batch):
         def run():
             model.eval()
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 model(x[:batch])
         return run
 
-    train_ms = median_ms(train_step, args.warmup, args.reps)
-    infer1_ms = median_ms(infer(1), args.warmup, args.reps)
-    infer8_ms = median_ms(infer(args.batch), args.warmup, args.reps)
-    gflop = forward_gflop(model.eval(), x[:1]) * args.batch
+    train_ms = median_ms(train_step, args.warmup, args.reps, sync)
+    infer1_ms = median_ms(infer(1), args.warmup, args.reps, sync)
+    infer8_ms = median_ms(infer(args.batch), args.warmup, args.reps, sync)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "impl": "pytorch",
@@ -223,6 +245,9 @@ def bench_one(arch, args):
         "infer8_ms": infer8_ms,
         "fwd_gflop_batch": gflop,
         "peak_rss_mb": peak_mb,
+        "peak_allocated_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        "device": args.device,
+        "precision": args.precision,
         "torch": torch.__version__,
     }
 
@@ -235,6 +260,8 @@ def main():
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -246,7 +273,8 @@ def main():
     for arch in archs:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", "--arch", arch,
                "--threads", str(args.threads), "--batch", str(args.batch), "--size", str(args.size),
-               "--warmup", str(args.warmup), "--reps", str(args.reps)]
+               "--warmup", str(args.warmup), "--reps", str(args.reps),
+               "--device", args.device, "--precision", args.precision]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
         out = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if out.returncode != 0:

@@ -21,21 +21,30 @@
 //! encode/decode time for the training case of 64 images x 106 points on 64x64 maps (no reference:
 //! fastai has no heatmap codec).
 //!
+//! On a GPU (`--device cuda[:N]`, a build with `--features cuda`): the same model rows on the
+//! device, with `--precision f32|bf16|f16` (mixed precision: autocast in PyTorch), each step
+//! synchronised before the clock stops, and the peak device memory of each child process as
+//! nvidia-smi reports it (polled every 20 ms by this process, for hmreg's and PyTorch's children
+//! alike) in place of the peak RSS. `benches/gpu-check.sh` runs it that way.
+//!
 //! Options: `--threads N` (default: all cores), `--arch unet-resnet18|hrnet18` (repeatable),
 //! `--reps R` (5), `--warmup W` (1), `--batch B` (8), `--size S` (256), `--no-reference`,
 //! `--data DIR` (pipeline split, default ../shared/data/300w-helen/train),
 //! `--skip models,photo,pipeline,codec` (any of them),
-//! `--layers` (conv layer micro-benchmark against Candle's conv2d instead of the models).
+//! `--layers` (conv layer micro-benchmark against Candle's conv2d instead of the models),
+//! `--device cpu|cuda|cuda:N`, `--precision f32|bf16|f16`.
 
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use hmreg::codec::{decode, encode_batch, Decoder, TargetEncoder};
 use hmreg::data::{load_split, Loader, LoaderMode, LoaderSpec, PipelineConfig, PointSelection};
+use hmreg::device::DeviceSpec;
 use hmreg::learn::optim::{Adam, OptimConfig};
+use hmreg::learn::precision::Precision;
 use hmreg::learn::schedule::Hypers;
 use hmreg::models::{build, Arch, ModelConfig, ParamStore};
 use hmreg::ops;
@@ -69,6 +78,8 @@ struct Opts {
     child: bool,
     data: PathBuf,
     skip: Vec<String>,
+    device: DeviceSpec,
+    precision: Precision,
 }
 
 const PARTS: [&str; 4] = ["models", "photo", "pipeline", "codec"];
@@ -84,6 +95,9 @@ struct Row {
     /// Forward FLOPs (convolutions) for one batch.
     fwd_gflop_batch: f64,
     peak_rss_mb: f64,
+    /// Peak device memory of the child process (nvidia-smi), filled in by the parent on a GPU.
+    #[serde(default)]
+    peak_device_mb: Option<f64>,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -99,6 +113,8 @@ fn parse_opts() -> Result<Opts, String> {
         child: false,
         data: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/300w-helen/train"),
         skip: Vec::new(),
+        device: DeviceSpec::Cpu,
+        precision: Precision::F32,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -132,6 +148,14 @@ fn parse_opts() -> Result<Opts, String> {
                 }
             }
             "--layers" => o.layers = true,
+            "--device" => {
+                let v = args.next().ok_or("--device needs a name")?;
+                o.device = DeviceSpec::parse(&v).map_err(|e| e.to_string())?;
+            }
+            "--precision" => {
+                let v = args.next().ok_or("--precision needs a name")?;
+                o.precision = Precision::parse(&v).map_err(|e| e.to_string())?;
+            }
             "--child" => o.child = true,
             "--bench" => {} // added by `cargo bench`
             other => return Err(format!("unknown option {other}")),
@@ -140,6 +164,9 @@ fn parse_opts() -> Result<Opts, String> {
     if o.archs.is_empty() {
         o.archs = ARCHS.iter().map(|s| s.to_string()).collect();
     }
+    o.precision
+        .check_device(&o.device.to_string())
+        .map_err(|e| e.to_string())?;
     Ok(o)
 }
 
@@ -217,7 +244,8 @@ fn random_tensor(rng: &mut ChaCha8Rng, dims: &[usize], lo: f32, hi: f32) -> Tens
 
 /// Measures one architecture in this process.
 fn bench_arch(arch: &str, o: &Opts) -> candle_core::Result<Row> {
-    let dev = Device::Cpu;
+    let msg = |e: hmreg::Error| candle_core::Error::Msg(e.to_string());
+    let dev = o.device.open().map_err(msg)?;
     let cfg = ModelConfig {
         arch: if arch == "hrnet18" {
             Arch::Hrnet18
@@ -231,7 +259,7 @@ fn bench_arch(arch: &str, o: &Opts) -> candle_core::Result<Row> {
         head: hmreg::models::HeadKind::Binary,
     };
     let mut store = ParamStore::new(&dev, 0);
-    let model = build(&cfg, &mut store).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let model = build(&cfg, &mut store).map_err(msg)?;
     let params: u64 = store
         .params()
         .iter()
@@ -239,38 +267,53 @@ fn bench_arch(arch: &str, o: &Opts) -> candle_core::Result<Row> {
         .map(|p| p.var.elem_count() as u64)
         .sum();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let x = random_tensor(&mut rng, &[o.batch, 3, o.size, o.size], -2.0, 2.0);
+    let x = random_tensor(&mut rng, &[o.batch, 3, o.size, o.size], -2.0, 2.0)
+        .to_device(&dev)?
+        .to_dtype(o.precision.dtype())?;
     let out_dims = model.forward_t(&x.narrow(0, 0, 1)?, false)?.dims().to_vec();
     let mut tdims = out_dims.clone();
     tdims[0] = o.batch;
-    let target = random_tensor(&mut rng, &tdims, 0.0, 1.0);
-    let mut opt = Adam::new(&store, &OptimConfig::default())
-        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let target = random_tensor(&mut rng, &tdims, 0.0, 1.0).to_device(&dev)?;
+    let mut opt = Adam::new(&store, &OptimConfig::default()).map_err(msg)?;
+    if o.precision == Precision::F16 {
+        opt.enable_loss_scaling();
+    }
     let hypers = Hypers {
         lrs: vec![1e-4; 3],
         mom: 0.9,
         frozen: false,
     };
+    // A GPU runs asynchronously: the clock stops when the device has finished.
+    let sync = || dev.synchronize().expect("device synchronisation");
     let mut train_step = || -> candle_core::Result<()> {
-        let y = model.forward_t(&x, true)?;
-        let loss = (y - &target)?.sqr()?.mean_all()?;
+        let y = model.forward_t(&x, true)?.to_dtype(DType::F32)?;
+        let loss = ((y - &target)?.sqr()?.mean_all()? * opt.loss_scale())?;
         let grads = loss.backward()?;
-        opt.step(&grads, &hypers)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        opt.step(&grads, &hypers).map_err(msg)?;
         Ok(())
     };
-    let train_ms = median_ms(o.warmup, o.reps, || train_step().expect("train step"));
+    let train_ms = median_ms(o.warmup, o.reps, || {
+        train_step().expect("train step");
+        sync();
+    });
     let infer = |b: usize| -> f64 {
         let xb = x.narrow(0, 0, b).expect("narrow");
         median_ms(o.warmup, o.reps, || {
             model.forward_t(&xb, false).expect("forward");
+            sync();
         })
     };
     let infer1_ms = infer(1);
     let infer8_ms = infer(o.batch);
-    let before = ops::conv::forward_macs();
-    model.forward_t(&x, false)?;
-    let macs = ops::conv::forward_macs() - before;
+    // The FLOP count comes from the CPU kernels' counter: one image through a CPU copy.
+    let macs = {
+        let mut cpu_store = ParamStore::new(&Device::Cpu, 0);
+        let cpu_model = build(&cfg, &mut cpu_store).map_err(msg)?;
+        let one = random_tensor(&mut rng, &[1, 3, o.size, o.size], -2.0, 2.0);
+        let before = ops::conv::forward_macs();
+        cpu_model.forward_t(&one, false)?;
+        (ops::conv::forward_macs() - before) * o.batch as u64
+    };
     Ok(Row {
         arch: arch.to_string(),
         params,
@@ -279,36 +322,81 @@ fn bench_arch(arch: &str, o: &Opts) -> candle_core::Result<Row> {
         infer8_ms,
         fwd_gflop_batch: 2.0 * macs as f64 / 1e9,
         peak_rss_mb: peak_rss_mb(),
+        peak_device_mb: None,
     })
+}
+
+/// The measurement options both implementations' children take.
+fn shared_args(o: &Opts) -> Vec<String> {
+    [
+        ("--threads", o.threads.to_string()),
+        ("--reps", o.reps.to_string()),
+        ("--warmup", o.warmup.to_string()),
+        ("--batch", o.batch.to_string()),
+        ("--size", o.size.to_string()),
+        ("--device", o.device.to_string()),
+        ("--precision", o.precision.to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v])
+    .collect()
+}
+
+/// Runs `cmd` to its end and reads its last JSON row. On a GPU, polls nvidia-smi meanwhile and
+/// records the device memory used at the peak, less what was used before the command started.
+fn run_measured(mut cmd: Command, o: &Opts, what: &str) -> Result<Row, String> {
+    let gpu = match o.device {
+        DeviceSpec::Cuda(i) => Some(i),
+        DeviceSpec::Cpu => None,
+    };
+    let used_mb = |i: usize| -> Option<f64> {
+        let out = Command::new("nvidia-smi")
+            .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits"])
+            .args(["-i", &i.to_string()])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    let baseline = gpu.and_then(used_mb);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (out, peak) = std::thread::scope(|scope| {
+        let poller = scope.spawn(|| {
+            let mut peak = f64::NAN;
+            while let Some(i) = gpu {
+                if let Some(mb) = used_mb(i) {
+                    peak = peak.max(mb);
+                }
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            peak
+        });
+        let out = cmd.output();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (out, poller.join().unwrap_or(f64::NAN))
+    });
+    let out = out.map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let mut row = last_json_row(&String::from_utf8_lossy(&out.stdout))?;
+    if let Some(base) = baseline {
+        row.peak_device_mb = Some(peak - base);
+    }
+    Ok(row)
 }
 
 /// Runs this bench again as a child for one architecture and reads its JSON row.
 fn run_child(arch: &str, o: &Opts) -> Result<Row, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let out = Command::new(exe)
-        .args(["--child", "--arch", arch])
-        .args(["--threads", &o.threads.to_string()])
-        .args([
-            "--reps",
-            &o.reps.to_string(),
-            "--warmup",
-            &o.warmup.to_string(),
-        ])
-        .args([
-            "--batch",
-            &o.batch.to_string(),
-            "--size",
-            &o.size.to_string(),
-        ])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "hmreg child for {arch} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    last_json_row(&String::from_utf8_lossy(&out.stdout))
+    let mut cmd = Command::new(exe);
+    cmd.args(["--child", "--arch", arch]).args(shared_args(o));
+    run_measured(cmd, o, &format!("hmreg child for {arch}"))
 }
 
 fn last_json_row(stdout: &str) -> Result<Row, String> {
@@ -328,36 +416,20 @@ fn run_reference(arch: &str, o: &Opts) -> Result<Row, String> {
         return Err("python3 cannot import torch (pip install torch fastai)".into());
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/reference_pytorch.py");
-    let out = Command::new("python3")
-        .args([script, "--json", "--arch", arch])
-        .args(["--threads", &o.threads.to_string()])
-        .args([
-            "--reps",
-            &o.reps.to_string(),
-            "--warmup",
-            &o.warmup.to_string(),
-        ])
-        .args([
-            "--batch",
-            &o.batch.to_string(),
-            "--size",
-            &o.size.to_string(),
-        ])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "reference script failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    last_json_row(&String::from_utf8_lossy(&out.stdout))
+    let mut cmd = Command::new("python3");
+    cmd.args([script, "--json", "--arch", arch])
+        .args(shared_args(o));
+    run_measured(cmd, o, "reference script")
 }
 
 fn print_table(o: &Opts, rows: &[(Row, Option<Row>)]) {
+    let place = match o.device {
+        DeviceSpec::Cpu => format!("CPU, {} threads", o.threads),
+        gpu => format!("{gpu}, {}", o.precision),
+    };
     println!(
-        "\nCPU, {} threads, batch {}, {}x{}, median of {} runs after {} warm-up",
-        o.threads, o.batch, o.size, o.size, o.reps, o.warmup
+        "\n{place}, batch {}, {}x{}, median of {} runs after {} warm-up",
+        o.batch, o.size, o.size, o.reps, o.warmup
     );
     println!(
         "{:<14} {:<26} {:>12} {:>12} {:>14}",
@@ -366,11 +438,14 @@ fn print_table(o: &Opts, rows: &[(Row, Option<Row>)]) {
     for (h, p) in rows {
         let b = o.batch;
         type Metric = fn(&Row) -> f64;
-        let lines: [(String, Metric); 7] = [
+        let lines: [(String, Metric); 8] = [
             ("train step (ms)".into(), |r| r.train_ms),
             ("infer batch 1 (ms)".into(), |r| r.infer1_ms),
             (format!("infer batch {b} (ms)"), |r| r.infer8_ms),
             ("peak RSS (MB)".into(), |r| r.peak_rss_mb),
+            ("peak device memory (MB)".into(), |r| {
+                r.peak_device_mb.unwrap_or(f64::NAN)
+            }),
             ("train GFLOP/s".into(), |r| {
                 3.0 * r.fwd_gflop_batch / r.train_ms * 1e3
             }),
@@ -381,6 +456,9 @@ fn print_table(o: &Opts, rows: &[(Row, Option<Row>)]) {
         ];
         for (i, (name, f)) in lines.iter().enumerate() {
             let hv = f(h);
+            if name.contains("device") && o.device == DeviceSpec::Cpu {
+                continue;
+            }
             let pv = p.as_ref().map(f);
             let model = if i == 0 { h.arch.as_str() } else { "" };
             let fmt = |v: f64| {
