@@ -15,6 +15,9 @@
 #   7. bench-f32, bench-bf16: the speed bench's model rows on the GPU next to PyTorch on the same
 #      GPU: training step (batch 32), inference at batch 1 and 32, peak device memory, for both
 #      full-size models (256x256)
+#   8. with 2 or more GPUs (4 more minutes): NCCL from PyPI when the system has none, the `nccl`
+#      build, and the quick start at a global batch of 8 per GPU on one GPU and then on all of
+#      them (`--devices`), their loss curves and images/s side by side
 # The exit code is 0 only when no stage failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -106,12 +109,12 @@ stage tests 120 env HMREG_TEST_DEVICE=cuda cargo test --release --features cuda
 
 # 5. the quick start on the GPU, in f32 and in bf16
 last_line() { tail -n1 "$LOG/$1.log" | head -c 200; }
-if stage train 45 target/release/hmreg train --device cuda --epochs 2 --quiet --json \
+if stage train 45 target/release/hmreg train --device cuda --epochs 2 --json \
     --out "$LOG/quickstart"; then
     NOTES[${#NOTES[@]}-1]+="; $(last_line train)"
 fi
 if stage train-bf16 30 target/release/hmreg train --device cuda --precision bf16 --epochs 1 \
-    --quiet --json --out "$LOG/quickstart-bf16"; then
+    --json --out "$LOG/quickstart-bf16"; then
     NOTES[${#NOTES[@]}-1]+="; $(last_line train-bf16)"
 fi
 
@@ -131,4 +134,34 @@ for p in f32 bf16; do
     fi
 done
 [ -s "$LOG/bench.md" ] && cat "$LOG/bench.md"
+
+# 8. data-parallel training on every GPU, against one GPU at the same global batch
+NGPU=$(grep -c . "$LOG/gpus.txt")
+if [ "$NGPU" -lt 2 ]; then
+    record parallel SKIP "one GPU"
+    summary
+fi
+TOTAL=$((TOTAL + 240))
+if ! ldconfig -p 2>/dev/null | grep -q libnccl; then
+    stage nccl 60 python3 -m pip install --target "$LOG/nccl" nvidia-nccl-cu13 || summary
+    export LD_LIBRARY_PATH=$(dirname "$(find "$LOG/nccl" -name 'libnccl.so*' | head -n1)"):${LD_LIBRARY_PATH:-}
+fi
+stage build-nccl 120 cargo build --release --features nccl || summary
+DEVICES=$(seq -s, -f 'cuda:%g' 0 $((NGPU - 1)))
+BATCH=$((8 * NGPU))
+stage parallel-1 45 target/release/hmreg train --device cuda --batch-size "$BATCH" --epochs 3 \
+    --quiet --out "$LOG/parallel-1"
+if stage "parallel-$NGPU" 45 target/release/hmreg train --devices "$DEVICES" \
+    --batch-size "$BATCH" --epochs 3 --quiet --out "$LOG/parallel-$NGPU"; then
+    python3 - "$LOG/parallel-1" "$LOG/parallel-$NGPU" "$NGPU" <<'PY' | tee "$LOG/parallel.md"
+import json, sys
+one, many, n = sys.argv[1], sys.argv[2], sys.argv[3]
+rows = lambda d: [json.loads(l) for l in open(f"{d}/metrics.jsonl")]
+print(f"| epoch | train loss, 1 GPU | train loss, {n} GPUs | images/s, 1 GPU | images/s, {n} GPUs |")
+print("|---|---|---|---|---|")
+for a, b in zip(rows(one), rows(many)):
+    print(f"| {a['epoch']} | {a['train_loss']:.5f} | {b['train_loss']:.5f} | "
+          f"{a['images_per_second']:.0f} | {b['images_per_second']:.0f} |")
+PY
+fi
 summary

@@ -257,6 +257,7 @@ fn bench_arch(arch: &str, o: &Opts) -> candle_core::Result<Row> {
         width: 1.0,
         heatmap_stride: 0,
         head: hmreg::models::HeadKind::Binary,
+        ..Default::default()
     };
     let mut store = ParamStore::new(&dev, 0);
     let model = build(&cfg, &mut store).map_err(msg)?;

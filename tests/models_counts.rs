@@ -12,6 +12,7 @@ fn store_for(arch: Arch, points: usize) -> (ParamStore, Box<dyn hmreg::models::K
         width: 1.0,
         heatmap_stride: 0,
         head: hmreg::models::HeadKind::Binary,
+        ..Default::default()
     };
     let net = build(&cfg, &mut store).unwrap();
     (store, net)
@@ -191,6 +192,7 @@ fn heatmap_stride_keeps_the_parameter_counts() {
                 width: 1.0,
                 heatmap_stride: s,
                 head: hmreg::models::HeadKind::Binary,
+                ..Default::default()
             };
             let net = build(&cfg, &mut store).unwrap();
             assert_eq!(store.num_parameters(), total, "{arch} stride {s}");

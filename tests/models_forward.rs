@@ -13,6 +13,7 @@ fn thin(arch: Arch, width: f32, seed: u64) -> (ParamStore, Box<dyn KeypointNet>)
         width,
         heatmap_stride: 0,
         head: hmreg::models::HeadKind::Binary,
+        ..Default::default()
     };
     let net = build(&cfg, &mut store).unwrap();
     (store, net)
@@ -282,6 +283,7 @@ fn heatmap_stride_sets_the_map_size() {
                 width: 0.0625,
                 heatmap_stride: s,
                 head: hmreg::models::HeadKind::Binary,
+                ..Default::default()
             };
             let net = build(&cfg, &mut store).unwrap();
             let want = if s == 0 { arch.native_stride() } else { s };

@@ -13,6 +13,7 @@ fn make(arch: Arch, width: f32, seed: u64) -> (ParamStore, Box<dyn KeypointNet>)
         width,
         heatmap_stride: 0,
         head: hmreg::models::HeadKind::Binary,
+        ..Default::default()
     };
     let net = build(&cfg, &mut store).unwrap();
     (store, net)

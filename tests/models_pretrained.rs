@@ -43,6 +43,7 @@ fn thin(arch: Arch, seed: u64) -> ParamStore {
         width: 0.0625,
         heatmap_stride: 0,
         head: hmreg::models::HeadKind::Binary,
+        ..Default::default()
     };
     build(&cfg, &mut store).unwrap();
     store
@@ -173,6 +174,7 @@ fn shape_mismatch_is_refused_and_changes_nothing() {
             width: 0.125,
             heatmap_stride: 0,
             head: hmreg::models::HeadKind::Binary,
+            ..Default::default()
         };
         build(&cfg, &mut store).unwrap();
         store

@@ -21,6 +21,7 @@ fn dump_for_pytorch() {
             width,
             heatmap_stride: 0,
             head: hmreg::models::HeadKind::Binary,
+            ..Default::default()
         };
         let net = build(&cfg, &mut store).unwrap();
         // Non-trivial running statistics and BN affine values, so eval mode is tested too.

@@ -16,6 +16,7 @@ fn two_channel_head_adds_one_output_per_point_and_returns_l_maps() {
         width: 1.0,
         heatmap_stride: 0,
         head: HeadKind::TwoChannel,
+        ..Default::default()
     };
     build(&cfg, &mut store).unwrap();
     // head.3 is a 1x1 conv from 270 channels, no bias: 5 more outputs add 270 * 5 weights.
@@ -30,6 +31,7 @@ fn two_channel_head_adds_one_output_per_point_and_returns_l_maps() {
             width: 0.0625,
             heatmap_stride: 8,
             head: HeadKind::TwoChannel,
+            ..Default::default()
         };
         let net = build(&cfg, &mut store).unwrap();
         let x = Tensor::zeros((2, 3, 64, 64), DType::F32, &hmreg::device::test_device()).unwrap();

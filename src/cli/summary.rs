@@ -154,6 +154,7 @@ pub fn run(args: SummaryArgs) -> crate::Result<()> {
         width: args.width,
         heatmap_stride: args.heatmap_stride,
         head: crate::models::HeadKind::Binary,
+        ..Default::default()
     };
     cfg.validate()?;
     let s = summarize(&cfg, args.frozen)?;

@@ -346,17 +346,35 @@ impl Loader {
     /// The batches of one epoch, prepared `pipeline.prefetch` batches ahead in the background.
     /// Deterministic for (seed, epoch). Dropping the iterator stops the background work.
     pub fn epoch(&self, epoch: usize) -> impl Iterator<Item = Result<Batch>> + '_ {
+        let shards = Shards {
+            world: 1,
+            first: 0,
+            devices: vec![self.device.clone()],
+        };
+        self.epoch_shards(epoch, shards)
+            .map(|shards| shards.map(|mut s| s.remove(0)))
+    }
+
+    /// The batches of one epoch for data-parallel workers: each batch cut into `world`
+    /// contiguous shards, of which this process makes `first..first + devices.len()`, each on
+    /// its device. The shards of all workers cover the epoch exactly once, and every item is
+    /// what [`Loader::epoch`] makes of it (an item's randomness is keyed by its draw, not its
+    /// batch). A batch whose size does not divide by `world` is an error.
+    pub fn epoch_shards(
+        &self,
+        epoch: usize,
+        shards: Shards,
+    ) -> impl Iterator<Item = Result<Vec<Batch>>> + '_ {
         let batches = self.epoch_batches(epoch);
         let (tx, rx) = sync_channel(self.inner.pipeline.prefetch.max(1));
         let inner = Arc::clone(&self.inner);
-        let device = self.device.clone();
         let handle = std::thread::Builder::new()
             .name("hmreg-loader".into())
             .spawn(move || {
                 for idx in batches {
-                    let batch = inner.batch(&idx, epoch, &device);
-                    let failed = batch.is_err();
-                    if tx.send(batch).is_err() || failed {
+                    let made = shards.make(&inner, &idx, epoch);
+                    let failed = made.is_err();
+                    if tx.send(made).is_err() || failed {
                         break;
                     }
                 }
@@ -487,15 +505,45 @@ impl Inner {
     }
 }
 
+/// Which shards of each batch a process makes, and on which devices (see
+/// [`Loader::epoch_shards`]).
+#[derive(Clone, Debug)]
+pub struct Shards {
+    /// Shards per batch: the number of workers in all processes.
+    pub world: usize,
+    /// The first shard this process makes (its first worker's rank).
+    pub first: usize,
+    /// One device per shard this process makes.
+    pub devices: Vec<Device>,
+}
+
+impl Shards {
+    fn make(&self, inner: &Inner, idx: &[usize], epoch: usize) -> Result<Vec<Batch>> {
+        let w = self.world.max(1);
+        if !idx.len().is_multiple_of(w) {
+            return Err(Error::config(format!(
+                "a batch of {} items does not divide into {w} equal shards (the batch size \
+                 must be a multiple of the number of workers)",
+                idx.len()
+            )));
+        }
+        idx.chunks(idx.len() / w)
+            .skip(self.first)
+            .zip(&self.devices)
+            .map(|(part, dev)| inner.batch(part, epoch, dev))
+            .collect()
+    }
+}
+
 struct EpochIter {
-    rx: Option<Receiver<Result<Batch>>>,
+    rx: Option<Receiver<Result<Vec<Batch>>>>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Iterator for EpochIter {
-    type Item = Result<Batch>;
+    type Item = Result<Vec<Batch>>;
 
-    fn next(&mut self) -> Option<Result<Batch>> {
+    fn next(&mut self) -> Option<Result<Vec<Batch>>> {
         let got = self.rx.as_ref()?.recv().ok();
         if got.is_none() {
             self.finish();

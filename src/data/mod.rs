@@ -30,6 +30,6 @@ pub mod show;
 pub mod transform;
 pub mod warp;
 
-pub use loader::{Batch, FilePoints, Loader, LoaderMode, LoaderSpec};
+pub use loader::{Batch, FilePoints, Loader, LoaderMode, LoaderSpec, Shards};
 pub use pipeline_config::{FlipConfig, NormalizeConfig, PipelineConfig, ResizeMode, TargetConfig};
 pub use warp::{Mat3, PadMode};

@@ -7,6 +7,7 @@
 use candle_core::{Tensor, Var};
 
 use super::params::{ParamGroup, ParamKind, ParamStore};
+use super::BatchNormMode;
 use crate::ops::{BatchNormConfig, BatchNormParams};
 use crate::Result;
 
@@ -124,6 +125,8 @@ pub struct BatchNorm2d {
     pub bias: Tensor,
     pub running_mean: Var,
     pub running_var: Var,
+    /// What training normalises with (see [`BatchNormMode`]).
+    pub mode: BatchNormMode,
 }
 
 impl BatchNorm2d {
@@ -147,12 +150,30 @@ impl BatchNorm2d {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        crate::ops::batch_norm(x, self.params(), Self::config(train))
+        self.forward_act(x, train, false)
     }
 
     /// `relu(bn(x))`, fused into one op on the CPU.
     pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        crate::ops::batch_norm_relu(x, self.params(), Self::config(train))
+        self.forward_act(x, train, true)
+    }
+
+    fn forward_act(&self, x: &Tensor, train: bool, relu: bool) -> candle_core::Result<Tensor> {
+        let train = train && self.mode != BatchNormMode::Running;
+        // Synchronised statistics when the data-parallel worker running this step installed a
+        // reducer; alone, a synchronised BatchNorm is a plain one.
+        if train && self.mode == BatchNormMode::Sync {
+            if let Some(reducer) = crate::ops::sync_stats::current() {
+                let cfg = Self::config(true);
+                return crate::ops::batch_norm_sync(x, self.params(), cfg, relu, &reducer);
+            }
+        }
+        let cfg = Self::config(train);
+        if relu {
+            crate::ops::batch_norm_relu(x, self.params(), cfg)
+        } else {
+            crate::ops::batch_norm(x, self.params(), cfg)
+        }
     }
 }
 
@@ -347,6 +368,7 @@ impl<'a> Builder<'a> {
             bias,
             running_mean,
             running_var,
+            mode: self.store.batch_norm_mode(),
         })
     }
 

@@ -171,6 +171,24 @@ pub struct ModelConfig {
     /// every stride.
     pub heatmap_stride: usize,
     pub head: HeadKind,
+    /// What BatchNorm normalises with in training: see [`BatchNormMode`].
+    pub batch_norm: BatchNormMode,
+}
+
+/// What BatchNorm normalises with in training (`model.batch_norm`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchNormMode {
+    /// Each worker's batch statistics (PyTorch's default; DDP's, per replica).
+    #[default]
+    Batch,
+    /// The statistics of the whole global batch, over all data-parallel workers (PyTorch's
+    /// SyncBatchNorm): training on W workers computes what one worker with the global batch
+    /// would, at the price of two small collectives per layer.
+    Sync,
+    /// The running statistics, in training too (BatchNorm in eval mode, like torchvision's
+    /// FrozenBatchNorm2d but with the scale and shift trained): independent of the batch.
+    Running,
 }
 
 impl Default for ModelConfig {
@@ -182,6 +200,7 @@ impl Default for ModelConfig {
             width: 1.0,
             heatmap_stride: 0,
             head: HeadKind::Binary,
+            batch_norm: BatchNormMode::Batch,
         }
     }
 }
@@ -229,6 +248,7 @@ impl ModelConfig {
 /// Creates the parameters of `cfg`'s network in `store` and returns the network.
 pub fn build(cfg: &ModelConfig, store: &mut ParamStore) -> Result<Box<dyn KeypointNet>> {
     cfg.validate()?;
+    store.set_batch_norm_mode(cfg.batch_norm);
     Ok(match cfg.arch {
         Arch::UnetResnet18 => Box::new(
             unet::UnetResnet18::new(store, cfg.width, cfg.points, cfg.input_size, cfg.head)?

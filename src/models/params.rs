@@ -9,6 +9,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
+use super::BatchNormMode;
 use crate::{Error, Result};
 
 /// Which part of the network a parameter belongs to: drives freezing and discriminative rates.
@@ -72,6 +73,8 @@ pub struct LoadReport {
 /// All tensors of a model, in creation order. Names follow torchvision/timm where a reference exists.
 pub struct ParamStore {
     device: Device,
+    /// How the BatchNorm layers built from here normalise in training.
+    batch_norm: BatchNormMode,
     rng: ChaCha8Rng,
     params: Vec<Param>,
     index: HashMap<String, usize>,
@@ -82,6 +85,7 @@ impl ParamStore {
         use rand::SeedableRng;
         ParamStore {
             device: device.clone(),
+            batch_norm: BatchNormMode::Batch,
             rng: ChaCha8Rng::seed_from_u64(seed),
             params: Vec::new(),
             index: HashMap::new(),
@@ -90,6 +94,15 @@ impl ParamStore {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// How the BatchNorm layers built from now on normalise in training.
+    pub fn set_batch_norm_mode(&mut self, mode: BatchNormMode) {
+        self.batch_norm = mode;
+    }
+
+    pub fn batch_norm_mode(&self) -> BatchNormMode {
+        self.batch_norm
     }
 
     pub fn params(&self) -> &[Param] {

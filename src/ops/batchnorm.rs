@@ -301,12 +301,7 @@ pub fn batch_norm_reference(
             .mean_keepdim(0)?
             .mean_keepdim(D::Minus1)?
             .mean_keepdim(D::Minus2)?;
-        let unbiased = (var.detach().flatten_all()? * (n / (n - 1.0).max(1.0)))?;
-        let new_mean = ((running_mean.as_tensor() * (1.0 - momentum))?
-            + (mean.detach().flatten_all()? * momentum)?)?;
-        let new_var = ((running_var.as_tensor() * (1.0 - momentum))? + (unbiased * momentum)?)?;
-        running_mean.set(&new_mean.to_dtype(DType::F32)?)?;
-        running_var.set(&new_var.to_dtype(DType::F32)?)?;
+        update_running_on_device(running_mean, running_var, &mean, &var, n, momentum)?;
         (mean, var)
     } else {
         (
@@ -319,4 +314,67 @@ pub fn batch_norm_reference(
     x.broadcast_sub(&mean)?
         .broadcast_mul(&scale)?
         .broadcast_add(&bias.reshape(shape)?)
+}
+
+/// PyTorch's running-statistics rule on the statistics' device: `mean` and the biased `var` of
+/// `count` values per channel, `(1, C, 1, 1)`.
+fn update_running_on_device(
+    running_mean: &Var,
+    running_var: &Var,
+    mean: &Tensor,
+    var: &Tensor,
+    count: f64,
+    momentum: f64,
+) -> Result<()> {
+    let unbiased = (var.detach().flatten_all()? * (count / (count - 1.0).max(1.0)))?;
+    let new_mean = ((running_mean.as_tensor() * (1.0 - momentum))?
+        + (mean.detach().flatten_all()? * momentum)?)?;
+    let new_var = ((running_var.as_tensor() * (1.0 - momentum))? + (unbiased * momentum)?)?;
+    running_mean.set(&new_mean.to_dtype(DType::F32)?)?;
+    running_var.set(&new_var.to_dtype(DType::F32)?)
+}
+
+/// Synchronised batch norm in training mode (+ ReLU): normalises with the mean and (biased)
+/// variance of the global batch, all workers' shards together, through `reducer`; updates the
+/// running statistics with them (unbiased over the global count). The workers' shards must be
+/// of equal size. Any device; half-precision inputs are normalised in f32.
+pub fn batch_norm_sync(
+    x: &Tensor,
+    p: BatchNormParams,
+    cfg: BatchNormConfig,
+    relu: bool,
+    reducer: &std::sync::Arc<dyn super::sync_stats::StatsReducer>,
+) -> Result<Tensor> {
+    use super::sync_stats::mean_over_workers;
+    let xf = x.to_dtype(p.weight.dtype())?;
+    let (n, c, h, w) = xf.dims4()?;
+    let shape = (1, c, 1, 1);
+    let channel_mean = |t: &Tensor| -> Result<Tensor> {
+        t.mean_keepdim(0)?
+            .mean_keepdim(D::Minus1)?
+            .mean_keepdim(D::Minus2)
+    };
+    // The global mean first, then each worker's mean square deviation from it: numerically as
+    // good as one worker's two-pass variance (no E[x²] − E[x]² cancellation).
+    let mean = mean_over_workers(reducer, &channel_mean(&xf)?)?;
+    let centred = xf.broadcast_sub(&mean)?;
+    let var = mean_over_workers(reducer, &channel_mean(&centred.sqr()?)?)?;
+    let count = (n * h * w * reducer.world()) as f64;
+    update_running_on_device(
+        p.running_mean,
+        p.running_var,
+        &mean,
+        &var,
+        count,
+        cfg.momentum,
+    )?;
+    let scale = p
+        .weight
+        .reshape(shape)?
+        .broadcast_mul(&(var + cfg.eps)?.sqrt()?.recip()?)?;
+    let y = centred
+        .broadcast_mul(&scale)?
+        .broadcast_add(&p.bias.reshape(shape)?)?;
+    let y = if relu { super::relu(&y)? } else { y };
+    y.to_dtype(x.dtype())
 }

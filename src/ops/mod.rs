@@ -13,11 +13,13 @@ pub mod maxpool;
 pub mod pixel_shuffle;
 pub mod portable;
 pub mod resize;
+pub mod sync_stats;
 pub mod threads;
 pub mod upsample;
 
 pub use batchnorm::{
-    batch_norm, batch_norm_relu, inference_scale_shift, BatchNormConfig, BatchNormParams,
+    batch_norm, batch_norm_relu, batch_norm_sync, inference_scale_shift, BatchNormConfig,
+    BatchNormParams,
 };
 pub use conv::{conv2d, conv2d_affine, conv2d_relu};
 pub use eltwise::{add_relu, relu};

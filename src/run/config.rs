@@ -161,6 +161,7 @@ impl Default for TrainConfig {
                 width: 1.0,
                 heatmap_stride: 0,
                 head: crate::models::HeadKind::Binary,
+                ..Default::default()
             },
             init: InitConfig::default(),
             pipeline: PipelineConfig::default(),

@@ -5,6 +5,7 @@
 //! schedules are [`crate::learn`]'s.
 
 pub mod curves;
+pub mod data_parallel;
 pub mod lr_find;
 pub mod progress;
 pub mod setup;

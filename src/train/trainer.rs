@@ -11,10 +11,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::curves::{save_curves, CURVES_PNG};
+use super::data_parallel::{communicators, DataParallel, Lead, Nodes};
 use super::progress::{OutputMode, Reporter};
 use super::setup::Setup;
 use super::step::train_step;
 use super::validate::{mean_shape_baseline, validate};
+use crate::data::Shards;
+use crate::device::DeviceSpec;
 use crate::learn::lr_sweep::SmoothLoss;
 use crate::learn::optim::{Adam, N_LR_GROUPS};
 use crate::learn::schedule::Plan;
@@ -35,6 +38,20 @@ pub struct RunOptions {
     pub stop_after_epochs: Option<usize>,
     /// Stop (as if killed) after this many optimiser steps, writing a mid-epoch checkpoint.
     pub stop_after_steps: Option<u64>,
+    /// Data-parallel training: one worker per device (`--devices`); empty or one device: the
+    /// config's device alone. The config's `batch_size` is the global batch.
+    pub devices: Vec<DeviceSpec>,
+    /// Several machines (`--nodes`, `--node-rank`, `--master`): this process is one of them.
+    pub nodes: Option<Nodes>,
+    /// Tests of the failure path: data-parallel worker `rank` fails at its `n`-th step.
+    pub fail_worker: Option<(usize, u64)>,
+}
+
+impl RunOptions {
+    /// Whether this process writes the run's files and progress (only the first machine does).
+    fn writes(&self) -> bool {
+        self.nodes.as_ref().is_none_or(|n| n.rank == 0)
+    }
 }
 
 /// What a run did (`summary.json`).
@@ -59,6 +76,8 @@ pub struct RunSummary {
 struct Session {
     s: Setup,
     opt: Adam,
+    /// The other workers, when training data-parallel.
+    dp: Option<DataParallel>,
     plan: Plan,
     state: TrainState,
     records: Vec<EpochRecord>,
@@ -76,11 +95,20 @@ enum EpochEnd {
 
 /// Runs (or resumes) a training run. A non-finite loss stops it with an error; the checkpoints
 /// written before stay as they are.
-pub fn train(cfg: TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
+pub fn train(mut cfg: TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
+    if let Some(first) = opts.devices.first() {
+        // Rank 0 trains on the first device: the run's own model, optimiser and loaders.
+        cfg.device = first.to_string();
+    }
     let mut run = start_or_resume(cfg, opts)?;
     let total_epochs = run.plan.total_epochs();
-    let reporter = Reporter::new(opts.output, total_epochs, run.state.progress.epoch);
+    let output = if opts.writes() {
+        opts.output
+    } else {
+        OutputMode::Quiet
+    };
+    let reporter = Reporter::new(output, total_epochs, run.state.progress.epoch);
     let mut finished = true;
     for epoch in run.state.progress.epoch..total_epochs {
         if let EpochEnd::Interrupted = run_epoch(&mut run, epoch, opts, &reporter)? {
@@ -95,7 +123,7 @@ pub fn train(cfg: TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         }
     }
     reporter.finish();
-    finish(&run, finished, started)
+    finish(&run, finished, started, opts.writes())
 }
 
 /// Builds everything from the config and either starts a new run (config written, baseline
@@ -104,7 +132,7 @@ fn start_or_resume(cfg: TrainConfig, opts: &RunOptions) -> Result<Session> {
     let run_dir = opts.run_dir.clone();
     let ckpt_root = checkpoints_dir(&run_dir);
     let note = |msg: &str| {
-        if opts.output == OutputMode::Bars {
+        if opts.output == OutputMode::Bars && opts.writes() {
             eprintln!("{msg}");
         }
     };
@@ -120,6 +148,27 @@ fn start_or_resume(cfg: TrainConfig, opts: &RunOptions) -> Result<Session> {
     if opts.resume {
         dir::check_same_config(&run_dir, cfg)?;
     }
+    // The workers first: a group that cannot form fails before anything is written.
+    let mut dp = if opts.devices.len() > 1 || opts.nodes.is_some() {
+        let mut devices = vec![s.device.clone()];
+        for d in opts.devices.iter().skip(1) {
+            devices.push(d.open()?);
+        }
+        let group = communicators(&devices, opts.nodes.as_ref())?;
+        let world = group.world;
+        let mut dp = DataParallel::new(&s, devices, group)?;
+        if let Some((rank, at)) = opts.fail_worker {
+            dp.inject_failure(rank, at);
+        }
+        note(&format!(
+            "data-parallel: {world} workers ({} here), {} images per worker and step",
+            opts.devices.len().max(1),
+            cfg.batch_size / world
+        ));
+        Some(dp)
+    } else {
+        None
+    };
     let spe = s.train.batches_per_epoch();
     let plan = cfg.schedule.plan(cfg.epochs, spe, cfg.optim.beta1)?;
     let mut opt = s.optimiser()?;
@@ -144,7 +193,9 @@ fn start_or_resume(cfg: TrainConfig, opts: &RunOptions) -> Result<Session> {
         ));
         st
     } else {
-        dir::write_config(&run_dir, cfg)?;
+        if opts.writes() {
+            dir::write_config(&run_dir, cfg)?;
+        }
         let baseline = mean_shape_baseline(&s)?;
         note(&format!(
             "mean-shape baseline on `{}`: NMAE {:.5}",
@@ -171,9 +222,14 @@ fn start_or_resume(cfg: TrainConfig, opts: &RunOptions) -> Result<Session> {
         .iter()
         .map(EpochRecord::from_json)
         .collect::<Result<_>>()?;
+    if let Some(dp) = &mut dp {
+        // Replicas start from rank 0's state: fresh weights or the checkpoint just loaded.
+        dp.copy_lead(&s.store, &opt)?;
+    }
     Ok(Session {
         s,
         opt,
+        dp,
         plan,
         state,
         records,
@@ -190,9 +246,11 @@ fn run_epoch(
     opts: &RunOptions,
     reporter: &Reporter,
 ) -> Result<EpochEnd> {
+    let writes = opts.writes();
     let Session {
         s,
         opt,
+        dp,
         plan,
         state,
         records,
@@ -226,10 +284,35 @@ fn run_epoch(
     let frozen = plan.hypers(epoch, 0, N_LR_GROUPS).frozen;
     reporter.start_epoch(spe, skip);
     let mut smooth = SmoothLoss::default();
-    for (b, batch) in s.train.epoch(epoch).enumerate().skip(skip) {
-        let batch = batch?;
+    let shards = match dp {
+        Some(dp) => dp.shards(),
+        None => Shards {
+            world: 1,
+            first: 0,
+            devices: vec![s.device.clone()],
+        },
+    };
+    for (b, shards) in s.train.epoch_shards(epoch, shards).enumerate().skip(skip) {
+        let shards = shards?;
         let h = plan.hypers(epoch, b, N_LR_GROUPS);
-        let lv = train_step(s.model.as_ref(), &cfg.loss, opt, &batch, &h, cfg.precision)?;
+        let lv = match dp {
+            None => train_step(
+                s.model.as_ref(),
+                &cfg.loss,
+                opt,
+                &shards[0],
+                &h,
+                cfg.precision,
+            )?,
+            Some(dp) => {
+                let lead = Lead {
+                    model: s.model.as_ref(),
+                    store: &s.store,
+                    opt,
+                };
+                dp.step(lead, &shards, &cfg.loss, &h, cfg.precision)?
+            }
+        };
         if !lv.is_finite() {
             reporter.finish();
             let kept = checkpoint::latest(&ckpt_root)?
@@ -244,7 +327,8 @@ fn run_epoch(
                 h.lrs.last().copied().unwrap_or(f64::NAN)
             )));
         }
-        let n_img = batch.images.dim(0)?;
+        // Images of the global batch (every worker's shard has as many).
+        let n_img = shards[0].images.dim(0)? * dp.as_ref().map_or(1, |d| d.world());
         state.progress = Progress {
             epoch,
             batch: b + 1,
@@ -261,7 +345,8 @@ fn run_epoch(
         let at_end = b + 1 == spe;
         let stop_now = opts.stop_after_steps == Some(state.progress.global_step);
         let every = cfg.checkpoint.every_steps;
-        if !at_end && (stop_now || (every > 0 && state.progress.global_step % every as u64 == 0)) {
+        let due = stop_now || (every > 0 && state.progress.global_step % every as u64 == 0);
+        if writes && !at_end && due {
             save(&ckpt_root, s, opt, state, records)?;
         }
         if stop_now && !at_end {
@@ -308,23 +393,25 @@ fn run_epoch(
             value,
         });
     }
-    save(&ckpt_root, s, opt, state, records)?;
-    if let Some(b) = &state.best {
-        checkpoint::write_best(&ckpt_root, b)?;
+    if writes {
+        save(&ckpt_root, s, opt, state, records)?;
+        if let Some(b) = &state.best {
+            checkpoint::write_best(&ckpt_root, b)?;
+        }
+        history::write_files(run_dir, records)?;
+        save_curves(
+            &run_dir.join(CURVES_PNG),
+            records,
+            metric,
+            baseline.get(metric).copied(),
+        )?;
     }
-    history::write_files(run_dir, records)?;
-    save_curves(
-        &run_dir.join(CURVES_PNG),
-        records,
-        metric,
-        baseline.get(metric).copied(),
-    )?;
     reporter.end_epoch(&record, metric);
     Ok(EpochEnd::Done)
 }
 
 /// Writes `summary.json` and returns the summary.
-fn finish(run: &Session, finished: bool, started: Instant) -> Result<RunSummary> {
+fn finish(run: &Session, finished: bool, started: Instant, writes: bool) -> Result<RunSummary> {
     let summary = RunSummary {
         run_dir: run.run_dir.clone(),
         epochs_done: run.state.progress.epoch,
@@ -339,7 +426,9 @@ fn finish(run: &Session, finished: bool, started: Instant) -> Result<RunSummary>
         seconds: started.elapsed().as_secs_f64(),
     };
     let text = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Msg(e.to_string()))?;
-    crate::atomic::write_atomic(&run.run_dir.join(SUMMARY_FILE), &text)?;
+    if writes {
+        crate::atomic::write_atomic(&run.run_dir.join(SUMMARY_FILE), &text)?;
+    }
     Ok(summary)
 }
 
