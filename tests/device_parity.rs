@@ -401,3 +401,24 @@ fn one_training_epoch_matches_step_by_step_and_evaluation_matches() {
     eprintln!("losses {:?} vs {:?}", reference.losses, subject.losses);
     eprintln!("validation loss {a} vs {b}; metrics {ra:?} vs {sa:?}");
 }
+
+#[test]
+fn argmax_decoding_on_the_device_matches_the_cpu() {
+    // Maps with exact ties (values quantised to a few levels): the first maximum wins on both.
+    let (n, c, h, w) = (3, 4, 9, 11);
+    let v: Vec<f32> = seeded(n * c * h * w, 21)
+        .iter()
+        .map(|x| (x * 3.0).round())
+        .collect();
+    let decode = |dev: &Device| {
+        let maps = Tensor::from_vec(v.clone(), (n, c, h, w), dev).unwrap();
+        hmreg::codec::decode(&maps, &Decoder::Argmax).unwrap()
+    };
+    let reference = on_reference(decode);
+    let subject = on_subject(decode);
+    assert_eq!(reference, subject);
+    assert!(
+        reference.confidence.iter().all(|&m| m == 3.0),
+        "every map reaches the top level"
+    );
+}

@@ -1,14 +1,16 @@
 //! Heatmaps (N, C, H, W) back to points in heatmap pixels, with a confidence per point.
 //!
-//! Maps are copied to the CPU once (Candle has no top-k, and on CUDA sorting a flattened 256x256
-//! map overflows the sort kernel's shared memory) and decoded there in parallel. Nothing here
+//! Argmax decoding on another device (a GPU) reduces the maps there and reads back two numbers
+//! per map. The other decoders copy the maps to the CPU once (Candle has no top-k, and on CUDA
+//! sorting a flattened 256x256 map overflows the sort kernel's shared memory) and decode them
+//! there in parallel. Nothing here
 //! needs gradients (note: `candle_nn::ops::softmax_last_dim` has no backward, so it could not be
 //! used where gradients matter anyway; here the softmax is plain Rust on the CPU).
 //!
 //! Confidence, for every decoder: the largest raw value of the map (a probability for sigmoid
 //! outputs, a logit for raw BCE outputs, the peak height for Gaussian maps).
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, D};
 use rayon::prelude::*;
 
 use super::Decoder;
@@ -59,12 +61,41 @@ pub fn decode(maps: &Tensor, dec: &Decoder) -> Result<Decoded> {
             return decode_maps(&data[start..end], n, c, h, w, dec);
         }
     }
+    if *dec == Decoder::Argmax && (!maps.device().is_cpu() || crate::ops::portable::forced()) {
+        return argmax_on_device(maps);
+    }
     let data: Vec<f32> = maps
         .to_device(&Device::Cpu)?
         .to_dtype(DType::F32)?
         .flatten_all()?
         .to_vec1()?;
     decode_maps(&data, n, c, h, w, dec)
+}
+
+/// Argmax decoding where the maps are (a GPU): the reductions run there and only two numbers
+/// per map come back, instead of the maps. Ties go to the first maximum, as on the CPU.
+fn argmax_on_device(maps: &Tensor) -> Result<Decoded> {
+    let (n, c, h, w) = maps.dims4()?;
+    if h == 0 || w == 0 {
+        return Err(Error::Msg(format!("decode: empty {h}x{w} maps")));
+    }
+    let flat = maps.flatten_from(2)?;
+    let idx: Vec<u32> = flat.argmax(D::Minus1)?.flatten_all()?.to_vec1()?;
+    let confidence: Vec<f32> = flat
+        .max(D::Minus1)?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1()?;
+    let xy = idx
+        .iter()
+        .map(|&i| [(i as usize % w) as f32, (i as usize / w) as f32])
+        .collect();
+    Ok(Decoded {
+        xy,
+        confidence,
+        n,
+        points: c,
+    })
 }
 
 /// The CPU side of [`decode`]: `data` holds `n * c` row-major `h x w` maps.

@@ -15,7 +15,7 @@ pub mod nccl;
 
 use candle_core::Tensor;
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// One worker's end of a group of data-parallel workers.
 pub trait Communicator: Send {
@@ -35,6 +35,20 @@ pub trait Communicator: Send {
     /// fail with an error naming this rank and `why`, instead of waiting for it forever.
     fn abort(&mut self, why: &str);
 }
+
+/// The error of a worker whose collective was cut short because worker `rank` failed.
+pub fn stopped_by(me: usize, rank: usize, why: &str) -> Error {
+    Error::Msg(format!(
+        "data-parallel worker {me} {STOPPED} {rank} failed: {why}"
+    ))
+}
+
+/// Whether `e` is a [`stopped_by`] error (a consequence, not the cause, of a failure).
+pub fn is_stopped(e: &Error) -> bool {
+    e.to_string().contains(STOPPED)
+}
+
+const STOPPED: &str = "stopped because worker";
 
 /// The tensors as one flat f32 vector (the collectives' wire format), and back.
 pub(crate) fn flatten(tensors: &[Tensor]) -> Result<Vec<f32>> {

@@ -131,10 +131,16 @@ impl Communicator for NcclComm {
         self.flat_op(tensors, Collective::Broadcast(root))
     }
 
-    /// NCCL has no way for one rank to wake the others from a collective they are already in:
-    /// they stop through NCCL's own error handling (a peer process that dies breaks its
-    /// connections) or the trainer's error once they return. Recorded for the message only.
+    /// NCCL cannot wake the other ranks from a collective they are already waiting in (they
+    /// would wait for this rank forever), so a failing worker ends the process, as torchrun ends
+    /// a group whose member died: the error names the rank, the exit code is not 0, the other
+    /// machines' NCCL calls fail on the broken connections, and the checkpoints written so far
+    /// (atomically) stay loadable.
     fn abort(&mut self, why: &str) {
-        eprintln!("nccl worker {} failed: {why}", self.rank);
+        eprintln!(
+            "error: data-parallel worker {} failed: {why}; every worker stopped",
+            self.rank
+        );
+        std::process::exit(crate::error::EXIT_PROBLEMS);
     }
 }

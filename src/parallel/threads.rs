@@ -6,7 +6,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use candle_core::Tensor;
 
-use super::{flatten, unflatten, Communicator};
+use super::{flatten, stopped_by, unflatten, Communicator};
 use crate::{Error, Result};
 
 /// The communicators of a group of `world` in-process workers, ranks `0..world`, to be moved
@@ -68,10 +68,7 @@ impl ThreadComm {
     }
 
     fn failure(&self, failed: &(usize, String)) -> Error {
-        Error::Msg(format!(
-            "data-parallel worker {} stopped: worker {} failed: {}",
-            self.rank, failed.0, failed.1
-        ))
+        stopped_by(self.rank, failed.0, &failed.1)
     }
 
     /// Contributes `mine`, waits for every rank, returns the combined result.

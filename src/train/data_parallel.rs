@@ -26,7 +26,7 @@ use crate::learn::precision::Precision;
 use crate::learn::schedule::Hypers;
 use crate::models::{build, BatchNormMode, KeypointNet, ParamStore};
 use crate::ops::sync_stats::{with_stats_reducer, StatsReducer};
-use crate::parallel::Communicator;
+use crate::parallel::{is_stopped, Communicator};
 use crate::{Error, Result};
 
 /// A worker other than rank 0 of this process: its own copy of everything.
@@ -216,13 +216,13 @@ impl DataParallel {
                 .map(|r| r.map_err(|(rank, e)| rank_error(rank, e)))
                 .collect()
         });
-        // The worker that failed first is the one to name; the others only stopped for it.
+        // The worker that failed is the one to name; the others only stopped for it.
         let mut losses = Vec::with_capacity(results.len());
         let mut stopped = None;
         for r in results {
             match r {
                 Ok(v) => losses.push(v),
-                Err(e) if e.to_string().contains("stopped: worker") => {
+                Err(e) if is_stopped(&e) => {
                     stopped.get_or_insert(e);
                 }
                 Err(e) => return Err(e),
@@ -260,8 +260,10 @@ impl StatsReducer for CommReducer {
     }
 }
 
+/// A worker's own failure, named with its rank (errors that only relay another's pass as they
+/// are).
 fn rank_error(rank: usize, e: Error) -> Error {
-    if e.to_string().contains("stopped: worker") {
+    if is_stopped(&e) {
         e
     } else {
         Error::Msg(format!(
@@ -395,9 +397,9 @@ fn nccl_group(
         _ => new_id()?,
     };
     std::thread::scope(|scope| {
-        let server = nodes.filter(|n| n.rank == 0 && n.count > 1).map(|n| {
-            scope.spawn(move || serve(&n.master, &id, n.count, DEFAULT_TIMEOUT))
-        });
+        let server = nodes
+            .filter(|n| n.rank == 0 && n.count > 1)
+            .map(|n| scope.spawn(move || serve(&n.master, &id, n.count, DEFAULT_TIMEOUT)));
         let joins: Vec<_> = devices
             .iter()
             .enumerate()
