@@ -32,7 +32,9 @@ EXPECTED_PARAMS = {"unet-resnet18": 31_113_308, "hrnet18": 9_637_050}
 # ---------------------------------------------------------------- HRNet-W18 (method.md)
 
 
-def build_hrnet18(n_points):
+def build_hrnet18(n_points, width=1.0):
+    """HRNet-W18 + binary head; `width` scales every channel count as hmreg's `model.width` does
+    (round half away from zero, at least 1)."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -108,15 +110,21 @@ def build_hrnet18(n_points):
                 out.append(F.relu(acc))
             return out
 
+    def scaled(c):
+        return max(1, int(c * width + 0.5))
+
     class HRNet18(nn.Module):
         def __init__(self, n_points):
             super().__init__()
-            w = [18, 36, 72, 144]
-            self.stem = nn.Sequential(conv_bn(3, 64, 3, 2, True), conv_bn(64, 64, 3, 2, True))
+            w = [scaled(18) << i for i in range(4)]
+            s = scaled(64)
+            self.stem = nn.Sequential(conv_bn(3, s, 3, 2, True), conv_bn(s, s, 3, 2, True))
             self.layer1 = nn.Sequential(
-                Bottleneck(64, 64, True), *[Bottleneck(256, 64, False) for _ in range(3)]
+                Bottleneck(s, s, True), *[Bottleneck(4 * s, s, False) for _ in range(3)]
             )
-            self.t1 = nn.ModuleList([conv_bn(256, w[0], 3, 1, True), conv_bn(256, w[1], 3, 2, True)])
+            self.t1 = nn.ModuleList(
+                [conv_bn(4 * s, w[0], 3, 1, True), conv_bn(4 * s, w[1], 3, 2, True)]
+            )
             self.stage2 = nn.Sequential(Module(w[:2]))
             self.t2 = conv_bn(w[1], w[2], 3, 2, True)
             self.stage3 = nn.Sequential(*[Module(w[:3]) for _ in range(4)])

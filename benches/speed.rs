@@ -16,6 +16,12 @@
 //! package ships and scaled up), face detection plus the built-in 68-point model on the faces
 //! as one batch, photos/s (no reference: PyTorch has no built-in face detector).
 //!
+//! Then `hmreg predict` over a folder of 1,000 face crops with the built-in model, images/s next
+//! to a PyTorch evaluation loop on the same architecture (benches/predict_reference.py).
+//!
+//! Then one epoch of the quick start and of configs/300w-helen-cpu.toml as `hmreg train` runs
+//! them, images/s next to the same recipes in fastai (benches/train_reference.py).
+//!
 //! Then the data pipeline's images/s (decode, augment, encode, batch; 256x256, batch 32) on a real
 //! split next to the same pipeline in fastai (benches/pipeline_reference.py), and the codec's
 //! encode/decode time for the training case of 64 images x 106 points on 64x64 maps (no reference:
@@ -30,7 +36,7 @@
 //! Options: `--threads N` (default: all cores), `--arch unet-resnet18|hrnet18` (repeatable),
 //! `--reps R` (5), `--warmup W` (1), `--batch B` (8), `--size S` (256), `--no-reference`,
 //! `--data DIR` (pipeline split, default ../shared/data/300w-helen/train),
-//! `--skip models,photo,pipeline,codec` (any of them),
+//! `--skip models,photo,predict,pipeline,codec,e2e` (any of them),
 //! `--layers` (conv layer micro-benchmark against Candle's conv2d instead of the models),
 //! `--device cpu|cuda|cuda:N`, `--precision f32|bf16|f16`.
 
@@ -59,6 +65,15 @@ use measure::{median_ms, random_keypoints};
 #[path = "shared/photos.rs"]
 mod photos;
 
+#[path = "shared/end_to_end.rs"]
+mod end_to_end;
+
+#[path = "shared/machine.rs"]
+mod machine;
+
+#[path = "shared/predict_many.rs"]
+mod predict_many;
+
 #[path = "shared/recipe_targets.rs"]
 mod recipe_targets;
 use recipe_targets::recipe_targets;
@@ -82,7 +97,7 @@ struct Opts {
     precision: Precision,
 }
 
-const PARTS: [&str; 4] = ["models", "photo", "pipeline", "codec"];
+const PARTS: [&str; 6] = ["models", "photo", "predict", "pipeline", "codec", "e2e"];
 
 /// One architecture's figures, from either implementation (the Python script writes the same keys).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -717,6 +732,7 @@ fn main() {
         }
         return;
     }
+    println!("{}", machine::header(o.threads));
     let skip = |part: &str| o.skip.iter().any(|s| s == part);
     let mut rows = Vec::new();
     let archs = if skip("models") {
@@ -767,6 +783,22 @@ fn main() {
                 println!("| {faces} | {per_s:.2} | {:.0} |", 1000.0 / per_s);
             }
             Err(e) => eprintln!("speed: photo: {e}"),
+        }
+    }
+    if !skip("predict") {
+        eprintln!(
+            "measuring hmreg predict over {} crops ...",
+            predict_many::CROPS
+        );
+        match predict_many::bench(o.threads, o.reference) {
+            Ok(row) => predict_many::print(o.threads, &row),
+            Err(e) => eprintln!("speed: prediction row skipped: {e}"),
+        }
+    }
+    if !skip("e2e") {
+        match end_to_end::bench(o.threads, o.reference) {
+            Ok(rows) => end_to_end::print(o.threads, &rows),
+            Err(e) => eprintln!("speed: end-to-end rows skipped: {e}"),
         }
     }
     if !skip("pipeline") {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use image::RgbImage;
+use rayon::prelude::*;
 
 use super::show;
 use super::tta;
@@ -30,7 +31,7 @@ pub struct PreparedImage {
 
 /// Turns an original image (and an optional face box `[x, y, w, h]` in its pixels) into a
 /// network input. Must be the validation preparation of the model's pipeline.
-pub type Prepare<'a> = dyn Fn(&RgbImage, Option<[f32; 4]>) -> Result<PreparedImage> + 'a;
+pub type Prepare<'a> = dyn Fn(&RgbImage, Option<[f32; 4]>) -> Result<PreparedImage> + Sync + 'a;
 
 /// One predicted point in original-image pixels.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -146,9 +147,21 @@ pub fn predict_files(
         error: e.to_string(),
     };
     for chunk in paths.chunks(opts.batch_size.max(1)) {
+        // Decoding and cropping run on all cores; the detector (one instance, stateful) takes
+        // the images one after the other.
+        let loaded: Vec<Result<ImageJob>> = match detector.as_mut() {
+            Some(d) => chunk
+                .iter()
+                .map(|path| load_and_prepare(path, prepare, &opts.faces, Some(&mut *d)))
+                .collect(),
+            None => chunk
+                .par_iter()
+                .map(|path| load_and_prepare(path, prepare, &opts.faces, None))
+                .collect(),
+        };
         let mut ready: Vec<ImageJob> = Vec::new();
-        for path in chunk {
-            match load_and_prepare(path, prepare, &opts.faces, detector.as_mut()) {
+        for (path, job) in chunk.iter().zip(loaded) {
+            match job {
                 Ok(job) => ready.push(job),
                 Err(e) => failures.push(fail(path, &e)),
             }

@@ -1,0 +1,125 @@
+//! The speed bench's prediction row: `hmreg predict` over a folder of 1,000 face crops with the
+//! built-in 68-point model (whole images, no detection), images/s next to a PyTorch evaluation
+//! loop over the same files with the same architecture (benches/predict_reference.py).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use candle_core::Device;
+use hmreg::data::SynthConfig;
+use hmreg::eval::predict::{self, FaceSource, PredictOptions};
+
+pub const CROPS: usize = 1000;
+
+pub struct PredictRow {
+    pub images: usize,
+    pub hmreg: f64,
+    pub pytorch: Result<f64, String>,
+}
+
+/// Writes the crops (synthetic faces, 160x160 JPEG) and measures both.
+pub fn bench(threads: usize, reference: bool) -> Result<PredictRow, String> {
+    let dir = std::env::temp_dir().join(format!("hmreg-crops-{}", std::process::id()));
+    let synth = SynthConfig {
+        train: 0,
+        val: 0,
+        test: CROPS,
+        size: 160,
+        seed: 7,
+    };
+    hmreg::data::synth::generate(&dir, &synth).map_err(|e| e.to_string())?;
+    let images = dir.join("test/images");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&images)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .collect();
+    paths.sort();
+    let loaded = hmreg::run::load_model(&hmreg::run::ModelSource::Builtin, &Device::Cpu)
+        .map_err(|e| e.to_string())?;
+    let opts = PredictOptions {
+        decoder: loaded.cfg.metrics.decoder.clone(),
+        flip: None,
+        input_size: loaded.cfg.pipeline.input_size,
+        batch_size: 32,
+        faces: FaceSource::WholeImage,
+        out_dir: None,
+        labels: false,
+    };
+    let prepare = predict::validation_preparation(&loaded.cfg.pipeline);
+    let run = |files: &[PathBuf]| -> Result<usize, String> {
+        let (preds, failures) = predict::predict_files(
+            loaded.model.as_ref(),
+            files,
+            &prepare,
+            &opts,
+            &Device::Cpu,
+            &mut || {},
+        )
+        .map_err(|e| e.to_string())?;
+        match failures.first() {
+            Some(f) => Err(f.error.clone()),
+            None => Ok(preds.len()),
+        }
+    };
+    run(&paths[..32])?; // warm-up
+    let t = Instant::now();
+    let n = run(&paths)?;
+    let hmreg = n as f64 / t.elapsed().as_secs_f64();
+    let pytorch = if reference {
+        eprintln!("measuring the PyTorch prediction loop ...");
+        pytorch_rate(&images, threads)
+    } else {
+        Err("not asked".into())
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(PredictRow {
+        images: n,
+        hmreg,
+        pytorch,
+    })
+}
+
+fn pytorch_rate(dir: &std::path::Path, threads: usize) -> Result<f64, String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/predict_reference.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .args(["--threads", &threads.to_string(), "--json"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("predict_reference.py failed: {}", err.trim_end()));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .ok_or("no result line")?;
+    let row: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    row["images_per_second"]
+        .as_f64()
+        .ok_or_else(|| format!("no images_per_second in {line}"))
+}
+
+pub fn print(threads: usize, row: &PredictRow) {
+    println!(
+        "\nPrediction over {} face crops (built-in 68-point model, 128x128, batch 32, {threads} \
+         threads): images/s",
+        row.images
+    );
+    let theirs = row.pytorch.as_ref().ok();
+    println!("| hmreg | PyTorch | hmreg/PyTorch |");
+    println!("|---|---|---|");
+    println!(
+        "| {:.1} | {} | {} |",
+        row.hmreg,
+        theirs.map_or("-".into(), |t| format!("{t:.1}")),
+        theirs.map_or(String::new(), |t| format!("{:.2}", row.hmreg / t))
+    );
+    if let Err(e) = &row.pytorch {
+        eprintln!("speed: no PyTorch prediction row: {e}");
+    }
+}
