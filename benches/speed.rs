@@ -74,6 +74,9 @@ mod machine;
 #[path = "shared/predict_many.rs"]
 mod predict_many;
 
+#[path = "shared/reference.rs"]
+mod reference;
+
 #[path = "shared/recipe_targets.rs"]
 mod recipe_targets;
 use recipe_targets::recipe_targets;
@@ -188,7 +191,7 @@ fn parse_opts() -> Result<Opts, String> {
 /// Detection plus the built-in model's landmarks on a 1280x720 photo with 3 faces, read from a
 /// PNG file each time (as `hmreg predict` does): (faces found, photos per second).
 fn bench_photo(o: &Opts) -> Result<(usize, f64), String> {
-    use hmreg::eval::predict::{self, FaceSource, PredictOptions};
+    use hmreg::eval::predict::{self, FaceSource};
     let group =
         photos::group_photo().map_err(|e| format!("the rustface package's group photo: {e}"))?;
     let photo = photos::three_faces(&group);
@@ -196,15 +199,8 @@ fn bench_photo(o: &Opts) -> Result<(usize, f64), String> {
     photo.save(&path).map_err(|e| e.to_string())?;
     let loaded = hmreg::run::load_model(&hmreg::run::ModelSource::Builtin, &Device::Cpu)
         .map_err(|e| e.to_string())?;
-    let opts = PredictOptions {
-        decoder: loaded.cfg.metrics.decoder.clone(),
-        flip: None,
-        input_size: loaded.cfg.pipeline.input_size,
-        batch_size: 8,
-        faces: FaceSource::Detect(hmreg::detect::DetectOptions::default()),
-        out_dir: None,
-        labels: false,
-    };
+    let faces = FaceSource::Detect(hmreg::detect::DetectOptions::default());
+    let opts = predict_many::options(&loaded, faces, 8);
     let prepare = predict::validation_preparation(&loaded.cfg.pipeline);
     let paths = [path.clone()];
     let mut faces = 0;

@@ -27,17 +27,6 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def read_points(path, selection):
-    import torch
-
-    lines = Path(path).read_text().split("\n")
-    n = int(lines[0])
-    pts = [[float(v) for v in line.split()[:2]] for line in lines[1 : 1 + n]]
-    if selection is not None:
-        pts = [pts[i] for i in selection]
-    return torch.tensor(pts)
-
-
 def gaussian_targets(points, size, sigma):
     """(N, L, 2) points in [-1, 1] (fastai's) -> (N, L, size, size) Gaussians at sub-pixel
     centres, pixel i standing for coordinate i of a size-pixel map."""
@@ -69,6 +58,7 @@ def main():
         aug_transforms,
         imagenet_stats,
     )
+    from pipeline_reference import read_points
     from reference_pytorch import build_hrnet18
 
     torch.set_num_threads(args.threads)

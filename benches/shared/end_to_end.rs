@@ -4,7 +4,6 @@
 //! wall time of the epoch including its validation pass, on both sides.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use hmreg::run::TrainConfig;
 use hmreg::train::progress::OutputMode;
@@ -58,7 +57,14 @@ pub fn bench(threads: usize, reference: bool) -> Result<Vec<EndToEnd>, String> {
         let images = summary.train_items / batch * batch;
         let fastai = if reference {
             eprintln!("measuring one epoch of {recipe} in fastai ...");
-            fastai_rate(&file, &cfg.data.root, threads)
+            let threads = threads.to_string();
+            let args = [
+                file.as_os_str(),
+                "--root".as_ref(),
+                cfg.data.root.as_os_str(),
+            ];
+            let args = [&args[..], &["--threads".as_ref(), threads.as_ref()]].concat();
+            super::reference::images_per_second("train_reference.py", &args)
         } else {
             Err("not asked".into())
         };
@@ -71,31 +77,6 @@ pub fn bench(threads: usize, reference: bool) -> Result<Vec<EndToEnd>, String> {
     }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(rows)
-}
-
-fn fastai_rate(config: &Path, root: &Path, threads: usize) -> Result<f64, String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/train_reference.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(config)
-        .arg("--root")
-        .arg(root)
-        .args(["--threads", &threads.to_string(), "--json"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("train_reference.py failed: {}", err.trim_end()));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rfind(|l| l.starts_with('{'))
-        .ok_or("no result line")?;
-    let row: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    row["images_per_second"]
-        .as_f64()
-        .ok_or_else(|| format!("no images_per_second in {line}"))
 }
 
 pub fn print(threads: usize, rows: &[EndToEnd]) {

@@ -3,12 +3,25 @@
 //! loop over the same files with the same architecture (benches/predict_reference.py).
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
 use candle_core::Device;
 use hmreg::data::SynthConfig;
 use hmreg::eval::predict::{self, FaceSource, PredictOptions};
+use hmreg::run::LoadedModel;
+
+/// `hmreg predict`'s options for `loaded` without flip test or pictures.
+pub fn options(loaded: &LoadedModel, faces: FaceSource, batch_size: usize) -> PredictOptions {
+    PredictOptions {
+        decoder: loaded.cfg.metrics.decoder.clone(),
+        flip: None,
+        input_size: loaded.cfg.pipeline.input_size,
+        batch_size,
+        faces,
+        out_dir: None,
+        labels: false,
+    }
+}
 
 pub const CROPS: usize = 1000;
 
@@ -38,15 +51,7 @@ pub fn bench(threads: usize, reference: bool) -> Result<PredictRow, String> {
     paths.sort();
     let loaded = hmreg::run::load_model(&hmreg::run::ModelSource::Builtin, &Device::Cpu)
         .map_err(|e| e.to_string())?;
-    let opts = PredictOptions {
-        decoder: loaded.cfg.metrics.decoder.clone(),
-        flip: None,
-        input_size: loaded.cfg.pipeline.input_size,
-        batch_size: 32,
-        faces: FaceSource::WholeImage,
-        out_dir: None,
-        labels: false,
-    };
+    let opts = options(&loaded, FaceSource::WholeImage, 32);
     let prepare = predict::validation_preparation(&loaded.cfg.pipeline);
     let run = |files: &[PathBuf]| -> Result<usize, String> {
         let (preds, failures) = predict::predict_files(
@@ -69,7 +74,9 @@ pub fn bench(threads: usize, reference: bool) -> Result<PredictRow, String> {
     let hmreg = n as f64 / t.elapsed().as_secs_f64();
     let pytorch = if reference {
         eprintln!("measuring the PyTorch prediction loop ...");
-        pytorch_rate(&images, threads)
+        let threads = threads.to_string();
+        let args = [images.as_os_str(), "--threads".as_ref(), threads.as_ref()];
+        super::reference::images_per_second("predict_reference.py", &args)
     } else {
         Err("not asked".into())
     };
@@ -79,29 +86,6 @@ pub fn bench(threads: usize, reference: bool) -> Result<PredictRow, String> {
         hmreg,
         pytorch,
     })
-}
-
-fn pytorch_rate(dir: &std::path::Path, threads: usize) -> Result<f64, String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/predict_reference.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(dir)
-        .args(["--threads", &threads.to_string(), "--json"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("predict_reference.py failed: {}", err.trim_end()));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rfind(|l| l.starts_with('{'))
-        .ok_or("no result line")?;
-    let row: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    row["images_per_second"]
-        .as_f64()
-        .ok_or_else(|| format!("no images_per_second in {line}"))
 }
 
 pub fn print(threads: usize, row: &PredictRow) {
