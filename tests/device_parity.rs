@@ -25,10 +25,8 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use hmreg::codec::Decoder;
-use hmreg::device::test_device;
 use hmreg::learn::optim::N_LR_GROUPS;
 use hmreg::models::{build, Arch, ModelConfig, ParamStore};
-use hmreg::ops::with_portable_ops;
 use hmreg::train::step::train_step;
 use hmreg::train::validate::validate;
 use hmreg::train::Setup;
@@ -37,12 +35,7 @@ use rand_chacha::ChaCha8Rng;
 
 /// Runs `f` on the device under test (see the module comment).
 fn on_subject<R>(f: impl FnOnce(&Device) -> R) -> R {
-    let dev = test_device();
-    if dev.is_cpu() {
-        with_portable_ops(|| f(&dev))
-    } else {
-        f(&dev)
-    }
+    common::on_device_path(f)
 }
 
 /// Runs `f` on the reference: the CPU with its kernels.
@@ -103,6 +96,16 @@ fn op_pass(
     out
 }
 
+/// A 6 -> 6 channel 3x3 kernel cut from the second input (so it gets a gradient too).
+fn kernel(x: &Tensor) -> Tensor {
+    x.narrow(0, 0, 1)
+        .unwrap()
+        .reshape((6, 7, 3, 3))
+        .unwrap()
+        .narrow(1, 0, 6)
+        .unwrap()
+}
+
 #[test]
 fn every_op_matches_the_cpu_kernels_in_values_and_gradients() {
     use hmreg::ops::*;
@@ -115,33 +118,16 @@ fn every_op_matches_the_cpu_kernels_in_values_and_gradients() {
     };
     let dims = [2, 6, 9, 7];
     type Op = Box<dyn Fn(&[Tensor]) -> Tensor>;
-    let ops: Vec<(&str, usize, f64, Op)> = vec![
-        // Max pooling selects and scatters: bit-exact on any device, ties included. Upsampling's
-        // gradient sums each block in another order (values exact).
-        (
-            "max_pool 3x3/2 pad 1",
-            1,
-            0.0,
-            Box::new(|x| max_pool2d(&x[0], 3, 2, 1).unwrap()),
-        ),
-        (
-            "max_pool 2x2/2",
-            1,
-            0.0,
-            Box::new(|x| max_pool2d(&x[0], 2, 2, 0).unwrap()),
-        ),
-        (
-            "max_pool 3x3/1 pad 1",
-            1,
-            0.0,
-            Box::new(|x| max_pool2d(&x[0], 3, 1, 1).unwrap()),
-        ),
-        (
-            "max_pool 3x3/3",
-            1,
-            0.0,
-            Box::new(|x| max_pool2d(&x[0], 3, 3, 0).unwrap()),
-        ),
+    // Max pooling selects and scatters: bit-exact on any device, ties included. Upsampling's
+    // gradient sums each block in another order (values exact).
+    let mut ops: Vec<(String, usize, f64, Op)> = [(3, 2, 1), (2, 2, 0), (3, 1, 1), (3, 3, 0)]
+        .into_iter()
+        .map(|(k, st, p)| {
+            let op: Op = Box::new(move |x| max_pool2d(&x[0], k, st, p).unwrap());
+            (format!("max_pool {k}x{k}/{st} pad {p}"), 1, 0.0, op)
+        })
+        .collect();
+    let others: Vec<(&str, usize, f64, Op)> = vec![
         (
             "upsample x2",
             1,
@@ -172,31 +158,13 @@ fn every_op_matches_the_cpu_kernels_in_values_and_gradients() {
             "conv 3x3 pad 1 + relu",
             2,
             1e-5,
-            Box::new(|x| {
-                let w = x[1]
-                    .narrow(0, 0, 1)
-                    .unwrap()
-                    .reshape((6, 7, 3, 3))
-                    .unwrap()
-                    .narrow(1, 0, 6)
-                    .unwrap();
-                conv2d_relu(&x[0], &w, None, 1, 1).unwrap()
-            }),
+            Box::new(|x| conv2d_relu(&x[0], &kernel(&x[1]), None, 1, 1).unwrap()),
         ),
         (
             "conv 3x3 stride 2",
             2,
             1e-5,
-            Box::new(|x| {
-                let w = x[1]
-                    .narrow(0, 0, 1)
-                    .unwrap()
-                    .reshape((6, 7, 3, 3))
-                    .unwrap()
-                    .narrow(1, 0, 6)
-                    .unwrap();
-                conv2d(&x[0], &w, None, 2, 1, 1).unwrap()
-            }),
+            Box::new(|x| conv2d(&x[0], &kernel(&x[1]), None, 2, 1, 1).unwrap()),
         ),
         (
             "batch_norm train + relu",
@@ -224,6 +192,11 @@ fn every_op_matches_the_cpu_kernels_in_values_and_gradients() {
             }),
         ),
     ];
+    ops.extend(
+        others
+            .into_iter()
+            .map(|(n, i, t, f)| (n.to_string(), i, t, f)),
+    );
     for (name, inputs, tol, f) in &ops {
         let xs: Vec<Vec<f32>> = (0..*inputs as u64).map(relu_d).collect();
         let reference = on_reference(|d| op_pass(d, &xs, &dims, f.as_ref()));

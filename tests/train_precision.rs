@@ -10,18 +10,10 @@ use hmreg::device::test_device;
 use hmreg::learn::optim::N_LR_GROUPS;
 use hmreg::learn::precision::Precision;
 use hmreg::models::{build, Arch, ModelConfig, ParamStore};
-use hmreg::ops::with_portable_ops;
 use hmreg::train::step::train_step;
 use hmreg::train::Setup;
 
-fn on_device<R>(f: impl FnOnce(&Device) -> R) -> R {
-    let dev = test_device();
-    if dev.is_cpu() {
-        with_portable_ops(|| f(&dev))
-    } else {
-        f(&dev)
-    }
-}
+use common::on_device_path as on_device;
 
 /// The half precisions the device computes in: Candle's CPU matmul has no bf16, so the CPU (the
 /// portable path's stand-in for a GPU here) checks f16 only.

@@ -70,3 +70,15 @@ pub fn for_each_pool(f: impl Fn() + Sync) {
             .install(&f);
     }
 }
+
+/// Runs `f` on the test suite's device along the path a GPU takes: on a GPU as is; on the CPU
+/// with the portable ops forced (Candle tensor ops instead of the CPU kernels), so that the
+/// arithmetic a GPU will run is tested here too.
+pub fn on_device_path<R>(f: impl FnOnce(&candle_core::Device) -> R) -> R {
+    let dev = hmreg::device::test_device();
+    if dev.is_cpu() {
+        hmreg::ops::with_portable_ops(|| f(&dev))
+    } else {
+        f(&dev)
+    }
+}
