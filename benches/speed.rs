@@ -396,7 +396,7 @@ fn run_measured(mut cmd: Command, o: &Opts, what: &str) -> Result<Row, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let mut row = last_json_row(&String::from_utf8_lossy(&out.stdout))?;
+    let mut row = reference::last_json::<Row>(&String::from_utf8_lossy(&out.stdout))?;
     if let Some(base) = baseline {
         row.peak_device_mb = Some(peak - base);
     }
@@ -409,14 +409,6 @@ fn run_child(arch: &str, o: &Opts) -> Result<Row, String> {
     let mut cmd = Command::new(exe);
     cmd.args(["--child", "--arch", arch]).args(shared_args(o));
     run_measured(cmd, o, &format!("hmreg child for {arch}"))
-}
-
-fn last_json_row(stdout: &str) -> Result<Row, String> {
-    let line = stdout
-        .lines()
-        .rfind(|l| l.starts_with('{'))
-        .ok_or("no result line")?;
-    serde_json::from_str(line).map_err(|e| format!("{e}: {line}"))
 }
 
 /// PyTorch's rows, when torch is importable.

@@ -1,12 +1,10 @@
 //! `hmreg experiment rounding` end to end on a tiny dataset written here (real data stays out of
 //! the repository), plus its exit codes.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+use common::hmreg;
 
-fn hmreg() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hmreg"))
-}
+use std::path::Path;
 
 /// A LaPa-layout split with `n` images of 40x20 pixels and 3 points each.
 fn write_split(root: &Path, split: &str, n: usize) {

@@ -2,8 +2,11 @@
 //! tiny or faceless images, bounded options refused clearly, the detector-to-crop convention,
 //! boxes past the photo's sides, and inputs from folders and standard input.
 
+mod common;
+use common::hmreg;
+
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use hmreg::detect::{landmark_box, DetectOptions, FaceDetector, LANDMARK_BOX_SCALE};
 use image::{Rgb, RgbImage};
@@ -17,10 +20,6 @@ fn group_photo() -> RgbImage {
 
 fn three_faces() -> RgbImage {
     photos::three_faces(&group_photo())
-}
-
-fn hmreg() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hmreg"))
 }
 
 /// `hmreg predict ARGS`, which must succeed, and its JSON document.

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use hmreg::cli::eval::{execute, EvalArgs};
 use hmreg::run::checkpoint;
@@ -136,7 +135,7 @@ fn eval_repeats_and_matches_the_metrics_logged_by_training() {
     .unwrap();
     let broken = tmp.path().join("broken.jpg");
     std::fs::write(&broken, b"\xFF\xD8\xFF not a jpeg").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hmreg"))
+    let out = common::hmreg()
         .args(["predict", "--no-detect", "--json", "--run"])
         .arg(&run)
         .arg(&good)
@@ -157,7 +156,7 @@ fn eval_repeats_and_matches_the_metrics_logged_by_training() {
     assert!(tmp.path().join("pred/face.png").is_file());
     assert!(tmp.path().join("pred/predictions.json").is_file());
     // All good: exit 0.
-    let ok = Command::new(env!("CARGO_BIN_EXE_hmreg"))
+    let ok = common::hmreg()
         .args(["predict", "--no-detect", "--run"])
         .arg(&run)
         .arg(&good)
@@ -171,7 +170,7 @@ fn eval_repeats_and_matches_the_metrics_logged_by_training() {
     );
     // COCO results, image ids from the annotation file the images come from.
     let first = &samples[0].image_path;
-    let coco_out = Command::new(env!("CARGO_BIN_EXE_hmreg"))
+    let coco_out = common::hmreg()
         .args(["predict", "--no-detect", "--format", "coco", "--image-ids"])
         .arg(&coco)
         .arg("--run")
@@ -192,7 +191,7 @@ fn eval_repeats_and_matches_the_metrics_logged_by_training() {
     let mean_conf = (0..5).map(|i| results[0].keypoints[3 * i + 2]).sum::<f32>() / 5.0;
     assert!((results[0].score - mean_conf).abs() < 1e-6);
     // An image the annotation file does not list is an error naming that file.
-    let unknown = Command::new(env!("CARGO_BIN_EXE_hmreg"))
+    let unknown = common::hmreg()
         .args(["predict", "--no-detect", "--format", "coco", "--image-ids"])
         .arg(&coco)
         .arg("--run")

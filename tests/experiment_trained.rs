@@ -2,19 +2,15 @@
 //! files, and skipping finished cells on a second invocation.
 
 mod common;
+use common::hmreg;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use hmreg::codec::{Decoder, TargetEncoder};
 use hmreg::experiment::trained::{load_config, Cell, GridConfig, Method, MethodParams};
 use hmreg::learn::loss::LossKind;
 use hmreg::models::{Arch, HeadKind};
 use hmreg::run::TrainConfig;
-
-fn hmreg() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hmreg"))
-}
 
 /// HRNet at width 1/8 on 64x64 synthetic faces, one epoch: a cell takes about a second.
 fn tiny_base(dir: &Path) -> TrainConfig {

@@ -1,9 +1,9 @@
 //! The `hmreg train` and `hmreg lr-find` command lines: overrides, JSON output, exit codes.
 
 mod common;
+use common::hmreg;
 
 use std::path::Path;
-use std::process::Command;
 
 use hmreg::run::TrainConfig;
 
@@ -14,10 +14,6 @@ fn write_tiny(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("tiny.toml");
     std::fs::write(&path, c.to_toml().unwrap()).unwrap();
     path
-}
-
-fn hmreg() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hmreg"))
 }
 
 #[test]

@@ -253,7 +253,7 @@ fn a_global_batch_that_does_not_divide_is_refused() {
 }
 
 fn hmreg(args: &[&str], dir: &Path) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hmreg"))
+    let out = common::hmreg()
         .args(args)
         .current_dir(dir)
         .env_remove("NNODES")

@@ -17,13 +17,19 @@ pub fn images_per_second<S: AsRef<OsStr>>(script: &str, args: &[S]) -> Result<f6
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(format!("{script} failed: {}", err.trim_end()));
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row: serde_json::Value =
+        last_json(&String::from_utf8_lossy(&out.stdout)).map_err(|e| format!("{script}: {e}"))?;
+    row["images_per_second"]
+        .as_f64()
+        .ok_or_else(|| format!("{script}: no images_per_second in {row}"))
+}
+
+/// The last line of `stdout` that is a JSON object, parsed (the benches' and scripts' result
+/// lines).
+pub fn last_json<T: serde::de::DeserializeOwned>(stdout: &str) -> Result<T, String> {
     let line = stdout
         .lines()
         .rfind(|l| l.starts_with('{'))
-        .ok_or_else(|| format!("{script}: no result line"))?;
-    let row: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    row["images_per_second"]
-        .as_f64()
-        .ok_or_else(|| format!("{script}: no images_per_second in {line}"))
+        .ok_or("no result line")?;
+    serde_json::from_str(line).map_err(|e| format!("{e}: {line}"))
 }

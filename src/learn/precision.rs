@@ -2,7 +2,7 @@
 //! f16. Master weights, gradients as the optimiser sees them, optimiser state, BatchNorm
 //! statistics and the loss stay f32 whatever the precision (PyTorch's autocast recipe).
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 
 use crate::{Error, Result};
 
@@ -53,11 +53,6 @@ impl Precision {
             )));
         }
         Ok(())
-    }
-
-    /// [`Precision::check_device`] for an opened device.
-    pub fn check_opened(self, device: &Device) -> Result<()> {
-        self.check_device(if device.is_cpu() { "cpu" } else { "cuda" })
     }
 }
 

@@ -287,31 +287,59 @@ pub fn batch_norm_reference(
         momentum,
         eps,
     } = cfg;
-    let c = x.dim(1)?;
-    let shape = (1, c, 1, 1);
-    let (mean, var) = if train {
-        let n = (x.elem_count() / c) as f64;
-        let mean = x
-            .mean_keepdim(0)?
-            .mean_keepdim(D::Minus1)?
-            .mean_keepdim(D::Minus2)?;
-        let centred = x.broadcast_sub(&mean)?;
-        let var = centred
-            .sqr()?
-            .mean_keepdim(0)?
-            .mean_keepdim(D::Minus1)?
-            .mean_keepdim(D::Minus2)?;
-        update_running_on_device(running_mean, running_var, &mean, &var, n, momentum)?;
-        (mean, var)
+    let shape = (1, x.dim(1)?, 1, 1);
+    let (centred, var) = if train {
+        let (mean, centred, var, count) = batch_statistics(x, None)?;
+        update_running_on_device(running_mean, running_var, &mean, &var, count, momentum)?;
+        (centred, var)
     } else {
         (
-            running_mean.as_tensor().reshape(shape)?,
+            x.broadcast_sub(&running_mean.as_tensor().reshape(shape)?)?,
             running_var.as_tensor().reshape(shape)?,
         )
     };
-    let inv = (var + eps)?.sqrt()?.recip()?;
-    let scale = weight.reshape(shape)?.broadcast_mul(&inv)?;
-    x.broadcast_sub(&mean)?
+    normalise(&centred, &var, weight, bias, eps)
+}
+
+/// Per-channel statistics over `(N, H, W)`, over every worker's shard when `reducer` is given
+/// (equal shards): the mean, `x − mean`, the biased variance and the number of values. The mean
+/// first, then the mean square deviation from it (also across workers: no E[x²] − E[x]²
+/// cancellation).
+fn batch_statistics(
+    x: &Tensor,
+    reducer: Option<&std::sync::Arc<dyn super::sync_stats::StatsReducer>>,
+) -> Result<(Tensor, Tensor, Tensor, f64)> {
+    let (n, _, h, w) = x.dims4()?;
+    let channel_mean = |t: &Tensor| -> Result<Tensor> {
+        let local = t
+            .mean_keepdim(0)?
+            .mean_keepdim(D::Minus1)?
+            .mean_keepdim(D::Minus2)?;
+        match reducer {
+            Some(r) => super::sync_stats::mean_over_workers(r, &local),
+            None => Ok(local),
+        }
+    };
+    let mean = channel_mean(x)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = channel_mean(&centred.sqr()?)?;
+    let workers = reducer.map_or(1, |r| r.world());
+    Ok((mean, centred, var, (n * h * w * workers) as f64))
+}
+
+/// `centred · γ / sqrt(var + eps) + β`, per channel.
+fn normalise(
+    centred: &Tensor,
+    var: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    let shape = (1, centred.dim(1)?, 1, 1);
+    let scale = weight
+        .reshape(shape)?
+        .broadcast_mul(&(var + eps)?.sqrt()?.recip()?)?;
+    centred
         .broadcast_mul(&scale)?
         .broadcast_add(&bias.reshape(shape)?)
 }
@@ -345,21 +373,8 @@ pub fn batch_norm_sync(
     relu: bool,
     reducer: &std::sync::Arc<dyn super::sync_stats::StatsReducer>,
 ) -> Result<Tensor> {
-    use super::sync_stats::mean_over_workers;
     let xf = x.to_dtype(p.weight.dtype())?;
-    let (n, c, h, w) = xf.dims4()?;
-    let shape = (1, c, 1, 1);
-    let channel_mean = |t: &Tensor| -> Result<Tensor> {
-        t.mean_keepdim(0)?
-            .mean_keepdim(D::Minus1)?
-            .mean_keepdim(D::Minus2)
-    };
-    // The global mean first, then each worker's mean square deviation from it: numerically as
-    // good as one worker's two-pass variance (no E[x²] − E[x]² cancellation).
-    let mean = mean_over_workers(reducer, &channel_mean(&xf)?)?;
-    let centred = xf.broadcast_sub(&mean)?;
-    let var = mean_over_workers(reducer, &channel_mean(&centred.sqr()?)?)?;
-    let count = (n * h * w * reducer.world()) as f64;
+    let (mean, centred, var, count) = batch_statistics(&xf, Some(reducer))?;
     update_running_on_device(
         p.running_mean,
         p.running_var,
@@ -368,13 +383,7 @@ pub fn batch_norm_sync(
         count,
         cfg.momentum,
     )?;
-    let scale = p
-        .weight
-        .reshape(shape)?
-        .broadcast_mul(&(var + cfg.eps)?.sqrt()?.recip()?)?;
-    let y = centred
-        .broadcast_mul(&scale)?
-        .broadcast_add(&p.bias.reshape(shape)?)?;
+    let y = normalise(&centred, &var, p.weight, p.bias, cfg.eps)?;
     let y = if relu { super::relu(&y)? } else { y };
     y.to_dtype(x.dtype())
 }

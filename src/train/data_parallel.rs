@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use candle_core::{Device, Tensor};
 
-use super::setup::Setup;
+use super::setup::{optimiser_for, Setup};
 use super::step::{forward_loss, gradients};
 use crate::data::{Batch, Shards};
 use crate::learn::loss::LossConfig;
@@ -91,10 +91,7 @@ impl DataParallel {
             .map(|dev| {
                 let mut store = ParamStore::new(dev, s.cfg.seed);
                 let model = build(&s.cfg.model, &mut store)?;
-                let mut opt = Adam::new(&store, &s.cfg.optim)?;
-                if s.cfg.precision == Precision::F16 {
-                    opt.enable_loss_scaling();
-                }
+                let opt = optimiser_for(&store, &s.cfg)?;
                 Ok(Replica { store, model, opt })
             })
             .collect::<Result<Vec<_>>>()?;

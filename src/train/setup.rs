@@ -16,6 +16,16 @@ use crate::models::{build, KeypointNet, ParamGroup, ParamStore};
 use crate::run::{DeviceSpec, TrainConfig};
 use crate::{Error, Result};
 
+/// The optimiser `cfg` asks for over `store`'s parameters, with loss scaling when it trains in
+/// f16 (the run's own model and every data-parallel replica's).
+pub fn optimiser_for(store: &ParamStore, cfg: &TrainConfig) -> Result<Adam> {
+    let mut opt = Adam::new(store, &cfg.optim)?;
+    if cfg.precision == Precision::F16 {
+        opt.enable_loss_scaling();
+    }
+    Ok(opt)
+}
+
 /// Everything built from a config: device, data, model and loaders.
 pub struct Setup {
     pub cfg: TrainConfig,
@@ -74,13 +84,9 @@ impl Setup {
         })
     }
 
-    /// The optimiser for this run's parameters, with loss scaling when it trains in f16.
+    /// The optimiser for this run's parameters ([`optimiser_for`]).
     pub fn optimiser(&self) -> Result<Adam> {
-        let mut opt = Adam::new(&self.store, &self.cfg.optim)?;
-        if self.cfg.precision == Precision::F16 {
-            opt.enable_loss_scaling();
-        }
-        Ok(opt)
+        optimiser_for(&self.store, &self.cfg)
     }
 
     /// A loader of other `samples` prepared like the validation data.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::process::Command;
 
 use hmreg::codec::TargetEncoder;
 use hmreg::data::SynthConfig;
@@ -81,4 +82,9 @@ pub fn on_device_path<R>(f: impl FnOnce(&candle_core::Device) -> R) -> R {
     } else {
         f(&dev)
     }
+}
+
+/// The `hmreg` binary of this build, as a command to add arguments to.
+pub fn hmreg() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hmreg"))
 }
