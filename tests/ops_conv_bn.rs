@@ -6,7 +6,7 @@
 //! write fails the comparison whatever the build profile.
 
 use candle_core::{Tensor, Var};
-use hmreg::ops::{self, BatchNormConfig, BatchNormParams};
+use hmreg::ops::{self, BatchNormConfig, BatchNormParams, ConvAlgo};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -16,6 +16,16 @@ use common::for_each_pool;
 /// A description of the current pool, for failure messages.
 fn pool() -> String {
     format!("{} threads", rayon::current_num_threads())
+}
+
+/// Runs `f` in every pool of [`for_each_pool`] with each convolution algorithm forced in turn
+/// (where it supports the geometry; elsewhere the usual choice runs).
+fn for_each_pool_and_algo(f: impl Fn(ConvAlgo) + Sync) {
+    for_each_pool(|| {
+        for algo in [ConvAlgo::Gemm, ConvAlgo::Direct, ConvAlgo::Winograd] {
+            ops::with_conv_algo(algo, || f(algo));
+        }
+    });
 }
 
 fn flat(t: &Tensor) -> Vec<f32> {
@@ -151,8 +161,8 @@ fn check_conv(case: ConvCase) {
         .unwrap()
         .backward()
         .ok();
-    for_each_pool(|| {
-        let ctx = format!("{case:?} on {}", pool());
+    for_each_pool_and_algo(|algo| {
+        let ctx = format!("{case:?}, {algo:?} on {}", pool());
         let ours = ops::conv2d(x.as_tensor(), wt.as_tensor(), None, stride, pad, 1).unwrap();
         let scale = max_abs(&refr).max(1.0);
         assert!(max_abs_diff(&ours, &refr) <= 1e-4 * scale, "forward {ctx}");
@@ -289,6 +299,72 @@ fn conv_stride_one_input_gradient_for_every_padding() {
 }
 
 #[test]
+fn direct_and_winograd_edge_geometries() {
+    // Rows of 8 to 15 outputs (the direct kernel pairs rows; an odd row count leaves one),
+    // exactly 8, and wide rows with a tail after 16 + 8 columns (an overlapping last vector, which
+    // the direct weight gradient masks); output channels that fill no whole register block (6
+    // forward, 4 weight gradient); odd output sizes (Winograd's 2x2 tiles hang over the edges).
+    for (x, c_out, pad) in [
+        ([2, 5, 7, 12], 7, 1),
+        ([1, 4, 9, 8], 13, 1),
+        ([2, 3, 5, 27], 6, 1),
+        ([2, 6, 11, 13], 5, 0),
+        ([3, 2, 6, 10], 9, 2),
+    ] {
+        check_conv(ConvCase {
+            x,
+            c_out,
+            k: (3, 3),
+            stride: 1,
+            pad,
+        });
+    }
+}
+
+#[test]
+fn the_usual_choice_picks_each_algorithm_on_model_layers() {
+    use hmreg::ops::conv_algo;
+    use hmreg::ops::conv_cpu::ConvGeom;
+    let layer = |c_in, hw, c_out, k: usize, stride| ConvGeom {
+        n: 8,
+        c_in,
+        h: hw,
+        w: hw,
+        c_out,
+        kh: k,
+        kw: k,
+        stride,
+        padding: k / 2,
+    };
+    // UNet's decoder and ResNet's wide layers: Winograd; HRNet's narrow branches: direct (when
+    // the CPU has AVX2); strided, pointwise, 8x8 and very wide-input layers: im2col + gemm.
+    assert_eq!(
+        conv_algo::forward(&layer(99, 256, 99, 3, 1)),
+        ConvAlgo::Winograd
+    );
+    assert_eq!(
+        conv_algo::forward(&layer(256, 64, 256, 3, 1)),
+        ConvAlgo::Winograd
+    );
+    assert_eq!(
+        conv_algo::forward(&layer(64, 64, 256, 1, 1)),
+        ConvAlgo::Gemm
+    );
+    assert_eq!(conv_algo::forward(&layer(18, 64, 36, 3, 2)), ConvAlgo::Gemm);
+    assert_eq!(
+        conv_algo::forward(&layer(512, 8, 512, 3, 1)),
+        ConvAlgo::Gemm
+    );
+    let narrow = if hmreg::ops::conv_direct::available() {
+        ConvAlgo::Direct
+    } else {
+        ConvAlgo::Gemm
+    };
+    assert_eq!(conv_algo::forward(&layer(18, 64, 18, 3, 1)), narrow);
+    assert_eq!(conv_algo::forward(&layer(36, 32, 36, 3, 1)), narrow);
+}
+
+#[test]
 fn fused_conv_bias_relu_matches_candle_values_and_gradients() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     for (n, stride, k, pad) in [(3, 1, 3, 1), (2, 2, 3, 1), (2, 1, 1, 0)] {
@@ -313,7 +389,7 @@ fn fused_conv_bias_relu_matches_candle_values_and_gradients() {
                 .unwrap()
         };
         let g_ref = grads(&refr);
-        for_each_pool(|| {
+        for_each_pool_and_algo(|algo| {
             let ours = ops::conv2d_relu(
                 x.as_tensor(),
                 wt.as_tensor(),
@@ -322,7 +398,7 @@ fn fused_conv_bias_relu_matches_candle_values_and_gradients() {
                 pad,
             )
             .unwrap();
-            let ctx = format!("n{n} s{stride} k{k} p{pad} on {}", pool());
+            let ctx = format!("n{n} s{stride} k{k} p{pad}, {algo:?} on {}", pool());
             assert!(max_abs_diff(&ours, &refr) < 1e-4, "forward {ctx}");
             // Both sides of the ReLU occur, so the mask is exercised.
             let vals = flat(&ours);
@@ -597,7 +673,7 @@ fn batch_norm_folded_into_conv_matches_conv_then_batch_norm() {
         let x = rand_tensor(&mut rng, &[n, 4, 9, 9]);
         let w = rand_tensor(&mut rng, &[c, 4, k, k]);
         let b = rand_tensor(&mut rng, &[c]);
-        for_each_pool(|| {
+        for_each_pool_and_algo(|algo| {
             let (scale, mut shift) = ops::inference_scale_shift(params, cfg.eps).unwrap();
             let bv = b.to_vec1::<f32>().unwrap();
             for i in 0..c {
@@ -614,7 +690,7 @@ fn batch_norm_folded_into_conv_matches_conv_then_batch_norm() {
             let d = max_abs_diff(&folded, &want);
             assert!(
                 d <= 1e-5 * max_abs(&want).max(1.0),
-                "n{n} k{k} s{stride} relu {relu} on {}: max diff {d}",
+                "n{n} k{k} s{stride} relu {relu}, {algo:?} on {}: max diff {d}",
                 pool()
             );
         });

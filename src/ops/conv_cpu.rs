@@ -23,53 +23,12 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::buffer::OutBuf;
+use super::conv_algo::{self, ConvAlgo};
+pub use super::conv_geom::{ConvGeom, Epilogue};
+use super::{conv_direct, conv_winograd};
 
-/// Upper bound on the floats of one im2col tile (per thread): 16 MiB.
-const TILE_FLOATS: usize = 4 << 20;
-
-/// Shapes of one convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeom {
-    pub n: usize,
-    pub c_in: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c_out: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: usize,
-    pub padding: usize,
-}
-
-impl ConvGeom {
-    pub fn out_h(&self) -> usize {
-        (self.h + 2 * self.padding - self.kh) / self.stride + 1
-    }
-    pub fn out_w(&self) -> usize {
-        (self.w + 2 * self.padding - self.kw) / self.stride + 1
-    }
-    /// Rows of the column matrix: `C_in · KH · KW`.
-    pub fn k(&self) -> usize {
-        self.c_in * self.kh * self.kw
-    }
-    fn is_pointwise(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.padding == 0
-    }
-    /// Output rows per im2col tile.
-    fn tile_rows(&self) -> usize {
-        let per_row = self.k() * self.out_w();
-        (TILE_FLOATS / per_row.max(1)).clamp(1, self.out_h())
-    }
-    pub fn in_len(&self) -> usize {
-        self.c_in * self.h * self.w
-    }
-    pub fn out_len(&self) -> usize {
-        self.c_out * self.out_h() * self.out_w()
-    }
-    /// Multiply-adds of the forward pass (the backward passes cost the same each).
-    pub fn macs(&self) -> usize {
-        self.n * self.out_len() * self.k()
-    }
+thread_local! {
+    static WINO_SCRATCH: std::cell::RefCell<conv_winograd::Scratch> = Default::default();
 }
 
 /// The output columns `[lo, hi)` of valid input for kernel offset `k` along one axis.
@@ -290,49 +249,6 @@ impl SendPtr {
     }
 }
 
-/// What the forward pass applies to the convolution's output, per output channel:
-/// `max?(0, y · scale[c] + bias[c])`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Epilogue<'a> {
-    /// Multiplies each output channel (`C_out` values): a BatchNorm folded in for inference.
-    pub scale: Option<&'a [f32]>,
-    /// Added to each output channel (`C_out` values).
-    pub bias: Option<&'a [f32]>,
-    /// `max(0, ·)` last.
-    pub relu: bool,
-}
-
-impl Epilogue<'_> {
-    fn is_identity(&self) -> bool {
-        self.scale.is_none() && self.bias.is_none() && !self.relu
-    }
-
-    /// Applies the epilogue to `rows` output channels of `len` values each, `stride` apart,
-    /// while the tile the gemm just wrote is still in cache.
-    ///
-    /// # Safety
-    /// `dst` must point to `rows` runs of `len` initialised floats `stride` apart, which no
-    /// other thread accesses during the call.
-    unsafe fn apply(&self, dst: *mut f32, rows: usize, stride: usize, len: usize) {
-        if self.is_identity() {
-            return;
-        }
-        for r in 0..rows {
-            // SAFETY: the caller guarantees that row `r` (`len` floats at `dst + r·stride`) is
-            // initialised and ours alone for the duration of this call.
-            let row = unsafe { std::slice::from_raw_parts_mut(dst.add(r * stride), len) };
-            let a = self.scale.map_or(1.0, |s| s[r]);
-            let b = self.bias.map_or(0.0, |b| b[r]);
-            match (self.scale.is_some(), self.relu) {
-                (true, true) => row.iter_mut().for_each(|v| *v = (*v * a + b).max(0.0)),
-                (true, false) => row.iter_mut().for_each(|v| *v = *v * a + b),
-                (false, true) => row.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
-                (false, false) => row.iter_mut().for_each(|v| *v += b),
-            }
-        }
-    }
-}
-
 /// How the forward pass splits its work over `threads` threads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct ForwardPlan {
@@ -388,8 +304,46 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom, epi: Epilogue) -> Vec<
     let rows = plan.rows;
     let mut y = OutBuf::new(g.n * g.out_len());
     let yp = SendPtr(y.as_mut_ptr());
+    let algo = conv_algo::forward(g);
+    let winograd = (algo == ConvAlgo::Winograd).then(|| conv_winograd::transform_weights(w, g));
+    let direct = (algo == ConvAlgo::Direct).then(|| conv_direct::pack_weights(w, g));
     let run = |col: &mut Option<OutBuf>, (s, oh0, oh1): (usize, usize, usize), par: Parallelism| {
         let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
+        if let Some(u) = &winograd {
+            WINO_SCRATCH.with_borrow_mut(|scratch| {
+                // SAFETY: sample `s`'s C_out·OH·OW outputs lie inside `y`, and the plan's tiles
+                // partition every sample's rows: rows [oh0, oh1) are ours.
+                unsafe {
+                    conv_winograd::forward_rows(
+                        xs,
+                        u,
+                        g,
+                        oh0,
+                        oh1,
+                        &epi,
+                        yp.get().add(s * g.out_len()),
+                        scratch,
+                    )
+                }
+            });
+            return;
+        }
+        if let Some(packed) = &direct {
+            // SAFETY: sample `s`'s C_out·OH·OW outputs lie inside `y` (N·C_out·OH·OW floats),
+            // and the plan's tiles partition every sample's rows: rows [oh0, oh1) are ours.
+            unsafe {
+                conv_direct::forward_rows(
+                    xs,
+                    packed,
+                    g,
+                    oh0,
+                    oh1,
+                    &epi,
+                    yp.get().add(s * g.out_len()),
+                )
+            };
+            return;
+        }
         let t = (oh1 - oh0) * ow_n;
         let rhs = if g.is_pointwise() {
             Mat::rows(xs[oh0 * ow_n..].as_ptr(), ohw as isize)
@@ -497,6 +451,10 @@ pub fn conv2d_backward(
     let flipped = need_dx && flipped_conv_applies(g);
     let tiled_dx = need_dx && !flipped;
     let dx_flipped = flipped.then(|| input_grad_by_flipped_conv(w, dy, g));
+    // Narrow 3x3 stride-1 layers: the direct weight-gradient kernel.
+    let dw_direct =
+        (need_dw && conv_algo::direct_weight_grad(g)).then(|| conv_direct::weight_grad(x, dy, g));
+    let need_dw = need_dw && dw_direct.is_none();
     // 1x1: the gemms below write every element of the input gradient. Otherwise col2im adds
     // into it, so it starts at zero.
     let mut dx_written = (tiled_dx && pw).then(|| OutBuf::new(g.n * g.in_len()));
@@ -517,7 +475,7 @@ pub fn conv2d_backward(
     };
     let dwp = SendPtr(dw_parts.as_mut_ptr());
     if !(need_dw || tiled_dx) {
-        return (dx_flipped, None);
+        return (dx_flipped, dw_direct);
     }
     for_chunks(g.n, chunk, parallel, |s0, ns| {
         // This chunk's scratch tiles: im2col writes `col`, the input-gradient gemm `dcol`.
@@ -617,18 +575,20 @@ pub fn conv2d_backward(
         }
         (None, None) => dx_summed,
     };
-    let dw = need_dw.then(|| {
-        // Sum the chunks' dWᵀ and transpose to (C_out, K).
-        let len = g.c_out * k;
-        let mut dw = vec![0f32; len];
-        for part in dw_parts.chunks(len) {
-            for (kk, row) in part.chunks(g.c_out).enumerate() {
-                for (co, &v) in row.iter().enumerate() {
-                    dw[co * k + kk] += v;
+    let dw = dw_direct.or_else(|| {
+        need_dw.then(|| {
+            // Sum the chunks' dWᵀ and transpose to (C_out, K).
+            let len = g.c_out * k;
+            let mut dw = vec![0f32; len];
+            for part in dw_parts.chunks(len) {
+                for (kk, row) in part.chunks(g.c_out).enumerate() {
+                    for (co, &v) in row.iter().enumerate() {
+                        dw[co * k + kk] += v;
+                    }
                 }
             }
-        }
-        dw
+            dw
+        })
     });
     (dx, dw)
 }

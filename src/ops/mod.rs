@@ -6,7 +6,11 @@ pub mod batchnorm;
 pub mod batchnorm_cpu;
 pub mod buffer;
 pub mod conv;
+pub mod conv_algo;
 pub mod conv_cpu;
+pub mod conv_direct;
+pub mod conv_geom;
+pub mod conv_winograd;
 pub mod cpu_data;
 pub mod eltwise;
 pub mod maxpool;
@@ -22,6 +26,7 @@ pub use batchnorm::{
     BatchNormParams,
 };
 pub use conv::{conv2d, conv2d_affine, conv2d_relu};
+pub use conv_algo::{with_conv_algo, ConvAlgo};
 pub use eltwise::{add_relu, relu};
 pub use maxpool::max_pool2d;
 pub use pixel_shuffle::pixel_shuffle;
