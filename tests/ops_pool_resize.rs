@@ -5,7 +5,7 @@
 //! a kernel fails to write fails the comparison whatever the build profile.
 
 use candle_core::{DType, Tensor};
-use hmreg::ops::{max_pool2d, pixel_shuffle, resize_bilinear, upsample_nearest};
+use hmreg::ops::{max_pool2d, pixel_shuffle, resize_bilinear, shuffle_cat, upsample_nearest};
 use rand::{Rng, SeedableRng};
 
 mod common;
@@ -268,6 +268,32 @@ fn pixel_shuffle_f32_kernel_matches_reference_path() {
         check_f32_kernel_against_f64(|x| pixel_shuffle(x, 2).unwrap(), &[2, 12, 5, 3], 41);
         check_f32_kernel_against_f64(|x| pixel_shuffle(x, 3).unwrap(), &[1, 18, 2, 4], 42);
     });
+}
+
+#[test]
+fn shuffle_cat_equals_shuffle_then_concatenation() {
+    // Pure data movement: the kernel's values and both gradients equal, bit for bit, those of
+    // pixel_shuffle followed by Candle's cat (the portable path), for several samples and
+    // channel counts on both sides.
+    for (n, c, r, h, w, c2) in [(2, 3, 2, 3, 4, 5), (3, 2, 3, 2, 2, 1)] {
+        let x =
+            candle_core::Var::from_tensor(&random(&[n, c * r * r, h, w], 51, DType::F32)).unwrap();
+        let rest =
+            candle_core::Var::from_tensor(&random(&[n, c2, h * r, w * r], 52, DType::F32)).unwrap();
+        let wts = random(&[n, c + c2, h * r, w * r], 53, DType::F32);
+        let run = || {
+            let y = shuffle_cat(x.as_tensor(), r, rest.as_tensor()).unwrap();
+            let g = (&y * &wts).unwrap().sum_all().unwrap().backward().unwrap();
+            let dx = flat(g.get(x.as_tensor()).unwrap());
+            (flat(&y), dx, flat(g.get(rest.as_tensor()).unwrap()))
+        };
+        let want = hmreg::ops::with_portable_ops(run);
+        for_each_pool(|| assert!(run() == want, "n{n} c{c} r{r}"));
+    }
+    let x = random(&[1, 8, 3, 3], 54, DType::F32);
+    let wrong = random(&[1, 2, 6, 5], 55, DType::F32);
+    assert!(shuffle_cat(&x, 2, &wrong).is_err(), "sizes apart");
+    assert!(shuffle_cat(&x.narrow(1, 0, 6).unwrap(), 2, &wrong).is_err());
 }
 
 #[test]

@@ -297,7 +297,11 @@ impl Adam {
             let debias2 = 1.0 - sqr_mom.powi(slot.step as i32);
             let decay = (slot.decay && wd != 0.0).then_some(1.0 - lr * wd);
             let p = slot.var.as_tensor().detach();
-            let (p, m, v) = if cpu_kernels(&[&p, g]) {
+            let (m, v) = match slot.moments.take() {
+                Some((m, v)) => (m, v),
+                None => (g.zeros_like()?, g.zeros_like()?),
+            };
+            let (m, v) = if cpu_kernels(&[&p, g, &m, &v]) {
                 let k = AdamScalars {
                     decay: decay.map(|d| d as f32),
                     grad_scale: grad_factor.map(|c| c as f32),
@@ -309,7 +313,9 @@ impl Adam {
                     eps: eps as f32,
                     step_size: (lr / debias1) as f32,
                 };
-                optim_cpu::adam_step(&p, g, slot.moments.take(), &k)?
+                // `p` shares the variable's storage: the step updates the variable itself.
+                optim_cpu::adam_step(&p, g, &m, &v, &k)?;
+                (m, v)
             } else {
                 let g = match grad_factor {
                     Some(c) => (g * c)?,
@@ -319,17 +325,13 @@ impl Adam {
                     Some(d) => (p * d)?,
                     None => p,
                 };
-                let (m, v) = match slot.moments.take() {
-                    Some((m, v)) => (m, v),
-                    None => (g.zeros_like()?, g.zeros_like()?),
-                };
-                let m = ((m * mom)? + (&g * (1.0 - mom))?)?;
-                let v = ((v * sqr_mom)? + (g.sqr()? * (1.0 - sqr_mom))?)?;
-                let denom = ((&v / debias2)?.sqrt()? + eps)?;
-                let update = ((&m / &denom)? * (lr / debias1))?;
-                ((p - update)?, m, v)
+                let m2 = ((m * mom)? + (&g * (1.0 - mom))?)?;
+                let v2 = ((v * sqr_mom)? + (g.sqr()? * (1.0 - sqr_mom))?)?;
+                let denom = ((&v2 / debias2)?.sqrt()? + eps)?;
+                let update = ((&m2 / &denom)? * (lr / debias1))?;
+                slot.var.set(&(p - update)?)?;
+                (m2, v2)
             };
-            slot.var.set(&p)?;
             slot.moments = Some((m, v));
         }
         Ok(StepStats {
@@ -399,7 +401,9 @@ impl Adam {
                                 ),
                             ));
                         }
-                        Ok(t.to_dtype(DType::F32)?.to_device(s.var.device())?)
+                        // A copy: the CPU step updates moments in place, and the exporter
+                        // (a data-parallel lead, say) keeps stepping its own.
+                        Ok(t.to_dtype(DType::F32)?.to_device(s.var.device())?.copy()?)
                     };
                     restored.push((Some((get("m")?, get("v")?)), step));
                 }

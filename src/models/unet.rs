@@ -16,7 +16,7 @@ use super::params::{ParamGroup, ParamStore};
 use super::resnet::Resnet18;
 use super::HeadKind;
 use super::KeypointNet;
-use crate::ops::pixel_shuffle;
+use crate::ops::{pixel_shuffle, shuffle_cat};
 use crate::Result;
 
 /// fastai's `apply_init(..., nn.init.kaiming_normal_)` on the middle convs, UnetBlock convs and
@@ -62,6 +62,11 @@ impl PixelShuffleIcnr {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         pixel_shuffle(&self.conv.forward_relu(x)?, 2)
     }
+
+    /// `cat([self.forward(x), rest], 1)` without the upsampled tensor as an intermediate.
+    fn forward_cat(&self, x: &Tensor, rest: &Tensor) -> candle_core::Result<Tensor> {
+        shuffle_cat(&self.conv.forward_relu(x)?, 2, rest)
+    }
 }
 
 /// fastai's UnetBlock: upsample, BN on the skip, concat, ReLU, two conv+ReLU.
@@ -100,19 +105,19 @@ impl UnetBlock {
     }
 
     fn forward_t(&self, x: &Tensor, skip: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let up = self.shuf.forward(x)?;
-        let (_, _, h, w) = skip.dims4()?;
-        let (_, _, uh, uw) = up.dims4()?;
-        // fastai resizes (nearest) when odd sizes leave the shapes apart.
-        let up = if (uh, uw) != (h, w) {
-            up.upsample_nearest2d(h, w)?
-        } else {
-            up
-        };
         // fastai's relu(cat(up, bn(skip))) as cat(up, relu(bn(skip))): `up` is the shuffle of a
         // ReLU output, already non-negative, so the ReLU moves into the fused BatchNorm and the
         // graph stores no second full-size copy of the concatenation.
-        let cat = Tensor::cat(&[up, self.bn.forward_relu_t(skip, train)?], 1)?;
+        let skip_bn = self.bn.forward_relu_t(skip, train)?;
+        let (_, _, h, w) = skip.dims4()?;
+        let (_, _, xh, xw) = x.dims4()?;
+        let cat = if (2 * xh, 2 * xw) == (h, w) {
+            self.shuf.forward_cat(x, &skip_bn)?
+        } else {
+            // fastai resizes (nearest) when odd sizes leave the shapes apart.
+            let up = self.shuf.forward(x)?.upsample_nearest2d(h, w)?;
+            Tensor::cat(&[up, skip_bn], 1)?
+        };
         self.conv2.forward_relu(&self.conv1.forward_relu(&cat)?)
     }
 }
@@ -230,8 +235,7 @@ impl KeypointNet for UnetResnet18 {
         {
             y = blk.forward_t(&y, skip, train)?;
         }
-        let y = self.shuf.forward(&y)?;
-        let y = Tensor::cat(&[&y, x], 1)?;
+        let y = self.shuf.forward_cat(&y, x)?;
         let r = self.res[1].forward(&self.res[0].forward_relu(&y)?)?;
         let y = crate::ops::add_relu(&r, &y)?;
         let y = self.head_kind.maps(self.head.forward(&y)?)?;

@@ -29,7 +29,7 @@ pub use conv::{conv2d, conv2d_affine, conv2d_relu};
 pub use conv_algo::{with_conv_algo, ConvAlgo};
 pub use eltwise::{add_relu, relu};
 pub use maxpool::max_pool2d;
-pub use pixel_shuffle::pixel_shuffle;
+pub use pixel_shuffle::{pixel_shuffle, shuffle_cat};
 pub use portable::with_portable_ops;
 pub use resize::resize_bilinear;
 pub use upsample::upsample_nearest;
