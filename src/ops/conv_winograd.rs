@@ -156,35 +156,55 @@ unsafe fn strip_rows(
     }
     let ohw = oh_n * ow_n;
     let plane = co_n * t_n;
-    let m = &scratch.m;
+    let (m, rows) = (&scratch.m, &mut scratch.rows);
+    // Aᵀ m A with Aᵀ = [1 1 1 0; 0 1 −1 −1], a tile row at a time (tiles contiguous in each
+    // plane of M): row r of Aᵀ m for the four columns, then its two output columns.
+    rows.resize(6 * tw, 0.0);
+    let (s, v) = rows.split_at_mut(4 * tw);
+    let (v0, v1) = v.split_at_mut(tw);
     for co in 0..co_n {
         let a = epi.scale.map_or(1.0, |s| s[co]);
         let b = epi.bias.map_or(0.0, |b| b[co]);
         for ty in 0..th {
             let base = co * t_n + ty * tw;
+            let at = |i: usize, j: usize| &m[(i * 4 + j) * plane + base..][..tw];
             for r in 0..2 {
                 let oh = oh0 + 2 * ty + r;
                 if oh >= oh1 {
                     break;
                 }
+                for (j, s) in s.chunks_exact_mut(tw).enumerate() {
+                    let (m0, m1, m2, m3) = (at(0, j), at(1, j), at(2, j), at(3, j));
+                    if r == 0 {
+                        for (((s, x), y), z) in s.iter_mut().zip(m0).zip(m1).zip(m2) {
+                            *s = x + y + z;
+                        }
+                    } else {
+                        for (((s, x), y), z) in s.iter_mut().zip(m1).zip(m2).zip(m3) {
+                            *s = x - y - z;
+                        }
+                    }
+                }
+                let (s0, rest) = s.split_at(tw);
+                let (s1, rest) = rest.split_at(tw);
+                let (s2, s3) = rest.split_at(tw);
+                for i in 0..tw {
+                    let (e, f) = (s0[i] + s1[i] + s2[i], s1[i] - s2[i] - s3[i]);
+                    let (e, f) = (e * a + b, f * a + b);
+                    (v0[i], v1[i]) = if epi.relu {
+                        (e.max(0.0), f.max(0.0))
+                    } else {
+                        (e, f)
+                    };
+                }
                 // SAFETY: row oh ∈ [oh0, oh1) of channel co: OW floats inside the sample's
                 // outputs, this call's alone (the caller's contract).
                 let row =
                     unsafe { std::slice::from_raw_parts_mut(y.add(co * ohw + oh * ow_n), ow_n) };
-                // Aᵀ m A with Aᵀ = [1 1 1 0; 0 1 −1 −1]: row r of Aᵀ m, then its two columns.
-                for (tx, pair) in row.chunks_mut(2).enumerate() {
-                    let at = |i: usize, j: usize| m[(i * 4 + j) * plane + base + tx];
-                    let s = |j: usize| {
-                        if r == 0 {
-                            at(0, j) + at(1, j) + at(2, j)
-                        } else {
-                            at(1, j) - at(2, j) - at(3, j)
-                        }
-                    };
-                    let (s0, s1, s2, s3) = (s(0), s(1), s(2), s(3));
-                    for (v, out) in [s0 + s1 + s2, s1 - s2 - s3].into_iter().zip(pair) {
-                        let v = v * a + b;
-                        *out = if epi.relu { v.max(0.0) } else { v };
+                for (pair, (&e, &f)) in row.chunks_mut(2).zip(v0.iter().zip(v1.iter())) {
+                    pair[0] = e;
+                    if let Some(second) = pair.get_mut(1) {
+                        *second = f;
                     }
                 }
             }
@@ -205,45 +225,60 @@ fn input_transform(
     rows: &mut Vec<f32>,
 ) {
     let (p, t_n) = (g.padding, th * tw);
-    // Zero-padded input rows (column c of the image at c + P; 2·tw + 2 columns cover every
-    // tile's reads), then the same rows after Bᵀ.
-    let width = 2 * tw + 2;
-    rows.resize(8 * width, 0.0);
-    let (d, tr) = rows.split_at_mut(4 * width);
+    // Each input row zero-padded (image column c at c + P) and split into its even and odd
+    // columns, tw + 1 of each: tile tx reads even columns tx, tx + 1 and odd columns tx, tx + 1,
+    // so every step below is a contiguous loop over the tile row's tiles.
+    let half = tw + 1;
+    let width = 2 * half;
+    rows.resize(6 * width, 0.0);
+    let (d, rest) = rows.split_at_mut(4 * width);
+    let (padded, tr) = rest.split_at_mut(width);
     for ci in 0..g.c_in {
         let plane = &xs[ci * g.h * g.w..][..g.h * g.w];
         for ty in 0..th {
             let ih0 = (oh0 + 2 * ty) as isize - p as isize;
             for (k, dst) in d.chunks_exact_mut(width).enumerate() {
                 let ih = ih0 + k as isize;
-                dst.fill(0.0);
+                padded.fill(0.0);
                 if ih >= 0 && (ih as usize) < g.h {
                     let n = g.w.min(width - p);
-                    dst[p..p + n].copy_from_slice(&plane[ih as usize * g.w..][..n]);
+                    padded[p..p + n].copy_from_slice(&plane[ih as usize * g.w..][..n]);
+                }
+                let (even, odd) = dst.split_at_mut(half);
+                for ((e, o), pair) in even.iter_mut().zip(odd).zip(padded.chunks_exact(2)) {
+                    (*e, *o) = (pair[0], pair[1]);
                 }
             }
-            // Bᵀ along the rows: t0 = d0 − d2, t1 = d1 + d2, t2 = d2 − d1, t3 = d1 − d3.
-            let (d0, rest) = d.split_at(width);
-            let (d1, rest) = rest.split_at(width);
-            let (d2, d3) = rest.split_at(width);
-            for (i, t) in tr.chunks_exact_mut(width).enumerate() {
-                for c in 0..width {
-                    t[c] = match i {
-                        0 => d0[c] - d2[c],
-                        1 => d1[c] + d2[c],
-                        2 => d2[c] - d1[c],
-                        _ => d1[c] - d3[c],
-                    };
+            // Bᵀ along the rows: t0 = d0 − d2, t1 = d1 + d2, t2 = d2 − d1, t3 = d1 − d3
+            // (even and odd halves alike).
+            let row = |k: usize| &d[k * width..][..width];
+            for i in 0..4 {
+                let (x, y, sign) = match i {
+                    0 => (row(0), row(2), -1.0),
+                    1 => (row(1), row(2), 1.0),
+                    2 => (row(2), row(1), -1.0),
+                    _ => (row(1), row(3), -1.0),
+                };
+                for ((o, &x), &y) in tr.iter_mut().zip(x).zip(y) {
+                    *o = x + sign * y;
                 }
-            }
-            // B along the columns, then the 16 values of each tile to their planes.
-            for (i, r) in tr.chunks_exact(width).enumerate() {
-                for tx in 0..tw {
-                    let c = &r[2 * tx..2 * tx + 4];
-                    let t = ty * tw + tx;
-                    let vals = [c[0] - c[2], c[1] + c[2], c[2] - c[1], c[1] - c[3]];
-                    for (j, val) in vals.into_iter().enumerate() {
-                        v[((i * 4 + j) * g.c_in + ci) * t_n + t] = val;
+                // B along the columns: with E, O the even and odd halves,
+                // v0 = E[tx] − E[tx+1], v1 = O[tx] + E[tx+1], v2 = E[tx+1] − O[tx],
+                // v3 = O[tx] − O[tx+1].
+                let (e, o) = tr.split_at(half);
+                let t0 = ty * tw;
+                for (j, (x, y, sign)) in [
+                    (&e[..tw], &e[1..], -1.0f32),
+                    (&o[..tw], &e[1..], 1.0),
+                    (&e[1..], &o[..tw], -1.0),
+                    (&o[..tw], &o[1..], -1.0),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    let out = &mut v[((i * 4 + j) * g.c_in + ci) * t_n + t0..][..tw];
+                    for ((o, &x), &y) in out.iter_mut().zip(x).zip(y) {
+                        *o = x + sign * y;
                     }
                 }
             }
