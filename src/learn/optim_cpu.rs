@@ -41,27 +41,23 @@ fn scaled(g: f32, k: &AdamScalars) -> f32 {
 
 /// `m ← mom · m + (1 − mom) · g`, in place.
 pub fn update_first_moment(m: &mut [f32], g: &[f32], k: &AdamScalars) {
-    assert_eq!(m.len(), g.len());
-    m.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .for_each(|(m, g)| {
-            for (m, &g) in m.iter_mut().zip(g) {
-                *m = *m * k.mom + scaled(g, k) * k.one_minus_mom;
-            }
-        });
+    update_each(m, g, |m, g| m * k.mom + scaled(g, k) * k.one_minus_mom);
 }
 
 /// `v ← sqr_mom · v + (1 − sqr_mom) · g²`, in place.
 pub fn update_second_moment(v: &mut [f32], g: &[f32], k: &AdamScalars) {
-    assert_eq!(v.len(), g.len());
-    v.par_chunks_mut(CHUNK)
+    update_each(v, g, |v, g| {
+        let g = scaled(g, k);
+        v * k.sqr_mom + (g * g) * k.one_minus_sqr_mom
+    });
+}
+
+/// `dst[i] ← f(dst[i], g[i])` in parallel chunks.
+fn update_each(dst: &mut [f32], g: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+    assert_eq!(dst.len(), g.len());
+    dst.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
-        .for_each(|(v, g)| {
-            for (v, &g) in v.iter_mut().zip(g) {
-                let g = scaled(g, k);
-                *v = *v * k.sqr_mom + (g * g) * k.one_minus_sqr_mom;
-            }
-        });
+        .for_each(|(d, g)| d.iter_mut().zip(g).for_each(|(d, &g)| *d = f(*d, g)));
 }
 
 /// `p ← decay · p − step_size · m / (sqrt(v / debias2) + eps)`, in place, from the updated

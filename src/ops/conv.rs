@@ -1,7 +1,7 @@
 //! 2-D convolution, NCHW, weights `(C_out, C_in / groups, KH, KW)`.
 //!
-//! On the CPU with f32 and `groups == 1`, the convolution is our own custom op (im2col + gemm for
-//! the forward and both backward passes, see [`super::conv_cpu`]), with the bias and an optional
+//! On the CPU with f32 and `groups == 1`, the convolution is our own custom op (im2col + gemm,
+//! direct kernels or Winograd per layer, see [`super::conv_cpu`]), with the bias and an optional
 //! ReLU fused into it. It computes no gradient for an input that does not track gradients (the
 //! image under the first conv), which Candle's own backward always does. Other devices, dtypes
 //! and grouped convolutions use Candle's conv2d.

@@ -1,4 +1,7 @@
-//! CPU kernels for 2-D convolution (f32, NCHW, groups = 1) as im2col + one gemm per tile.
+//! CPU kernels for 2-D convolution (f32, NCHW, groups = 1): the forward and backward passes,
+//! each layer's work going to the algorithm [`super::conv_algo`] picks: the direct kernels
+//! ([`super::conv_direct`]), Winograd ([`super::conv_winograd`]) or, for every geometry, im2col +
+//! one gemm per tile, described here.
 //!
 //! Candle's own CPU conv spends most of its time outside the matrix product (its im2col copies
 //! and, for the input gradient, a plain-loop transposed convolution). Here every pass is a large
@@ -28,6 +31,8 @@ pub use super::conv_geom::{ConvGeom, Epilogue};
 use super::{conv_direct, conv_winograd};
 
 thread_local! {
+    /// Each worker's Winograd buffers (transformed inputs and products of a strip), reused
+    /// from call to call like the direct kernel's padded rows.
     static WINO_SCRATCH: std::cell::RefCell<conv_winograd::Scratch> = Default::default();
 }
 
@@ -314,16 +319,8 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom, epi: Epilogue) -> Vec<
                 // SAFETY: sample `s`'s C_out·OH·OW outputs lie inside `y`, and the plan's tiles
                 // partition every sample's rows: rows [oh0, oh1) are ours.
                 unsafe {
-                    conv_winograd::forward_rows(
-                        xs,
-                        u,
-                        g,
-                        oh0,
-                        oh1,
-                        &epi,
-                        yp.get().add(s * g.out_len()),
-                        scratch,
-                    )
+                    let layer = conv_winograd::Layer { u, g, epi: &epi };
+                    layer.forward_rows(xs, oh0, oh1, yp.get().add(s * g.out_len()), scratch)
                 }
             });
             return;

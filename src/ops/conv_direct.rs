@@ -130,11 +130,9 @@ fn tiles(oh0: usize, oh1: usize, ow: usize, wp: usize) -> Vec<Tile> {
     debug_assert!(ow >= 8);
     let mut starts = Vec::new();
     let mut x = 0;
-    if ow >= 16 {
-        while x + 16 <= ow {
-            starts.push((x, 2));
-            x += 16;
-        }
+    while x + 16 <= ow {
+        starts.push((x, 2));
+        x += 16;
     }
     if x + 8 <= ow {
         starts.push((x, 1));

@@ -69,53 +69,59 @@ pub struct Scratch {
     rows: Vec<f32>,
 }
 
-/// Output rows `[oh0, oh1)` of one sample into `y` (the sample's `C_out · OH · OW` outputs),
-/// epilogue applied; `u` from [`transform_weights`].
-///
-/// # Safety
-/// `y` must be valid for writes of the sample's `C_out · OH · OW` floats, and rows
-/// `[oh0, oh1)` of every channel must be this call's alone while it runs.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn forward_rows(
-    xs: &[f32],
-    u: &[f32],
-    g: &ConvGeom,
-    oh0: usize,
-    oh1: usize,
-    epi: &Epilogue,
-    y: *mut f32,
-    scratch: &mut Scratch,
-) {
-    assert!(supports(g));
-    assert_eq!(xs.len(), g.in_len());
-    assert_eq!(u.len(), 16 * g.c_out * g.c_in);
-    let tw = g.out_w().div_ceil(2);
-    let per_tile_row = 16 * (g.c_in + g.c_out) * tw;
-    let strip = (STRIP_FLOATS / per_tile_row).max(1) * 2;
-    let mut r0 = oh0;
-    while r0 < oh1 {
-        let r1 = (r0 + strip).min(oh1);
-        // SAFETY: rows [r0, r1) ⊂ [oh0, oh1), the caller's.
-        unsafe { strip_rows(xs, u, g, r0, r1, epi, y, scratch) };
-        r0 = r1;
+/// One layer's Winograd forward pass: the transformed kernels, the geometry and the epilogue.
+pub struct Layer<'a> {
+    /// From [`transform_weights`].
+    pub u: &'a [f32],
+    pub g: &'a ConvGeom,
+    pub epi: &'a Epilogue<'a>,
+}
+
+impl Layer<'_> {
+    /// Output rows `[oh0, oh1)` of one sample into `y` (the sample's `C_out · OH · OW`
+    /// outputs), epilogue applied.
+    ///
+    /// # Safety
+    /// `y` must be valid for writes of the sample's `C_out · OH · OW` floats, and rows
+    /// `[oh0, oh1)` of every channel must be this call's alone while it runs.
+    pub unsafe fn forward_rows(
+        &self,
+        xs: &[f32],
+        oh0: usize,
+        oh1: usize,
+        y: *mut f32,
+        scratch: &mut Scratch,
+    ) {
+        let g = self.g;
+        assert!(supports(g));
+        assert_eq!(xs.len(), g.in_len());
+        assert_eq!(self.u.len(), 16 * g.c_out * g.c_in);
+        let tw = g.out_w().div_ceil(2);
+        let per_tile_row = 16 * (g.c_in + g.c_out) * tw;
+        let strip = (STRIP_FLOATS / per_tile_row).max(1) * 2;
+        let mut r0 = oh0;
+        while r0 < oh1 {
+            let r1 = (r0 + strip).min(oh1);
+            // SAFETY: rows [r0, r1) ⊂ [oh0, oh1), the caller's.
+            unsafe { strip_rows(self, xs, r0, r1, y, scratch) };
+            r0 = r1;
+        }
     }
 }
 
-/// [`forward_rows`] for one strip of rows.
+/// [`Layer::forward_rows`] for one strip of rows.
 ///
 /// # Safety
-/// As [`forward_rows`].
-#[allow(clippy::too_many_arguments)]
+/// As [`Layer::forward_rows`].
 unsafe fn strip_rows(
+    layer: &Layer,
     xs: &[f32],
-    u: &[f32],
-    g: &ConvGeom,
     oh0: usize,
     oh1: usize,
-    epi: &Epilogue,
     y: *mut f32,
     scratch: &mut Scratch,
 ) {
+    let (u, g, epi) = (layer.u, layer.g, layer.epi);
     let (ci_n, co_n) = (g.c_in, g.c_out);
     let (oh_n, ow_n) = (g.out_h(), g.out_w());
     let (th, tw) = ((oh1 - oh0).div_ceil(2), ow_n.div_ceil(2));
