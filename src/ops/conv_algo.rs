@@ -38,7 +38,9 @@ thread_local! {
 }
 
 /// Runs `f` with `algo` used for every convolution this thread starts that `algo` supports
-/// (the others keep the usual choice). Forward and both backward passes follow it.
+/// (the others keep the usual choice): the forward pass and the stride-1 input gradient (a
+/// forward convolution) follow it; the weight gradient uses the direct kernel when `Direct` is
+/// forced and gemm otherwise (Winograd has no weight-gradient path).
 pub fn with_conv_algo<R>(algo: ConvAlgo, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<ConvAlgo>);
     impl Drop for Restore {
