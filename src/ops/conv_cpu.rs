@@ -373,7 +373,9 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom, epi: Epilogue) -> Vec<
             epi.apply(dst, g.c_out, ohw, t);
         }
     };
-    if plan.parallel {
+    // The direct and Winograd tiles are single-threaded: with fewer tiles than threads they
+    // still run side by side (only im2col's gemm can use the idle threads inside a tile).
+    if plan.parallel || algo != ConvAlgo::Gemm {
         plan.tiles
             .par_iter()
             .for_each_init(|| None, |col, &tile| run(col, tile, Parallelism::None));
