@@ -30,12 +30,6 @@ use super::conv_algo::{self, ConvAlgo};
 pub use super::conv_geom::{ConvGeom, Epilogue};
 use super::{conv_direct, conv_winograd};
 
-thread_local! {
-    /// Each worker's Winograd buffers (transformed inputs and products of a strip), reused
-    /// from call to call like the direct kernel's padded rows.
-    static WINO_SCRATCH: std::cell::RefCell<conv_winograd::Scratch> = Default::default();
-}
-
 /// The output columns `[lo, hi)` of valid input for kernel offset `k` along one axis.
 fn valid_range(
     k: usize,
@@ -294,6 +288,15 @@ fn forward_plan(g: &ConvGeom, threads: usize) -> ForwardPlan {
     }
 }
 
+/// A forward pass's algorithm with the weights laid out for it.
+enum Kernels {
+    Gemm,
+    /// [`conv_direct::pack_weights`].
+    Direct(Vec<f32>),
+    /// [`conv_winograd::transform_weights`].
+    Winograd(Vec<f32>),
+}
+
 /// Forward pass: `x` is `(N, C_in, H, W)`, `w` is `(C_out, C_in, KH, KW)`, returns
 /// `(N, C_out, OH, OW)` with the epilogue (bias, ReLU) applied.
 pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom, epi: Epilogue) -> Vec<f32> {
@@ -309,37 +312,30 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom, epi: Epilogue) -> Vec<
     let rows = plan.rows;
     let mut y = OutBuf::new(g.n * g.out_len());
     let yp = SendPtr(y.as_mut_ptr());
-    let algo = conv_algo::forward(g);
-    let winograd = (algo == ConvAlgo::Winograd).then(|| conv_winograd::transform_weights(w, g));
-    let direct = (algo == ConvAlgo::Direct).then(|| conv_direct::pack_weights(w, g));
+    let kernels = match conv_algo::forward(g) {
+        ConvAlgo::Gemm => Kernels::Gemm,
+        ConvAlgo::Direct => Kernels::Direct(conv_direct::pack_weights(w, g)),
+        ConvAlgo::Winograd => Kernels::Winograd(conv_winograd::transform_weights(w, g)),
+    };
     let run = |col: &mut Option<OutBuf>, (s, oh0, oh1): (usize, usize, usize), par: Parallelism| {
         let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
-        if let Some(u) = &winograd {
-            WINO_SCRATCH.with_borrow_mut(|scratch| {
-                // SAFETY: sample `s`'s C_out·OH·OW outputs lie inside `y`, and the plan's tiles
-                // partition every sample's rows: rows [oh0, oh1) are ours.
-                unsafe {
-                    let layer = conv_winograd::Layer { u, g, epi: &epi };
-                    layer.forward_rows(xs, oh0, oh1, yp.get().add(s * g.out_len()), scratch)
-                }
-            });
-            return;
-        }
-        if let Some(packed) = &direct {
-            // SAFETY: sample `s`'s C_out·OH·OW outputs lie inside `y` (N·C_out·OH·OW floats),
-            // and the plan's tiles partition every sample's rows: rows [oh0, oh1) are ours.
-            unsafe {
-                conv_direct::forward_rows(
-                    xs,
-                    packed,
-                    g,
-                    oh0,
-                    oh1,
-                    &epi,
-                    yp.get().add(s * g.out_len()),
-                )
-            };
-            return;
+        // Sample `s`'s C_out·OH·OW outputs, inside `y` (N·C_out·OH·OW floats).
+        let ys = yp.get().wrapping_add(s * g.out_len());
+        match &kernels {
+            Kernels::Winograd(u) => {
+                let layer = conv_winograd::Layer { u, g, epi: &epi };
+                // SAFETY: `ys` is sample `s`'s outputs, and the plan's tiles partition every
+                // sample's rows: rows [oh0, oh1) are this tile's alone.
+                unsafe { layer.forward_rows(xs, oh0, oh1, ys) };
+                return;
+            }
+            Kernels::Direct(packed) => {
+                // SAFETY: `ys` is sample `s`'s outputs, and the plan's tiles partition every
+                // sample's rows: rows [oh0, oh1) are this tile's alone.
+                unsafe { conv_direct::forward_rows(xs, packed, g, oh0, oh1, &epi, ys) };
+                return;
+            }
+            Kernels::Gemm => {}
         }
         let t = (oh1 - oh0) * ow_n;
         let rhs = if g.is_pointwise() {
@@ -375,7 +371,7 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom, epi: Epilogue) -> Vec<
     };
     // The direct and Winograd tiles are single-threaded: with fewer tiles than threads they
     // still run side by side (only im2col's gemm can use the idle threads inside a tile).
-    if plan.parallel || algo != ConvAlgo::Gemm {
+    if plan.parallel || !matches!(kernels, Kernels::Gemm) {
         plan.tiles
             .par_iter()
             .for_each_init(|| None, |col, &tile| run(col, tile, Parallelism::None));

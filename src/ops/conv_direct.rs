@@ -231,8 +231,7 @@ fn epilogue_lanes(epi: &Epilogue, co0: usize, valid: usize) -> ([f32; BLOCK], [f
     let mut scale = [1f32; BLOCK];
     let mut bias = [0f32; BLOCK];
     for c in 0..valid {
-        scale[c] = epi.scale.map_or(1.0, |s| s[co0 + c]);
-        bias[c] = epi.bias.map_or(0.0, |b| b[co0 + c]);
+        (scale[c], bias[c]) = epi.channel(co0 + c);
     }
     (scale, bias)
 }

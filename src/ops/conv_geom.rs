@@ -63,6 +63,24 @@ pub struct Epilogue<'a> {
 }
 
 impl Epilogue<'_> {
+    /// Channel `c`'s multiplier and offset (1 and 0 where absent).
+    pub fn channel(&self, c: usize) -> (f32, f32) {
+        (
+            self.scale.map_or(1.0, |s| s[c]),
+            self.bias.map_or(0.0, |b| b[c]),
+        )
+    }
+
+    /// One output of a channel whose [`Self::channel`] is `(a, b)`: `max?(0, v · a + b)`.
+    pub fn map(&self, v: f32, (a, b): (f32, f32)) -> f32 {
+        let v = v * a + b;
+        if self.relu {
+            v.max(0.0)
+        } else {
+            v
+        }
+    }
+
     fn is_identity(&self) -> bool {
         self.scale.is_none() && self.bias.is_none() && !self.relu
     }
@@ -81,8 +99,7 @@ impl Epilogue<'_> {
             // SAFETY: the caller guarantees that row `r` (`len` floats at `dst + r·stride`) is
             // initialised and ours alone for the duration of this call.
             let row = unsafe { std::slice::from_raw_parts_mut(dst.add(r * stride), len) };
-            let a = self.scale.map_or(1.0, |s| s[r]);
-            let b = self.bias.map_or(0.0, |b| b[r]);
+            let (a, b) = self.channel(r);
             match (self.scale.is_some(), self.relu) {
                 (true, true) => row.iter_mut().for_each(|v| *v = (*v * a + b).max(0.0)),
                 (true, false) => row.iter_mut().for_each(|v| *v = *v * a + b),

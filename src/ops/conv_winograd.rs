@@ -63,10 +63,16 @@ pub fn transform_weights(w: &[f32], g: &ConvGeom) -> Vec<f32> {
 
 /// Scratch reused between strips and calls of one worker.
 #[derive(Default)]
-pub struct Scratch {
+struct Scratch {
     v: Vec<f32>,
     m: Vec<f32>,
     rows: Vec<f32>,
+}
+
+thread_local! {
+    /// Each worker's buffers (transformed inputs and products of a strip), reused from call to
+    /// call like the direct kernel's padded rows.
+    static SCRATCH: std::cell::RefCell<Scratch> = Default::default();
 }
 
 /// One layer's Winograd forward pass: the transformed kernels, the geometry and the epilogue.
@@ -84,14 +90,7 @@ impl Layer<'_> {
     /// # Safety
     /// `y` must be valid for writes of the sample's `C_out · OH · OW` floats, and rows
     /// `[oh0, oh1)` of every channel must be this call's alone while it runs.
-    pub unsafe fn forward_rows(
-        &self,
-        xs: &[f32],
-        oh0: usize,
-        oh1: usize,
-        y: *mut f32,
-        scratch: &mut Scratch,
-    ) {
+    pub unsafe fn forward_rows(&self, xs: &[f32], oh0: usize, oh1: usize, y: *mut f32) {
         let g = self.g;
         assert!(supports(g));
         assert_eq!(xs.len(), g.in_len());
@@ -99,13 +98,17 @@ impl Layer<'_> {
         let tw = g.out_w().div_ceil(2);
         let per_tile_row = 16 * (g.c_in + g.c_out) * tw;
         let strip = (STRIP_FLOATS / per_tile_row).max(1) * 2;
-        let mut r0 = oh0;
-        while r0 < oh1 {
-            let r1 = (r0 + strip).min(oh1);
-            // SAFETY: rows [r0, r1) ⊂ [oh0, oh1), the caller's.
-            unsafe { strip_rows(self, xs, r0, r1, y, scratch) };
-            r0 = r1;
-        }
+        // The strips run no parallel work, so this thread cannot pick up another task that
+        // needs the buffers while it holds them.
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut r0 = oh0;
+            while r0 < oh1 {
+                let r1 = (r0 + strip).min(oh1);
+                // SAFETY: rows [r0, r1) ⊂ [oh0, oh1), the caller's.
+                unsafe { strip_rows(self, xs, r0, r1, y, scratch) };
+                r0 = r1;
+            }
+        });
     }
 }
 
@@ -169,8 +172,7 @@ unsafe fn strip_rows(
     let (s, v) = rows.split_at_mut(4 * tw);
     let (v0, v1) = v.split_at_mut(tw);
     for co in 0..co_n {
-        let a = epi.scale.map_or(1.0, |s| s[co]);
-        let b = epi.bias.map_or(0.0, |b| b[co]);
+        let ab = epi.channel(co);
         for ty in 0..th {
             let base = co * t_n + ty * tw;
             let at = |i: usize, j: usize| &m[(i * 4 + j) * plane + base..][..tw];
@@ -195,13 +197,8 @@ unsafe fn strip_rows(
                 let (s1, rest) = rest.split_at(tw);
                 let (s2, s3) = rest.split_at(tw);
                 for i in 0..tw {
-                    let (e, f) = (s0[i] + s1[i] + s2[i], s1[i] - s2[i] - s3[i]);
-                    let (e, f) = (e * a + b, f * a + b);
-                    (v0[i], v1[i]) = if epi.relu {
-                        (e.max(0.0), f.max(0.0))
-                    } else {
-                        (e, f)
-                    };
+                    v0[i] = epi.map(s0[i] + s1[i] + s2[i], ab);
+                    v1[i] = epi.map(s1[i] - s2[i] - s3[i], ab);
                 }
                 // SAFETY: row oh ∈ [oh0, oh1) of channel co: OW floats inside the sample's
                 // outputs, this call's alone (the caller's contract).
