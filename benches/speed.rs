@@ -419,9 +419,10 @@ fn run_reference(arch: &str, o: &Opts) -> Result<Row, String> {
     if !probe.map(|p| p.status.success()).unwrap_or(false) {
         return Err("python3 cannot import torch (pip install torch fastai)".into());
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/reference_pytorch.py");
+    let script = reference::script_path("reference_pytorch.py");
     let mut cmd = Command::new("python3");
-    cmd.args([script, "--json", "--arch", arch])
+    cmd.arg(script)
+        .args(["--json", "--arch", arch])
         .args(shared_args(o));
     run_measured(cmd, o, "reference script")
 }
@@ -538,7 +539,7 @@ fn bench_pipeline(o: &Opts, batch: usize) -> Result<Vec<(String, f64)>, String> 
 
 /// fastai's images/s on the same split, from benches/pipeline_reference.py's table.
 fn reference_pipeline(o: &Opts, batch: usize) -> Result<Vec<(String, f64)>, String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/pipeline_reference.py");
+    let script = reference::script_path("pipeline_reference.py");
     let out = Command::new("python3")
         .arg(script)
         .arg(&o.data)

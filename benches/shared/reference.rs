@@ -1,12 +1,27 @@
 //! Running a reference script of benches/ (PyTorch, fastai) and reading its result line.
 
 use std::ffi::OsStr;
+use std::path::PathBuf;
 use std::process::Command;
+
+/// benches/<script> of the source tree this bench was built from, else of the current folder:
+/// a bench executable carried to another machine (benches/gpu-check.sh) runs from a checkout
+/// at another path.
+pub fn script_path(script: &str) -> PathBuf {
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("benches")
+        .join(script);
+    if built.is_file() {
+        built
+    } else {
+        PathBuf::from("benches").join(script)
+    }
+}
 
 /// Runs `python3 benches/<script> <args>` and returns the `images_per_second` of the last JSON
 /// line it prints (the scripts' `--json` output).
 pub fn images_per_second<S: AsRef<OsStr>>(script: &str, args: &[S]) -> Result<f64, String> {
-    let path = format!("{}/benches/{script}", env!("CARGO_MANIFEST_DIR"));
+    let path = script_path(script);
     let out = Command::new("python3")
         .arg(&path)
         .args(args)
