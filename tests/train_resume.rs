@@ -25,7 +25,7 @@ fn figures(r: &[EpochRecord]) -> Vec<Figures> {
                 r.epoch,
                 r.train_loss,
                 r.valid_loss,
-                r.metrics.clone().into_iter().collect(),
+                r.metrics.iter().map(|(f, v)| (f.to_string(), v)).collect(),
                 r.lr,
             )
         })

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use candle_core::Tensor;
 use hmreg::learn::schedule::ScheduleKind;
+use hmreg::metrics::Figure;
 use hmreg::run::checkpoint;
 use hmreg::run::history::{read_jsonl, METRICS_CSV, METRICS_JSONL};
 use hmreg::run::{load_model, ModelSource, TrainConfig};
@@ -47,8 +48,8 @@ fn run_directory_has_every_file_and_they_parse() {
     for (i, r) in recs.iter().enumerate() {
         assert_eq!(r.epoch, i + 1);
         assert!(r.train_loss.is_finite() && r.valid_loss.is_finite());
-        for m in ["nmae", "nme", "fr", "auc", "nmae_vs_target"] {
-            assert!(r.metrics.contains_key(m), "missing {m}");
+        for f in Figure::ALL {
+            assert!(r.metrics.contains(f), "missing {f}");
         }
         assert!(r.lr > 0.0 && r.seconds > 0.0);
     }

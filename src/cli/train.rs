@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::args::{device_parser, OutputArgs, TrainOverrides};
 use crate::device::DeviceSpec;
+use crate::metrics::Figure;
 use crate::run::config::TrainConfig;
 use crate::run::dir;
 use crate::train::data_parallel::Nodes;
@@ -183,8 +184,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
             );
             eprintln!(
                 "validation NMAE {} (mean-shape baseline {}); best {}",
-                nmae(summary.last.as_ref().and_then(|r| r.value("nmae"))),
-                nmae(summary.baseline.get("nmae").copied()),
+                nmae(
+                    summary
+                        .last
+                        .as_ref()
+                        .and_then(|r| r.value(Figure::Nmae.into()))
+                ),
+                nmae(summary.baseline.get(Figure::Nmae)),
                 summary
                     .best
                     .as_ref()

@@ -17,6 +17,12 @@
 //!   to the threshold, divided by the threshold. For the empirical distribution that area is exact:
 //!   `mean_i max(0, 1 - e_i / t)` (the usual step-0.0001 trapezoid sum approximates it).
 //! - Per point: mean normalised distance (same normaliser as NME) of each point index.
+//!
+//! [`Figure`] names the scalar figures and says which way each improves.
+
+mod figure;
+
+pub use figure::{Direction, Figure, Figures};
 
 use crate::{Error, Keypoints, Result};
 
@@ -145,18 +151,24 @@ pub struct MetricReport {
 }
 
 impl MetricReport {
-    /// The scalar figures by name (`nmae`, `nme`, `fr`, `auc`, and `nmae_vs_target` when fed),
-    /// as run histories record them.
-    pub fn figures(&self) -> std::collections::BTreeMap<String, f64> {
-        let mut m = std::collections::BTreeMap::new();
-        m.insert("nmae".to_string(), self.nmae as f64);
-        m.insert("nme".to_string(), self.nme as f64);
-        m.insert("fr".to_string(), self.fr as f64);
-        m.insert("auc".to_string(), self.auc as f64);
-        if let Some(v) = self.nmae_vs_target {
-            m.insert("nmae_vs_target".to_string(), v as f64);
-        }
-        m
+    /// One scalar figure; `None` only for `nmae_vs_target` when no target maps were fed.
+    pub fn get(&self, f: Figure) -> Option<f64> {
+        let v = match f {
+            Figure::Nmae => self.nmae,
+            Figure::NmaeVsTarget => self.nmae_vs_target?,
+            Figure::Nme => self.nme,
+            Figure::Fr => self.fr,
+            Figure::Auc => self.auc,
+        };
+        Some(v as f64)
+    }
+
+    /// Every scalar figure this report has, as run histories record them.
+    pub fn figures(&self) -> Figures {
+        Figure::ALL
+            .into_iter()
+            .filter_map(|f| Some((f, self.get(f)?)))
+            .collect()
     }
 
     pub fn to_json(&self) -> Result<String> {

@@ -12,13 +12,14 @@
 //! an error naming it. The loader derives every sample's randomness from (seed, epoch, index), so
 //! the position (epoch, batch) is all the data state a resumed run needs.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::atomic::{write_atomic, write_atomic_with};
 use crate::learn::optim::{Adam, OptimMeta};
+use crate::metrics::{Figure, Figures};
 use crate::models::ParamStore;
+use crate::run::history::{EpochFigure, EpochRecord};
 use crate::{Error, Result};
 
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -37,10 +38,24 @@ pub struct CheckpointConfig {
     pub every_steps: usize,
     /// Number of most recent checkpoints kept (the best one is kept in addition).
     pub keep_last: usize,
-    /// Validation figure that selects the best checkpoint: `valid_loss` or a metric name.
-    pub best_metric: String,
-    /// Whether a larger value of `best_metric` is better (false for losses and errors).
-    pub higher_is_better: bool,
+    /// Figure that selects the best checkpoint: `valid_loss`, `train_loss` or a validation
+    /// figure; whether higher or lower is better comes from the figure (only AUC is higher).
+    #[serde(deserialize_with = "best_metric_named")]
+    pub best_metric: EpochFigure,
+    /// Configs written before the direction came from the figure spell it out: accepted when it
+    /// agrees with `best_metric`'s direction, refused when it contradicts it, never written back.
+    #[serde(skip_serializing)]
+    pub higher_is_better: Option<bool>,
+}
+
+/// `best_metric`'s parse error names the key: a figure's own error cannot know where it stood.
+fn best_metric_named<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<EpochFigure, D::Error> {
+    use serde::Deserialize;
+    let name = String::deserialize(d)?;
+    name.parse()
+        .map_err(|e: Error| serde::de::Error::custom(format!("checkpoint.best_metric: {e}")))
 }
 
 impl Default for CheckpointConfig {
@@ -48,23 +63,47 @@ impl Default for CheckpointConfig {
         CheckpointConfig {
             every_steps: 0,
             keep_last: 2,
-            best_metric: "nmae".into(),
-            higher_is_better: false,
+            best_metric: Figure::Nmae.into(),
+            higher_is_better: None,
         }
     }
 }
 
 impl CheckpointConfig {
-    pub fn validate(&self) -> Result<()> {
+    /// `vs_target`: whether validation measures `nmae_vs_target` (`metrics.vs_target`).
+    pub fn validate(&self, vs_target: bool) -> Result<()> {
         if self.keep_last == 0 {
             return Err(Error::config(
                 "checkpoint.keep_last must be at least 1 (the last checkpoint is what --resume uses)",
             ));
         }
-        if self.best_metric.trim().is_empty() {
-            return Err(Error::config("checkpoint.best_metric must name a metric"));
+        let direction = self.best_metric.direction();
+        if let Some(h) = self.higher_is_better {
+            if h != direction.higher_is_better() {
+                return Err(Error::config(format!(
+                    "checkpoint.higher_is_better = {h} contradicts checkpoint.best_metric = \"{}\", \
+                     for which {} is better: the direction now comes from the figure, so remove \
+                     higher_is_better",
+                    self.best_metric,
+                    if direction.higher_is_better() { "higher" } else { "lower" }
+                )));
+            }
+        }
+        if self.best_metric == Figure::NmaeVsTarget.into() && !vs_target {
+            return Err(Error::config(
+                "checkpoint.best_metric = \"nmae_vs_target\" needs metrics.vs_target = true \
+                 (validation measures it only then)",
+            ));
         }
         Ok(())
+    }
+
+    /// Whether an epoch's `value` of `best_metric` replaces the best so far.
+    pub fn improves(&self, value: f64, best: Option<&Best>) -> bool {
+        match best {
+            None => value.is_finite(),
+            Some(b) => self.best_metric.direction().improves(value, b.value),
+        }
     }
 }
 
@@ -95,7 +134,7 @@ pub struct Best {
     pub tag: String,
     /// 1-based epoch number, as in the metrics files.
     pub epoch: usize,
-    pub metric: String,
+    pub metric: EpochFigure,
     pub value: f64,
 }
 
@@ -110,17 +149,58 @@ pub struct EpochSums {
 
 /// Everything but tensors that a resumed run needs (`state.json`).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "StoredState")]
 pub struct TrainState {
     pub progress: Progress,
     pub seed: u64,
     pub optim: OptimMeta,
     pub best: Option<Best>,
-    /// One JSON object per finished epoch (the rows of `metrics.jsonl`).
-    pub history: Vec<serde_json::Value>,
+    /// Every finished epoch (the rows of `metrics.jsonl`).
+    pub history: Vec<EpochRecord>,
     /// Sums of the epoch in progress (all zero at an epoch boundary).
     pub epoch_sums: EpochSums,
-    /// Anything else the training loop wants back (baseline figures, ...).
-    pub extra: BTreeMap<String, serde_json::Value>,
+    /// The figures of predicting the training set's mean shape for every validation image.
+    pub baseline: Figures,
+}
+
+/// `state.json` as read: today's layout, or the earlier one that kept the baseline in a free
+/// `extra` map (`{"extra": {"baseline": {...}}}`), so runs checkpointed before still resume.
+#[derive(serde::Deserialize)]
+struct StoredState {
+    progress: Progress,
+    seed: u64,
+    optim: OptimMeta,
+    best: Option<Best>,
+    history: Vec<EpochRecord>,
+    epoch_sums: EpochSums,
+    #[serde(default)]
+    baseline: Option<Figures>,
+    #[serde(default)]
+    extra: Option<EarlierExtra>,
+}
+
+/// The earlier `extra` map: only the baseline ever went there.
+#[derive(serde::Deserialize)]
+struct EarlierExtra {
+    #[serde(default)]
+    baseline: Option<Figures>,
+}
+
+impl From<StoredState> for TrainState {
+    fn from(s: StoredState) -> Self {
+        TrainState {
+            progress: s.progress,
+            seed: s.seed,
+            optim: s.optim,
+            best: s.best,
+            history: s.history,
+            epoch_sums: s.epoch_sums,
+            baseline: s
+                .baseline
+                .or_else(|| s.extra.and_then(|e| e.baseline))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -514,10 +594,161 @@ mod tests {
         let b = Best {
             tag: "epoch-0002".into(),
             epoch: 2,
-            metric: "nmae".into(),
+            metric: Figure::Nmae.into(),
             value: 0.01,
         };
         write_best(dir.path(), &b).unwrap();
         assert_eq!(read_best(dir.path()).unwrap(), Some(b));
+    }
+
+    fn record(epoch: usize, nmae: f64, auc: f64) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            frozen: false,
+            train_loss: 0.5,
+            valid_loss: 0.25,
+            metrics: [(Figure::Nmae, nmae), (Figure::Auc, auc)]
+                .into_iter()
+                .collect(),
+            lr: 1e-3,
+            seconds: 2.0,
+            images_per_second: 8.0,
+        }
+    }
+
+    #[test]
+    fn state_round_trips_with_typed_history_and_baseline() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = store(1.0);
+        let mut st = state(2, 0, 8);
+        st.history = vec![record(1, 0.2, 0.1), record(2, 0.1, 0.3)];
+        st.baseline = [(Figure::Nmae, 0.05), (Figure::Nme, 0.2)]
+            .into_iter()
+            .collect();
+        st.best = Some(Best {
+            tag: "epoch-0002".into(),
+            epoch: 2,
+            metric: Figure::Auc.into(),
+            value: 0.3,
+        });
+        let path = write(dir.path(), &a, None, &st).unwrap();
+        let back = read_state(&path).unwrap();
+        assert_eq!(back, st);
+        assert_eq!(back.history[1].metrics.get(Figure::Auc), Some(0.3));
+        assert_eq!(back.baseline.get(Figure::Nme), Some(0.2));
+        // Written as plain objects, not JSON in a string.
+        let text = std::fs::read_to_string(path.join(STATE_FILE)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["baseline"]["nmae"], 0.05);
+        assert_eq!(v["history"][0]["metrics"]["auc"], 0.1);
+        assert_eq!(v["best"]["metric"], "auc");
+        assert!(v.get("extra").is_none(), "{text}");
+    }
+
+    /// `state.json` as hmreg wrote it before the history and baseline were typed (the baseline in
+    /// `extra`): a run checkpointed then still resumes.
+    #[test]
+    fn earlier_state_layout_still_loads() {
+        let text = r#"{
+  "progress": {"epoch": 1, "batch": 0, "global_step": 60},
+  "seed": 0,
+  "optim": {"steps": {"bn1.bias": 60}},
+  "best": {"tag": "epoch-0001", "epoch": 1, "metric": "nmae", "value": 0.056803811341524124},
+  "history": [{"epoch": 1, "frozen": false, "images_per_second": 29.14672706758624,
+    "lr": 0.0012873865805029393, "metrics": {"auc": 0.006380238104611635, "fr": 0.984375,
+    "nmae": 0.056803811341524124, "nmae_vs_target": 0.05810369923710823,
+    "nme": 0.23897354304790497}, "seconds": 16.880883798,
+    "train_loss": 0.008582343440502882, "valid_loss": 0.007474606856703758}],
+  "epoch_sums": {"loss_sum": 0.0, "batches": 0, "images": 0, "seconds": 0.0},
+  "extra": {"baseline": {"auc": 0.0016878091264516115, "fr": 0.984375,
+    "nmae": 0.05475827306509018, "nme": 0.2284107655286789}}
+}"#;
+        let st: TrainState = serde_json::from_str(text).unwrap();
+        assert_eq!(st.progress.global_step, 60);
+        assert_eq!(st.baseline.get(Figure::Nmae), Some(0.05475827306509018));
+        assert_eq!(st.baseline.len(), 4);
+        assert_eq!(
+            st.history[0].metrics.get(Figure::NmaeVsTarget),
+            Some(0.05810369923710823)
+        );
+        assert_eq!(st.best.unwrap().metric, EpochFigure::from(Figure::Nmae));
+        // A figure name hmreg never wrote is refused, not dropped.
+        let bad = text.replace(
+            "\"fr\": 0.984375,\n    \"nmae\"",
+            "\"fx\": 0.984375,\n    \"nmae\"",
+        );
+        assert_ne!(bad, text);
+        let err = serde_json::from_str::<TrainState>(&bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`fx`"), "{err}");
+    }
+
+    #[test]
+    fn the_direction_comes_from_the_figure() {
+        let pick = |metric: EpochFigure, values: &[f64]| -> usize {
+            let cfg = CheckpointConfig {
+                best_metric: metric,
+                ..Default::default()
+            };
+            let mut best: Option<Best> = None;
+            for (i, &v) in values.iter().enumerate() {
+                if cfg.improves(v, best.as_ref()) {
+                    best = Some(Best {
+                        tag: format!("epoch-{:04}", i + 1),
+                        epoch: i + 1,
+                        metric,
+                        value: v,
+                    });
+                }
+            }
+            best.unwrap().epoch
+        };
+        let values = [f64::NAN, 0.3, 0.5, 0.2, 0.5];
+        assert_eq!(pick(Figure::Auc.into(), &values), 3);
+        assert_eq!(pick(Figure::Nmae.into(), &values), 4);
+        assert_eq!(pick(EpochFigure::ValidLoss, &values), 4);
+    }
+
+    #[test]
+    fn higher_is_better_is_accepted_only_when_it_agrees_with_the_figure() {
+        let cfg = |metric: Figure, h: Option<bool>| CheckpointConfig {
+            best_metric: metric.into(),
+            higher_is_better: h,
+            ..Default::default()
+        };
+        cfg(Figure::Nmae, None).validate(true).unwrap();
+        cfg(Figure::Nmae, Some(false)).validate(true).unwrap();
+        cfg(Figure::Auc, Some(true)).validate(true).unwrap();
+        let err = cfg(Figure::Auc, Some(false))
+            .validate(true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("higher_is_better = false")
+                && err.contains("best_metric = \"auc\"")
+                && err.contains("higher is better"),
+            "{err}"
+        );
+        let err = cfg(Figure::Nme, Some(true))
+            .validate(true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lower is better"), "{err}");
+        // Never written back: a resolved config says only the figure.
+        let toml = toml::to_string(&cfg(Figure::Nmae, Some(false))).unwrap();
+        assert!(!toml.contains("higher_is_better"), "{toml}");
+        assert!(toml.contains("best_metric = \"nmae\""), "{toml}");
+    }
+
+    #[test]
+    fn nmae_vs_target_needs_validation_to_measure_it() {
+        let cfg = CheckpointConfig {
+            best_metric: Figure::NmaeVsTarget.into(),
+            ..Default::default()
+        };
+        cfg.validate(true).unwrap();
+        let err = cfg.validate(false).unwrap_err().to_string();
+        assert!(err.contains("metrics.vs_target"), "{err}");
     }
 }

@@ -251,7 +251,7 @@ impl TrainConfig {
         self.loss.validate()?;
         self.optim.validate()?;
         self.schedule.validate()?;
-        self.checkpoint.validate()?;
+        self.checkpoint.validate(self.metrics.vs_target)?;
         self.metrics.decoder.validate()?;
         self.lr_find.validate()?;
         if self.model.head == crate::models::HeadKind::TwoChannel

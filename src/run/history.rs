@@ -3,10 +3,11 @@
 //! history after every epoch (temporary file + rename), so a resumed run's files hold exactly the
 //! epochs it has kept, never a duplicate or a torn line.
 
-use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
 use crate::atomic::write_atomic;
+use crate::metrics::{Direction, Figure, Figures};
 use crate::{Error, Result};
 
 pub const METRICS_JSONL: &str = "metrics.jsonl";
@@ -23,8 +24,8 @@ pub struct EpochRecord {
     pub train_loss: f64,
     /// Mean validation loss (per-batch losses weighted by batch size).
     pub valid_loss: f64,
-    /// Validation figures by name (`nmae`, `nme`, `fr`, `auc`, ...), fractions.
-    pub metrics: BTreeMap<String, f64>,
+    /// Validation figures (`nmae`, `nme`, `fr`, `auc`, ...), fractions.
+    pub metrics: Figures,
     /// Learning rate of the last parameter group at the epoch's last step.
     pub lr: f64,
     /// Wall-clock seconds of the epoch, validation included.
@@ -34,22 +35,98 @@ pub struct EpochRecord {
 }
 
 impl EpochRecord {
-    /// A figure by name: `train_loss`, `valid_loss` or a metric.
-    pub fn value(&self, name: &str) -> Option<f64> {
-        match name {
-            "train_loss" => Some(self.train_loss),
-            "valid_loss" => Some(self.valid_loss),
-            _ => self.metrics.get(name).copied(),
+    /// One of the record's figures (a validation figure the epoch did not measure is `None`).
+    pub fn value(&self, f: EpochFigure) -> Option<f64> {
+        match f {
+            EpochFigure::TrainLoss => Some(self.train_loss),
+            EpochFigure::ValidLoss => Some(self.valid_loss),
+            EpochFigure::Validation(m) => self.metrics.get(m),
+        }
+    }
+}
+
+/// A figure an epoch record holds: one of the two losses or a validation figure. What
+/// `checkpoint.best_metric` names; spelled as in `metrics.csv`'s header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EpochFigure {
+    TrainLoss,
+    ValidLoss,
+    Validation(Figure),
+}
+
+impl EpochFigure {
+    /// Every figure, losses first.
+    pub fn all() -> impl Iterator<Item = EpochFigure> {
+        [EpochFigure::TrainLoss, EpochFigure::ValidLoss]
+            .into_iter()
+            .chain(Figure::ALL.into_iter().map(EpochFigure::Validation))
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EpochFigure::TrainLoss => "train_loss",
+            EpochFigure::ValidLoss => "valid_loss",
+            EpochFigure::Validation(f) => f.name(),
         }
     }
 
-    pub fn to_json(&self) -> Result<serde_json::Value> {
-        serde_json::to_value(self).map_err(|e| Error::Msg(format!("epoch record to JSON: {e}")))
+    /// Losses improve downwards; validation figures as [`Figure::direction`] says.
+    pub fn direction(self) -> Direction {
+        match self {
+            EpochFigure::TrainLoss | EpochFigure::ValidLoss => Direction::LowerIsBetter,
+            EpochFigure::Validation(f) => f.direction(),
+        }
     }
 
-    pub fn from_json(v: &serde_json::Value) -> Result<Self> {
-        serde_json::from_value(v.clone())
-            .map_err(|e| Error::Msg(format!("bad epoch record in checkpoint history: {e}")))
+    /// The validation figure, if it is one (the mean-shape baseline has only those).
+    pub fn validation(self) -> Option<Figure> {
+        match self {
+            EpochFigure::Validation(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The valid names, for error messages.
+    pub fn names() -> Vec<&'static str> {
+        EpochFigure::all().map(EpochFigure::name).collect()
+    }
+}
+
+impl From<Figure> for EpochFigure {
+    fn from(f: Figure) -> Self {
+        EpochFigure::Validation(f)
+    }
+}
+
+impl fmt::Display for EpochFigure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for EpochFigure {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        EpochFigure::all().find(|f| f.name() == s).ok_or_else(|| {
+            Error::config(format!(
+                "unknown figure `{s}`: choose one of {}",
+                EpochFigure::names().join(", ")
+            ))
+        })
+    }
+}
+
+impl serde::Serialize for EpochFigure {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EpochFigure {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -65,16 +142,16 @@ pub fn write_files(dir: &Path, records: &[EpochRecord]) -> Result<()> {
     write_atomic(&dir.join(METRICS_CSV), csv(records)?.as_bytes())
 }
 
-/// The CSV text: fixed columns, then every metric name seen (sorted), then lr and timing.
-/// Non-finite values are written as empty fields.
+/// The CSV text: fixed columns, then every validation figure seen (in name order), then lr and
+/// timing. Non-finite values are written as empty fields.
 pub fn csv(records: &[EpochRecord]) -> Result<String> {
-    let mut names: Vec<&String> = records.iter().flat_map(|r| r.metrics.keys()).collect();
-    names.sort();
-    names.dedup();
+    let mut figures: Vec<Figure> = records.iter().flat_map(|r| r.metrics.keys()).collect();
+    figures.sort();
+    figures.dedup();
     let csv_error = |e: csv::Error| Error::Msg(format!("{METRICS_CSV}: {e}"));
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header = vec!["epoch", "frozen", "train_loss", "valid_loss"];
-    header.extend(names.iter().map(|n| n.as_str()));
+    header.extend(figures.iter().map(|f| f.name()));
     header.extend(["lr", "seconds", "images_per_second"]);
     w.write_record(&header).map_err(csv_error)?;
     let num = |v: f64| {
@@ -92,9 +169,9 @@ pub fn csv(records: &[EpochRecord]) -> Result<String> {
             num(r.valid_loss),
         ];
         row.extend(
-            names
+            figures
                 .iter()
-                .map(|n| r.metrics.get(*n).map(|&v| num(v)).unwrap_or_default()),
+                .map(|&f| r.metrics.get(f).map(num).unwrap_or_default()),
         );
         row.extend([
             num(r.lr),
@@ -132,7 +209,7 @@ mod tests {
             frozen: epoch == 1,
             train_loss: 0.5 / epoch as f64,
             valid_loss: 0.6 / epoch as f64,
-            metrics: [("nmae".to_string(), nmae), ("auc".to_string(), 0.5)]
+            metrics: [(Figure::Nmae, nmae), (Figure::Auc, 0.5)]
                 .into_iter()
                 .collect(),
             lr: 1e-3,
@@ -156,9 +233,26 @@ mod tests {
         );
         assert_eq!(lines.len(), 3);
         assert!(lines[2].starts_with("2,false,0.25,0.3,0.5,0.05,0.001,"));
-        assert_eq!(recs[1].value("nmae"), Some(0.05));
-        assert_eq!(recs[1].value("valid_loss"), Some(0.3));
-        assert_eq!(recs[1].value("nope"), None);
+        assert_eq!(recs[1].value(Figure::Nmae.into()), Some(0.05));
+        assert_eq!(recs[1].value(EpochFigure::ValidLoss), Some(0.3));
+        assert_eq!(recs[1].value(Figure::Nme.into()), None);
+    }
+
+    #[test]
+    fn epoch_figures_parse_by_their_csv_names_and_know_their_direction() {
+        for f in EpochFigure::all() {
+            assert_eq!(f.name().parse::<EpochFigure>().unwrap(), f);
+        }
+        assert_eq!(EpochFigure::names().len(), 7);
+        let err = "val_loss".parse::<EpochFigure>().unwrap_err().to_string();
+        assert!(
+            err.contains("`val_loss`") && err.contains("valid_loss, nmae"),
+            "{err}"
+        );
+        assert!(EpochFigure::from(Figure::Auc)
+            .direction()
+            .higher_is_better());
+        assert!(!EpochFigure::ValidLoss.direction().higher_is_better());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use image::{imageops, Rgb, RgbImage};
 
-use crate::run::history::EpochRecord;
+use crate::run::history::{EpochFigure, EpochRecord};
 use crate::viz::plot::{LinePlot, Series};
 use crate::Result;
 
@@ -16,7 +16,7 @@ pub const CURVES_PNG: &str = "curves.png";
 pub fn save_curves(
     path: &Path,
     records: &[EpochRecord],
-    metric: &str,
+    metric: EpochFigure,
     baseline: Option<f64>,
 ) -> Result<()> {
     let pts = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
@@ -37,7 +37,7 @@ pub fn save_curves(
         ],
         ..LinePlot::default()
     };
-    let mut series = vec![Series::new(metric, pts(&|r| r.value(metric)))];
+    let mut series = vec![Series::new(metric.name(), pts(&|r| r.value(metric)))];
     if let (Some(b), Some(first), Some(last)) = (baseline, records.first(), records.last()) {
         series.push(Series::new(
             "mean-shape baseline",
@@ -47,7 +47,7 @@ pub fn save_curves(
     let metric_plot = LinePlot {
         title: format!("Validation {metric}"),
         x_label: "epoch".into(),
-        y_label: metric.into(),
+        y_label: metric.name().into(),
         log_x: false,
         log_y: true,
         series,

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::run::history::EpochRecord;
+use crate::run::history::{EpochFigure, EpochRecord};
 
 /// How a run reports progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -80,7 +80,7 @@ impl Reporter {
     }
 
     /// An epoch finished: a line on stderr (bars), a JSON line on stdout (json), or nothing.
-    pub fn end_epoch(&self, r: &EpochRecord, best_metric: &str) {
+    pub fn end_epoch(&self, r: &EpochRecord, best_metric: EpochFigure) {
         self.epochs.inc(1);
         match self.mode {
             OutputMode::Bars => {

@@ -6,7 +6,6 @@
 //! same batches with the same augmentations as the uninterrupted run; on the CPU its losses are
 //! bit-identical. The schedule is a pure function of (epoch, batch), so nothing else is needed.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -21,6 +20,7 @@ use crate::device::DeviceSpec;
 use crate::learn::lr_sweep::SmoothLoss;
 use crate::learn::optim::{Adam, N_LR_GROUPS};
 use crate::learn::schedule::Plan;
+use crate::metrics::{Figure, Figures};
 use crate::run::checkpoint::{self, Best, EpochSums, Progress, TrainState};
 use crate::run::dir::{self, checkpoints_dir, SUMMARY_FILE};
 use crate::run::history::{self, EpochRecord};
@@ -63,7 +63,7 @@ pub struct RunSummary {
     /// All planned epochs done (false when stopped early on request).
     pub finished: bool,
     /// Figures of predicting the training set's mean shape for every validation image.
-    pub baseline: BTreeMap<String, f64>,
+    pub baseline: Figures,
     pub best: Option<Best>,
     pub last: Option<EpochRecord>,
     pub parameters: usize,
@@ -80,8 +80,6 @@ struct Session {
     dp: Option<DataParallel>,
     plan: Plan,
     state: TrainState,
-    records: Vec<EpochRecord>,
-    baseline: BTreeMap<String, f64>,
     run_dir: PathBuf,
 }
 
@@ -200,28 +198,14 @@ fn start_or_resume(cfg: TrainConfig, opts: &RunOptions) -> Result<Session> {
         note(&format!(
             "mean-shape baseline on `{}`: NMAE {:.5}",
             cfg.data.val_split,
-            baseline.get("nmae").copied().unwrap_or(f64::NAN)
+            baseline.get(Figure::Nmae).unwrap_or(f64::NAN)
         ));
-        let mut st = TrainState {
+        TrainState {
             seed: cfg.seed,
+            baseline,
             ..Default::default()
-        };
-        st.extra.insert(
-            "baseline".into(),
-            serde_json::to_value(&baseline).map_err(|e| Error::Msg(e.to_string()))?,
-        );
-        st
+        }
     };
-    let baseline = state
-        .extra
-        .get("baseline")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default();
-    let records = state
-        .history
-        .iter()
-        .map(EpochRecord::from_json)
-        .collect::<Result<_>>()?;
     if let Some(dp) = &mut dp {
         // Replicas start from rank 0's state: fresh weights or the checkpoint just loaded.
         dp.copy_lead(&s.store, &opt)?;
@@ -232,8 +216,6 @@ fn start_or_resume(cfg: TrainConfig, opts: &RunOptions) -> Result<Session> {
         dp,
         plan,
         state,
-        records,
-        baseline,
         run_dir,
     })
 }
@@ -253,8 +235,6 @@ fn run_epoch(
         dp,
         plan,
         state,
-        records,
-        baseline,
         run_dir,
     } = run;
     let cfg = &s.cfg;
@@ -347,7 +327,7 @@ fn run_epoch(
         let every = cfg.checkpoint.every_steps;
         let due = stop_now || (every > 0 && state.progress.global_step % every as u64 == 0);
         if writes && !at_end && due {
-            save(&ckpt_root, s, opt, state, records)?;
+            save(&ckpt_root, s, opt, state)?;
         }
         if stop_now && !at_end {
             return Ok(EpochEnd::Interrupted);
@@ -365,45 +345,39 @@ fn run_epoch(
         seconds: earlier + epoch_start.elapsed().as_secs_f64(),
         images_per_second: sums.images as f64 / sums.seconds.max(1e-9),
     };
-    let metric = &cfg.checkpoint.best_metric;
+    // The config's validation guarantees the figure is measured.
+    let metric = cfg.checkpoint.best_metric;
     let value = record.value(metric).ok_or_else(|| {
-        Error::config(format!(
-            "checkpoint.best_metric `{metric}` is not a validation figure (choose valid_loss \
-             or one of {:?})",
-            record.metrics.keys().collect::<Vec<_>>()
+        Error::Msg(format!(
+            "validation did not measure checkpoint.best_metric `{metric}`"
         ))
     })?;
-    records.push(record.clone());
+    state.history.push(record.clone());
     state.progress = Progress {
         epoch: epoch + 1,
         batch: 0,
         global_step: state.progress.global_step,
     };
     state.epoch_sums = EpochSums::default();
-    let better = match &state.best {
-        None => value.is_finite(),
-        Some(b) if cfg.checkpoint.higher_is_better => value > b.value,
-        Some(b) => value < b.value,
-    };
-    if better {
+    if cfg.checkpoint.improves(value, state.best.as_ref()) {
         state.best = Some(Best {
             tag: state.progress.tag(),
             epoch: epoch + 1,
-            metric: metric.clone(),
+            metric,
             value,
         });
     }
     if writes {
-        save(&ckpt_root, s, opt, state, records)?;
+        save(&ckpt_root, s, opt, state)?;
         if let Some(b) = &state.best {
             checkpoint::write_best(&ckpt_root, b)?;
         }
-        history::write_files(run_dir, records)?;
+        history::write_files(run_dir, &state.history)?;
         save_curves(
             &run_dir.join(CURVES_PNG),
-            records,
+            &state.history,
             metric,
-            baseline.get(metric).copied(),
+            metric.validation().and_then(|f| state.baseline.get(f)),
         )?;
     }
     reporter.end_epoch(&record, metric);
@@ -417,9 +391,9 @@ fn finish(run: &Session, finished: bool, started: Instant, writes: bool) -> Resu
         epochs_done: run.state.progress.epoch,
         total_epochs: run.plan.total_epochs(),
         finished,
-        baseline: run.baseline.clone(),
+        baseline: run.state.baseline.clone(),
         best: run.state.best.clone(),
-        last: run.records.last().cloned(),
+        last: run.state.history.last().cloned(),
         parameters: run.s.store.num_parameters(),
         train_items: run.s.train_samples.len(),
         val_items: run.s.val.samples().len(),
@@ -433,17 +407,7 @@ fn finish(run: &Session, finished: bool, started: Instant, writes: bool) -> Resu
 }
 
 /// Writes a checkpoint of the current state and prunes old ones (the best is always kept).
-fn save(
-    root: &Path,
-    s: &Setup,
-    opt: &Adam,
-    state: &mut TrainState,
-    records: &[EpochRecord],
-) -> Result<()> {
-    state.history = records
-        .iter()
-        .map(EpochRecord::to_json)
-        .collect::<Result<_>>()?;
+fn save(root: &Path, s: &Setup, opt: &Adam, state: &TrainState) -> Result<()> {
     checkpoint::write(root, &s.store, Some(opt), state)?;
     let best = state.best.as_ref().map(|b| b.tag.clone());
     let keep: Vec<&str> = best.iter().map(String::as_str).collect();

@@ -1,8 +1,6 @@
 //! Validation during training: the evaluation that `hmreg eval` runs (same decoding, same
 //! metrics), plus the validation loss; and the mean-shape baseline a run is compared with.
 
-use std::collections::BTreeMap;
-
 use candle_core::DType;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -12,7 +10,7 @@ use super::setup::Setup;
 use crate::data::Loader;
 use crate::eval::dataset::eval_batches;
 use crate::eval::{evaluate, EvalOptions};
-use crate::metrics::{MetricAccumulator, MetricReport};
+use crate::metrics::{Figures, MetricAccumulator, MetricReport};
 use crate::models::KeypointNet;
 use crate::run::TrainConfig;
 use crate::{Error, Keypoints, Result};
@@ -47,7 +45,7 @@ pub fn validate(
 
 /// The mean-shape baseline: the mean position of every point over (up to 2000) training items
 /// in the validation frame (no augmentation), predicted for every validation image.
-pub fn mean_shape_baseline(s: &Setup) -> Result<BTreeMap<String, f64>> {
+pub fn mean_shape_baseline(s: &Setup) -> Result<Figures> {
     let cfg = &s.cfg;
     let mut items = s.train_samples.clone();
     if items.len() > BASELINE_MAX_ITEMS {
