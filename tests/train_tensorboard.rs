@@ -100,8 +100,8 @@ fn read_dir(dir: &Path) -> Logged {
             for summary in ev.iter().filter(|f| f.0 == 5) {
                 for value in fields(&summary.3).iter().filter(|f| f.0 == 1) {
                     let v = fields(&value.3);
-                    let tag = String::from_utf8(v.iter().find(|f| f.0 == 1).unwrap().3.clone())
-                        .unwrap();
+                    let tag =
+                        String::from_utf8(v.iter().find(|f| f.0 == 1).unwrap().3.clone()).unwrap();
                     if let Some(s) = v.iter().find(|f| f.0 == 2) {
                         let x = f32::from_bits(s.2 as u32);
                         logged.scalars.entry((tag, step)).or_default().push(x);

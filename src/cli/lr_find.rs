@@ -6,9 +6,9 @@ use clap::Args;
 
 use super::args::{OutputArgs, TrainOverrides};
 use crate::run::config::TrainConfig;
+use crate::tensorboard::EventWriter;
 use crate::train::lr_find::{find_lr, save_plot};
 use crate::train::progress::{OutputMode, Reporter};
-use crate::tensorboard::EventWriter;
 use crate::train::tb_log::TB_DIR;
 use crate::train::Setup;
 use crate::{Error, Result};
@@ -58,13 +58,19 @@ pub fn run(args: LrFindArgs) -> Result<()> {
     let mut tb = match s.cfg.logging.tensorboard {
         true => {
             // A folder per sweep: each is a run of its own in TensorBoard, never continued.
-            let stem = args.out.file_stem().and_then(|s| s.to_str()).unwrap_or("lr_find");
+            let stem = args
+                .out
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("lr_find");
             let secs = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
             let dir = args.out.parent().unwrap_or(Path::new(""));
-            Some(EventWriter::open(&dir.join(TB_DIR).join(format!("{stem}-{secs}")))?)
+            Some(EventWriter::open(
+                &dir.join(TB_DIR).join(format!("{stem}-{secs}")),
+            )?)
         }
         false => None,
     };
