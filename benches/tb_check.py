@@ -33,7 +33,7 @@ def main():
             got = logged.get(tag, {}).get(rec["epoch"])
             ok = got is not None and math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-12)
             bad += not ok
-            print(f"epoch {rec['epoch']:3} {tag:26} jsonl {want:<14.7g} tb {got!s:<14.7} "
+            print(f"epoch {rec['epoch']:3} {tag:26} jsonl {want:<14.7g} tb {'-' if got is None else format(got, '14.7g')} "
                   f"{'ok' if ok else 'MISMATCH'}")
     print("images:", {t: len(acc.Images(t)) for t in acc.Tags()["images"]})
     print("step scalars:", len(logged.get("step/train_loss", {})))
