@@ -83,7 +83,7 @@ impl TrainLog {
     pub fn step(&mut self, global_step: u64, loss: f64) -> Result<()> {
         let every = self.cfg.every_steps as u64;
         match &mut self.writer {
-            Some(w) if every > 0 && global_step % every == 0 => {
+            Some(w) if every > 0 && global_step.is_multiple_of(every) => {
                 w.scalar(STEP_LOSS, global_step as i64, loss)
             }
             _ => Ok(()),
@@ -94,7 +94,9 @@ impl TrainLog {
     pub fn faces_due(&self, epoch: usize) -> usize {
         let every = self.cfg.image_every_epochs;
         match &self.writer {
-            Some(w) if every > 0 && epoch % every == 0 && w.is_new(FACES, epoch as i64) => {
+            Some(w)
+                if every > 0 && epoch.is_multiple_of(every) && w.is_new(FACES, epoch as i64) =>
+            {
                 self.cfg.image_faces
             }
             _ => 0,
