@@ -20,6 +20,7 @@
 //! | 1 | [`metrics`] | NMAE, NME, failure rate, AUC | |
 //! | 1 | [`detect`] | face boxes in photos (SeetaFace's cascade through rustface) | |
 //! | 1 | [`viz`] | PNG output: plots, grids, heatmaps, drawing | |
+//! | 1 | [`tensorboard`] | TensorBoard event files: TFRecord framing, `Event`/`Summary` messages, writer, reader | `viz` |
 //! | 1 | [`parallel`] | data-parallel collectives: worker threads, NCCL, the rendezvous across machines | |
 //! | 0 | [`ops`] | tensor operations Candle lacks or runs slowly (conv, BatchNorm, pooling, resize) | |
 //! | base | [`error`], [`keypoints`], [`atomic`], [`device`] | the error type, a set of points, atomic file writes, device names (and the test suite's device) | |
@@ -44,6 +45,7 @@ pub mod models;
 pub mod ops;
 pub mod parallel;
 pub mod run;
+pub mod tensorboard;
 pub mod train;
 pub mod viz;
 

@@ -1,13 +1,15 @@
 //! `hmreg lr-find`: fastai's learning-rate finder on a config's model and data.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use super::args::{OutputArgs, TrainOverrides};
 use crate::run::config::TrainConfig;
+use crate::tensorboard::EventWriter;
 use crate::train::lr_find::{find_lr, save_plot};
 use crate::train::progress::{OutputMode, Reporter};
+use crate::train::tb_log::TB_DIR;
 use crate::train::Setup;
 use crate::{Error, Result};
 
@@ -26,7 +28,9 @@ pub struct LrFindArgs {
     pub end_lr: Option<f64>,
     #[arg(long)]
     pub num_it: Option<usize>,
-    /// The plot (PNG); a JSON file with the curve is written next to it.
+    /// The plot (PNG); a JSON file with the curve is written next to it, and TensorBoard event
+    /// files (unless `[logging] tensorboard = false`) to `tb/<plot name>-<unix seconds>/` beside
+    /// it.
     #[arg(long, value_name = "PNG", default_value = "lr_find.png")]
     pub out: PathBuf,
     #[command(flatten)]
@@ -51,8 +55,27 @@ pub fn run(args: LrFindArgs) -> Result<()> {
             eprintln!("{m}")
         }
     })?;
+    let mut tb = match s.cfg.logging.tensorboard {
+        true => {
+            // A folder per sweep: each is a run of its own in TensorBoard, never continued.
+            let stem = args
+                .out
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("lr_find");
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let dir = args.out.parent().unwrap_or(Path::new(""));
+            Some(EventWriter::open(
+                &dir.join(TB_DIR).join(format!("{stem}-{secs}")),
+            )?)
+        }
+        false => None,
+    };
     let reporter = Reporter::new(mode, 1, 0);
-    let result = find_lr(&s, &reporter)?;
+    let result = find_lr(&s, &reporter, tb.as_mut())?;
     reporter.finish();
     save_plot(&args.out, &result)?;
     let json_path = args.out.with_extension("json");

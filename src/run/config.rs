@@ -116,6 +116,31 @@ pub struct InitConfig {
     pub pretrained: PathBuf,
 }
 
+/// `[logging]`: TensorBoard event files under the run's `tb/` directory.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// Write event files at all.
+    pub tensorboard: bool,
+    /// Log the training loss of every this many optimiser steps (0: epochs only).
+    pub every_steps: usize,
+    /// Log the picture of the first validation faces every this many epochs (0: never).
+    pub image_every_epochs: usize,
+    /// How many validation faces that picture shows.
+    pub image_faces: usize,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            tensorboard: true,
+            every_steps: 10,
+            image_every_epochs: 1,
+            image_faces: 4,
+        }
+    }
+}
+
 /// A whole training run.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -141,6 +166,7 @@ pub struct TrainConfig {
     pub checkpoint: CheckpointConfig,
     pub metrics: ValidationConfig,
     pub lr_find: LrFindConfig,
+    pub logging: LoggingConfig,
 }
 
 impl Default for TrainConfig {
@@ -172,6 +198,7 @@ impl Default for TrainConfig {
             checkpoint: CheckpointConfig::default(),
             metrics: ValidationConfig::default(),
             lr_find: LrFindConfig::default(),
+            logging: LoggingConfig::default(),
         }
     }
 }

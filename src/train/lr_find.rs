@@ -7,12 +7,18 @@ use super::step::train_step;
 use crate::learn::lr_sweep::{sweep, LrFindResult, SmoothLoss};
 use crate::learn::optim::N_LR_GROUPS;
 use crate::learn::schedule::{Hypers, ScheduleKind};
+use crate::tensorboard::EventWriter;
 use crate::{Error, Result};
 
 /// Runs the sweep on a freshly built model (`s`): Adam with the config's settings and beta1,
 /// the same rate for every group, the encoder frozen when the schedule is `fine_tune` (as a
-/// fastai learner is before `fine_tune`). Batches come from consecutive training epochs.
-pub fn find_lr(s: &Setup, progress: &Reporter) -> Result<LrFindResult> {
+/// fastai learner is before `fine_tune`). Batches come from consecutive training epochs. With
+/// `tb`, every iteration's rate, loss and smoothed loss go to TensorBoard (step = iteration).
+pub fn find_lr(
+    s: &Setup,
+    progress: &Reporter,
+    mut tb: Option<&mut EventWriter>,
+) -> Result<LrFindResult> {
     let cfg = &s.cfg;
     let mut opt = s.optimiser()?;
     let frozen = cfg.schedule.kind == ScheduleKind::FineTune;
@@ -20,7 +26,7 @@ pub fn find_lr(s: &Setup, progress: &Reporter) -> Result<LrFindResult> {
     let mut batches = s.train.epoch(epoch);
     progress.start_epoch(cfg.lr_find.iterations(), 0);
     let mut smooth = SmoothLoss::default();
-    sweep(&cfg.lr_find, |_, lr| {
+    let result = sweep(&cfg.lr_find, |i, lr| {
         let t0 = std::time::Instant::now();
         let batch = match batches.next() {
             Some(b) => b?,
@@ -46,9 +52,20 @@ pub fn find_lr(s: &Setup, progress: &Reporter) -> Result<LrFindResult> {
             cfg.precision,
         )?;
         let n = batch.images.dim(0)? as f64;
-        progress.batch(smooth.add(lv), n / t0.elapsed().as_secs_f64().max(1e-9));
+        let smoothed = smooth.add(lv);
+        progress.batch(smoothed, n / t0.elapsed().as_secs_f64().max(1e-9));
+        if let Some(w) = tb.as_deref_mut() {
+            let step = i as i64 + 1;
+            w.scalar("lr_find/lr", step, lr)?;
+            w.scalar("lr_find/loss", step, lv)?;
+            w.scalar("lr_find/smoothed_loss", step, smoothed)?;
+        }
         Ok(lv)
-    })
+    })?;
+    if let Some(w) = tb {
+        w.flush()?;
+    }
+    Ok(result)
 }
 
 /// The loss-versus-rate plot (log x), fastai style: the last 5 points left out, the suggestions

@@ -14,7 +14,8 @@ use super::data_parallel::{communicators, DataParallel, Lead, Nodes};
 use super::progress::{OutputMode, Reporter};
 use super::setup::Setup;
 use super::step::train_step;
-use super::validate::{mean_shape_baseline, validate};
+use super::tb_log::TrainLog;
+use super::validate::{mean_shape_baseline, validate_showing};
 use crate::data::Shards;
 use crate::device::DeviceSpec;
 use crate::learn::lr_sweep::SmoothLoss;
@@ -106,10 +107,15 @@ pub fn train(mut cfg: TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     } else {
         OutputMode::Quiet
     };
+    let mut tb = if opts.writes() {
+        TrainLog::open(&run.run_dir, &run.s.cfg)?
+    } else {
+        TrainLog::off()
+    };
     let reporter = Reporter::new(output, total_epochs, run.state.progress.epoch);
     let mut finished = true;
     for epoch in run.state.progress.epoch..total_epochs {
-        if let EpochEnd::Interrupted = run_epoch(&mut run, epoch, opts, &reporter)? {
+        if let EpochEnd::Interrupted = run_epoch(&mut run, epoch, opts, &reporter, &mut tb)? {
             finished = false;
             break;
         }
@@ -227,6 +233,7 @@ fn run_epoch(
     epoch: usize,
     opts: &RunOptions,
     reporter: &Reporter,
+    tb: &mut TrainLog,
 ) -> Result<EpochEnd> {
     let writes = opts.writes();
     let Session {
@@ -314,6 +321,7 @@ fn run_epoch(
             batch: b + 1,
             global_step: state.progress.global_step + 1,
         };
+        tb.step(state.progress.global_step, lv)?;
         state.epoch_sums.loss_sum += lv;
         state.epoch_sums.batches += 1;
         state.epoch_sums.images += n_img;
@@ -333,7 +341,8 @@ fn run_epoch(
             return Ok(EpochEnd::Interrupted);
         }
     }
-    let (valid_loss, report) = validate(s.model.as_ref(), &s.val, cfg)?;
+    let (valid_loss, report, faces) =
+        validate_showing(s.model.as_ref(), &s.val, cfg, tb.faces_due(epoch + 1))?;
     let sums = &state.epoch_sums;
     let record = EpochRecord {
         epoch: epoch + 1,
@@ -379,6 +388,7 @@ fn run_epoch(
             metric,
             metric.validation().and_then(|f| state.baseline.get(f)),
         )?;
+        tb.epoch(&record, &faces)?;
     }
     reporter.end_epoch(&record, metric);
     Ok(EpochEnd::Done)

@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use super::setup::Setup;
 use crate::data::Loader;
 use crate::eval::dataset::eval_batches;
+use crate::eval::show::Shown;
 use crate::eval::{evaluate, EvalOptions};
 use crate::metrics::{Figures, MetricAccumulator, MetricReport};
 use crate::models::KeypointNet;
@@ -26,7 +27,19 @@ pub fn validate(
     loader: &Loader,
     cfg: &TrainConfig,
 ) -> Result<(f64, MetricReport)> {
-    let opts = EvalOptions::for_run(cfg, cfg.metrics.decoder.clone());
+    let (loss, report, _) = validate_showing(model, loader, cfg, 0)?;
+    Ok((loss, report))
+}
+
+/// [`validate`], also keeping the first `faces` validation samples for pictures.
+pub fn validate_showing(
+    model: &dyn KeypointNet,
+    loader: &Loader,
+    cfg: &TrainConfig,
+    faces: usize,
+) -> Result<(f64, MetricReport, Vec<Shown>)> {
+    let mut opts = EvalOptions::for_run(cfg, cfg.metrics.decoder.clone());
+    opts.keep_first = faces;
     let (mut loss_sum, mut n) = (0f64, 0usize);
     let batches = eval_batches(loader, model.stride(), cfg.metrics.vs_target);
     let outcome = evaluate(model, batches, &opts, &mut |batch, output| {
@@ -40,7 +53,7 @@ pub fn validate(
         n += bs;
         Ok(())
     })?;
-    Ok((loss_sum / n.max(1) as f64, outcome.report))
+    Ok((loss_sum / n.max(1) as f64, outcome.report, outcome.first))
 }
 
 /// The mean-shape baseline: the mean position of every point over (up to 2000) training items

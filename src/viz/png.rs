@@ -21,6 +21,20 @@ pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     })
 }
 
+/// `img` as PNG bytes (for embedding, such as TensorBoard image summaries).
+pub fn encode_png(img: &RgbImage) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .map_err(|e| format!("cannot encode PNG: {e}"))?;
+    Ok(out)
+}
+
 fn write_png(img: &RgbImage, tmp: &Path) -> std::result::Result<(), String> {
     let file = fs::File::create(tmp).map_err(|e| format!("cannot create file: {e}"))?;
     let mut w = BufWriter::new(file);
