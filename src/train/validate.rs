@@ -28,9 +28,9 @@ pub fn validate(
     loader: &Loader,
     cfg: &TrainConfig,
 ) -> Result<(f64, MetricReport)> {
-    let opts = EvalOptions::for_run(cfg, cfg.metrics.decoder.clone());
+    let opts = EvalOptions::for_run(cfg, cfg.codec()?);
     let (mut loss_sum, mut n) = (0f64, 0usize);
-    let batches = eval_batches(loader, model.stride(), cfg.metrics.vs_target);
+    let batches = eval_batches(loader, cfg.metrics.vs_target);
     let outcome = evaluate(model, batches, &opts, &mut |batch, output| {
         let (targets, mask) = batch
             .target_maps
