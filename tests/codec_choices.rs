@@ -32,7 +32,8 @@ fn binary_targets_need_bce() {
             "{enc}: {err}"
         );
     }
-    let mut ok = parse("[target.encoder]\nkind = \"randomized-rounding\"\n[loss]\nkind = \"bce\"\n");
+    let mut ok =
+        parse("[target.encoder]\nkind = \"randomized-rounding\"\n[loss]\nkind = \"bce\"\n");
     ok.resolve().unwrap();
 }
 
@@ -100,7 +101,9 @@ fn derived_keys_set_to_another_value_are_refused() {
         "{err}"
     );
     // Without the keys the values are derived.
-    let mut cfg = parse("[pipeline]\ninput_size = 128\n[model]\narch = \"hrnet18\"\n");
+    let mut cfg = parse(
+        "[data]\npoints = \"all\"\n[pipeline]\ninput_size = 128\n[model]\narch = \"hrnet18\"\n",
+    );
     cfg.resolve().unwrap();
     cfg.resolve_points(7).unwrap();
     assert_eq!(
@@ -169,7 +172,10 @@ fn the_codec_speaks_input_pixels() {
         let t = Tensor::from_vec(maps, (1, 4, 16, 16), &Device::Cpu).unwrap();
         let pred = codec.decode(&t).unwrap();
         for p in 0..2 {
-            assert_eq!(pred.points[0].xy[p], enc_out.targets.xy[p], "{enc} point {p}");
+            assert_eq!(
+                pred.points[0].xy[p], enc_out.targets.xy[p],
+                "{enc} point {p}"
+            );
             // The map's peak: 1, or a little less for a Gaussian centred between pixels.
             assert!(pred.confidence[0][p] > 0.5 && pred.confidence[0][p] <= 1.0);
         }

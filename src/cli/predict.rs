@@ -175,11 +175,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let paths = expand_inputs(&args.images, args.recursive)?;
     let device = args.device.open()?;
     let loaded = load_model(&source, &device)?;
-    let codec = choices::choose_codec(
-        args.decoding.decoder.as_ref(),
-        args.decoding.k,
-        &loaded.cfg,
-    )?;
+    let codec =
+        choices::choose_codec(args.decoding.decoder.as_ref(), args.decoding.k, &loaded.cfg)?;
     let flip = if args.decoding.flip_test {
         Some(choices::flip_permutation(&loaded.cfg, None)?)
     } else {

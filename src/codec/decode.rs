@@ -145,7 +145,14 @@ pub fn decode_one(map: &[f32], w: usize, h: usize, dec: &Decoder) -> ([f32; 2], 
         Decoder::SoftArgmax { temperature } => soft_argmax(map, w, max, *temperature),
         // A codec always gives DARK its sigma; a bare call without one smooths with the
         // default Gaussian's.
-        Decoder::Dark { sigma } => dark(map, w, h, ax, ay, sigma.unwrap_or_else(super::default_sigma)),
+        Decoder::Dark { sigma } => dark(
+            map,
+            w,
+            h,
+            ax,
+            ay,
+            sigma.unwrap_or_else(super::default_sigma),
+        ),
         Decoder::QuarterOffset => quarter_offset(map, w, h, ax, ay),
     };
     (pos, max)

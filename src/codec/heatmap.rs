@@ -140,8 +140,7 @@ impl Codec {
     /// Panics if `out` has the wrong length.
     pub fn encode(&self, kp: &Keypoints, rng: &mut impl Rng, out: &mut [f32]) -> Encoded {
         let m = self.map_size;
-        let centres =
-            super::encode_centres(&self.encoder, &self.to_map_points(kp), m, m, rng, out);
+        let centres = super::encode_centres(&self.encoder, &self.to_map_points(kp), m, m, rng, out);
         let back = self.to_input();
         let xy = kp
             .xy

@@ -400,11 +400,9 @@ impl Decoder {
                     "soft-argmax decoder: temperature must be positive, got {temperature}"
                 )))
             }
-            Decoder::Dark { sigma: Some(sigma) } if !(sigma.is_finite() && *sigma > 0.0) => {
-                Err(Error::config(format!(
-                    "dark decoder: sigma must be positive, got {sigma}"
-                )))
-            }
+            Decoder::Dark { sigma: Some(sigma) } if !(sigma.is_finite() && *sigma > 0.0) => Err(
+                Error::config(format!("dark decoder: sigma must be positive, got {sigma}")),
+            ),
             _ => Ok(()),
         }
     }

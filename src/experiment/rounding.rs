@@ -555,8 +555,18 @@ fn encode_decode(
     };
     let (enc, dec) = match pair {
         Pair::GaussianArgmax => (gauss(false), Decoder::Argmax),
-        Pair::GaussianDark => (gauss(false), Decoder::Dark { sigma: Some(cfg.sigma) }),
-        Pair::SubpixelGaussianDark => (gauss(true), Decoder::Dark { sigma: Some(cfg.sigma) }),
+        Pair::GaussianDark => (
+            gauss(false),
+            Decoder::Dark {
+                sigma: Some(cfg.sigma),
+            },
+        ),
+        Pair::SubpixelGaussianDark => (
+            gauss(true),
+            Decoder::Dark {
+                sigma: Some(cfg.sigma),
+            },
+        ),
         Pair::RoundArgmax => (TargetEncoder::Round, Decoder::Argmax),
         Pair::FloorArgmax => (TargetEncoder::Floor, Decoder::Argmax),
         Pair::RrArgmax => (TargetEncoder::RandomizedRounding, Decoder::Argmax),

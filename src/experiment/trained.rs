@@ -367,7 +367,9 @@ pub fn cross_decoders(p: &MethodParams) -> Vec<Decoder> {
     vec![
         Decoder::Argmax,
         Decoder::TopK { k: p.k },
-        Decoder::Dark { sigma: Some(p.sigma) },
+        Decoder::Dark {
+            sigma: Some(p.sigma),
+        },
     ]
 }
 
@@ -522,9 +524,7 @@ fn evaluate_cell(cell: &Cell, run_dir: &Path, params: &MethodParams) -> Result<C
     let nme_by_decoder = codecs
         .iter()
         .zip(&cross)
-        .filter_map(|(c, acc)| {
-            Some((c.decoder().to_string(), acc.as_ref()?.finish().nme as f64))
-        })
+        .filter_map(|(c, acc)| Some((c.decoder().to_string(), acc.as_ref()?.finish().nme as f64)))
         .collect();
     let records = history::read_jsonl(&run_dir.join(history::METRICS_JSONL))?;
     Ok(CellResult {
