@@ -287,6 +287,8 @@ impl Cell {
         }
         let mut cfg = base.clone();
         cfg.model.heatmap_stride = input / self.size;
+        // The cell asks for its own map grid: a stride recorded in the base file no longer binds.
+        cfg.written.stride = None;
         cfg.seed = self.seed;
         self.method.apply(&mut cfg, params);
         cfg.resolve()?;
