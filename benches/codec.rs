@@ -114,7 +114,7 @@ fn main() {
             Decoder::Argmax,
             Decoder::TopK { k: 9 },
             Decoder::SoftArgmax { temperature: 0.05 },
-            Decoder::Dark { sigma },
+            Decoder::Dark { sigma: Some(sigma) },
             Decoder::QuarterOffset,
         ] {
             let ms = median_ms(1, repeats.min(7), || {

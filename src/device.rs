@@ -74,6 +74,20 @@ impl std::str::FromStr for DeviceSpec {
     }
 }
 
+/// Written as its name (`cpu`, `cuda:N`) in configs, read back with [`DeviceSpec::parse`].
+impl serde::Serialize for DeviceSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeviceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        DeviceSpec::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

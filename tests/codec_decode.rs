@@ -58,7 +58,7 @@ proptest! {
         prop_assert!((s[0] - fx).abs() < SOFT_ARGMAX_TOL && (s[1] - fy).abs() < SOFT_ARGMAX_TOL,
             "soft-argmax {:?} vs {:?}", s, [fx, fy]);
         let map = gaussian_map([fx, fy], w, h, sigma, true);
-        let (d, _) = decode_one(&map, w, h, &Decoder::Dark { sigma });
+        let (d, _) = decode_one(&map, w, h, &Decoder::Dark { sigma: Some(sigma) });
         prop_assert!((d[0] - fx).abs() < DARK_TOL && (d[1] - fy).abs() < DARK_TOL,
             "dark {:?} vs {:?}", d, [fx, fy]);
     }
@@ -115,12 +115,12 @@ fn dark_falls_back_to_argmax_near_the_border_and_on_flat_maps() {
     let (w, h) = (16, 16);
     let map = gaussian_map([1.4, 8.3], w, h, 2.0, true);
     assert_eq!(
-        decode_one(&map, w, h, &Decoder::Dark { sigma: 2.0 }).0,
+        decode_one(&map, w, h, &Decoder::Dark { sigma: Some(2.0) }).0,
         [1.0, 8.0]
     );
     let flat = vec![0.0f32; w * h];
     assert_eq!(
-        decode_one(&flat, w, h, &Decoder::Dark { sigma: 2.0 }).0,
+        decode_one(&flat, w, h, &Decoder::Dark { sigma: Some(2.0) }).0,
         [0.0, 0.0]
     );
 }
@@ -171,9 +171,10 @@ fn batched_tensor_decoding_keeps_row_major_order_on_any_dtype() {
 
 #[test]
 fn decoder_config_parses_and_serialises() {
-    assert_eq!(Decoder::default(), Decoder::TopK { k: 9 });
+    // One default, validation's: argmax.
+    assert_eq!(Decoder::default(), Decoder::Argmax);
     assert_eq!(
-        serde_json::to_string(&Decoder::default()).unwrap(),
+        serde_json::to_string(&Decoder::TopK { k: 9 }).unwrap(),
         r#"{"kind":"top-k","k":9}"#
     );
     let cases = [
@@ -183,8 +184,8 @@ fn decoder_config_parses_and_serialises() {
         ("top-k:2", Decoder::TopK { k: 2 }),
         ("softargmax", Decoder::SoftArgmax { temperature: 1.0 }),
         ("softargmax:0.05", Decoder::SoftArgmax { temperature: 0.05 }),
-        ("dark", Decoder::Dark { sigma: 10.0 }),
-        ("dark:2", Decoder::Dark { sigma: 2.0 }),
+        ("dark", Decoder::Dark { sigma: None }),
+        ("dark:2", Decoder::Dark { sigma: Some(2.0) }),
         ("quarter", Decoder::QuarterOffset),
     ];
     for (s, d) in cases {
@@ -217,7 +218,7 @@ fn dark_refines_on_maps_smaller_than_its_smoothing_kernel() {
             // Centres where DARK applies (two pixels of margin around the argmax).
             let p = [2.0 + 3.4 * i as f32 / 20.0, 2.0 + 3.4 * j as f32 / 20.0];
             let map = gaussian_map(p, n, n, sigma, true);
-            let (d, _) = decode_one(&map, n, n, &Decoder::Dark { sigma });
+            let (d, _) = decode_one(&map, n, n, &Decoder::Dark { sigma: Some(sigma) });
             dark_err += (d[0] - p[0]).hypot(d[1] - p[1]);
             round_err += (p[0].round() - p[0]).hypot(p[1].round() - p[1]);
             count += 1;

@@ -305,9 +305,9 @@ struct Epoch {
 fn one_epoch(root: &Path, dev: &Device, evaluate: Option<&HashMap<String, Tensor>>) -> Epoch {
     let mut cfg = common::tiny_config(root, 3, 5);
     cfg.device = if dev.is_cpu() {
-        "cpu".into()
+        hmreg::device::DeviceSpec::Cpu
     } else {
-        hmreg::device::test_device_spec().to_string()
+        hmreg::device::test_device_spec()
     };
     cfg.metrics.decoder = Decoder::SoftArgmax { temperature: 1.0 };
     let s = Setup::new(cfg, &|_| {}).unwrap();

@@ -2,7 +2,7 @@
 //! known exactly.
 
 use candle_core::Tensor;
-use hmreg::codec::Decoder;
+use hmreg::codec::{Codec, Decoder, TargetEncoder};
 use hmreg::eval::{self, evaluate, EvalBatch, EvalOptions};
 use hmreg::metrics::{MetricAccumulator, MetricConfig};
 use hmreg::models::KeypointNet;
@@ -69,8 +69,9 @@ fn inference_returns_input_pixels_and_flip_with_identity_permutation_is_exact() 
         vec![[0, 31], [16, 16], [7, 25]],
     ];
     let x = dots(&pts);
-    let plain = eval::infer(&Identity, &x, &Decoder::Argmax, None).unwrap();
-    let flipped = eval::infer(&Identity, &x, &Decoder::Argmax, Some(&[0, 1, 2])).unwrap();
+    let codec = codec(S);
+    let plain = eval::infer(&Identity, &x, &codec, None).unwrap();
+    let flipped = eval::infer(&Identity, &x, &codec, Some(&[0, 1, 2])).unwrap();
     for (i, p) in pts.iter().enumerate() {
         assert_eq!(plain.points[i], kp(p));
         // Mirroring is x -> S - 1 - x both ways, so the mirrored prediction lands on the same pixel.
@@ -79,14 +80,11 @@ fn inference_returns_input_pixels_and_flip_with_identity_permutation_is_exact() 
         assert_eq!(flipped.confidence[i], vec![5.0; 3]);
     }
     // Flip-averaged maps of a stride-1 model: exactly the original maps here (mirror of mirror).
-    let a = plain.maps.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = flipped
-        .maps
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    assert_eq!(a, b);
+    for i in 0..pts.len() {
+        let a = plain.sample_maps(i).unwrap();
+        assert_eq!(a, flipped.sample_maps(i).unwrap());
+        assert_eq!(a.len(), 3 * S * S);
+    }
 }
 
 #[test]
@@ -104,7 +102,8 @@ fn flip_test_swaps_identities_with_the_permutation() {
     )
     .unwrap();
     let perm = [1usize, 0, 2];
-    let out = eval::infer(&model, &x, &Decoder::Argmax, Some(&perm)).unwrap();
+    let codec = codec(S / 4);
+    let out = eval::infer(&model, &x, &codec, Some(&perm)).unwrap();
     for p in 0..3 {
         let own = [4.0 * peaks[p][0] as f32, 4.0 * peaks[p][1] as f32];
         let other = [
@@ -117,15 +116,23 @@ fn flip_test_swaps_identities_with_the_permutation() {
         ];
         assert_eq!(out.points[0].xy[p], want, "point {p}");
     }
-    assert_eq!(out.maps.dims4().unwrap(), (1, 3, S / 4, S / 4));
+    assert_eq!(out.map_size().unwrap(), (S / 4, S / 4));
+    assert_eq!(out.sample_maps(0).unwrap().len(), 3 * (S / 4) * (S / 4));
     // A permutation that is not a pairing is refused, not silently used.
-    assert!(eval::infer(&model, &x, &Decoder::Argmax, Some(&[1, 2, 0])).is_err());
-    assert!(eval::infer(&model, &x, &Decoder::Argmax, Some(&[0, 1])).is_err());
+    assert!(eval::infer(&model, &x, &codec, Some(&[1, 2, 0])).is_err());
+    assert!(eval::infer(&model, &x, &codec, Some(&[0, 1])).is_err());
+    // Maps of another size than the codec's are refused, not scaled wrongly.
+    assert!(eval::infer(&model, &x, &self::codec(S), None).is_err());
+}
+
+/// An argmax codec for `S x S` inputs and `map x map` maps.
+fn codec(map: usize) -> Codec {
+    Codec::new(S, map, TargetEncoder::default(), Decoder::Argmax).unwrap()
 }
 
 fn options(keep_first: usize, keep_worst: usize) -> EvalOptions {
     EvalOptions {
-        decoder: Decoder::Argmax,
+        codec: codec(S),
         flip: None,
         metrics: MetricConfig::default(),
         input_size: S,

@@ -68,7 +68,7 @@ fn box_crops_score_every_point_that_a_centre_crop_cuts_away() {
             &hmreg::device::test_device(),
         )
         .unwrap();
-        let opts = EvalOptions::for_run(&c, Decoder::Argmax);
+        let opts = EvalOptions::for_run(&c, c.codec_with(Decoder::Argmax).unwrap());
         evaluate(&Identity, set.batches(false), &opts, &mut |_, _| Ok(()))
             .unwrap()
             .report

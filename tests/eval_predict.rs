@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
-use hmreg::codec::Decoder;
+use hmreg::codec::{Codec, Decoder, TargetEncoder};
 use hmreg::eval::predict::{self, FaceSource, PredictOptions, PreparedImage};
 use hmreg::models::KeypointNet;
 use image::{Rgb, RgbImage};
@@ -63,9 +63,8 @@ fn pad_and_resize(img: &RgbImage, _bbox: Option<[f32; 4]>) -> hmreg::Result<Prep
 
 fn options(out: Option<PathBuf>) -> PredictOptions {
     PredictOptions {
-        decoder: Decoder::TopK { k: 9 },
+        codec: Codec::new(S, S, TargetEncoder::default(), Decoder::TopK { k: 9 }).unwrap(),
         flip: None,
-        input_size: S,
         batch_size: 2,
         faces: FaceSource::WholeImage,
         out_dir: out,

@@ -76,7 +76,7 @@ fn eval_repeats_and_matches_the_metrics_logged_by_training() {
 
     // Any decoder at eval time; flip test runs and stays in a sane range; pictures are written.
     let mut other = args(&run);
-    other.decoding.decoder = Some("topk".into());
+    other.decoding.decoder = Some(hmreg::codec::Decoder::TopK { k: 9 });
     other.decoding.k = Some(4);
     other.decoding.flip_test = true;
     other.out = Some(tmp.path().join("eval"));
@@ -119,7 +119,7 @@ fn eval_repeats_and_matches_the_metrics_logged_by_training() {
     assert_eq!(execute(&test).unwrap().metrics, on_test.metrics);
     // A decoder parameter that does not fit is a usage error.
     let mut bad = args(&run);
-    bad.decoding.decoder = Some("argmax".into());
+    bad.decoding.decoder = Some(hmreg::codec::Decoder::Argmax);
     bad.decoding.k = Some(3);
     assert!(matches!(execute(&bad), Err(hmreg::Error::Config(_))));
 

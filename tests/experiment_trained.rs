@@ -247,7 +247,7 @@ fn each_method_sets_its_target_loss_head_and_decoder() {
             LossKind::Mse,
             base.loss.pos_weight,
             HeadKind::Binary,
-            Decoder::Dark { sigma: 2.0 }
+            Decoder::Dark { sigma: Some(2.0) }
         )
     );
     for m in Method::ALL {

@@ -205,7 +205,7 @@ fn names_are_case_insensitive_and_bad_ones_are_clap_usage_errors() {
     );
     let saved = TrainConfig::load(&run.join("config.toml")).unwrap();
     assert_eq!(saved.model.arch, hmreg::models::Arch::Hrnet18);
-    assert_eq!(saved.device, "cpu");
+    assert_eq!(saved.device, hmreg::device::DeviceSpec::Cpu);
     // The same names in a config file.
     let text = std::fs::read_to_string(&cfg)
         .unwrap()

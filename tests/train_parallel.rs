@@ -270,7 +270,7 @@ fn hmreg(args: &[&str], dir: &Path) -> (Option<i32>, String) {
 fn the_command_line_trains_on_devices_and_refuses_what_cannot_run() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = config(&tmp.path().join("data"), BatchNormMode::Batch, 1);
-    cfg.device = "cpu".into();
+    cfg.device = hmreg::device::DeviceSpec::Cpu;
     std::fs::write(tmp.path().join("tiny.toml"), cfg.to_toml().unwrap()).unwrap();
     let base = ["train", "--config", "tiny.toml", "--quiet"];
     fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {

@@ -44,7 +44,7 @@ pub fn bench(threads: usize, reference: bool) -> Result<Vec<EndToEnd>, String> {
     for (recipe, file, mut cfg) in recipes(&scratch) {
         eprintln!("measuring one epoch of {recipe} in hmreg ...");
         cfg.epochs = 1;
-        cfg.device = "cpu".into();
+        cfg.device = hmreg::device::DeviceSpec::Cpu;
         let batch = cfg.batch_size;
         let run_dir = scratch.join(format!("run-{}", rows.len()));
         let opts = RunOptions {

@@ -13,9 +13,8 @@ use hmreg::run::LoadedModel;
 /// `hmreg predict`'s options for `loaded` without flip test or pictures.
 pub fn options(loaded: &LoadedModel, faces: FaceSource, batch_size: usize) -> PredictOptions {
     PredictOptions {
-        decoder: loaded.cfg.metrics.decoder.clone(),
+        codec: loaded.cfg.codec().expect("the run's codec"),
         flip: None,
-        input_size: loaded.cfg.pipeline.input_size,
         batch_size,
         faces,
         out_dir: None,

@@ -73,15 +73,11 @@ pub fn precision_parser() -> Choices<Precision> {
     }
 }
 
-/// `--decoder NAME[:param]`: checked by [`Decoder`]'s parser, kept as written (the decoder's
-/// default parameter may depend on the run's config, see [`crate::eval::choices::choose_decoder`]).
-pub fn decoder_parser() -> Choices<String> {
-    fn check(s: &str) -> Result<String> {
-        s.parse::<Decoder>()?;
-        Ok(s.trim().to_string())
-    }
+/// `--decoder NAME[:param]`, parsed once into its [`Decoder`] (a bare `dark` is given the
+/// target's sigma by the run's codec, see [`crate::eval::choices::choose_codec`]).
+pub fn decoder_parser() -> Choices<Decoder> {
     Choices {
-        parse: check,
+        parse: from_str::<Decoder>,
         choices: &["argmax", "topk", "softargmax", "dark", "quarter"],
     }
 }
@@ -131,7 +127,7 @@ pub struct DecodeArgs {
     /// Decoder (default: the run's validation decoder). A parameter may follow a colon:
     /// topk[:k], softargmax[:temperature], dark[:sigma] (default sigma: the Gaussian target's).
     #[arg(long, value_name = "NAME[:PARAM]", value_parser = decoder_parser())]
-    pub decoder: Option<String>,
+    pub decoder: Option<Decoder>,
     /// k of the top-k decoder (alone: the top-k decoder).
     #[arg(long)]
     pub k: Option<usize>,
@@ -176,11 +172,15 @@ impl TrainOverrides {
     /// it otherwise): generation is switched off for it, so that a mistyped path is never
     /// filled with a synthetic dataset.
     pub fn apply(&self, cfg: &mut TrainConfig) -> Result<()> {
+        // The command line asks for a new derivation: a stride or point count recorded in the
+        // file (a run directory's config.toml) no longer binds.
         if let Some(s) = self.heatmap_stride {
             cfg.model.heatmap_stride = s;
+            cfg.written.stride = None;
         }
         if let Some(a) = self.arch {
             cfg.model.arch = a;
+            cfg.written.stride = None;
         }
         if let Some(d) = &self.data {
             if !d.exists() {
@@ -195,6 +195,7 @@ impl TrainOverrides {
         }
         if let Some(p) = &self.points {
             cfg.data.points = p.clone();
+            cfg.written.points = None;
         }
         if let Some(b) = self.batch_size {
             cfg.batch_size = b;
@@ -203,7 +204,7 @@ impl TrainOverrides {
             cfg.seed = s;
         }
         if let Some(d) = self.device {
-            cfg.device = d.to_string();
+            cfg.device = d;
         }
         if let Some(p) = self.precision {
             cfg.precision = p;

@@ -84,7 +84,7 @@ pub fn execute(args: &EvalArgs) -> Result<EvalSummary> {
     // Decoder arguments are checked against the run's config before any data is read.
     let loaded = load_model(&source, &device)?;
     let cfg = &loaded.cfg;
-    let decoder = choices::choose_decoder(args.decoding.decoder.as_deref(), args.decoding.k, cfg)?;
+    let codec = choices::choose_codec(args.decoding.decoder.as_ref(), args.decoding.k, cfg)?;
     let data_root = args.data.clone().unwrap_or_else(|| cfg.data.root.clone());
     let (split, default_limit) = match args.split.as_str() {
         "val" => (cfg.data.val_split.clone(), cfg.data.val_limit),
@@ -102,7 +102,7 @@ pub fn execute(args: &EvalArgs) -> Result<EvalSummary> {
         flip: flip.clone(),
         keep_first: keep,
         keep_worst: keep,
-        ..EvalOptions::for_run(cfg, decoder.clone())
+        ..EvalOptions::for_run(cfg, codec.clone())
     };
     let bar = progress::progress_bar(set.len() as u64, "eval", args.json);
     let outcome = crate::eval::evaluate(
@@ -119,7 +119,7 @@ pub fn execute(args: &EvalArgs) -> Result<EvalSummary> {
         checkpoint: &loaded.checkpoint,
         data: &data_root,
         split: &split,
-        decoder: decoder.to_string(),
+        decoder: codec.decoder().to_string(),
         flip_test: flip.is_some(),
         file_indices: set.file_indices(),
         whole_layout: set.whole_layout(),

@@ -140,7 +140,10 @@ mod tests {
         let Command::Eval(a) = cli.command else {
             panic!("eval")
         };
-        assert_eq!(a.decoding.decoder.as_deref(), Some("TopK:5"));
+        assert_eq!(
+            a.decoding.decoder,
+            Some(crate::codec::Decoder::TopK { k: 5 })
+        );
         assert_eq!(a.device, crate::device::DeviceSpec::Cuda(1));
         let cli = Cli::try_parse_from([
             "hmreg",

@@ -175,11 +175,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let paths = expand_inputs(&args.images, args.recursive)?;
     let device = args.device.open()?;
     let loaded = load_model(&source, &device)?;
-    let decoder = choices::choose_decoder(
-        args.decoding.decoder.as_deref(),
-        args.decoding.k,
-        &loaded.cfg,
-    )?;
+    let codec =
+        choices::choose_codec(args.decoding.decoder.as_ref(), args.decoding.k, &loaded.cfg)?;
     let flip = if args.decoding.flip_test {
         Some(choices::flip_permutation(&loaded.cfg, None)?)
     } else {
@@ -199,9 +196,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
         (FaceSource::Detect(detect), "detector (SeetaFace, rustface)")
     };
     let opts = PredictOptions {
-        decoder: decoder.clone(),
+        codec: codec.clone(),
         flip: flip.clone(),
-        input_size: loaded.cfg.pipeline.input_size,
         batch_size: args.batch_size.max(1),
         faces,
         out_dir: args.out.clone(),
@@ -227,7 +223,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     }
     let doc = PredictDoc {
         checkpoint: &loaded.checkpoint,
-        decoder: decoder.to_string(),
+        decoder: codec.decoder().to_string(),
         flip_test: flip.is_some(),
         faces: how,
         predictions: &preds,

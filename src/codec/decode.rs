@@ -108,6 +108,11 @@ pub fn decode_maps(
     dec: &Decoder,
 ) -> Result<Decoded> {
     dec.validate()?;
+    if *dec == (Decoder::Dark { sigma: None }) {
+        return Err(Error::Msg(
+            "decode: the dark decoder needs its sigma (a codec gives it the target's)".into(),
+        ));
+    }
     if data.len() != n * c * h * w {
         return Err(Error::Msg(format!(
             "decode: {} values for {n}x{c}x{h}x{w} maps",
@@ -138,7 +143,16 @@ pub fn decode_one(map: &[f32], w: usize, h: usize, dec: &Decoder) -> ([f32; 2], 
         Decoder::Argmax => [ax as f32, ay as f32],
         Decoder::TopK { k } => top_k_mean(map, w, *k),
         Decoder::SoftArgmax { temperature } => soft_argmax(map, w, max, *temperature),
-        Decoder::Dark { sigma } => dark(map, w, h, ax, ay, *sigma),
+        // A codec always gives DARK its sigma; a bare call without one smooths with the
+        // default Gaussian's.
+        Decoder::Dark { sigma } => dark(
+            map,
+            w,
+            h,
+            ax,
+            ay,
+            sigma.unwrap_or_else(super::default_sigma),
+        ),
         Decoder::QuarterOffset => quarter_offset(map, w, h, ax, ay),
     };
     (pos, max)

@@ -20,9 +20,11 @@ use crate::{Error, Keypoints, Result};
 
 pub mod decode;
 pub mod gaussian;
+pub mod heatmap;
 pub mod rounding;
 
 pub use decode::{decode, decode_maps, decode_one, Decoded};
+pub use heatmap::{Codec, Encoded, Predictions};
 
 /// How a point becomes its target heatmap.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -246,6 +248,21 @@ pub fn encode(
     rng: &mut impl Rng,
     out: &mut [f32],
 ) -> Vec<bool> {
+    encode_centres(enc, kp, w, h, rng, out)
+        .iter()
+        .map(Option::is_some)
+        .collect()
+}
+
+/// [`encode`], returning each map's centre instead of the mask (`None`: masked).
+pub fn encode_centres(
+    enc: &TargetEncoder,
+    kp: &Keypoints,
+    w: usize,
+    h: usize,
+    rng: &mut impl Rng,
+    out: &mut [f32],
+) -> Vec<Centre> {
     assert_eq!(out.len(), kp.len() * w * h, "encode: output buffer length");
     assert!(enc.validate().is_ok(), "encode: invalid encoder {enc:?}");
     let cs = centres(enc, kp, w, h, rng);
@@ -254,7 +271,7 @@ pub fn encode(
             fill_map(enc, *c, w, h, map);
         }
     }
-    cs.iter().map(Option::is_some).collect()
+    cs
 }
 
 /// A whole batch at once: `out` has len `N*L*w*h` (N = `kps.len()`, all with the same L), the
@@ -348,9 +365,10 @@ pub enum Decoder {
     },
     /// DARK (Zhang et al. 2020): argmax, then a Newton step on the log of the map smoothed with a
     /// Gaussian of `sigma` (the target's sigma). Assumes non-negative Gaussian-like maps.
+    /// Without a sigma, the [`Codec`] gives it the Gaussian encoder's.
     Dark {
-        #[serde(default = "default_sigma")]
-        sigma: f32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sigma: Option<f32>,
     },
     /// Argmax plus a quarter pixel towards the larger neighbour on each axis (SimpleBaselines).
     QuarterOffset,
@@ -365,8 +383,9 @@ fn default_temperature() -> f32 {
 }
 
 impl Default for Decoder {
+    /// Argmax: validation's decoder and the one every run uses unless its config names another.
     fn default() -> Self {
-        Decoder::TopK { k: default_k() }
+        Decoder::Argmax
     }
 }
 
@@ -381,9 +400,9 @@ impl Decoder {
                     "soft-argmax decoder: temperature must be positive, got {temperature}"
                 )))
             }
-            Decoder::Dark { sigma } if !(sigma.is_finite() && *sigma > 0.0) => Err(Error::config(
-                format!("dark decoder: sigma must be positive, got {sigma}"),
-            )),
+            Decoder::Dark { sigma: Some(sigma) } if !(sigma.is_finite() && *sigma > 0.0) => Err(
+                Error::config(format!("dark decoder: sigma must be positive, got {sigma}")),
+            ),
             _ => Ok(()),
         }
     }
@@ -395,7 +414,8 @@ impl fmt::Display for Decoder {
             Decoder::Argmax => write!(f, "argmax"),
             Decoder::TopK { k } => write!(f, "topk:{k}"),
             Decoder::SoftArgmax { temperature } => write!(f, "softargmax:{temperature}"),
-            Decoder::Dark { sigma } => write!(f, "dark:{sigma}"),
+            Decoder::Dark { sigma: Some(sigma) } => write!(f, "dark:{sigma}"),
+            Decoder::Dark { sigma: None } => write!(f, "dark"),
             Decoder::QuarterOffset => write!(f, "quarter"),
         }
     }
@@ -438,7 +458,7 @@ impl FromStr for Decoder {
                     .unwrap_or_else(default_temperature),
             },
             "dark" => Decoder::Dark {
-                sigma: arg.map(num).transpose()?.unwrap_or_else(default_sigma),
+                sigma: arg.map(num).transpose()?,
             },
             "quarter" | "quarter-offset" => no_arg(Decoder::QuarterOffset)?,
             _ => {

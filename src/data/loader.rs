@@ -23,7 +23,8 @@ use super::pipeline_config::{PipelineConfig, TargetConfig};
 use super::points::PointSelection;
 use super::transform::{self, Plan, Source};
 use super::warp;
-use crate::{codec, Error, Keypoints, Result};
+use crate::codec::{self, Codec, Encoded};
+use crate::{Error, Keypoints, Result};
 
 /// One batch, ready for a model.
 pub struct Batch {
@@ -31,10 +32,13 @@ pub struct Batch {
     pub images: Tensor,
     /// (N, L, S / stride, S / stride).
     pub targets: Tensor,
-    /// (N, L): 1 where the point is visible and on its map, 0 elsewhere (loss and metric mask).
+    /// (N, L): 1 where the point is visible and on its map, 0 elsewhere (the loss's mask).
     pub mask: Tensor,
     /// Points in input pixels after all transforms (invisible ones keep their coordinates).
     pub points: Vec<Keypoints>,
+    /// Where each target map peaks, in input pixels, visible = the mask as booleans (see
+    /// [`codec::Encoded`]): the write-up's decoded targets, without decoding the maps again.
+    pub target_points: Vec<Keypoints>,
     /// Sample indices (positions in [`Loader::samples`]).
     pub indices: Vec<usize>,
 }
@@ -80,7 +84,7 @@ pub fn sample_rng(seed: u64, epoch: u64, index: u64, stream: u64) -> ChaCha8Rng 
 struct Inner {
     samples: Vec<Sample>,
     pipeline: PipelineConfig,
-    target: TargetConfig,
+    codec: Codec,
     train: bool,
     seed: u64,
     flip_perm: Option<Vec<usize>>,
@@ -153,6 +157,13 @@ impl Loader {
         let (batch_size, seed, train) = (*batch_size, *seed, *mode == LoaderMode::Train);
         pipeline.validate()?;
         let map_size = target.validate(pipeline.input_size)?;
+        // The loader only encodes; the decoder is the evaluation's business.
+        let codec = Codec::new(
+            pipeline.input_size,
+            map_size,
+            target.encoder.clone(),
+            codec::Decoder::default(),
+        )?;
         if batch_size == 0 {
             return Err(Error::config("batch size must be at least 1"));
         }
@@ -199,7 +210,7 @@ impl Loader {
             inner: Arc::new(Inner {
                 samples,
                 pipeline: pipeline.clone(),
-                target: target.clone(),
+                codec,
                 train,
                 seed,
                 flip_perm,
@@ -392,11 +403,11 @@ impl Loader {
         let s = inner.pipeline.input_size;
         let mut image = vec![0.0; 3 * s * s];
         let mut target = vec![0.0; inner.n_points * inner.map_size * inner.map_size];
-        let (points, mask, plan) = inner.process(index, epoch, &mut image, &mut target)?;
+        let (points, encoded, plan) = inner.process(index, epoch, &mut image, &mut target)?;
         Ok(Item {
             image,
             target,
-            mask,
+            mask: encoded.mask,
             points,
             plan,
         })
@@ -443,7 +454,7 @@ impl Inner {
         epoch: usize,
         image: &mut [f32],
         target: &mut [f32],
-    ) -> Result<(Keypoints, Vec<bool>, Plan)> {
+    ) -> Result<(Keypoints, Encoded, Plan)> {
         let index = self.sample_of(draw);
         let sample = self
             .samples
@@ -465,12 +476,9 @@ impl Inner {
             &mut rng,
             image,
         );
-        let inv = 1.0 / self.target.stride as f32;
-        let on_map = prepared.points.scaled(inv, inv);
         let mut rng = sample_rng(self.seed, epoch as u64, draw as u64, STREAM_TARGET);
-        let m = self.map_size;
-        let mask = codec::encode(&self.target.encoder, &on_map, m, m, &mut rng, target);
-        Ok((prepared.points, mask, prepared.plan))
+        let encoded = self.codec.encode(&prepared.points, &mut rng, target);
+        Ok((prepared.points, encoded, prepared.plan))
     }
 
     fn batch(&self, indices: &[usize], epoch: usize, device: &Device) -> Result<Batch> {
@@ -480,7 +488,7 @@ impl Inner {
         let (img_len, tgt_len) = (3 * s * s, l * m * m);
         let mut images = vec![0f32; n * img_len];
         let mut targets = vec![0f32; n * tgt_len];
-        let results: Vec<Result<(Keypoints, Vec<bool>, Plan)>> = self.pool.install(|| {
+        let results: Vec<Result<(Keypoints, Encoded, Plan)>> = self.pool.install(|| {
             images
                 .par_chunks_mut(img_len)
                 .zip(targets.par_chunks_mut(tgt_len))
@@ -489,17 +497,20 @@ impl Inner {
                 .collect()
         });
         let mut points = Vec::with_capacity(n);
+        let mut target_points = Vec::with_capacity(n);
         let mut mask = Vec::with_capacity(n * l);
         for r in results {
-            let (p, mk, _) = r?;
-            mask.extend(mk.iter().map(|&v| if v { 1f32 } else { 0.0 }));
+            let (p, encoded, _) = r?;
+            mask.extend(encoded.mask.iter().map(|&v| if v { 1f32 } else { 0.0 }));
             points.push(p);
+            target_points.push(encoded.targets);
         }
         Ok(Batch {
             images: Tensor::from_vec(images, (n, 3, s, s), device)?,
             targets: Tensor::from_vec(targets, (n, l, m, m), device)?,
             mask: Tensor::from_vec(mask, (n, l), device)?,
             points,
+            target_points,
             indices: indices.iter().map(|&d| self.sample_of(d)).collect(),
         })
     }

@@ -3,27 +3,24 @@
 
 use std::path::Path;
 
-use crate::codec::Decoder;
+use crate::codec::{Codec, Decoder};
 use crate::data::dataset::Sample;
 use crate::run::TrainConfig;
 use crate::{Error, Result};
 
-/// The decoder for `--decoder NAME[:param]` and `--k` (alone: top-k), defaulting to the run's
-/// validation decoder.
-/// `dark` without a parameter takes the Gaussian target's sigma (in map pixels), which is what
-/// DARK's smoothing should match.
-pub fn choose_decoder(name: Option<&str>, k: Option<usize>, cfg: &TrainConfig) -> Result<Decoder> {
-    let mut dec = match name {
+/// The run's codec decoding with `--decoder` and `--k` (alone: top-k), defaulting to the run's
+/// validation decoder. `dark` without a parameter takes the Gaussian target's sigma (the codec
+/// resolves it), which is what DARK's smoothing should match.
+pub fn choose_codec(
+    decoder: Option<&Decoder>,
+    k: Option<usize>,
+    cfg: &TrainConfig,
+) -> Result<Codec> {
+    let mut dec = match decoder {
         // `--k` alone asks for the top-k decoder.
         None if k.is_some() => Decoder::TopK { k: k.unwrap_or(9) },
         None => cfg.metrics.decoder.clone(),
-        Some(n) => {
-            let d: Decoder = n.parse()?;
-            match (&d, cfg.target.encoder.sigma()) {
-                (Decoder::Dark { .. }, Some(sigma)) if !n.contains(':') => Decoder::Dark { sigma },
-                _ => d,
-            }
-        }
+        Some(d) => d.clone(),
     };
     if let Some(k) = k {
         match &mut dec {
@@ -35,8 +32,7 @@ pub fn choose_decoder(name: Option<&str>, k: Option<usize>, cfg: &TrainConfig) -
             }
         }
     }
-    dec.validate()?;
-    Ok(dec)
+    cfg.codec_with(dec)
 }
 
 /// The number of points in the run's landmark files: from a file of the run's data when there is

@@ -6,7 +6,6 @@ use std::path::Path;
 use candle_core::Device;
 
 use super::evaluate::EvalBatch;
-use crate::codec::{decode, Decoder};
 use crate::data::dataset::{load_split, Sample};
 use crate::data::{Batch, Loader, LoaderMode, LoaderSpec};
 use crate::run::TrainConfig;
@@ -15,7 +14,6 @@ use crate::{Error, Result};
 /// A dataset split prepared exactly like training's validation data.
 pub struct EvalSet {
     loader: Loader,
-    stride: usize,
     file_indices: Option<Vec<usize>>,
 }
 
@@ -61,7 +59,6 @@ impl EvalSet {
         let loader = Loader::new(samples, &spec, device)?;
         Ok(EvalSet {
             loader,
-            stride: cfg.model.stride(),
             file_indices,
         })
     }
@@ -94,19 +91,17 @@ impl EvalSet {
 
     /// Batches in file order, with the target maps decoded where `vs_target` asks for them.
     pub fn batches(&self, vs_target: bool) -> impl Iterator<Item = Result<EvalBatch>> + '_ {
-        eval_batches(&self.loader, self.stride, vs_target)
+        eval_batches(&self.loader, vs_target)
     }
 }
 
-/// The batches of a loader in evaluation mode as [`EvalBatch`]es for a model of `stride`.
-/// With `vs_target`, the target maps are decoded with argmax (exact for a binary map's single 1
-/// and a Gaussian's integer centre) for the write-up's NMAE against decoded targets.
+/// The batches of a loader in evaluation mode as [`EvalBatch`]es. With `vs_target`, the batches
+/// carry where the target maps peak (exact for a binary map's single 1 and a Gaussian's centre
+/// pixel) for the write-up's NMAE against decoded targets.
 pub fn eval_batches(
     loader: &Loader,
-    stride: usize,
     vs_target: bool,
 ) -> impl Iterator<Item = Result<EvalBatch>> + '_ {
-    let stride = stride as f32;
     loader.epoch(0).map(move |b| {
         let b: Batch = b?;
         let ids = b
@@ -119,20 +114,10 @@ pub fn eval_batches(
                     .map_or_else(|| i.to_string(), |s| s.stem.clone())
             })
             .collect();
-        let targets = if vs_target {
-            let mut t = decode(&b.targets, &Decoder::Argmax)?.to_keypoints(stride, stride);
-            let mask: Vec<Vec<f32>> = b.mask.to_dtype(candle_core::DType::F32)?.to_vec2()?;
-            for (kp, row) in t.iter_mut().zip(mask) {
-                kp.visible = row.into_iter().map(|v| v > 0.5).collect();
-            }
-            Some(t)
-        } else {
-            None
-        };
         Ok(EvalBatch {
             images: b.images,
             points: b.points,
-            targets,
+            targets: vs_target.then_some(b.target_points),
             ids,
             target_maps: Some((b.targets, b.mask)),
         })

@@ -2,16 +2,16 @@
 //! for pictures (the first few and the worst few).
 //!
 //! The metric computation is the training validation's, step for step: inference-mode forward,
-//! the chosen decoder, points scaled by the model stride to input pixels, a
+//! the run's [`Codec`] with the chosen decoder (points in input pixels), a
 //! [`MetricAccumulator`] fed with the input frame (`input_size x input_size`), and the write-up's
-//! variant against the argmax-decoded target maps. The same checkpoint and decoder therefore give
+//! variant against where the target maps peak. The same checkpoint and decoder therefore give
 //! the same figures as the metrics logged by training.
 
 use candle_core::Tensor;
 
 use super::show::{self, Shown};
 use super::tta::{self, Inference};
-use crate::codec::Decoder;
+use crate::codec::Codec;
 use crate::metrics::{MetricAccumulator, MetricConfig, MetricReport};
 use crate::models::KeypointNet;
 use crate::run::TrainConfig;
@@ -23,8 +23,8 @@ pub struct EvalBatch {
     pub images: Tensor,
     /// Ground truth in input pixels; only visible points count.
     pub points: Vec<Keypoints>,
-    /// Points decoded from the target maps (input pixels, visibility = target mask), for the
-    /// write-up's NMAE variant. `None` leaves that figure out.
+    /// Where the target maps peak (input pixels, visibility = target mask: see
+    /// [`crate::codec::Encoded`]), for the write-up's NMAE variant. `None` leaves that figure out.
     pub targets: Option<Vec<Keypoints>>,
     /// A name per sample (file stem) for tables and captions.
     pub ids: Vec<String>,
@@ -35,7 +35,8 @@ pub struct EvalBatch {
 
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
-    pub decoder: Decoder,
+    /// Decodes the model's maps into input pixels.
+    pub codec: Codec,
     /// Flip test-time augmentation with this point permutation.
     pub flip: Option<Vec<usize>>,
     pub metrics: MetricConfig,
@@ -52,10 +53,10 @@ pub struct EvalOptions {
 
 impl EvalOptions {
     /// Evaluation as a run's config sets it up (its metrics, input size and normalisation) with
-    /// `decoder`, no flip test and no pictures.
-    pub fn for_run(cfg: &TrainConfig, decoder: Decoder) -> EvalOptions {
+    /// `codec`, no flip test and no pictures.
+    pub fn for_run(cfg: &TrainConfig, codec: Codec) -> EvalOptions {
         EvalOptions {
-            decoder,
+            codec,
             flip: None,
             metrics: cfg.metrics.accuracy.clone(),
             input_size: cfg.pipeline.input_size,
@@ -101,14 +102,14 @@ pub fn evaluate(
     let mut worst: Vec<Shown> = Vec::new();
     for batch in batches {
         let batch = batch?;
-        let inf: Inference = tta::infer(model, &batch.images, &opts.decoder, opts.flip.as_deref())?;
+        let inf: Inference = tta::infer(model, &batch.images, &opts.codec, opts.flip.as_deref())?;
         let points = batch.points.first().map_or(0, Keypoints::len);
         let acc = acc.get_or_insert_with(|| MetricAccumulator::new(opts.metrics.clone(), points));
         acc.add(&inf.points, &batch.points, size, size);
         if let Some(t) = &batch.targets {
             acc.add_target_decoded(&inf.points, t, size, size);
         }
-        let (_, _, map_h, map_w) = inf.maps.dims4()?;
+        let (map_h, map_w) = inf.map_size()?;
         for (i, (pred, gt)) in inf.points.iter().zip(&batch.points).enumerate() {
             let nme = sample_nme(&opts.metrics, pred, gt, size);
             let id = batch
@@ -133,7 +134,7 @@ pub fn evaluate(
                 id,
                 nme,
                 image: show::input_to_rgb(&batch.images, i, &opts.mean, &opts.std)?,
-                maps: tta::sample_maps(&inf.maps, i)?,
+                maps: inf.sample_maps(i)?,
                 map_w,
                 map_h,
                 gt: gt.clone(),

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::show;
 use super::tta;
-use crate::codec::Decoder;
+use crate::codec::Codec;
 use crate::data::image_io::read_rgb;
 use crate::data::PipelineConfig;
 use crate::detect::{landmark_box, DetectOptions, FaceDetector};
@@ -90,9 +90,9 @@ pub enum FaceSource {
 }
 
 pub struct PredictOptions {
-    pub decoder: Decoder,
+    /// The run's codec: input size, map size and decoder.
+    pub codec: Codec,
     pub flip: Option<Vec<usize>>,
-    pub input_size: usize,
     /// Faces per forward pass.
     pub batch_size: usize,
     pub faces: FaceSource,
@@ -284,7 +284,7 @@ fn run_batch(
     opts: &PredictOptions,
     device: &Device,
 ) -> Result<Vec<Vec<PointPrediction>>> {
-    let s = opts.input_size;
+    let s = opts.codec.input_size();
     let mut data = Vec::with_capacity(faces.len() * 3 * s * s);
     for f in faces {
         if f.prep.input.len() != 3 * s * s {
@@ -296,7 +296,7 @@ fn run_batch(
         data.extend_from_slice(&f.prep.input);
     }
     let x = Tensor::from_vec(data, (faces.len(), 3, s, s), device)?;
-    let inf = tta::infer(model, &x, &opts.decoder, opts.flip.as_deref())?;
+    let inf = tta::infer(model, &x, &opts.codec, opts.flip.as_deref())?;
     Ok(faces
         .iter()
         .zip(inf.points.iter().zip(&inf.confidence))

@@ -9,29 +9,56 @@
 //! mirrored stride-4 heatmap is misaligned with the original by 3/4 of a map pixel, which
 //! heatmap averaging would have to correct by resampling (MMPose and HRNet shift by a whole pixel
 //! for their own convention). Coordinate averaging is exact for every decoder and every stride.
-//! The returned maps (for pictures only) are the average of the original maps and the
+//! The maps of a kept sample (for pictures only) are the average of the original maps and the
 //! pixel-mirrored, permuted flipped maps.
 //!
 //! BatchNorm runs in inference mode (`forward_t(x, false)`): running statistics, no updates.
 
-use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_core::{DType, Device, Tensor};
 
-use crate::codec::{decode, Decoder};
+use crate::codec::{Codec, Predictions};
 use crate::models::KeypointNet;
 use crate::{Error, Keypoints, Result};
 
-/// Predictions of one batch: points in input pixels with a confidence each, and the raw maps.
+/// Predictions of one batch: points in input pixels with a confidence each, and the model's
+/// outputs, left on their device (pictures copy the maps of the samples they keep with
+/// [`Inference::sample_maps`]; copying every map would undo the on-device argmax on a GPU).
 #[derive(Debug)]
 pub struct Inference {
     /// One per sample, in input pixels, all visible.
     pub points: Vec<Keypoints>,
     /// `confidence[i][p]`: the decoder's confidence of point `p` in sample `i`.
     pub confidence: Vec<Vec<f32>>,
-    /// Raw model output `(N, L, h, w)` (flip-averaged with TTA), on the CPU as f32.
-    pub maps: Tensor,
     /// The model's output for the batch as given (never flipped), on its device: what a loss
     /// against the batch's targets is computed on.
     pub output: Tensor,
+    /// With the flip test: the output for the mirrored batch and the point permutation.
+    flipped: Option<(Tensor, Vec<usize>)>,
+}
+
+impl Inference {
+    /// `(h, w)` of the maps.
+    pub fn map_size(&self) -> Result<(usize, usize)> {
+        let (_, _, h, w) = self.output.dims4()?;
+        Ok((h, w))
+    }
+
+    /// The maps of sample `i` as one row-major `L x h x w` vector, on the CPU: the raw output,
+    /// or with the flip test the average of the original maps and the pixel-mirrored, permuted
+    /// flipped maps.
+    pub fn sample_maps(&self, i: usize) -> Result<Vec<f32>> {
+        let to_host = |t: &Tensor| -> Result<Tensor> {
+            Ok(t.narrow(0, i, 1)?
+                .to_device(&Device::Cpu)?
+                .to_dtype(DType::F32)?)
+        };
+        let mut maps = to_host(&self.output)?;
+        if let Some((fmaps, perm)) = &self.flipped {
+            let back = permute_channels(&flip_horizontal(&to_host(fmaps)?)?, perm)?;
+            maps = ((maps + back)? * 0.5)?;
+        }
+        Ok(maps.flatten_all()?.to_vec1::<f32>()?)
+    }
 }
 
 /// Mirrors a batch `(N, C, H, W)` left to right.
@@ -68,62 +95,47 @@ pub fn check_flip_permutation(perm: &[usize], points: usize) -> Result<()> {
     Ok(())
 }
 
-/// Runs `model` on normalised images `x` `(N, 3, H, W)`, decodes with `decoder` and returns
+/// Runs `model` on normalised images `x` `(N, 3, H, W)`, decodes with `codec` and returns
 /// points in input pixels. With `flip = Some(perm)`, averages with the mirrored prediction.
 pub fn infer(
     model: &dyn KeypointNet,
     x: &Tensor,
-    decoder: &Decoder,
+    codec: &Codec,
     flip: Option<&[usize]>,
 ) -> Result<Inference> {
     let (_, _, _, in_w) = x.dims4()?;
-    let stride = model.stride() as f32;
     let output = model.forward_t(x, false)?;
     let points_n = output.dim(1)?;
-    let dec = decode(&output, decoder)?;
-    let mut points = dec.to_keypoints(stride, stride);
-    let mut confidence: Vec<Vec<f32>> = dec
-        .confidence
-        .chunks(points_n.max(1))
-        .map(<[f32]>::to_vec)
-        .collect();
-    confidence.truncate(dec.n);
-    let maps = output.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
+    let Predictions {
+        mut points,
+        mut confidence,
+    } = codec.decode(&output)?;
     let Some(perm) = flip else {
         return Ok(Inference {
             points,
             confidence,
-            maps,
             output,
+            flipped: None,
         });
     };
     check_flip_permutation(perm, points_n)?;
     let fmaps = model.forward_t(&flip_horizontal(x)?, false)?;
-    let fdec = decode(&fmaps, decoder)?;
-    let fpoints = fdec.to_keypoints(stride, stride);
+    let fdec = codec.decode(&fmaps)?;
     let mirror = in_w as f32 - 1.0;
-    for (i, (kp, fkp)) in points.iter_mut().zip(&fpoints).enumerate() {
+    for (i, (kp, fkp)) in points.iter_mut().zip(&fdec.points).enumerate() {
         for (p, xy) in kp.xy.iter_mut().enumerate() {
             let f = fkp.xy[perm[p]];
             xy[0] = 0.5 * (xy[0] + (mirror - f[0]));
             xy[1] = 0.5 * (xy[1] + f[1]);
-            confidence[i][p] = 0.5 * (confidence[i][p] + fdec.confidence[i * points_n + perm[p]]);
+            confidence[i][p] = 0.5 * (confidence[i][p] + fdec.confidence[i][perm[p]]);
         }
     }
-    let fmaps = fmaps.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
-    let back = permute_channels(&flip_horizontal(&fmaps)?, perm)?;
-    let maps = ((maps + back)? * 0.5)?;
     Ok(Inference {
         points,
         confidence,
-        maps,
         output,
+        flipped: Some((fmaps, perm.to_vec())),
     })
-}
-
-/// The maps of sample `i` as one row-major `L x h x w` vector.
-pub fn sample_maps(maps: &Tensor, i: usize) -> Result<Vec<f32>> {
-    Ok(maps.i(i)?.flatten_all()?.to_vec1::<f32>()?)
 }
 
 #[cfg(test)]

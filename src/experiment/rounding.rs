@@ -13,11 +13,12 @@
 //! 1500 high and the map 256 wide and 384 high (a non-uniform scale). The other reading gives
 //! (27.8, 206.1) or (41.7, 137.4), which match nothing in the write-up.
 
+use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::codec::{self, decode_one, encode, rounding, Decoder, TargetEncoder};
+use crate::codec::{self, decode_one, encode, rounding, Codec, Decoder, TargetEncoder};
 use crate::metrics::{MetricAccumulator, MetricConfig};
 use crate::{Error, Keypoints, Result};
 
@@ -474,21 +475,13 @@ pub fn quantization(
                 masked: vec![0; n_cells],
             };
             for (si, &m) in cfg.sizes.iter().enumerate() {
-                let to_map = m as f32 / cfg.input as f32;
-                let to_in = cfg.input as f32 / m as f32;
-                let gt_map = gt_in.scaled(to_map, to_map);
                 let mut maps = vec![0f32; l * m * m];
                 for (pi, &pair) in Pair::ALL.iter().enumerate() {
                     let cell = si * Pair::ALL.len() + pi;
                     let reps = if pair == Pair::RrArgmax { cfg.draws } else { 1 };
                     for _ in 0..reps {
-                        let (mask, pred) =
-                            encode_decode(pair, cfg, &gt_map, m, &mut rng, &mut maps);
-                        let pred_in = Keypoints::new(
-                            pred.iter()
-                                .map(|&p| codec::to_frame(p, to_in, to_in))
-                                .collect(),
-                        );
+                        let (mask, pred_in) =
+                            encode_decode(pair, cfg, gt_in, m, &mut rng, &mut maps)?;
                         let mut gt = gt_in.clone();
                         gt.visible = mask.clone();
                         for ((p, g), &v) in pred_in.xy.iter().zip(&gt.xy).zip(&mask) {
@@ -503,9 +496,9 @@ pub fn quantization(
                 }
             }
             progress();
-            r
+            Ok(r)
         })
-        .collect();
+        .collect::<Result<_>>()?;
 
     let mut acc = vec![MetricAccumulator::new(cfg.metric.clone(), l); n_cells];
     let mut px_sum = vec![0f64; n_cells];
@@ -546,62 +539,75 @@ pub fn quantization(
     })
 }
 
-/// Encodes one image's points on an `m x m` map with a pair's encoder and decodes them with its
-/// decoder: returns the mask and the decoded points in heatmap pixels.
+/// Encodes one image's points (input pixels) on an `m x m` map with a pair's encoder and
+/// decodes them with its decoder: returns the mask and the decoded points in input pixels.
 fn encode_decode(
     pair: Pair,
     cfg: &QuantizationConfig,
-    gt_map: &Keypoints,
+    gt_in: &Keypoints,
     m: usize,
     rng: &mut ChaCha8Rng,
     maps: &mut [f32],
-) -> (Vec<bool>, Vec<[f32; 2]>) {
+) -> Result<(Vec<bool>, Keypoints)> {
     let gauss = |subpixel| TargetEncoder::Gaussian {
         sigma: cfg.sigma,
         subpixel,
     };
     let (enc, dec) = match pair {
         Pair::GaussianArgmax => (gauss(false), Decoder::Argmax),
-        Pair::GaussianDark => (gauss(false), Decoder::Dark { sigma: cfg.sigma }),
-        Pair::SubpixelGaussianDark => (gauss(true), Decoder::Dark { sigma: cfg.sigma }),
+        Pair::GaussianDark => (
+            gauss(false),
+            Decoder::Dark {
+                sigma: Some(cfg.sigma),
+            },
+        ),
+        Pair::SubpixelGaussianDark => (
+            gauss(true),
+            Decoder::Dark {
+                sigma: Some(cfg.sigma),
+            },
+        ),
         Pair::RoundArgmax => (TargetEncoder::Round, Decoder::Argmax),
         Pair::FloorArgmax => (TargetEncoder::Floor, Decoder::Argmax),
         Pair::RrArgmax => (TargetEncoder::RandomizedRounding, Decoder::Argmax),
-        Pair::RrTopkProbabilities | Pair::RrTopkLogOdds => {
-            // The ideal model's output: the expected target, no draw involved.
-            let dec = Decoder::TopK { k: cfg.k };
-            let mut mask = Vec::with_capacity(gt_map.len());
-            let mut pred = Vec::with_capacity(gt_map.len());
-            for ((&p, &vis), map) in gt_map
-                .xy
-                .iter()
-                .zip(&gt_map.visible)
-                .zip(maps.chunks_exact_mut(m * m))
-            {
-                let on = vis && codec::on_map(p, m, m);
-                mask.push(on);
-                if !on {
-                    pred.push([0.0, 0.0]);
-                    continue;
-                }
-                rounding::expected_map(p, m, m, map);
-                if pair == Pair::RrTopkLogOdds {
-                    for v in map.iter_mut() {
-                        let q = v.clamp(1e-6, 1.0 - 1e-6);
-                        *v = (q / (1.0 - q)).ln();
-                    }
-                }
-                pred.push(decode_one(map, m, m, &dec).0);
-            }
-            return (mask, pred);
-        }
+        // The ideal model's output: the expected target, no draw involved.
+        Pair::RrTopkProbabilities | Pair::RrTopkLogOdds => (
+            TargetEncoder::RandomizedRounding,
+            Decoder::TopK { k: cfg.k },
+        ),
     };
-    let mask = encode(&enc, gt_map, m, m, rng, maps);
-    let pred = maps
-        .chunks_exact(m * m)
-        .map(|map| decode_one(map, m, m, &dec).0)
-        .collect();
-    (mask, pred)
+    let codec = Codec::new(cfg.input, m, enc, dec)?;
+    let decode = |maps: &[f32]| -> Result<Keypoints> {
+        let t = Tensor::from_slice(maps, (1, gt_in.len(), m, m), &Device::Cpu)?;
+        Ok(codec.decode(&t)?.points.remove(0))
+    };
+    if matches!(pair, Pair::RrTopkProbabilities | Pair::RrTopkLogOdds) {
+        let gt_map = codec.to_map_points(gt_in);
+        let mut mask = Vec::with_capacity(gt_map.len());
+        for ((&p, &vis), map) in gt_map
+            .xy
+            .iter()
+            .zip(&gt_map.visible)
+            .zip(maps.chunks_exact_mut(m * m))
+        {
+            let on = vis && codec::on_map(p, m, m);
+            mask.push(on);
+            if !on {
+                map.fill(0.0);
+                continue;
+            }
+            rounding::expected_map(p, m, m, map);
+            if pair == Pair::RrTopkLogOdds {
+                for v in map.iter_mut() {
+                    let q = v.clamp(1e-6, 1.0 - 1e-6);
+                    *v = (q / (1.0 - q)).ln();
+                }
+            }
+        }
+        return Ok((mask, decode(maps)?));
+    }
+    let mask = codec.encode(gt_in, rng, maps).mask;
+    Ok((mask, decode(maps)?))
 }
 
 /// Markdown tables of [`QuantizationReport`]: NMAE and NME per pair and heatmap size.

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 
-use crate::codec::{decode, Decoder, TargetEncoder};
+use crate::codec::{Decoder, TargetEncoder};
 use crate::eval::dataset::EvalSet;
 use crate::eval::{evaluate, EvalOptions};
 use crate::experiment::rounding::{self, Pair, QuantizationConfig};
@@ -25,7 +25,7 @@ use crate::metrics::MetricAccumulator;
 use crate::models::HeadKind;
 use crate::run::dir::{self, checkpoints_dir, SUMMARY_FILE};
 use crate::run::history;
-use crate::run::{checkpoint, load_model, DeviceSpec, ModelSource, TrainConfig};
+use crate::run::{checkpoint, load_model, ModelSource, TrainConfig};
 use crate::train::progress::OutputMode;
 use crate::train::trainer::{train, RunOptions};
 use crate::{Error, Keypoints, Result};
@@ -139,7 +139,7 @@ impl Method {
                 LossKind::Mse,
                 cfg.loss.pos_weight,
                 HeadKind::Binary,
-                Decoder::Dark { sigma },
+                Decoder::Dark { sigma: Some(sigma) },
             ),
         };
         cfg.target.encoder = encoder;
@@ -287,6 +287,8 @@ impl Cell {
         }
         let mut cfg = base.clone();
         cfg.model.heatmap_stride = input / self.size;
+        // The cell asks for its own map grid: a stride recorded in the base file no longer binds.
+        cfg.written.stride = None;
         cfg.seed = self.seed;
         self.method.apply(&mut cfg, params);
         cfg.resolve()?;
@@ -367,7 +369,9 @@ pub fn cross_decoders(p: &MethodParams) -> Vec<Decoder> {
     vec![
         Decoder::Argmax,
         Decoder::TopK { k: p.k },
-        Decoder::Dark { sigma: p.sigma },
+        Decoder::Dark {
+            sigma: Some(p.sigma),
+        },
     ]
 }
 
@@ -485,7 +489,7 @@ fn evaluate_cell(cell: &Cell, run_dir: &Path, params: &MethodParams) -> Result<C
     let last = checkpoint::latest(&ckpt_root)?
         .ok_or_else(|| Error::file(&ckpt_root, "no complete checkpoint to evaluate"))?;
     let saved = dir::read_config(run_dir)?;
-    let device = DeviceSpec::parse(&saved.device)?.open()?;
+    let device = saved.device.open()?;
     let source = ModelSource::Checkpoint {
         checkpoint: last,
         config: run_dir.join(dir::CONFIG_FILE),
@@ -495,18 +499,21 @@ fn evaluate_cell(cell: &Cell, run_dir: &Path, params: &MethodParams) -> Result<C
     let set = validation_set(cfg, &device)?;
     // One forward pass: the evaluation decodes with the cell's own decoder, its hook reads the
     // same output out with each cross-decoder.
-    let (size, stride) = (cfg.pipeline.input_size as f32, loaded.model.stride() as f32);
-    let decoders = cross_decoders(params);
-    let mut cross: Vec<Option<MetricAccumulator>> = vec![None; decoders.len()];
-    let opts = EvalOptions::for_run(cfg, cfg.metrics.decoder.clone());
+    let size = cfg.pipeline.input_size as f32;
+    let codecs = cross_decoders(params)
+        .into_iter()
+        .map(|d| cfg.codec_with(d))
+        .collect::<Result<Vec<_>>>()?;
+    let mut cross: Vec<Option<MetricAccumulator>> = vec![None; codecs.len()];
+    let opts = EvalOptions::for_run(cfg, cfg.codec()?);
     let own = evaluate(
         loaded.model.as_ref(),
         set.batches(true),
         &opts,
         &mut |batch, output| {
             let points = batch.points.first().map_or(0, Keypoints::len);
-            for (d, acc) in decoders.iter().zip(cross.iter_mut()) {
-                let pred = decode(output, d)?.to_keypoints(stride, stride);
+            for (codec, acc) in codecs.iter().zip(cross.iter_mut()) {
+                let pred = codec.decode(output)?.points;
                 acc.get_or_insert_with(|| {
                     MetricAccumulator::new(cfg.metrics.accuracy.clone(), points)
                 })
@@ -516,10 +523,10 @@ fn evaluate_cell(cell: &Cell, run_dir: &Path, params: &MethodParams) -> Result<C
         },
     )?
     .report;
-    let nme_by_decoder = decoders
+    let nme_by_decoder = codecs
         .iter()
         .zip(&cross)
-        .filter_map(|(d, acc)| Some((d.to_string(), acc.as_ref()?.finish().nme as f64)))
+        .filter_map(|(c, acc)| Some((c.decoder().to_string(), acc.as_ref()?.finish().nme as f64)))
         .collect();
     let records = history::read_jsonl(&run_dir.join(history::METRICS_JSONL))?;
     Ok(CellResult {

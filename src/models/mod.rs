@@ -56,10 +56,11 @@ pub(crate) fn check_input(x: &Tensor) -> candle_core::Result<()> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", try_from = "String")]
 pub enum Arch {
-    /// fastai DynamicUnet on ResNet18, full-resolution maps (variant 1).
+    /// fastai DynamicUnet on ResNet18, full-resolution maps (variant 1). The default, as in
+    /// the recipe (`TrainConfig::default`): a `[model]` table without `arch` builds this one.
+    #[default]
     UnetResnet18,
     /// HRNet-W18 + binary head, 1/4-resolution maps (variant 2).
-    #[default]
     Hrnet18,
     /// HRNet-W32 + binary head.
     Hrnet32,
@@ -194,7 +195,7 @@ pub enum BatchNormMode {
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
-            arch: Arch::Hrnet18,
+            arch: Arch::default(),
             points: 5,
             input_size: 256,
             width: 1.0,

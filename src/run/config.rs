@@ -4,18 +4,18 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::codec::Decoder;
+use crate::codec::{Codec, Decoder};
 use crate::data::points::PointSelection;
 use crate::data::synth::SynthConfig;
 use crate::data::{PipelineConfig, TargetConfig};
 use crate::device::DeviceSpec;
-use crate::learn::loss::LossConfig;
+use crate::learn::loss::{LossConfig, LossKind};
 use crate::learn::lr_sweep::LrFindConfig;
 use crate::learn::optim::OptimConfig;
 use crate::learn::precision::Precision;
 use crate::learn::schedule::ScheduleConfig;
 use crate::metrics::MetricConfig;
-use crate::models::{Arch, ModelConfig};
+use crate::models::{Arch, HeadKind, ModelConfig};
 use crate::run::checkpoint::CheckpointConfig;
 use crate::{Error, Result};
 
@@ -101,7 +101,7 @@ pub struct ValidationConfig {
 impl Default for ValidationConfig {
     fn default() -> Self {
         ValidationConfig {
-            decoder: Decoder::Argmax,
+            decoder: Decoder::default(),
             vs_target: true,
             accuracy: MetricConfig::default(),
         }
@@ -147,8 +147,8 @@ impl Default for LoggingConfig {
 pub struct TrainConfig {
     /// Seeds the weights, the data order and every augmentation draw.
     pub seed: u64,
-    /// `cpu`, `cuda` or `cuda:N`.
-    pub device: String,
+    /// `cpu`, `cuda` or `cuda:N`, parsed when the file is read.
+    pub device: DeviceSpec,
     /// Compute dtype of the forward and backward passes: `f32`, or `bf16`/`f16` mixed precision
     /// on CUDA (f32 master weights and optimiser state; loss scaling for f16).
     pub precision: Precision,
@@ -167,6 +167,41 @@ pub struct TrainConfig {
     pub metrics: ValidationConfig,
     pub lr_find: LrFindConfig,
     pub logging: LoggingConfig,
+    /// The derived keys the file spelled out (see [`WrittenDerived`]); never serialised.
+    #[serde(skip)]
+    pub written: WrittenDerived,
+}
+
+/// Values a run derives from other keys, as a config file wrote them: `model.input_size` (from
+/// `pipeline.input_size`), `target.stride` (from the architecture and `model.heatmap_stride`)
+/// and `model.points` (from `data.points` and the data). A run directory's `config.toml`
+/// records them for the reader and for inference; a file may repeat them (old run dirs and the
+/// built-in model do) but a value that disagrees with the derived one is refused, naming the key,
+/// instead of being silently replaced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WrittenDerived {
+    pub input_size: Option<usize>,
+    pub stride: Option<usize>,
+    pub points: Option<usize>,
+}
+
+impl WrittenDerived {
+    /// The derived keys present in TOML `text` (already known to parse).
+    fn of(text: &str) -> WrittenDerived {
+        let table: toml::Table = text.parse().unwrap_or_default();
+        let key = |section: &str, key: &str| {
+            table
+                .get(section)
+                .and_then(|t| t.get(key))
+                .and_then(toml::Value::as_integer)
+                .map(|v| v.max(0) as usize)
+        };
+        WrittenDerived {
+            input_size: key("model", "input_size"),
+            stride: key("target", "stride"),
+            points: key("model", "points"),
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -175,7 +210,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             seed: 42,
-            device: "cpu".into(),
+            device: DeviceSpec::Cpu,
             precision: Precision::F32,
             epochs: 10,
             batch_size: 24,
@@ -199,6 +234,7 @@ impl Default for TrainConfig {
             metrics: ValidationConfig::default(),
             lr_find: LrFindConfig::default(),
             logging: LoggingConfig::default(),
+            written: WrittenDerived::default(),
         }
     }
 }
@@ -213,13 +249,15 @@ impl TrainConfig {
 
     /// Parses TOML text (`path` only names the source in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        toml::from_str::<TrainConfig>(text).map_err(|e| {
+        let mut cfg = toml::from_str::<TrainConfig>(text).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| error_line(text, s, e.message()))
                 .unwrap_or(0);
             Error::parse(path, line, e.message().to_string())
-        })
+        })?;
+        cfg.written = WrittenDerived::of(text);
+        Ok(cfg)
     }
 
     /// Makes the data and pretrained-weight paths absolute (when they exist), so that a run's
@@ -238,22 +276,77 @@ impl TrainConfig {
         }
     }
 
-    /// The config as TOML, every field written out.
+    /// The config as TOML, every field written out. The derived keys ([`WrittenDerived`]) are
+    /// written as this config derives them (the point count from an index selection; with
+    /// `all`, the count the data gave), so that the text reads back without a stale value.
     pub fn to_toml(&self) -> Result<String> {
-        toml::to_string_pretty(self).map_err(|e| Error::Msg(format!("config to TOML: {e}")))
+        let mut out = self.clone();
+        out.model.input_size = out.pipeline.input_size;
+        out.target.stride = out.model.stride();
+        if let crate::data::PointSelection::Indices(idx) = &out.data.points {
+            out.model.points = idx.len();
+        }
+        toml::to_string_pretty(&out).map_err(|e| Error::Msg(format!("config to TOML: {e}")))
     }
 
-    /// Makes the sections agree with each other and checks every value: the model's input size
-    /// is the pipeline's, the target stride is the architecture's.
+    /// Derives the model's input size (the pipeline's) and the target stride (the
+    /// architecture's, or `model.heatmap_stride`) and checks every value. A file that wrote one of
+    /// them with another value is refused ([`WrittenDerived`]).
     pub fn resolve(&mut self) -> Result<()> {
+        let derived = [
+            (
+                "model.input_size",
+                self.written.input_size,
+                self.pipeline.input_size,
+                "it is pipeline.input_size's; set that one",
+            ),
+            (
+                "target.stride",
+                self.written.stride,
+                self.model.stride(),
+                "it is the architecture's own stride or model.heatmap_stride; set that one",
+            ),
+        ];
+        for (key, written, derived, why) in derived {
+            if let Some(w) = written.filter(|&w| w != derived) {
+                return Err(Error::config(format!(
+                    "{key} = {w} cannot be set: {why} (this run derives {derived}; remove the key)"
+                )));
+            }
+        }
         self.model.input_size = self.pipeline.input_size;
         self.target.stride = self.model.stride();
         self.validate()
     }
 
+    /// Sets `model.points` to the point count the data gives, refusing a file that wrote
+    /// another one.
+    pub fn resolve_points(&mut self, from_data: usize) -> Result<()> {
+        if let Some(w) = self.written.points.filter(|&w| w != from_data) {
+            return Err(Error::config(format!(
+                "model.points = {w} cannot be set: data.points selects {from_data} points of the                  data (remove model.points)"
+            )));
+        }
+        self.model.points = from_data;
+        Ok(())
+    }
+
+    /// The codec of this run: input and map sizes, the target encoder and the validation
+    /// decoder. Refuses the combinations that cannot train or decode ([`check_codec`]).
+    pub fn codec(&self) -> Result<Codec> {
+        self.codec_with(self.metrics.decoder.clone())
+    }
+
+    /// [`TrainConfig::codec`] decoding with `decoder` instead (an evaluation's choice).
+    pub fn codec_with(&self, decoder: Decoder) -> Result<Codec> {
+        check_codec(self)?;
+        let input = self.pipeline.input_size;
+        let map_size = self.target.validate(input)?;
+        Codec::new(input, map_size, self.target.encoder.clone(), decoder)
+    }
+
     pub fn validate(&self) -> Result<()> {
-        DeviceSpec::parse(&self.device)?;
-        self.precision.check_device(&self.device)?;
+        self.precision.check_device(&self.device.to_string())?;
         if self.epochs == 0 {
             return Err(Error::config("epochs must be at least 1"));
         }
@@ -279,17 +372,8 @@ impl TrainConfig {
         self.optim.validate()?;
         self.schedule.validate()?;
         self.checkpoint.validate(self.metrics.vs_target)?;
-        self.metrics.decoder.validate()?;
         self.lr_find.validate()?;
-        if self.model.head == crate::models::HeadKind::TwoChannel
-            && self.loss.kind != crate::learn::loss::LossKind::Bce
-        {
-            return Err(Error::config(
-                "model.head = \"two-channel\" is trained with the per-pixel two-class softmax \
-                 cross-entropy, which is loss.kind = \"bce\" on its foreground log-odds \
-                 (pos_weight = 1 for the plain cross-entropy)",
-            ));
-        }
+        self.codec()?;
         if self.model.input_size != self.pipeline.input_size {
             return Err(Error::config(format!(
                 "model.input_size ({}) differs from pipeline.input_size ({})",
@@ -307,6 +391,35 @@ impl TrainConfig {
             }
             _ => self.epochs,
         }
+    }
+}
+
+/// The encoder, loss, head and decoder choices that cannot work together, refused in this one
+/// place with the keys to change.
+pub fn check_codec(cfg: &TrainConfig) -> Result<()> {
+    let bce = cfg.loss.kind == LossKind::Bce;
+    if cfg.model.head == HeadKind::TwoChannel && !bce {
+        return Err(Error::config(
+            "model.head = \"two-channel\" is trained with the per-pixel two-class softmax \
+             cross-entropy, which is loss.kind = \"bce\" on its foreground log-odds \
+             (pos_weight = 1 for the plain cross-entropy)",
+        ));
+    }
+    if cfg.target.encoder.is_binary() && !bce {
+        return Err(Error::config(format!(
+            "target.encoder `{}` draws binary targets (one positive pixel), which are trained \
+             with loss.kind = \"bce\", not \"{}\"",
+            cfg.target.encoder,
+            loss_name(cfg.loss.kind)
+        )));
+    }
+    Ok(())
+}
+
+fn loss_name(kind: LossKind) -> &'static str {
+    match kind {
+        LossKind::Mse => "mse",
+        LossKind::Bce => "bce",
     }
 }
 

@@ -83,10 +83,8 @@ pub fn resolve_checkpoint(path: &Path) -> Result<(PathBuf, PathBuf)> {
 pub fn configs_match(mut saved: TrainConfig, cfg: &TrainConfig) -> Result<bool> {
     // Runs saved before paths were made absolute compare equal too.
     saved.absolutize_paths();
-    let mut now = cfg.clone();
-    saved.device = String::new();
-    now.device = String::new();
-    Ok(saved.to_toml()? == now.to_toml()?)
+    saved.device = cfg.device;
+    Ok(saved.to_toml()? == cfg.to_toml()?)
 }
 
 /// A resumed run must continue with the config it started with (the device may differ).

@@ -13,7 +13,7 @@ use crate::data::{FilePoints, Loader, LoaderMode, LoaderSpec};
 use crate::learn::optim::Adam;
 use crate::learn::precision::Precision;
 use crate::models::{build, KeypointNet, ParamGroup, ParamStore};
-use crate::run::{DeviceSpec, TrainConfig};
+use crate::run::TrainConfig;
 use crate::{Error, Result};
 
 /// The optimiser `cfg` asks for over `store`'s parameters, with loss scaling when it trains in
@@ -44,10 +44,10 @@ impl Setup {
     /// data, builds the model and the loaders. `note` receives one-line messages for the user.
     pub fn new(mut cfg: TrainConfig, note: &dyn Fn(&str)) -> Result<Setup> {
         cfg.resolve()?;
-        let device = DeviceSpec::parse(&cfg.device)?.open()?;
+        let device = cfg.device.open()?;
         let (train_samples, val_samples, mix) = prepare_data(&cfg)?;
         cfg.absolutize_paths();
-        cfg.model.points = train_samples[0].points.len();
+        cfg.resolve_points(train_samples[0].points.len())?;
         cfg.validate()?;
         let mut store = ParamStore::new(&device, cfg.seed);
         let model = build(&cfg.model, &mut store)?;

@@ -98,7 +98,7 @@ pub fn train(mut cfg: TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
     if let Some(first) = opts.devices.first() {
         // Rank 0 trains on the first device: the run's own model, optimiser and loaders.
-        cfg.device = first.to_string();
+        cfg.device = *first;
     }
     let mut run = start_or_resume(cfg, opts)?;
     let total_epochs = run.plan.total_epochs();

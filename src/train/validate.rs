@@ -38,10 +38,10 @@ pub fn validate_showing(
     cfg: &TrainConfig,
     faces: usize,
 ) -> Result<(f64, MetricReport, Vec<Shown>)> {
-    let mut opts = EvalOptions::for_run(cfg, cfg.metrics.decoder.clone());
+    let mut opts = EvalOptions::for_run(cfg, cfg.codec()?);
     opts.keep_first = faces;
     let (mut loss_sum, mut n) = (0f64, 0usize);
-    let batches = eval_batches(loader, model.stride(), cfg.metrics.vs_target);
+    let batches = eval_batches(loader, cfg.metrics.vs_target);
     let outcome = evaluate(model, batches, &opts, &mut |batch, output| {
         let (targets, mask) = batch
             .target_maps

@@ -21,7 +21,7 @@ use hmreg::train::RunOptions;
 pub fn tiny_config(root: &Path, seed: u64, data_seed: u64) -> TrainConfig {
     let mut c = TrainConfig {
         seed,
-        device: hmreg::device::test_device_spec().to_string(),
+        device: hmreg::device::test_device_spec(),
         epochs: 2,
         batch_size: 4,
         ..Default::default()
