@@ -35,7 +35,7 @@ pub fn epoch_scalars(r: &EpochRecord) -> Vec<(String, f64)> {
         ("loss/train".to_string(), r.train_loss),
         ("loss/valid".to_string(), r.valid_loss),
     ];
-    out.extend(r.metrics.iter().map(|(k, &v)| (format!("valid/{k}"), v)));
+    out.extend(r.metrics.iter().map(|(k, v)| (format!("valid/{k}"), v)));
     out.push(("train/lr".into(), r.lr));
     out.push(("train/images_per_second".into(), r.images_per_second));
     out
