@@ -12,7 +12,7 @@
 //! | 6 | [`experiment`] | reproductions (the randomized-rounding experiment) | |
 //! | 5 | [`train`] | setup, one step, the loop, validation, lr-find, progress | |
 //! | 4 | [`eval`] | evaluation, flip test, reports, prediction | |
-//! | 3 | [`run`] | a run on disk: resolved config, run directory, checkpoints, history, loading a trained model | |
+//! | 3 | [`run`] | a run on disk: resolved config, run directory, checkpoints, history, loading a trained model, runs side by side | |
 //! | 2 | [`learn`] | losses, optimiser, schedules, the lr sweep's arithmetic | |
 //! | 1 | [`data`] | datasets, validation, synthetic faces, transforms, augmentation, loading | `codec`, `viz` |
 //! | 1 | [`models`] | ResNet18 encoder, UNet decoder, HRNet, heads, parameter store | |

@@ -14,6 +14,7 @@ use crate::device::DeviceSpec;
 use crate::learn::precision::Precision;
 use crate::models::Arch;
 use crate::run::config::TrainConfig;
+use crate::run::history::EpochFigure;
 use crate::run::ModelSource;
 use crate::train::progress::OutputMode;
 use crate::{Error, Result};
@@ -79,6 +80,22 @@ pub fn decoder_parser() -> Choices<Decoder> {
     Choices {
         parse: from_str::<Decoder>,
         choices: &["argmax", "topk", "softargmax", "dark", "quarter"],
+    }
+}
+
+/// A figure of an epoch record (`hmreg runs --sort`): the `metrics.csv` names, in any case.
+pub fn figure_parser() -> Choices<EpochFigure> {
+    Choices {
+        parse: |s| s.trim().to_ascii_lowercase().parse(),
+        choices: &[
+            "train_loss",
+            "valid_loss",
+            "nmae",
+            "nmae_vs_target",
+            "nme",
+            "fr",
+            "auc",
+        ],
     }
 }
 

@@ -14,6 +14,7 @@ pub mod experiment;
 pub mod experiment_trained;
 pub mod lr_find;
 pub mod predict;
+pub mod runs;
 pub mod summary;
 pub mod train;
 
@@ -47,6 +48,8 @@ pub enum Command {
     Predict(predict::PredictArgs),
     /// Reproduce experiments (randomized rounding).
     Experiment(experiment::ExperimentArgs),
+    /// Compare runs: one table of their figures and of the settings in which they differ.
+    Runs(runs::RunsArgs),
 }
 
 impl Command {
@@ -66,6 +69,7 @@ impl Command {
             Command::Experiment(a) => match a.experiment {
                 experiment::Experiment::Rounding(_) => "experiment rounding",
             },
+            Command::Runs(_) => "runs",
         }
     }
 
@@ -79,6 +83,7 @@ impl Command {
             Command::Eval(a) => eval::run(a),
             Command::Predict(a) => predict::run(a),
             Command::Experiment(a) => experiment::run(a),
+            Command::Runs(a) => runs::run(a),
         }
     }
 }

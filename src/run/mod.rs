@@ -3,7 +3,8 @@
 //! - [`dir`]: the run directory's layout and finding a checkpoint in it;
 //! - [`checkpoint`]: atomic, verified checkpoints (weights, optimiser state, progress);
 //! - [`history`]: per-epoch records (`metrics.jsonl`, `metrics.csv`);
-//! - [`model`]: a trained model loaded back for inference.
+//! - [`model`]: a trained model loaded back for inference;
+//! - [`listing`]: runs side by side (`hmreg runs`): found under folders, read, their differences.
 //!
 //! Files are written through [`crate::atomic`].
 
@@ -11,6 +12,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod dir;
 pub mod history;
+pub mod listing;
 pub mod model;
 
 pub use crate::device::{parse_device, DeviceSpec};
