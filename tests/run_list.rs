@@ -45,15 +45,28 @@ fn two_runs_differ_in_exactly_seed_and_learning_rate() {
     let runs = two_runs(tmp.path());
 
     // JSON: the differing keys, each run's values of them, figures, epochs.
-    let v: serde_json::Value = serde_json::from_str(&stdout(&runs_cmd(&["--json"], &runs))).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&runs_cmd(&["--json"], &runs))).unwrap();
     assert_eq!(v["differing"], serde_json::json!(["schedule.lr", "seed"]));
     let list = v["runs"].as_array().unwrap();
     assert_eq!(list.len(), 2);
-    assert_eq!((list[0]["name"].as_str(), list[1]["name"].as_str()), (Some("a"), Some("b")));
-    assert_eq!(list[0]["settings"], serde_json::json!({"schedule.lr": 0.01, "seed": 1}));
-    assert_eq!(list[1]["settings"], serde_json::json!({"schedule.lr": 0.003, "seed": 2}));
+    assert_eq!(
+        (list[0]["name"].as_str(), list[1]["name"].as_str()),
+        (Some("a"), Some("b"))
+    );
+    assert_eq!(
+        list[0]["settings"],
+        serde_json::json!({"schedule.lr": 0.01, "seed": 1})
+    );
+    assert_eq!(
+        list[1]["settings"],
+        serde_json::json!({"schedule.lr": 0.003, "seed": 2})
+    );
     for r in list {
-        assert_eq!((r["epochs_done"].as_u64(), r["total_epochs"].as_u64()), (Some(1), Some(1)));
+        assert_eq!(
+            (r["epochs_done"].as_u64(), r["total_epochs"].as_u64()),
+            (Some(1), Some(1))
+        );
         assert_eq!(r["arch"], "unet-resnet18");
         // One epoch: its best is its last, for every figure.
         for f in ["nmae", "nme", "fr", "auc", "valid_loss"] {
@@ -70,9 +83,16 @@ fn two_runs_differ_in_exactly_seed_and_learning_rate() {
     let header: Vec<&str> = lines[0].split_whitespace().collect();
     assert_eq!(header[..4], ["name", "arch", "data", "epochs"], "{text}");
     assert!(header.ends_with(&["wall", "schedule.lr", "seed"]), "{text}");
-    assert!(lines[0].contains("nmae best/last") && lines[0].contains("auc best/last"), "{text}");
+    assert!(
+        lines[0].contains("nmae best/last") && lines[0].contains("auc best/last"),
+        "{text}"
+    );
     let row: Vec<&str> = lines[1].split_whitespace().collect();
-    assert_eq!((row[0], row[row.len() - 2], row[row.len() - 1]), ("a", "0.01", "1"), "{text}");
+    assert_eq!(
+        (row[0], row[row.len() - 2], row[row.len() - 1]),
+        ("a", "0.01", "1"),
+        "{text}"
+    );
     assert!(lines[1].contains(" 1/1 "), "{text}");
 
     // --sort follows the figure's direction: lowest NME first, highest AUC first.
@@ -82,8 +102,7 @@ fn two_runs_differ_in_exactly_seed_and_learning_rate() {
     };
     for (figure, higher) in [("nme", false), ("auc", true), ("valid_loss", false)] {
         let v: serde_json::Value =
-            serde_json::from_str(&stdout(&runs_cmd(&["--json", "--sort", figure], &runs)))
-                .unwrap();
+            serde_json::from_str(&stdout(&runs_cmd(&["--json", "--sort", figure], &runs))).unwrap();
         let order: Vec<&str> = v["runs"]
             .as_array()
             .unwrap()
@@ -92,19 +111,29 @@ fn two_runs_differ_in_exactly_seed_and_learning_rate() {
             .collect();
         let (first, second) = (value(order[0], figure), value(order[1], figure));
         assert!(
-            if higher { first >= second } else { first <= second },
+            if higher {
+                first >= second
+            } else {
+                first <= second
+            },
             "{figure}: {order:?} {first} {second}"
         );
     }
     // A loss given to --sort gets its own columns in the table.
     let text = stdout(&runs_cmd(&["--sort", "VALID_LOSS"], &runs));
-    assert!(text.starts_with("name") && text.contains("valid_loss best/last"), "{text}");
+    assert!(
+        text.starts_with("name") && text.contains("valid_loss best/last"),
+        "{text}"
+    );
 
     // An unknown figure: a usage error naming the valid ones.
     let out = runs_cmd(&["--sort", "nmea"], &runs);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nmea") && err.contains("nmae, nmae_vs_target, nme, fr, auc"), "{err}");
+    assert!(
+        err.contains("nmea") && err.contains("nmae, nmae_vs_target, nme, fr, auc"),
+        "{err}"
+    );
 
     // A closed stdout (`hmreg runs | head -0`): no panic, success.
     let mut child = hmreg()
@@ -129,7 +158,10 @@ fn two_runs_differ_in_exactly_seed_and_learning_rate() {
     let out = runs_cmd(&[], &runs);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("metrics.jsonl:1:") && err.contains("broken"), "{err}");
+    assert!(
+        err.contains("metrics.jsonl:1:") && err.contains("broken"),
+        "{err}"
+    );
     assert!(err.contains("notes") && err.contains("not a run"), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
     // Named by itself, the broken run is the command's error.

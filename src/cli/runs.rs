@@ -72,14 +72,25 @@ fn print(text: &str) -> Result<()> {
 /// The figures a table shows: the sort figure first when it is a loss (so the order can be
 /// read off), then every validation figure some run measured.
 fn shown_figures(listing: &Listing, sort: Option<EpochFigure>) -> Vec<EpochFigure> {
-    let mut figures: Vec<EpochFigure> = sort.filter(|f| f.validation().is_none()).into_iter().collect();
+    let mut figures: Vec<EpochFigure> = sort
+        .filter(|f| f.validation().is_none())
+        .into_iter()
+        .collect();
     figures.extend(listing.figures().into_iter().map(EpochFigure::from));
     figures
 }
 
+/// Settings the table's own columns show (arch, data, epochs): left out of its settings columns
+/// when they differ, so that no value stands twice (`--json` lists every differing key).
+const IN_FIXED_COLUMNS: [&str; 4] = ["model.arch", "model.width", "data.root", "epochs"];
+
 fn table(listing: &Listing, sort: Option<EpochFigure>) -> String {
     let figures = shown_figures(listing, sort);
-    let differing = listing.differing_keys();
+    let differing: Vec<String> = listing
+        .differing_keys()
+        .into_iter()
+        .filter(|k| !IN_FIXED_COLUMNS.contains(&k.as_str()))
+        .collect();
     let mut header: Vec<String> = ["name", "arch", "data", "epochs"]
         .map(String::from)
         .to_vec();
@@ -98,7 +109,11 @@ fn table(listing: &Listing, sort: Option<EpochFigure>) -> String {
                 format!("{}/{}", r.epochs_done(), r.total_epochs()),
             ];
             row.extend(figures.iter().map(|&f| {
-                format!("{}/{}", number(r.best(f).map(|b| b.value)), number(r.last(f)))
+                format!(
+                    "{}/{}",
+                    number(r.best(f).map(|b| b.value)),
+                    number(r.last(f))
+                )
             }));
             row.push(if r.epochs_done() == 0 {
                 "-".into()

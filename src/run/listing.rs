@@ -167,7 +167,9 @@ impl Listing {
             if dirs.is_empty() {
                 return Err(Error::file(
                     folder,
-                    format!("no run here: neither this folder nor any below it has a {CONFIG_FILE}"),
+                    format!(
+                        "no run here: neither this folder nor any below it has a {CONFIG_FILE}"
+                    ),
                 ));
             }
             for dir in dirs {
@@ -316,9 +318,12 @@ mod tests {
     fn best_follows_each_figures_direction_and_time_sums_the_epochs() {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = TrainConfig::default();
+        // Epoch 2 did not measure NMAE (metrics.jsonl cannot hold a NaN: JSON writes it null).
+        let mut second = record(2, 0.0, 0.6);
+        second.metrics = [(Figure::Auc, 0.6)].into_iter().collect();
         let recs = [
             record(1, 0.3, 0.2),
-            record(2, f64::NAN, 0.6),
+            second,
             record(3, 0.1, 0.4),
             record(4, 0.2, 0.6),
         ];
@@ -335,7 +340,10 @@ mod tests {
         assert_eq!(run.last(Figure::Nmae.into()), Some(0.2));
         assert_eq!(run.best(Figure::Nme.into()), None);
         assert_eq!(run.settings["schedule.lr"], toml::Value::Float(8e-5));
-        assert_eq!(run.settings["target.encoder.kind"].as_str(), Some("gaussian"));
+        assert_eq!(
+            run.settings["target.encoder.kind"].as_str(),
+            Some("gaussian")
+        );
     }
 
     #[test]
@@ -347,8 +355,16 @@ mod tests {
         let mut b = a.clone();
         b.seed = 2;
         b.schedule.lr = 1e-3;
-        write_run(&grid.join("vanilla/size16-seed1"), &a, &[record(1, 0.2, 0.5)]);
-        write_run(&grid.join("vanilla/size16-seed2"), &b, &[record(1, 0.1, 0.4)]);
+        write_run(
+            &grid.join("vanilla/size16-seed1"),
+            &a,
+            &[record(1, 0.2, 0.5)],
+        );
+        write_run(
+            &grid.join("vanilla/size16-seed2"),
+            &b,
+            &[record(1, 0.1, 0.4)],
+        );
         // A run not started yet: no metrics file.
         write_run(&grid.join("writeup-rr/size16-seed1"), &a, &[]);
         std::fs::create_dir_all(grid.join("tb/lr_find-1")).unwrap();
@@ -377,7 +393,10 @@ mod tests {
         assert_eq!(one.runs.len(), 1);
         assert!(one.differing_keys().is_empty());
         let two = Listing::read(&[grid.join("vanilla"), grid.join("writeup-rr")]).unwrap();
-        assert_eq!(two.runs[2].name, grid.join("writeup-rr/size16-seed1").display().to_string());
+        assert_eq!(
+            two.runs[2].name,
+            grid.join("writeup-rr/size16-seed1").display().to_string()
+        );
     }
 
     #[test]
@@ -397,16 +416,27 @@ mod tests {
         let err = l.unreadable[0].to_string();
         assert!(err.contains("metrics.jsonl:2:"), "{err}");
         // Named itself: the error is the command's.
-        let err = Listing::read(std::slice::from_ref(&bad)).unwrap_err().to_string();
+        let err = Listing::read(std::slice::from_ref(&bad))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("metrics.jsonl:2:"), "{err}");
         std::fs::write(bad.join(CONFIG_FILE), "epochs = \"many\"\n").unwrap();
-        let err = Listing::read(std::slice::from_ref(&bad)).unwrap_err().to_string();
+        let err = Listing::read(std::slice::from_ref(&bad))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("config.toml:1:"), "{err}");
         let empty = tmp.path().join("empty");
         std::fs::create_dir_all(empty.join("inner")).unwrap();
-        let err = Listing::read(std::slice::from_ref(&empty)).unwrap_err().to_string();
-        assert!(err.contains("empty") && err.contains("no run here"), "{err}");
-        let err = Listing::read(&[tmp.path().join("missing")]).unwrap_err().to_string();
+        let err = Listing::read(std::slice::from_ref(&empty))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("empty") && err.contains("no run here"),
+            "{err}"
+        );
+        let err = Listing::read(&[tmp.path().join("missing")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no such folder"), "{err}");
     }
 }
