@@ -350,8 +350,10 @@ mod tests {
     fn grid_cells_are_found_below_their_folders_and_only_real_differences_count() {
         let tmp = tempfile::tempdir().unwrap();
         let grid = tmp.path().join("grid");
-        let mut a = TrainConfig::default();
-        a.seed = 1;
+        let a = TrainConfig {
+            seed: 1,
+            ..Default::default()
+        };
         let mut b = a.clone();
         b.seed = 2;
         b.schedule.lr = 1e-3;
@@ -368,7 +370,7 @@ mod tests {
         // A run not started yet: no metrics file.
         write_run(&grid.join("writeup-rr/size16-seed1"), &a, &[]);
         std::fs::create_dir_all(grid.join("tb/lr_find-1")).unwrap();
-        let mut l = Listing::read(&[grid.clone()]).unwrap();
+        let mut l = Listing::read(std::slice::from_ref(&grid)).unwrap();
         let names: Vec<&str> = l.runs.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,
