@@ -133,9 +133,28 @@ impl<'de> serde::Deserialize<'de> for Figure {
 
 /// Values of some figures (those an evaluation produced), serialised as a map from name to value
 /// in name order.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 #[serde(transparent)]
 pub struct Figures(BTreeMap<Figure, f64>);
+
+impl<'de> serde::Deserialize<'de> for Figures {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let map = BTreeMap::<Figure, Option<f64>>::deserialize(d)?;
+        Ok(Figures(
+            map.into_iter()
+                .map(|(f, v)| (f, v.unwrap_or(f64::NAN)))
+                .collect(),
+        ))
+    }
+}
+
+/// Reads a number written by serde_json, which writes a non-finite `f64` as `null`, back as NaN:
+/// a run whose loss or figure diverged stays readable and resumable instead of having its
+/// `metrics.jsonl` and checkpoint state refused. (`deserialize_with` for `f64` fields.)
+pub fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    use serde::Deserialize;
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
 
 impl Figures {
     pub fn get(&self, f: Figure) -> Option<f64> {

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::atomic::write_atomic;
-use crate::metrics::{Direction, Figure, Figures};
+use crate::metrics::{f64_or_nan, Direction, Figure, Figures};
 use crate::{Error, Result};
 
 pub const METRICS_JSONL: &str = "metrics.jsonl";
@@ -21,16 +21,21 @@ pub struct EpochRecord {
     /// Encoder frozen during this epoch (fine_tune's first phase).
     pub frozen: bool,
     /// Mean training loss over the epoch's batches.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub train_loss: f64,
     /// Mean validation loss (per-batch losses weighted by batch size).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub valid_loss: f64,
     /// Validation figures (`nmae`, `nme`, `fr`, `auc`, ...), fractions.
     pub metrics: Figures,
     /// Learning rate of the last parameter group at the epoch's last step.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub lr: f64,
     /// Wall-clock seconds of the epoch, validation included.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub seconds: f64,
     /// Training images per second.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub images_per_second: f64,
 }
 
@@ -253,6 +258,19 @@ mod tests {
             .direction()
             .higher_is_better());
         assert!(!EpochFigure::ValidLoss.direction().higher_is_better());
+    }
+
+    #[test]
+    fn a_diverged_epoch_reads_back_as_nan() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = rec(1, f64::NAN);
+        r.valid_loss = f64::INFINITY;
+        write_files(dir.path(), &[r]).unwrap();
+        let back = read_jsonl(&dir.path().join(METRICS_JSONL)).unwrap();
+        assert!(back[0].valid_loss.is_nan());
+        assert!(back[0].metrics.get(Figure::Nmae).unwrap().is_nan());
+        assert_eq!(back[0].metrics.get(Figure::Auc), Some(0.5));
+        assert_eq!(back[0].train_loss, 0.5);
     }
 
     #[test]
