@@ -41,15 +41,19 @@ impl HubSettings {
         } else if let Some(xdg) = var("XDG_CACHE_HOME") {
             Path::new(&xdg).join("huggingface").join("hub")
         } else if let Some(home) = var("HOME") {
-            Path::new(&home).join(".cache").join("huggingface").join("hub")
+            Path::new(&home)
+                .join(".cache")
+                .join("huggingface")
+                .join("hub")
         } else {
             return Err(Error::config(
                 "no Hugging Face cache folder: set HF_HOME (or HOME) to download pretrained \
                  weights by name",
             ));
         };
-        let offline = var("HF_HUB_OFFLINE")
-            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        let offline = var("HF_HUB_OFFLINE").is_some_and(|v| {
+            matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+        });
         Ok(HubSettings {
             endpoint: var("HF_ENDPOINT")
                 .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
@@ -102,10 +106,7 @@ pub fn cached(name: &HubName, settings: &HubSettings) -> Option<PathBuf> {
     }
     let rev = name.revision();
     let is_commit = rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit());
-    let snapshot = cache
-        .repo(repo(name))
-        .pointer_path(rev)
-        .join(name.file());
+    let snapshot = cache.repo(repo(name)).pointer_path(rev).join(name.file());
     (is_commit && snapshot.exists()).then_some(snapshot)
 }
 

@@ -101,7 +101,11 @@ impl HubName {
             // A file runs to the next `@`, a revision to the next `:`.
             let end = body.find(if mark == ':' { '@' } else { ':' });
             let (value, tail) = body.split_at(end.unwrap_or(body.len()));
-            let slot = if mark == ':' { &mut file } else { &mut revision };
+            let slot = if mark == ':' {
+                &mut file
+            } else {
+                &mut revision
+            };
             let what = if mark == ':' { "file" } else { "revision" };
             if value.is_empty() || slot.is_some() {
                 return Err(Error::config(format!(

@@ -172,7 +172,9 @@ fn load_pretrained_encoder(path: &Path, store: &ParamStore, note: &dyn Fn(&str))
 fn by_module(names: &[&str]) -> String {
     let mut counts = std::collections::BTreeMap::new();
     for n in names {
-        *counts.entry(n.split('.').next().unwrap_or(n)).or_insert(0usize) += 1;
+        *counts
+            .entry(n.split('.').next().unwrap_or(n))
+            .or_insert(0usize) += 1;
     }
     counts
         .iter()
