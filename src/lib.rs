@@ -15,6 +15,7 @@
 //! | 3 | [`run`] | a run on disk: resolved config, run directory, checkpoints, history, loading a trained model, runs side by side | |
 //! | 2 | [`learn`] | losses, optimiser, schedules, the lr sweep's arithmetic | |
 //! | 1 | [`data`] | datasets, validation, synthetic faces, transforms, augmentation, loading | `codec`, `viz` |
+//! | 1 | [`hub`] | pretrained weights by name: a local file or a Hugging Face hub name, the cache, downloads | |
 //! | 1 | [`models`] | ResNet18 encoder, UNet decoder, HRNet, heads, parameter store | |
 //! | 1 | [`codec`] | points to target heatmaps and back | |
 //! | 1 | [`metrics`] | NMAE, NME, failure rate, AUC | |
@@ -38,6 +39,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod experiment;
+pub mod hub;
 pub mod keypoints;
 pub mod learn;
 pub mod metrics;

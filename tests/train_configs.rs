@@ -5,6 +5,7 @@ use std::path::Path;
 use hmreg::codec::{Decoder, TargetEncoder};
 use hmreg::data::PointSelection;
 use hmreg::experiment::trained::{load_config, Method};
+use hmreg::hub::WeightsSource;
 use hmreg::learn::loss::LossKind;
 use hmreg::learn::schedule::ScheduleKind;
 use hmreg::models::Arch;
@@ -81,6 +82,13 @@ fn lapa_recipes_match_the_write_up() {
     assert_eq!(v1.schedule.kind, ScheduleKind::FineTune);
     assert_eq!((v1.epochs, v1.schedule.lr, v1.batch_size), (10, 8e-5, 24));
     assert_eq!(v1.data.train_limit, 5000);
+    // The write-up fine-tunes torchvision's ImageNet ResNet18, named on the hub; resolving the
+    // config downloads nothing (this test has no network).
+    assert_eq!(
+        v1.init.pretrained,
+        "timm/resnet18.tv_in1k".parse::<WeightsSource>().unwrap()
+    );
+    assert!(matches!(v1.init.pretrained, WeightsSource::Hub(_)));
 
     let v2 = load("lapa-hrnet18-rr.toml");
     assert_eq!(v2.model.arch, Arch::Hrnet18);
@@ -102,6 +110,25 @@ fn lapa_recipes_match_the_write_up() {
         assert_eq!((c.schedule.div, c.schedule.div_final), (25.0, 1e5));
         assert_eq!(c.schedule.pct_start, 0.25);
     }
+}
+
+/// The GPU recipe of the published HRNet-W18 figures starts from ImageNet weights on the hub; a
+/// listed hub repository of another backbone is refused when the config is validated.
+#[test]
+fn pretrained_hub_weights_fit_the_architecture() {
+    let mut c = load("300w-gpu.toml");
+    assert_eq!(c.model.arch, Arch::Hrnet18);
+    assert_eq!(c.init.pretrained.to_string(), "timm/hrnet_w18.ms_aug_in1k");
+    c.validate().unwrap();
+    c.model.arch = Arch::Hrnet32;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("timm/hrnet_w18.ms_aug_in1k") && err.contains("hrnet32"),
+        "{err}"
+    );
+    c.model.arch = Arch::UnetResnet18;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("timm/resnet18.tv_in1k"), "{err}");
 }
 
 /// `model.heatmap_stride` is the one setting of the map grid: resolving a config gives the

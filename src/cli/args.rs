@@ -11,6 +11,7 @@ use clap::Args;
 use crate::codec::Decoder;
 use crate::data::PointSelection;
 use crate::device::DeviceSpec;
+use crate::hub::WeightsSource;
 use crate::learn::precision::Precision;
 use crate::models::Arch;
 use crate::run::config::TrainConfig;
@@ -99,6 +100,11 @@ pub fn figure_parser() -> Choices<EpochFigure> {
     }
 }
 
+/// `--pretrained`: a local file or a hub name, told apart as `init.pretrained` is.
+pub fn parse_weights(s: &str) -> Result<WeightsSource> {
+    s.parse()
+}
+
 /// `--points`: `all` or 0-based indices such as `30,40,50`.
 pub fn parse_points(s: &str) -> Result<PointSelection> {
     s.parse()
@@ -182,6 +188,12 @@ pub struct TrainOverrides {
     /// Compute precision: f32, or bf16/f16 mixed precision (CUDA only; f32 master weights).
     #[arg(long, value_parser = precision_parser())]
     pub precision: Option<Precision>,
+    /// Pretrained encoder weights: a local .pth/.safetensors file, or a Hugging Face hub name
+    /// such as timm/resnet18.tv_in1k or timm/hrnet_w18.ms_aug_in1k (OWNER/NAME[:FILE][@REVISION];
+    /// an existing path wins), downloaded into the Hugging Face cache on first use. "" starts
+    /// from random weights.
+    #[arg(long, value_parser = parse_weights, value_name = "FILE|OWNER/NAME")]
+    pub pretrained: Option<WeightsSource>,
 }
 
 impl TrainOverrides {
@@ -225,6 +237,9 @@ impl TrainOverrides {
         }
         if let Some(p) = self.precision {
             cfg.precision = p;
+        }
+        if let Some(w) = &self.pretrained {
+            cfg.init.pretrained = w.clone();
         }
         Ok(())
     }

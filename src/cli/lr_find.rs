@@ -50,11 +50,16 @@ pub fn run(args: LrFindArgs) -> Result<()> {
         cfg.lr_find.num_it = v;
     }
     let mode = args.output.mode();
-    let s = Setup::new(cfg, &|m| {
-        if mode == OutputMode::Bars {
-            eprintln!("{m}")
-        }
-    })?;
+    let bars = mode == OutputMode::Bars;
+    let s = Setup::with_progress(
+        cfg,
+        &|m| {
+            if bars {
+                eprintln!("{m}")
+            }
+        },
+        bars,
+    )?;
     let mut tb = match s.cfg.logging.tensorboard {
         true => {
             // A folder per sweep: each is a run of its own in TensorBoard, never continued.

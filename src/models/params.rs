@@ -68,6 +68,9 @@ pub struct LoadReport {
     pub missing: Vec<String>,
     /// Names in the file that the model does not have.
     pub unused: Vec<String>,
+    /// Names in the file that no model keeps (BatchNorm's `num_batches_tracked`): skipped
+    /// silently.
+    pub ignored: Vec<String>,
 }
 
 /// All tensors of a model, in creation order. Names follow torchvision/timm where a reference exists.

@@ -6,8 +6,10 @@
 //! `layers.0.<i>.` (the encoder as an `nn.Sequential` of ResNet children) to torchvision names.
 //! Shapes are checked for every shared name before anything is set (see
 //! [`ParamStore::load_tensors`]); the report lists what was loaded, which model tensors kept their
-//! initial values, and which file tensors were not used (e.g. torchvision's `fc.*` and
-//! `num_batches_tracked`, which we do not keep).
+//! initial values, and which file tensors were not used (e.g. torchvision's `fc.*`, timm HRNet's
+//! classification parts `incre_modules`, `downsamp_modules`, `final_layer` and `classifier`).
+//! BatchNorm's `num_batches_tracked` counters, which no model here keeps, are listed apart as
+//! ignored.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -89,6 +91,12 @@ fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>> {
     ))
 }
 
+/// File tensors that no model here keeps: PyTorch BatchNorm's step counter (only its momentum-free
+/// mode reads it).
+fn is_ignored(name: &str) -> bool {
+    name.ends_with("num_batches_tracked")
+}
+
 /// The model name a checkpoint name stands for, if any.
 fn map_name(name: &str, known: &dyn Fn(&str) -> bool) -> Option<String> {
     let mut cur = name;
@@ -134,7 +142,12 @@ pub fn load_pretrained_with(
     let mut mapped: HashMap<String, Tensor> = HashMap::new();
     let mut source: HashMap<String, String> = HashMap::new();
     let mut unused = Vec::new();
+    let mut ignored = Vec::new();
     for (name, t) in tensors {
+        if is_ignored(&name) {
+            ignored.push(name);
+            continue;
+        }
         match map_name(&name, &allowed) {
             Some(m) => {
                 if let Some(prev) = source.get(&m) {
@@ -158,6 +171,8 @@ pub fn load_pretrained_with(
         other => other,
     })?;
     unused.sort();
+    ignored.sort();
     report.unused = unused;
+    report.ignored = ignored;
     Ok(report)
 }

@@ -9,6 +9,7 @@ use crate::data::points::PointSelection;
 use crate::data::synth::SynthConfig;
 use crate::data::{PipelineConfig, TargetConfig};
 use crate::device::DeviceSpec;
+use crate::hub::WeightsSource;
 use crate::learn::loss::{LossConfig, LossKind};
 use crate::learn::lr_sweep::LrFindConfig;
 use crate::learn::optim::OptimConfig;
@@ -112,8 +113,11 @@ impl Default for ValidationConfig {
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InitConfig {
-    /// Pretrained encoder weights (torchvision `.pth` or safetensors); empty: random init.
-    pub pretrained: PathBuf,
+    /// Pretrained encoder weights: a local file (torchvision `.pth` or safetensors) or a
+    /// Hugging Face hub name (`timm/resnet18.tv_in1k`, `OWNER/NAME[:FILE][@REVISION]`; see
+    /// [`crate::hub::source`] for how the two are told apart); empty: random init. Reading the
+    /// config never downloads: training fetches.
+    pub pretrained: WeightsSource,
 }
 
 /// `[logging]`: TensorBoard event files under the run's `tb/` directory.
@@ -271,9 +275,7 @@ impl TrainConfig {
                 e.root = abs;
             }
         }
-        if let Ok(abs) = std::fs::canonicalize(&self.init.pretrained) {
-            self.init.pretrained = abs;
-        }
+        self.init.pretrained.absolutize();
     }
 
     /// The config as TOML, every field written out. The derived keys ([`WrittenDerived`]) are
@@ -345,6 +347,35 @@ impl TrainConfig {
         Codec::new(input, map_size, self.target.encoder.clone(), decoder)
     }
 
+    /// A known hub repository (the README's list) whose backbone is not this architecture's is
+    /// refused here, before anything is downloaded.
+    fn check_pretrained_fits(&self) -> Result<()> {
+        let WeightsSource::Hub(name) = &self.init.pretrained else {
+            return Ok(());
+        };
+        let Some(known) = name.known() else {
+            return Ok(());
+        };
+        let arch = self.model.arch.as_str();
+        if known.archs.contains(&arch) {
+            return Ok(());
+        }
+        let fitting: Vec<&str> = crate::hub::KNOWN_REPOS
+            .iter()
+            .filter(|k| k.archs.contains(&arch))
+            .map(|k| k.repo)
+            .collect();
+        Err(Error::config(format!(
+            "init.pretrained = \"{name}\" ({}) does not fit model.arch = \"{arch}\" ({})",
+            known.what,
+            if fitting.is_empty() {
+                format!("no listed hub weights fit {arch}: use a local file")
+            } else {
+                format!("use one of {}", fitting.join(", "))
+            }
+        )))
+    }
+
     pub fn validate(&self) -> Result<()> {
         self.precision.check_device(&self.device.to_string())?;
         if self.epochs == 0 {
@@ -366,6 +397,7 @@ impl TrainConfig {
             ));
         }
         self.model.validate()?;
+        self.check_pretrained_fits()?;
         self.pipeline.validate()?;
         self.target.validate(self.pipeline.input_size)?;
         self.loss.validate()?;

@@ -2,6 +2,8 @@
 //! synthetic set generated first where the config asks for it), the model (with pretrained
 //! encoder weights if configured) and the two loaders.
 
+use std::path::Path;
+
 use candle_core::Device;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -42,17 +44,31 @@ pub struct Setup {
 impl Setup {
     /// Resolves `cfg` (point count from the data, sizes and strides made consistent), loads the
     /// data, builds the model and the loaders. `note` receives one-line messages for the user.
-    pub fn new(mut cfg: TrainConfig, note: &dyn Fn(&str)) -> Result<Setup> {
+    /// Pretrained weights named by a hub name are fetched without a progress bar (see
+    /// [`Setup::with_progress`]).
+    pub fn new(cfg: TrainConfig, note: &dyn Fn(&str)) -> Result<Setup> {
+        Setup::with_progress(cfg, note, false)
+    }
+
+    /// [`Setup::new`], drawing a download bar on stderr when `progress` (and stderr is a terminal)
+    /// while hub weights that are not in the cache come in.
+    pub fn with_progress(
+        mut cfg: TrainConfig,
+        note: &dyn Fn(&str),
+        progress: bool,
+    ) -> Result<Setup> {
         cfg.resolve()?;
         let device = cfg.device.open()?;
+        // Before the data: a hub name that cannot be had fails at once.
+        let pretrained = crate::hub::resolve(&cfg.init.pretrained, progress, note)?;
         let (train_samples, val_samples, mix) = prepare_data(&cfg)?;
         cfg.absolutize_paths();
         cfg.resolve_points(train_samples[0].points.len())?;
         cfg.validate()?;
         let mut store = ParamStore::new(&device, cfg.seed);
         let model = build(&cfg.model, &mut store)?;
-        if !cfg.init.pretrained.as_os_str().is_empty() {
-            load_pretrained_encoder(&cfg, &store, note)?;
+        if let Some(path) = &pretrained {
+            load_pretrained_encoder(path, &store, note)?;
         }
         // Flips need the point count of the files to mirror a selection of points.
         let file_points = FilePoints {
@@ -107,28 +123,64 @@ fn loader_spec(cfg: &TrainConfig, mode: LoaderMode, file_points: &FilePoints) ->
     }
 }
 
-fn load_pretrained_encoder(
-    cfg: &TrainConfig,
-    store: &ParamStore,
-    note: &dyn Fn(&str),
-) -> Result<()> {
+/// Loads the encoder's tensors from `path` and tells what was loaded, which encoder tensors kept
+/// their initial values, and which file tensors were not used, counted by their top-level
+/// module (timm HRNet's classification parts, torchvision's `fc`).
+fn load_pretrained_encoder(path: &Path, store: &ParamStore, note: &dyn Fn(&str)) -> Result<()> {
     let opts = crate::models::LoadOptions {
         groups: Some(vec![ParamGroup::Encoder]),
     };
-    let report = crate::models::load_pretrained_with(store, &cfg.init.pretrained, &opts)?;
+    let report = crate::models::load_pretrained_with(store, path, &opts)?;
     if report.loaded.is_empty() {
         return Err(Error::file(
-            &cfg.init.pretrained,
+            path,
             "no tensor of this file matches the model's encoder",
         ));
     }
-    note(&format!(
-        "pretrained: {} tensors loaded from {}, {} model tensors kept their initial values",
+    let kept: Vec<&str> = report
+        .missing
+        .iter()
+        .filter(|n| store.get(n).is_some_and(|p| p.group == ParamGroup::Encoder))
+        .map(String::as_str)
+        .collect();
+    let mut msg = format!(
+        "pretrained: {} encoder tensors loaded from {}; {} encoder tensors kept their initial \
+         values",
         report.loaded.len(),
-        cfg.init.pretrained.display(),
-        report.missing.len()
-    ));
+        path.display(),
+        kept.len()
+    );
+    if !kept.is_empty() {
+        msg += &format!(" ({})", by_module(&kept));
+    }
+    if !report.unused.is_empty() {
+        let unused: Vec<&str> = report.unused.iter().map(String::as_str).collect();
+        msg += &format!(
+            "; {} file tensors not used ({})",
+            unused.len(),
+            by_module(&unused)
+        );
+    }
+    if !report.ignored.is_empty() {
+        msg += &format!("; {} num_batches_tracked ignored", report.ignored.len());
+    }
+    note(&msg);
     Ok(())
+}
+
+/// `names` counted by their first component: `classifier: 2, incre_modules: 104`.
+fn by_module(names: &[&str]) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for n in names {
+        *counts
+            .entry(n.split('.').next().unwrap_or(n))
+            .or_insert(0usize) += 1;
+    }
+    counts
+        .iter()
+        .map(|(m, c)| format!("{m}: {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Training samples, validation samples, and the training mix by source (`None` with one source).

@@ -147,7 +147,7 @@ fn start_or_resume(cfg: TrainConfig, opts: &RunOptions) -> Result<Session> {
              another --out",
         ));
     }
-    let s = Setup::new(cfg, &note)?;
+    let s = Setup::with_progress(cfg, &note, opts.output == OutputMode::Bars && opts.writes())?;
     let cfg = &s.cfg;
     if opts.resume {
         dir::check_same_config(&run_dir, cfg)?;
