@@ -556,4 +556,17 @@ fn train_fetches_hub_weights_reports_the_unused_parts_and_then_runs_from_the_cac
         )) && err.contains("no connection"),
         "{err}"
     );
+
+    // Resuming reads the checkpoint, not the pretrained weights: no server, no cache.
+    std::fs::remove_dir_all(&home).unwrap();
+    let out = hmreg()
+        .args(["train", "--resume", "--out"])
+        .arg(tmp.path().join("r1"))
+        .env("HF_ENDPOINT", &endpoint)
+        .env("HF_HOME", &home)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("pretrained:"), "{err}");
 }

@@ -22,7 +22,7 @@
 
 mod figure;
 
-pub use figure::{Direction, Figure, Figures};
+pub use figure::{f64_or_nan, Direction, Figure, Figures};
 
 use crate::{Error, Keypoints, Result};
 

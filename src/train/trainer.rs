@@ -147,7 +147,19 @@ fn start_or_resume(cfg: TrainConfig, opts: &RunOptions) -> Result<Session> {
              another --out",
         ));
     }
-    let s = Setup::with_progress(cfg, &note, opts.output == OutputMode::Bars && opts.writes())?;
+    // A resumed run's weights come from its checkpoint: the pretrained weights are not read, so
+    // resuming needs neither the network for a hub name nor the file it started from.
+    let mut cfg = cfg;
+    let started_from = if opts.resume && checkpoint::latest(&ckpt_root)?.is_some() {
+        Some(std::mem::take(&mut cfg.init.pretrained))
+    } else {
+        None
+    };
+    let mut s = Setup::with_progress(cfg, &note, opts.output == OutputMode::Bars && opts.writes())?;
+    if let Some(pretrained) = started_from {
+        s.cfg.init.pretrained = pretrained;
+        s.cfg.init.pretrained.absolutize();
+    }
     let cfg = &s.cfg;
     if opts.resume {
         dir::check_same_config(&run_dir, cfg)?;
