@@ -176,7 +176,8 @@ else
     (cd "$WORK" && timeout 30 "$BIN/hmreg" train --device cuda --epochs 1 --quiet --out no-gpu) \
         >"$LOG/no-gpu.log" 2>&1
     rc=$?
-    msg=$(grep -v '^\s*$' "$LOG/no-gpu.log" | tail -n1 | head -c 200)
+    # The error is the first line (a backtrace may follow under RUST_BACKTRACE).
+    msg=$(grep -v '^\s*$' "$LOG/no-gpu.log" | head -n1 | head -c 300)
     if [ $rc -ne 0 ] && [ $rc -lt 124 ] && ! grep -q 'panicked' "$LOG/no-gpu.log"; then
         record no-gpu-message PASS "train --device cuda: exit $rc, \"$msg\""
     else

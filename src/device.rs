@@ -56,12 +56,43 @@ impl DeviceSpec {
                 if let Some(d) = opened.get(&i) {
                     return Ok(d.clone());
                 }
-                let d = Device::new_cuda(i)
-                    .map_err(|e| Error::config(format!("cannot open cuda:{i}: {e}")))?;
+                let d = Device::new_cuda(i).map_err(|e| Error::config(cuda_open_error(i, &e)))?;
                 opened.insert(i, d.clone());
                 Ok(d)
             }
         }
+    }
+}
+
+/// Why `cuda:i` could not be opened, in words a user can act on: the driver's error code alone
+/// (`DriverError(CUDA_ERROR_STUB_LIBRARY, ...)`) does not say that the machine has no driver.
+/// Candle's backtrace (captured under `RUST_BACKTRACE`) is left out; the message is the error.
+fn cuda_open_error(i: usize, e: &candle_core::Error) -> String {
+    let inner = match e {
+        candle_core::Error::WithBacktrace { inner, .. } => inner.as_ref(),
+        other => other,
+    };
+    let detail = inner.to_string();
+    let hint = if detail.contains("CUDA_ERROR_STUB_LIBRARY") {
+        "the libcuda.so.1 found is a stub, not an NVIDIA driver's: this machine has no NVIDIA \
+         driver (or LD_LIBRARY_PATH puts a toolkit's stubs/ folder before the driver's library)"
+    } else if detail.contains("CUDA_ERROR_NO_DEVICE") {
+        "the driver sees no GPU (`nvidia-smi` lists them; CUDA_VISIBLE_DEVICES may hide them)"
+    } else if detail.contains("CUDA_ERROR_INVALID_DEVICE") {
+        "there is no GPU with that number (`nvidia-smi` lists them, numbered from 0)"
+    } else if detail.contains("CUDA_ERROR_INSUFFICIENT_DRIVER")
+        || detail.contains("CUDA_ERROR_UNSUPPORTED_PTX_VERSION")
+    {
+        "the NVIDIA driver is older than the CUDA version this hmreg was built for (rebuild with \
+         CUDARC_CUDA_VERSION set to the driver's version, which `nvidia-smi` prints)"
+    } else {
+        ""
+    };
+    let first_line = detail.lines().next().unwrap_or_default();
+    if hint.is_empty() {
+        format!("cannot open cuda:{i}: {first_line}")
+    } else {
+        format!("cannot open cuda:{i}: {hint} ({first_line})")
     }
 }
 
@@ -130,6 +161,29 @@ pub fn test_device() -> Device {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_driver_is_named_and_the_backtrace_left_out() {
+        let stub = candle_core::Error::Msg(
+            "DriverError(CUDA_ERROR_STUB_LIBRARY, \"<Failure when calling cuGetErrorString()>\")"
+                .into(),
+        );
+        let with_bt = candle_core::Error::WithBacktrace {
+            inner: Box::new(stub),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        let msg = cuda_open_error(0, &with_bt);
+        assert!(
+            msg.starts_with("cannot open cuda:0: the libcuda.so.1 found is a stub"),
+            "{msg}"
+        );
+        assert!(msg.contains("no NVIDIA driver"), "{msg}");
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+        let other = cuda_open_error(3, &candle_core::Error::Msg("out of luck".into()));
+        assert_eq!(other, "cannot open cuda:3: out of luck");
+        let bad = candle_core::Error::Msg("DriverError(CUDA_ERROR_INVALID_DEVICE, \"x\")".into());
+        assert!(cuda_open_error(7, &bad).contains("no GPU with that number"));
+    }
 
     #[test]
     fn parses_names() {
