@@ -118,74 +118,96 @@ struct Row {
     peak_device_mb: Option<f64>,
 }
 
-fn parse_opts() -> Result<Opts, String> {
-    let mut o = Opts {
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        archs: Vec::new(),
-        reps: 5,
-        warmup: 1,
-        batch: 8,
-        size: 256,
-        reference: true,
-        layers: false,
-        child: false,
-        data: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/300w-helen/train"),
-        skip: Vec::new(),
-        device: DeviceSpec::Cpu,
-        precision: Precision::F32,
+/// The command line (the module documentation lists the same options).
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "speed",
+    about = "hmreg's CPU (or GPU) speed next to PyTorch's: models, photo, predict, pipeline, codec, \
+             end to end"
+)]
+struct Args {
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// An architecture to measure (repeatable; default: both).
+    #[arg(long = "arch", value_name = "NAME", value_parser = ARCHS)]
+    archs: Vec<String>,
+    /// Timed runs per figure (the median is reported; at least 1).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Untimed runs before them.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Training batch (at least 1).
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Input side in pixels.
+    #[arg(long, default_value_t = 256)]
+    size: usize,
+    /// Skip the PyTorch/fastai reference measurements.
+    #[arg(long)]
+    no_reference: bool,
+    /// The pipeline's split (default: ../shared/data/300w-helen/train).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Parts to skip, comma-separated (repeatable).
+    #[arg(long, value_name = "PARTS", value_delimiter = ',', value_parser = PARTS)]
+    skip: Vec<String>,
+    /// The conv layer micro-benchmark against Candle's conv2d instead of the models.
+    #[arg(long)]
+    layers: bool,
+    /// Where the models run (a CUDA build for cuda).
+    #[arg(long, default_value = "cpu", value_parser = hmreg::cli::args::device_parser())]
+    device: DeviceSpec,
+    /// Arithmetic of the model rows (bf16 and f16 on CUDA only).
+    #[arg(long, default_value = "f32", value_parser = hmreg::cli::args::precision_parser())]
+    precision: Precision,
+    /// One architecture's measurement, in the child process the bench starts for it.
+    #[arg(long, hide = true)]
+    child: bool,
+    /// Added by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// The options, or clap's error (printed by the caller: usage errors exit with 2, `--help` 0).
+fn parse_opts() -> Result<Opts, clap::Error> {
+    use clap::Parser;
+    let a = Args::try_parse()?;
+    let o = Opts {
+        threads: a
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        archs: if a.archs.is_empty() {
+            ARCHS.iter().map(|s| s.to_string()).collect()
+        } else {
+            a.archs
+        },
+        reps: a.reps.max(1),
+        warmup: a.warmup,
+        batch: a.batch.max(1),
+        size: a.size,
+        reference: !a.no_reference,
+        layers: a.layers,
+        child: a.child,
+        data: a.data.unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/300w-helen/train")
+        }),
+        skip: a.skip,
+        device: a.device,
+        precision: a.precision,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut num = |name: &str| -> Result<usize, String> {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .ok_or(format!("{name} needs a number"))
-        };
-        match a.as_str() {
-            "--threads" => o.threads = num("--threads")?,
-            "--reps" => o.reps = num("--reps")?.max(1),
-            "--warmup" => o.warmup = num("--warmup")?,
-            "--batch" => o.batch = num("--batch")?.max(1),
-            "--size" => o.size = num("--size")?,
-            "--arch" => {
-                let v = args.next().ok_or("--arch needs a name")?;
-                if !ARCHS.contains(&v.as_str()) {
-                    return Err(format!("unknown arch {v}; one of {ARCHS:?}"));
-                }
-                o.archs.push(v);
-            }
-            "--no-reference" => o.reference = false,
-            "--data" => o.data = PathBuf::from(args.next().ok_or("--data needs a folder")?),
-            "--skip" => {
-                let v = args.next().ok_or("--skip needs a list")?;
-                for part in v.split(',') {
-                    if !PARTS.contains(&part) {
-                        return Err(format!("unknown part {part}; any of {PARTS:?}"));
-                    }
-                    o.skip.push(part.to_string());
-                }
-            }
-            "--layers" => o.layers = true,
-            "--device" => {
-                let v = args.next().ok_or("--device needs a name")?;
-                o.device = DeviceSpec::parse(&v).map_err(|e| e.to_string())?;
-            }
-            "--precision" => {
-                let v = args.next().ok_or("--precision needs a name")?;
-                o.precision = Precision::parse(&v).map_err(|e| e.to_string())?;
-            }
-            "--child" => o.child = true,
-            "--bench" => {} // added by `cargo bench`
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
-    if o.archs.is_empty() {
-        o.archs = ARCHS.iter().map(|s| s.to_string()).collect();
-    }
     o.precision
         .check_device(&o.device.to_string())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Args::command_error(e.to_string()))?;
     Ok(o)
+}
+
+impl Args {
+    fn command_error(msg: String) -> clap::Error {
+        use clap::CommandFactory;
+        Args::command().error(clap::error::ErrorKind::ValueValidation, msg)
+    }
 }
 
 /// Detection plus the built-in model's landmarks on a 1280x720 photo with 3 faces, read from a
@@ -696,10 +718,7 @@ fn bench_layers(o: &Opts) {
 fn main() {
     let o = match parse_opts() {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("speed: {e}");
-            std::process::exit(2);
-        }
+        Err(e) => e.exit(),
     };
     ops::alloc::tune_allocator();
     ops::threads::limit_candle_spinning();

@@ -21,12 +21,27 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// Serialising a report, state or summary (in practice only a map with non-string keys
+    /// fails, which would be a bug).
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("TOML: {0}")]
+    Toml(#[from] toml::ser::Error),
+    /// Initialisation parameters out of range (a negative std, an empty interval).
+    #[error("normal distribution: {0}")]
+    Normal(#[from] rand_distr::NormalError),
+    #[error("uniform distribution: {0}")]
+    Uniform(#[from] rand_distr::uniform::Error),
     #[error("{0}")]
     Msg(String),
     /// The command ran to the end, but some of its inputs had problems (each one already
     /// reported on its own, e.g. an image `predict` could not read, a file `data check` flagged).
     #[error("{0}")]
     Problems(String),
+    /// Standard output was closed by its reader (`| head`): the command stops, quietly and
+    /// successfully (see [`crate::stdout`]).
+    #[error("standard output closed")]
+    StdoutClosed,
 }
 
 /// Exit code for a problem found in the input (a file, named with its line where there is one),
@@ -57,14 +72,19 @@ impl Error {
 
     /// The process exit code for this error: [`EXIT_USAGE`] (2) for [`Error::Config`], else
     /// [`EXIT_PROBLEMS`] (1): files that cannot be read or parsed, failed computations, and
-    /// [`Error::Problems`].
+    /// [`Error::Problems`]; 0 for [`Error::StdoutClosed`].
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::StdoutClosed => 0,
             Error::Config(_) => EXIT_USAGE,
             Error::Parse { .. }
             | Error::File { .. }
             | Error::Candle(_)
             | Error::Io(_)
+            | Error::Json(_)
+            | Error::Toml(_)
+            | Error::Normal(_)
+            | Error::Uniform(_)
             | Error::Msg(_)
             | Error::Problems(_) => EXIT_PROBLEMS,
         }

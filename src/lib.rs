@@ -24,7 +24,7 @@
 //! | 1 | [`tensorboard`] | TensorBoard event files: TFRecord framing, `Event`/`Summary` messages, writer, reader | `viz` |
 //! | 1 | [`parallel`] | data-parallel collectives: worker threads, NCCL, the rendezvous across machines | |
 //! | 0 | [`ops`] | tensor operations Candle lacks or runs slowly (conv, BatchNorm, pooling, resize) | |
-//! | base | [`error`], [`keypoints`], [`atomic`], [`device`] | the error type, a set of points, atomic file writes, device names (and the test suite's device) | |
+//! | base | [`error`], [`keypoints`], [`atomic`], [`device`], [`stdout`], [`progress`] | the error type, a set of points, atomic file writes, device names (and the test suite's device), printing that a closed pipe ends quietly, the progress bar | |
 //!
 //! Coordinate convention used everywhere: a point is `[x, y]` in pixels of the image it belongs to,
 //! as written in the landmark files (no half-pixel shift). Mapping to a map of another size scales by
@@ -46,7 +46,9 @@ pub mod metrics;
 pub mod models;
 pub mod ops;
 pub mod parallel;
+pub mod progress;
 pub mod run;
+pub mod stdout;
 pub mod tensorboard;
 pub mod train;
 pub mod viz;

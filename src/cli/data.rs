@@ -10,6 +10,7 @@ use crate::data::check_coco::check_coco;
 use crate::data::coco::is_coco_split;
 use crate::data::synth::{generate, SynthConfig};
 use crate::data::{PointSelection, SPLITS};
+use crate::stdout;
 use crate::{Error, Result};
 
 /// Check, generate and show datasets.
@@ -112,12 +113,11 @@ fn run_check(args: CheckArgs) -> Result<()> {
             serde_json::to_string_pretty(one)
         } else {
             serde_json::to_string_pretty(&reports)
-        }
-        .map_err(|e| Error::Msg(format!("cannot write JSON: {e}")))?;
-        println!("{s}");
+        }?;
+        stdout::line(s)?;
     } else {
         for r in &reports {
-            print!("{}", r.to_text());
+            stdout::text(r.to_text())?;
         }
     }
     let dirty: Vec<String> = reports

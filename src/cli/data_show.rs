@@ -12,6 +12,7 @@ use crate::data::{
     load_split, FilePoints, Loader, LoaderMode, LoaderSpec, PipelineConfig, PointSelection,
     TargetConfig,
 };
+use crate::stdout;
 use crate::{Error, Result};
 
 /// Arguments of `hmreg data show`.
@@ -148,17 +149,17 @@ pub fn run(args: ShowArgs) -> Result<()> {
             args.epoch,
             &cfg.pipeline.normalize,
         )?);
-        println!(
+        stdout::line(format_args!(
             "{} samples of {name} ({} points, {} targets on {}x{} maps)",
             indices.len(),
             loader.n_points(),
             cfg.target.encoder,
             loader.map_size(),
             loader.map_size()
-        );
+        ))?;
     }
     crate::viz::save_png(&stack_vertically(&blocks), &args.out)?;
-    println!("wrote {}", args.out.display());
+    stdout::line(format_args!("wrote {}", args.out.display()))?;
     Ok(())
 }
 

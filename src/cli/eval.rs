@@ -8,9 +8,10 @@ use super::args::{device_parser, DecodeArgs, ModelArgs};
 use crate::device::DeviceSpec;
 use crate::eval::report::{self, EvalSummary, SummaryContext};
 use crate::eval::EvalOptions;
-use crate::eval::{choices, dataset, progress};
+use crate::eval::{choices, dataset};
 use crate::run::load_model;
-use crate::{Error, Result};
+use crate::stdout;
+use crate::Result;
 
 /// Samples shown in each picture of `--out` (the first ones, and the worst ones).
 const SHOWN: usize = 8;
@@ -67,11 +68,10 @@ impl EvalArgs {
 pub fn run(args: EvalArgs) -> Result<()> {
     let summary = execute(&args)?;
     if args.json {
-        let doc =
-            serde_json::to_string_pretty(&summary).map_err(|e| Error::Msg(format!("JSON: {e}")))?;
-        println!("{doc}");
+        let doc = serde_json::to_string_pretty(&summary)?;
+        stdout::line(doc)?;
     } else {
-        print!("{}", report::to_text(&summary));
+        stdout::text(report::to_text(&summary))?;
     }
     Ok(())
 }
@@ -104,7 +104,7 @@ pub fn execute(args: &EvalArgs) -> Result<EvalSummary> {
         keep_worst: keep,
         ..EvalOptions::for_run(cfg, codec.clone())
     };
-    let bar = progress::progress_bar(set.len() as u64, "eval", args.json);
+    let bar = crate::progress::bar(set.len() as u64, "eval", !args.json);
     let outcome = crate::eval::evaluate(
         loaded.model.as_ref(),
         set.batches(cfg.metrics.vs_target),

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
 use super::experiment_trained::GridRequest;
@@ -12,6 +11,7 @@ use crate::data::image_io::image_size;
 use crate::data::points::PointSelection;
 use crate::experiment::rounding::{self, MonteCarloConfig, QuantizationConfig, QuantizationReport};
 use crate::metrics::{MetricConfig, NmeNorm};
+use crate::stdout;
 use crate::viz::plot::{LinePlot, Series};
 use crate::{Error, Keypoints, Result};
 
@@ -134,7 +134,7 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string_pretty(v).map_err(|e| Error::Msg(format!("JSON: {e}")))
+    Ok(serde_json::to_string_pretty(v)?)
 }
 
 fn run_montecarlo(a: &RoundingArgs) -> Result<()> {
@@ -146,9 +146,9 @@ fn run_montecarlo(a: &RoundingArgs) -> Result<()> {
     };
     let report = rounding::montecarlo(&cfg)?;
     if a.json {
-        println!("{}", to_json(&report)?);
+        stdout::line(to_json(&report)?)?;
     } else {
-        print!("{}", rounding::montecarlo_markdown(&report));
+        stdout::text(rounding::montecarlo_markdown(&report))?;
     }
     Ok(())
 }
@@ -173,25 +173,18 @@ fn run_quantization(a: &RoundingArgs) -> Result<()> {
     };
     cfg.validate()?;
     let samples = load_input_points(data, a.split.as_deref(), &a.points, a.input)?;
-    let bar = ProgressBar::new(samples.len() as u64).with_style(
-        ProgressStyle::with_template("quantization {bar:40} {pos}/{len} images {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = crate::progress::bar(samples.len() as u64, "quantization", true);
     let report = rounding::quantization(&samples, &cfg, &|| bar.inc(1))?;
     bar.finish_and_clear();
     let md = rounding::quantization_markdown(&report);
     if a.json {
-        println!("{}", to_json(&report)?);
+        stdout::line(to_json(&report)?)?;
     } else {
-        print!("{md}");
+        stdout::text(&md)?;
     }
     if let Some(out) = &a.out {
-        std::fs::create_dir_all(out)
-            .map_err(|e| Error::file(out, format!("cannot create: {e}")))?;
-        let write = |name: &str, text: &str| -> Result<()> {
-            let p = out.join(name);
-            std::fs::write(&p, text).map_err(|e| Error::file(&p, format!("cannot write: {e}")))
-        };
+        let write =
+            |name: &str, text: &str| crate::atomic::write_atomic(&out.join(name), text.as_bytes());
         write("quantization.json", &to_json(&report)?)?;
         write("quantization.md", &md)?;
         let png = out.join("quantization.png");

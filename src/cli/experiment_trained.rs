@@ -7,6 +7,7 @@ use crate::atomic::write_atomic;
 use crate::experiment::trained::{self, Cell, GridConfig, Method};
 use crate::experiment::trained_report::{self, TrainedReport};
 use crate::run::TrainConfig;
+use crate::stdout;
 use crate::train::progress::OutputMode;
 use crate::{Error, Result};
 
@@ -78,7 +79,7 @@ pub fn run(a: &GridRequest) -> Result<()> {
         floors,
     };
     trained_report::write_all(&report, &out)?;
-    print!("{}", trained_report::markdown(&report));
+    stdout::text(trained_report::markdown(&report))?;
     eprintln!(
         "wrote {}/{{{}, {}, {}, {}}}",
         out.display(),
@@ -134,8 +135,7 @@ fn default_out(config: &Path) -> PathBuf {
 
 /// The base config and the grid table as one TOML file that `--config` reads back.
 fn resolved_toml(base: &TrainConfig, grid: &GridConfig) -> Result<String> {
-    let grid_toml = toml::to_string_pretty(grid)
-        .map_err(|e| Error::Msg(format!("grid config to TOML: {e}")))?;
+    let grid_toml = toml::to_string_pretty(grid)?;
     Ok(format!(
         "{}\n[{}]\n{grid_toml}",
         base.to_toml()?,

@@ -6,12 +6,13 @@ use clap::Args;
 
 use super::args::{OutputArgs, TrainOverrides};
 use crate::run::config::TrainConfig;
+use crate::stdout;
 use crate::tensorboard::EventWriter;
 use crate::train::lr_find::{find_lr, save_plot};
 use crate::train::progress::{OutputMode, Reporter};
 use crate::train::tb_log::TB_DIR;
 use crate::train::Setup;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Learning-rate finder.
 #[derive(Args, Debug)]
@@ -84,29 +85,26 @@ pub fn run(args: LrFindArgs) -> Result<()> {
     reporter.finish();
     save_plot(&args.out, &result)?;
     let json_path = args.out.with_extension("json");
-    let text = serde_json::to_vec_pretty(&result).map_err(|e| Error::Msg(e.to_string()))?;
+    let text = serde_json::to_vec_pretty(&result)?;
     crate::atomic::write_atomic(&json_path, &text)?;
     let fmt = |v: Option<f64>| v.map(|v| format!("{v:.3e}")).unwrap_or("-".into());
     match mode {
-        OutputMode::Json => println!(
-            "{}",
-            serde_json::json!({
-                "suggestions": result.suggestions,
-                "stopped": result.stopped,
-                "iterations": result.lrs.len(),
-                "plot": args.out,
-            })
-        ),
+        OutputMode::Json => stdout::line(serde_json::json!({
+            "suggestions": result.suggestions,
+            "stopped": result.stopped,
+            "iterations": result.lrs.len(),
+            "plot": args.out,
+        }))?,
         _ => {
             if mode == OutputMode::Bars {
                 eprintln!("{} ({} iterations)", result.stopped, result.lrs.len());
             }
-            println!(
+            stdout::line(format_args!(
                 "valley {}  steep {}  minimum/10 {}",
                 fmt(result.suggestions.valley),
                 fmt(result.suggestions.steep),
                 fmt(result.suggestions.minimum)
-            );
+            ))?;
             if mode == OutputMode::Bars {
                 eprintln!(
                     "plot: {}  curve: {}",

@@ -109,7 +109,7 @@ pub fn main() -> i32 {
     }
     let name = cli.command.name();
     match cli.command.run() {
-        Ok(()) => 0,
+        Ok(()) | Err(crate::Error::StdoutClosed) => 0,
         Err(e) => {
             eprintln!("hmreg {name}: {e}");
             e.exit_code()

@@ -11,9 +11,10 @@ use crate::data::coco::{self, CocoResult};
 use crate::data::image_io::is_image_path;
 use crate::detect::DetectOptions;
 use crate::device::DeviceSpec;
+use crate::eval::choices;
 use crate::eval::predict::{self, FaceSource, PredictOptions};
-use crate::eval::{choices, progress};
 use crate::run::{load_model, ModelSource, TrainConfig};
+use crate::stdout;
 use crate::{Error, Result};
 
 /// Predict landmarks on images.
@@ -208,7 +209,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
             .map_err(|e| Error::file(dir, format!("cannot create folder: {e}")))?;
     }
     let prepare = predict::validation_preparation(&loaded.cfg.pipeline);
-    let bar = progress::progress_bar(paths.len() as u64, "predict", args.json);
+    let bar = crate::progress::bar(paths.len() as u64, "predict", !args.json);
     let (preds, failures) = predict::predict_files(
         loaded.model.as_ref(),
         &paths,
@@ -234,15 +235,14 @@ pub fn run(args: PredictArgs) -> Result<()> {
         OutputFormat::Coco => {
             serde_json::to_string_pretty(&coco_results(&preds, args.image_ids.as_deref())?)
         }
-    }
-    .map_err(|e| Error::Msg(format!("JSON: {e}")))?;
+    }?;
     if let Some(dir) = &args.out {
         crate::atomic::write_atomic(&dir.join("predictions.json"), json.as_bytes())?;
     }
     if args.json || args.format == OutputFormat::Coco {
-        println!("{json}");
+        stdout::line(json)?;
     } else {
-        print_text(&preds);
+        print_text(&preds)?;
     }
     if failures.is_empty() {
         Ok(())
@@ -255,32 +255,35 @@ pub fn run(args: PredictArgs) -> Result<()> {
     }
 }
 
-fn print_text(preds: &[predict::ImagePrediction]) {
+fn print_text(preds: &[predict::ImagePrediction]) -> Result<()> {
     for p in preds {
         let n = p.faces.len();
-        println!(
+        stdout::line(format_args!(
             "{} ({}x{}): {n} face{}",
             p.path.display(),
             p.width,
             p.height,
             if n == 1 { "" } else { "s" }
-        );
+        ))?;
         for (k, f) in p.faces.iter().enumerate() {
             if let Some([x, y, w, h]) = f.bbox {
                 let score = f.score.map_or(String::new(), |s| format!(", score {s:.1}"));
-                println!("  face {k}: box {x:.0},{y:.0},{w:.0},{h:.0}{score}");
+                stdout::line(format_args!(
+                    "  face {k}: box {x:.0},{y:.0},{w:.0},{h:.0}{score}"
+                ))?;
             }
             for (i, q) in f.points.iter().enumerate() {
-                println!(
+                stdout::line(format_args!(
                     "  {i:>3}  x {:>9.2}  y {:>9.2}  confidence {:.3}",
                     q.x, q.y, q.confidence
-                );
+                ))?;
             }
         }
         if let Some(a) = &p.annotated {
-            println!("  wrote {}", a.display());
+            stdout::line(format_args!("  wrote {}", a.display()))?;
         }
     }
+    Ok(())
 }
 
 /// The predictions as COCO results, one per face, image ids from `ids_file` (by file name) or

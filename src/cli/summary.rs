@@ -4,6 +4,7 @@
 use clap::Args;
 
 use crate::models::{build, Arch, LayerInfo, ModelConfig, ParamStore};
+use crate::stdout;
 
 /// Model summary.
 #[derive(Args, Debug)]
@@ -159,11 +160,10 @@ pub fn run(args: SummaryArgs) -> crate::Result<()> {
     cfg.validate()?;
     let s = summarize(&cfg, args.frozen)?;
     if args.json {
-        let j = serde_json::to_string_pretty(&s)
-            .map_err(|e| crate::Error::Msg(format!("JSON: {e}")))?;
-        println!("{j}");
+        let j = serde_json::to_string_pretty(&s)?;
+        stdout::line(j)?;
     } else {
-        print!("{}", render(&s));
+        stdout::text(render(&s))?;
     }
     Ok(())
 }

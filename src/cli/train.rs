@@ -9,6 +9,7 @@ use crate::device::DeviceSpec;
 use crate::metrics::Figure;
 use crate::run::config::TrainConfig;
 use crate::run::dir;
+use crate::stdout;
 use crate::train::data_parallel::Nodes;
 use crate::train::progress::OutputMode;
 use crate::train::trainer::{train, RunOptions};
@@ -171,7 +172,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     match output {
         OutputMode::Json => {
             let line = serde_json::json!({ "summary": summary });
-            println!("{line}");
+            stdout::line(line)?;
         }
         OutputMode::Bars => {
             let nmae = |v: Option<f64>| v.map(|v| format!("{v:.5}")).unwrap_or("-".into());

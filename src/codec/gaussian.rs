@@ -55,13 +55,3 @@ pub fn draw(map: &mut [f32], w: usize, h: usize, c: [f32; 2], sigma: f32) {
         }
     }
 }
-
-/// The definition evaluated directly at one pixel (reference for tests and the experiment).
-pub fn value_at(i: usize, j: usize, c: [f32; 2], sigma: f32) -> f32 {
-    let (dx, dy) = (i as f32 - c[0], j as f32 - c[1]);
-    let r = 3.0 * sigma;
-    if dx.abs() > r || dy.abs() > r {
-        return 0.0;
-    }
-    (-(dx * dx + dy * dy) / (2.0 * sigma * sigma)).exp()
-}

@@ -68,14 +68,6 @@ impl Codec {
         Ok(codec)
     }
 
-    /// The same codec decoding with `decoder` (resolved as in [`Codec::new`]).
-    pub fn with_decoder(&self, decoder: Decoder) -> Result<Codec> {
-        Ok(Codec {
-            decoder: self.resolve_decoder(decoder)?,
-            ..self.clone()
-        })
-    }
-
     fn resolve_decoder(&self, decoder: Decoder) -> Result<Decoder> {
         let decoder = match decoder {
             Decoder::Dark { sigma: None } => match self.encoder.sigma() {

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -513,16 +512,7 @@ fn disagreement(a: &[[f32; 2]], b: &[[f32; 2]], a_path: &Path) -> Option<String>
 /// A progress bar over a split's images, drawn only when stderr is a terminal (decoding a full
 /// LaPa split takes minutes).
 fn progress(n: usize, split: &str) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(n as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("check {msg} {bar:40} {pos}/{len} [{eta}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message(split.to_string());
-    bar
+    crate::progress::bar(n as u64, &format!("check {split}"), true)
 }
 
 /// Each image's size (decoding it fully with `decode`, else its header), in parallel; an

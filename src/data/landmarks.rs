@@ -300,8 +300,7 @@ pub fn write_landmarks_txt(path: &Path, pts: &[[f32; 2]]) -> Result<()> {
             format!("refusing to write point {i}: {:?} is not finite", pts[i]),
         ));
     }
-    std::fs::write(path, format_landmarks_txt(pts))
-        .map_err(|e| Error::file(path, format!("cannot write: {e}")))
+    crate::atomic::write_atomic(path, format_landmarks_txt(pts).as_bytes())
 }
 
 /// Writes an iBUG `.pts` landmark file.
@@ -311,7 +310,7 @@ pub fn write_landmarks_pts(path: &Path, pts: &[[f32; 2]]) -> Result<()> {
         let _ = writeln!(s, "{} {}", p[0], p[1]);
     }
     s.push_str("}\n");
-    std::fs::write(path, s).map_err(|e| Error::file(path, format!("cannot write: {e}")))
+    crate::atomic::write_atomic(path, s.as_bytes())
 }
 
 #[cfg(test)]

@@ -252,10 +252,6 @@ impl Loader {
         self.inner.map_size
     }
 
-    pub fn is_train(&self) -> bool {
-        self.inner.train
-    }
-
     /// Bytes and images currently held by the decoded-image cache.
     pub fn cache_usage(&self) -> (usize, usize) {
         self.inner.cache.usage()

@@ -1,21 +1,11 @@
-//! Channel normalisation of planar (CHW) image buffers, and its inverse for pictures.
+//! The inverse of the loader's channel normalisation, for pictures of its planar (CHW) buffers.
 
 use image::{Rgb, RgbImage};
 
 use super::pipeline_config::NormalizeConfig;
 
-/// `(v - mean[c]) / std[c]` in place on a CHW buffer of values in [0, 1].
-pub fn normalize_chw(buf: &mut [f32], cfg: &NormalizeConfig) {
-    let plane = buf.len() / 3;
-    for (c, chunk) in buf.chunks_mut(plane).enumerate().take(3) {
-        let (m, inv) = (cfg.mean[c], 1.0 / cfg.std[c]);
-        for v in chunk.iter_mut() {
-            *v = (*v - m) * inv;
-        }
-    }
-}
-
-/// Undoes [`normalize_chw`] and converts a CHW buffer of `w x h` pixels to an RGB picture.
+/// Undoes the loader's `(v - mean[c]) / std[c]` (folded into its colour table,
+/// `data::transform`) and converts a CHW buffer of `w x h` pixels to an RGB picture.
 pub fn denormalize_to_rgb(buf: &[f32], w: usize, h: usize, cfg: &NormalizeConfig) -> RgbImage {
     assert_eq!(buf.len(), 3 * w * h, "CHW buffer size");
     let plane = w * h;
@@ -36,10 +26,13 @@ mod tests {
     fn imagenet_round_trip() {
         let cfg = NormalizeConfig::default();
         let img = RgbImage::from_fn(3, 2, |x, y| Rgb([(x * 80) as u8, (y * 200) as u8, 128]));
-        let mut buf: Vec<f32> = (0..3)
-            .flat_map(|c| img.pixels().map(move |p| p[c] as f32 / 255.0))
+        let cfg_ = &cfg;
+        let buf: Vec<f32> = (0..3)
+            .flat_map(|c| {
+                img.pixels()
+                    .map(move |p| (p[c] as f32 / 255.0 - cfg_.mean[c]) / cfg_.std[c])
+            })
             .collect();
-        normalize_chw(&mut buf, &cfg);
         // Mid-grey red channel: (128/255 - 0.485) / 0.229.
         assert!((buf[0] - (0.0 - 0.485) / 0.229).abs() < 1e-6);
         assert_eq!(denormalize_to_rgb(&buf, 3, 2, &cfg), img);

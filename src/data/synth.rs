@@ -4,10 +4,8 @@
 //! Every image has its own generator, `ChaCha8Rng::seed_from_u64(seed)` on a stream numbered by
 //! split and index, so the files are byte-identical for a seed however many threads draw them.
 
-use std::io::IsTerminal;
 use std::path::Path;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -103,16 +101,7 @@ pub fn generate(out: &Path, cfg: &SynthConfig) -> Result<()> {
         }
         jobs.extend((0..n).map(|i| (split, i)));
     }
-    let bar = if std::io::stderr().is_terminal() {
-        let b = ProgressBar::new(jobs.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template("synth {bar:40} {pos}/{len} [{elapsed} < {eta}]")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = crate::progress::bar(jobs.len() as u64, "synth", true);
     // Each job writes its own two files; errors are collected in job order, so the reported one
     // does not depend on thread timing.
     let results: Vec<Result<()>> = jobs
@@ -126,10 +115,8 @@ pub fn generate(out: &Path, cfg: &SynthConfig) -> Result<()> {
     bar.finish_and_clear();
     results.into_iter().collect::<Result<Vec<()>>>()?;
     let meta = out.join("synth.json");
-    let text = serde_json::to_string_pretty(cfg).map_err(|e| Error::Msg(e.to_string()))?;
-    std::fs::write(&meta, text + "\n")
-        .map_err(|e| Error::file(&meta, format!("cannot write: {e}")))?;
-    Ok(())
+    let text = serde_json::to_string_pretty(cfg)?;
+    crate::atomic::write_atomic(&meta, (text + "\n").as_bytes())
 }
 
 fn write_sample(out: &Path, cfg: &SynthConfig, split: &str, index: usize) -> Result<()> {
@@ -140,8 +127,7 @@ fn write_sample(out: &Path, cfg: &SynthConfig, split: &str, index: usize) -> Res
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, JPEG_QUALITY)
         .encode_image(&face.image)
         .map_err(|e| Error::file(&img_path, format!("cannot encode JPEG: {e}")))?;
-    std::fs::write(&img_path, bytes)
-        .map_err(|e| Error::file(&img_path, format!("cannot write: {e}")))?;
+    crate::atomic::write_atomic(&img_path, &bytes)?;
     let lm_path = out
         .join(split)
         .join("landmarks")

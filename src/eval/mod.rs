@@ -8,13 +8,11 @@
 //! - [`show`]: result pictures (targets, predictions, heatmaps).
 //! - [`report`]: the eval summary (JSON, text table) and its output folder.
 //! - [`predict`]: landmarks for arbitrary images, in the original image's pixels.
-//! - [`progress`]: the progress bar of evaluation and prediction.
 
 pub mod choices;
 pub mod dataset;
 pub mod evaluate;
 pub mod predict;
-pub mod progress;
 pub mod published;
 pub mod report;
 pub mod show;

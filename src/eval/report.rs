@@ -224,8 +224,7 @@ pub fn write_outputs(dir: &Path, out: &EvalOutcome, summary: &mut EvalSummary) -
     let json = dir.join("metrics.json");
     written.push(json.clone());
     summary.written = written;
-    let doc = serde_json::to_string_pretty(summary)
-        .map_err(|e| Error::Msg(format!("eval summary to JSON: {e}")))?;
+    let doc = serde_json::to_string_pretty(summary)?;
     crate::atomic::write_atomic(&json, doc.as_bytes())
 }
 

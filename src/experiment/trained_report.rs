@@ -330,7 +330,7 @@ pub fn plot(r: &TrainedReport) -> LinePlot {
 
 /// Writes the four files into `out`.
 pub fn write_all(r: &TrainedReport, out: &Path) -> Result<()> {
-    let json = serde_json::to_string_pretty(r).map_err(|e| Error::Msg(format!("JSON: {e}")))?;
+    let json = serde_json::to_string_pretty(r)?;
     write_atomic(&out.join(JSON_FILE), json.as_bytes())?;
     write_atomic(&out.join(CSV_FILE), csv(r)?.as_bytes())?;
     write_atomic(&out.join(MD_FILE), markdown(r).as_bytes())?;

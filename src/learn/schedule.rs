@@ -256,10 +256,6 @@ impl Plan {
         self.phases.iter().map(|p| p.epochs).sum()
     }
 
-    pub fn total_steps(&self) -> usize {
-        self.total_epochs() * self.steps_per_epoch
-    }
-
     /// The phase that contains run epoch `epoch` (0-based) and the epoch's index inside it.
     pub fn phase_of(&self, epoch: usize) -> Option<(&Phase, usize)> {
         let mut first = 0;
@@ -341,7 +337,7 @@ mod tests {
         };
         // 10 epochs of 10 steps: warm-up over steps 0..25.
         let plan = cfg.plan(10, 10, 0.9).unwrap();
-        assert_eq!(plan.total_steps(), 100);
+        assert_eq!(plan.total_epochs() * plan.steps_per_epoch, 100);
         let h0 = plan.hypers(0, 0, 1);
         assert!(close(h0.lrs[0], 5e-3 / 25.0));
         assert!(close(h0.mom, 0.95));

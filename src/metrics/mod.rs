@@ -172,7 +172,7 @@ impl MetricReport {
     }
 
     pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string_pretty(self).map_err(|e| Error::Msg(format!("metrics to JSON: {e}")))
+        Ok(serde_json::to_string_pretty(self)?)
     }
 }
 

@@ -162,7 +162,7 @@ impl ParamStore {
     /// Values drawn from `N(0, std^2)` with our seeded generator.
     pub fn normal(&mut self, shape: &[usize], std: f64) -> Result<Tensor> {
         let n: usize = shape.iter().product();
-        let dist = Normal::new(0.0f64, std).map_err(|e| Error::Msg(e.to_string()))?;
+        let dist = Normal::new(0.0f64, std)?;
         let v: Vec<f32> = (0..n).map(|_| dist.sample(&mut self.rng) as f32).collect();
         Ok(Tensor::from_vec(v, shape, &self.device)?)
     }
@@ -171,7 +171,7 @@ impl ParamStore {
     pub fn uniform(&mut self, shape: &[usize], bound: f64) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = if bound > 0.0 {
-            let dist = Uniform::new(-bound, bound).map_err(|e| Error::Msg(e.to_string()))?;
+            let dist = Uniform::new(-bound, bound)?;
             (0..n).map(|_| dist.sample(&mut self.rng) as f32).collect()
         } else {
             vec![0.0; n]

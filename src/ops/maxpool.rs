@@ -268,8 +268,3 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
         max_pool2d_portable(x, op.0)
     }
 }
-
-/// ResNet's stem pool: 3x3, stride 2, padding 1.
-pub fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
-    max_pool2d(x, 3, 2, 1)
-}

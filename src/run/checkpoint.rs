@@ -243,7 +243,7 @@ pub fn fnv1a64_file(path: &Path) -> Result<(u64, u64)> {
 }
 
 fn json_pretty<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
-    let mut s = serde_json::to_vec_pretty(v).map_err(|e| Error::Msg(e.to_string()))?;
+    let mut s = serde_json::to_vec_pretty(v)?;
     s.push(b'\n');
     Ok(s)
 }

@@ -288,7 +288,7 @@ impl TrainConfig {
         if let crate::data::PointSelection::Indices(idx) = &out.data.points {
             out.model.points = idx.len();
         }
-        toml::to_string_pretty(&out).map_err(|e| Error::Msg(format!("config to TOML: {e}")))
+        Ok(toml::to_string_pretty(&out)?)
     }
 
     /// Derives the model's input size (the pipeline's) and the target stride (the

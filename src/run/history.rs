@@ -139,7 +139,7 @@ impl<'de> serde::Deserialize<'de> for EpochFigure {
 pub fn write_files(dir: &Path, records: &[EpochRecord]) -> Result<()> {
     let mut jsonl = String::new();
     for r in records {
-        let line = serde_json::to_string(r).map_err(|e| Error::Msg(e.to_string()))?;
+        let line = serde_json::to_string(r)?;
         jsonl.push_str(&line);
         jsonl.push('\n');
     }

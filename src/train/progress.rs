@@ -4,7 +4,9 @@
 
 use std::io::IsTerminal;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
+
+use crate::progress::style;
 
 use crate::run::history::{EpochFigure, EpochRecord};
 
@@ -37,20 +39,14 @@ impl Reporter {
             MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
         };
         let epochs = multi.add(ProgressBar::new(total as u64));
-        epochs.set_style(
-            ProgressStyle::with_template("epoch {pos}/{len} [{elapsed_precise}] {wide_bar} {msg}")
-                .expect("static template")
-                .progress_chars("=> "),
-        );
+        epochs.set_style(style(
+            "epoch {pos}/{len} [{elapsed_precise}] {wide_bar} {msg}",
+        ));
         epochs.set_position(done as u64);
         let batches = multi.add(ProgressBar::new(0));
-        batches.set_style(
-            ProgressStyle::with_template(
-                "batch {pos}/{len} {bar:30} loss {msg} | {per_sec} | ETA {eta}",
-            )
-            .expect("static template")
-            .progress_chars("=> "),
-        );
+        batches.set_style(style(
+            "batch {pos}/{len} {bar:30} loss {msg} | {per_sec} | ETA {eta}",
+        ));
         Reporter {
             mode,
             tty: std::io::stderr().is_terminal(),
@@ -80,7 +76,9 @@ impl Reporter {
     }
 
     /// An epoch finished: a line on stderr (bars), a JSON line on stdout (json), or nothing.
-    pub fn end_epoch(&self, r: &EpochRecord, best_metric: EpochFigure) {
+    /// Fails with [`crate::Error::StdoutClosed`] when the JSON line's reader has gone: the run
+    /// stops there, as a piped command does (its run directory already holds the epoch).
+    pub fn end_epoch(&self, r: &EpochRecord, best_metric: EpochFigure) -> crate::Result<()> {
         self.epochs.inc(1);
         match self.mode {
             OutputMode::Bars => {
@@ -103,11 +101,12 @@ impl Reporter {
             }
             OutputMode::Json => {
                 if let Ok(line) = serde_json::to_string(r) {
-                    println!("{line}");
+                    crate::stdout::line(line)?;
                 }
             }
             OutputMode::Quiet => {}
         }
+        Ok(())
     }
 
     /// A note for the user (stderr, not in quiet or json modes).

@@ -402,7 +402,7 @@ fn run_epoch(
         )?;
         tb.epoch(&record, &faces)?;
     }
-    reporter.end_epoch(&record, metric);
+    reporter.end_epoch(&record, metric)?;
     Ok(EpochEnd::Done)
 }
 
@@ -421,7 +421,7 @@ fn finish(run: &Session, finished: bool, started: Instant, writes: bool) -> Resu
         val_items: run.s.val.samples().len(),
         seconds: started.elapsed().as_secs_f64(),
     };
-    let text = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Msg(e.to_string()))?;
+    let text = serde_json::to_vec_pretty(&summary)?;
     if writes {
         crate::atomic::write_atomic(&run.run_dir.join(SUMMARY_FILE), &text)?;
     }

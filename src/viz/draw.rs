@@ -70,16 +70,6 @@ pub fn draw_cross(img: &mut RgbImage, x: f32, y: f32, size: i32, color: Rgb<u8>)
     segment(img, (cx - d, cy + d), (cx + d, cy - d), color);
 }
 
-/// A `+`-shaped cross centred on `(x, y)` reaching `size` pixels along each axis.
-pub fn draw_plus(img: &mut RgbImage, x: f32, y: f32, size: i32, color: Rgb<u8>) {
-    let Some((cx, cy)) = to_pixel(x, y) else {
-        return;
-    };
-    let d = size.abs();
-    segment(img, (cx - d, cy), (cx + d, cy), color);
-    segment(img, (cx, cy - d), (cx, cy + d), color);
-}
-
 /// A one-pixel line between two points (Bresenham on the rounded end points).
 pub fn draw_line(img: &mut RgbImage, from: (f32, f32), to: (f32, f32), color: Rgb<u8>) {
     if let (Some(a), Some(b)) = (to_pixel(from.0, from.1), to_pixel(to.0, to.1)) {
@@ -204,7 +194,6 @@ mod tests {
         draw_rect(&mut img, i32::MIN, -1, u32::MAX, u32::MAX, c);
         draw_rect(&mut img, 1, 1, 0, 3, c);
         draw_cross(&mut img, f32::NAN, 1.0, 3, c);
-        draw_plus(&mut img, 4.0, 4.0, 9, c);
         draw_line(&mut img, (0.0, 0.0), (f32::INFINITY, 1.0), c);
         let mut empty = RgbImage::new(0, 0);
         draw_line(&mut empty, (0.0, 0.0), (3.0, 3.0), c);
