@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hmreg::data::check::{
+use hmreg::data::checks::lapa::{
     check_dataset, check_dataset_with, CheckOptions, CheckReport, ProblemKind,
 };
 use hmreg::data::PointSelection;

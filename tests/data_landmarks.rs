@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use hmreg::data::landmarks::{parse_landmarks, write_landmarks_pts, LandmarkFormat};
+use hmreg::data::sources::landmarks::{parse_landmarks, write_landmarks_pts, LandmarkFormat};
 use hmreg::data::{
     load_split, present_splits, read_landmarks, write_landmarks_txt, PointSelection,
 };
@@ -244,7 +244,7 @@ proptest! {
     #[test]
     fn written_points_read_back(v in prop::collection::vec((-1e4f32..1e4, -1e4f32..1e4), 0..50)) {
         let pts: Vec<[f32; 2]> = v.into_iter().map(|(x, y)| [x, y]).collect();
-        let text = hmreg::data::landmarks::format_landmarks_txt(&pts);
+        let text = hmreg::data::sources::landmarks::format_landmarks_txt(&pts);
         let p = parse_landmarks(&text, LandmarkFormat::Txt);
         prop_assert!(p.is_ok());
         prop_assert_eq!(p.points, pts);

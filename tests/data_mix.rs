@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use hmreg::data::synth::{generate, SynthConfig};
+use hmreg::data::synthesis::generate::{generate, SynthConfig};
 use hmreg::run::config::ExtraSource;
 use hmreg::run::TrainConfig;
 use hmreg::train::setup::Setup;

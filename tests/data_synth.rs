@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hmreg::data::check::check_dataset;
-use hmreg::data::synth::{generate, synth_sample, SynthConfig};
+use hmreg::data::checks::lapa::check_dataset;
+use hmreg::data::synthesis::generate::{generate, synth_sample, SynthConfig};
 use hmreg::data::{load_split, read_landmarks, read_rgb, PointSelection};
 
 fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {

@@ -40,7 +40,7 @@ fn an_eval_set_knows_when_it_holds_a_whole_layout() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
     let mut cfg = common::tiny_config(&root, 0, 1);
-    hmreg::data::synth::generate(&root, &cfg.data.synth).unwrap();
+    hmreg::data::synthesis::generate::generate(&root, &cfg.data.synth).unwrap();
     cfg.resolve().unwrap();
     let device = hmreg::device::test_device();
     // The tiny config selects 5 of the 68 points: not a layout.

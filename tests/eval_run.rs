@@ -180,7 +180,7 @@ fn eval_repeats_and_matches_the_metrics_logged_by_training() {
         "{}",
         String::from_utf8_lossy(&coco_out.stderr)
     );
-    let results: Vec<hmreg::data::coco::CocoResult> =
+    let results: Vec<hmreg::data::sources::coco::CocoResult> =
         serde_json::from_slice(&coco_out.stdout).unwrap();
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].image_id, 7);

@@ -1,9 +1,9 @@
 //! Geometry of the training pipeline: points follow their pixels through crop, resize,
 //! augmentation and flips; points leaving the frame become invisible.
 
-use hmreg::data::flip::{self, builtin_permutation};
-use hmreg::data::normalize::denormalize_to_rgb;
-use hmreg::data::transform::{self, Source};
+use hmreg::data::transforms::flip::{self, builtin_permutation};
+use hmreg::data::transforms::normalize::denormalize_to_rgb;
+use hmreg::data::transforms::geometry::{self, Source};
 use hmreg::data::{PipelineConfig, ResizeMode};
 use hmreg::Keypoints;
 use image::{Rgb, RgbImage};
@@ -87,7 +87,7 @@ fn check_dots_land(src_w: u32, src_h: u32, sigma: f32, cfg: &PipelineConfig, cas
         ];
         let img = image_with_dot(src_w, src_h, p, sigma, case as u64);
         let (ww, wh) = transform::item_working_size(src_w, src_h, cfg, NO_BOX);
-        let work = hmreg::data::warp::downscale(&img, ww, wh);
+        let work = hmreg::data::transforms::warp::downscale(&img, ww, wh);
         let src = Source {
             image: &work,
             original: (src_w, src_h),
@@ -404,7 +404,7 @@ fn occlusion_erases_one_rectangle_of_the_input_and_moves_no_point() {
 
 #[test]
 fn blur_keeps_flat_images_flat_and_a_dot_in_place() {
-    use hmreg::data::pixel_augment::PixelDraw;
+    use hmreg::data::transforms::pixel_augment::PixelDraw;
     let s = 32;
     let blur = PixelDraw {
         blur_sigma: 1.5,

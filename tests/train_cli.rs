@@ -22,7 +22,7 @@ fn train_json_mode_prints_one_line_per_epoch_and_overrides_apply() {
     let cfg = write_tiny(tmp.path());
     // A root named with --data must exist (it is never generated): write the config's set first.
     let synth = TrainConfig::load(&cfg).unwrap().data.synth;
-    hmreg::data::synth::generate(&tmp.path().join("data"), &synth).unwrap();
+    hmreg::data::synthesis::generate::generate(&tmp.path().join("data"), &synth).unwrap();
     let run = tmp.path().join("run");
     let out = hmreg()
         .args(["train", "--config"])

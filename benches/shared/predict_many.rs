@@ -40,7 +40,7 @@ pub fn bench(threads: usize, reference: bool) -> Result<PredictRow, String> {
         size: 160,
         seed: 7,
     };
-    hmreg::data::synth::generate(&dir, &synth).map_err(|e| e.to_string())?;
+    hmreg::data::synthesis::generate::generate(&dir, &synth).map_err(|e| e.to_string())?;
     let images = dir.join("test/images");
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&images)
         .map_err(|e| e.to_string())?

@@ -6,9 +6,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use rayon::prelude::*;
 
 use super::experiment_trained::GridRequest;
-use crate::data::dataset::{load_split, present_splits};
-use crate::data::image_io::image_size;
-use crate::data::points::PointSelection;
+use crate::data::sources::dataset::{load_split, present_splits};
+use crate::data::sources::image_io::image_size;
+use crate::data::sources::points::PointSelection;
 use crate::experiment::rounding::{self, MonteCarloConfig, QuantizationConfig, QuantizationReport};
 use crate::metrics::{MetricConfig, NmeNorm};
 use crate::stdout;

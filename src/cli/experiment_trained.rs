@@ -144,7 +144,7 @@ fn resolved_toml(base: &TrainConfig, grid: &GridConfig) -> Result<String> {
 }
 
 fn count_val_images(base: &TrainConfig) -> Option<usize> {
-    crate::data::dataset::list_split(&base.data.root, &base.data.val_split)
+    crate::data::sources::dataset::list_split(&base.data.root, &base.data.val_split)
         .ok()
         .map(|l| l.landmarks.len())
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::args::{device_parser, DecodeArgs, ModelArgs};
-use crate::data::coco::{self, CocoResult};
-use crate::data::image_io::is_image_path;
+use crate::data::sources::coco::{self, CocoResult};
+use crate::data::sources::image_io::is_image_path;
 use crate::detect::DetectOptions;
 use crate::device::DeviceSpec;
 use crate::eval::choices;

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::codec::{Codec, Decoder};
-use crate::data::dataset::Sample;
+use crate::data::sources::dataset::Sample;
 use crate::run::TrainConfig;
 use crate::{Error, Result};
 
@@ -49,7 +49,7 @@ pub fn points_in_files(
         return Ok(cfg.model.points);
     }
     for split in [&cfg.data.val_split, &cfg.data.train_split] {
-        if let Ok(listing) = crate::data::dataset::list_split(data_root, split) {
+        if let Ok(listing) = crate::data::sources::dataset::list_split(data_root, split) {
             if let Some(f) = listing.landmarks.values().flatten().next() {
                 return Ok(crate::data::read_landmarks(f)?.len());
             }
@@ -69,7 +69,7 @@ pub fn points_in_files(
 /// the selected points (`samples`: the data being evaluated, to count the points in its files).
 pub fn flip_permutation(cfg: &TrainConfig, samples: Option<&[Sample]>) -> Result<Vec<usize>> {
     let n = points_in_files(cfg, &cfg.data.root, samples)?;
-    crate::data::flip::flip_permutation(
+    crate::data::transforms::flip::flip_permutation(
         n,
         &cfg.data.points,
         cfg.pipeline.flip.permutation.as_deref(),

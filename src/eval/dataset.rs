@@ -6,7 +6,7 @@ use std::path::Path;
 use candle_core::Device;
 
 use super::evaluate::EvalBatch;
-use crate::data::dataset::{load_split, Sample};
+use crate::data::sources::dataset::{load_split, Sample};
 use crate::data::{Batch, Loader, LoaderMode, LoaderSpec};
 use crate::run::TrainConfig;
 use crate::{Error, Result};

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use super::show;
 use super::tta;
 use crate::codec::Codec;
-use crate::data::image_io::read_rgb;
+use crate::data::sources::image_io::read_rgb;
 use crate::data::PipelineConfig;
 use crate::detect::{landmark_box, DetectOptions, FaceDetector};
 use crate::models::KeypointNet;
@@ -376,7 +376,7 @@ pub fn parse_bbox(s: &str) -> Result<[f32; 4]> {
     Ok(v)
 }
 
-/// The validation preparation of `pipeline` ([`crate::data::transform::prepare_for_inference`]):
+/// The validation preparation of `pipeline` ([`crate::data::transforms::geometry::prepare_for_inference`]):
 /// the centred item of the whole image, or the square around the `[x, y, w, h]` box; points map
 /// back through the inverse of its original-to-input matrix.
 pub fn validation_preparation(
@@ -384,7 +384,7 @@ pub fn validation_preparation(
 ) -> impl Fn(&RgbImage, Option<[f32; 4]>) -> Result<PreparedImage> + '_ {
     move |img, bbox| {
         let corners = bbox.map(|[x, y, w, h]| [x, y, x + w, y + h]);
-        let (input, m) = crate::data::transform::prepare_for_inference(img, corners, pipeline);
+        let (input, m) = crate::data::transforms::geometry::prepare_for_inference(img, corners, pipeline);
         let inv = m
             .inverse()
             .ok_or_else(|| Error::Msg("the input transform is not invertible".into()))?;

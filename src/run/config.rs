@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::codec::{Codec, Decoder};
-use crate::data::points::PointSelection;
-use crate::data::synth::SynthConfig;
+use crate::data::sources::points::PointSelection;
+use crate::data::synthesis::generate::SynthConfig;
 use crate::data::{PipelineConfig, TargetConfig};
 use crate::device::DeviceSpec;
 use crate::hub::WeightsSource;

@@ -9,8 +9,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::dataset::{load_split, Sample};
-use crate::data::loader::MixPart;
+use crate::data::sources::dataset::{load_split, Sample};
+use crate::data::loading::loader::MixPart;
 use crate::data::{FilePoints, Loader, LoaderMode, LoaderSpec};
 use crate::learn::optim::Adam;
 use crate::learn::precision::Precision;
@@ -193,7 +193,7 @@ pub fn prepare_data(cfg: &TrainConfig) -> Result<PreparedData> {
     let root = &cfg.data.root;
     if !root.exists() {
         if cfg.data.generate_if_missing {
-            crate::data::synth::generate(root, &cfg.data.synth)?;
+            crate::data::synthesis::generate::generate(root, &cfg.data.synth)?;
         } else {
             return Err(Error::file(
                 root,

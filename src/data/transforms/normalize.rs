@@ -2,10 +2,10 @@
 
 use image::{Rgb, RgbImage};
 
-use super::pipeline_config::NormalizeConfig;
+use crate::data::loading::pipeline_config::NormalizeConfig;
 
 /// Undoes the loader's `(v - mean[c]) / std[c]` (folded into its colour table,
-/// `data::transform`) and converts a CHW buffer of `w x h` pixels to an RGB picture.
+/// `data::transforms::geometry`) and converts a CHW buffer of `w x h` pixels to an RGB picture.
 pub fn denormalize_to_rgb(buf: &[f32], w: usize, h: usize, cfg: &NormalizeConfig) -> RgbImage {
     assert_eq!(buf.len(), 3 * w * h, "CHW buffer size");
     let plane = w * h;

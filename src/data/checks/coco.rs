@@ -1,14 +1,14 @@
-//! `hmreg data check FILE.json`: the report of [`super::check`] for a COCO keypoint file. Each
+//! `hmreg data check FILE.json`: the report of [`crate::data::checks::lapa`] for a COCO keypoint file. Each
 //! problem names the file and the annotation or image id; a file that does not parse is one
 //! problem naming its line.
 
 use std::path::{Path, PathBuf};
 
-use super::check::{
+use crate::data::checks::lapa::{
     error_message, image_sizes, record_sizes, CheckOptions, CheckReport, Problem, ProblemKind,
     SplitStats,
 };
-use super::coco::validate;
+use crate::data::sources::coco::validate;
 
 pub fn check_coco(path: &Path, opts: &CheckOptions) -> CheckReport {
     let split = path

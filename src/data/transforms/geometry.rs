@@ -11,10 +11,10 @@
 use image::RgbImage;
 use rand::Rng;
 
-use super::augment::{AugmentDraw, ColourLut};
-use super::flip;
-use super::pipeline_config::{PipelineConfig, ResizeMode};
-use super::warp::{self, Mat3};
+use crate::data::transforms::augment::{AugmentDraw, ColourLut};
+use crate::data::transforms::flip;
+use crate::data::loading::pipeline_config::{PipelineConfig, ResizeMode};
+use crate::data::transforms::warp::{self, Mat3};
 use crate::Keypoints;
 
 /// Source pixels of the region `[x0, x0 + w) x [y0, y0 + h)` to normalised frame coordinates.

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::image_io::is_image_path;
-use super::landmarks::{read_landmarks, LandmarkFormat};
-use super::points::PointSelection;
-pub use super::sample::{bounding_box, Sample};
+use crate::data::sources::image_io::is_image_path;
+use crate::data::sources::landmarks::{read_landmarks, LandmarkFormat};
+use crate::data::sources::points::PointSelection;
+pub use crate::data::sources::sample::{bounding_box, Sample};
 use crate::{Error, Keypoints, Result};
 
 /// The splits of a LaPa-layout dataset, in the order they are reported.
@@ -130,10 +130,10 @@ fn list_files(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
 /// parse, every file must have the same point count, and the selection must exist in it. The first
 /// problem (in stem order) is an error naming the file and, for parse problems, the line.
 /// Samples are sorted by stem. A split ending in `.json` is a COCO keypoint file under `root`
-/// ([`super::coco`]).
+/// ([`crate::data::sources::coco`]).
 pub fn load_split(root: &Path, split: &str, selection: &PointSelection) -> Result<Vec<Sample>> {
-    if super::coco::is_coco_split(split) {
-        return super::coco::load_coco(&root.join(split), selection);
+    if crate::data::sources::coco::is_coco_split(split) {
+        return crate::data::sources::coco::load_coco(&root.join(split), selection);
     }
     let split_dir = root.join(split);
     if !split_dir.is_dir() {

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::points::PointSelection;
-use super::sample::{bounding_box, Sample};
+use crate::data::sources::points::PointSelection;
+use crate::data::sources::sample::{bounding_box, Sample};
 use crate::{Error, Keypoints, Result};
 
 /// A file's three lists, each entry still untyped so that one malformed entry is a problem

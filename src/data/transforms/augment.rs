@@ -11,8 +11,8 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::pixel_augment::{BlurConfig, OcclusionConfig, PixelDraw};
-use super::warp::{Mat3, PadMode};
+use crate::data::transforms::pixel_augment::{BlurConfig, OcclusionConfig, PixelDraw};
+use crate::data::transforms::warp::{Mat3, PadMode};
 use crate::{Error, Result};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use super::augment::AugmentConfig;
+pub use crate::data::transforms::augment::AugmentConfig;
 use crate::{Error, Result};
 
 /// How an item is brought to a square (fastai `ResizeMethod`).
@@ -156,7 +156,7 @@ impl FlipConfig {
             )));
         }
         if let Some(perm) = &self.permutation {
-            super::flip::check_permutation(perm)?;
+            crate::data::transforms::flip::check_permutation(perm)?;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-use super::synth_canvas::{Canvas, Rgb};
+use crate::data::synthesis::canvas::{Canvas, Rgb};
 
 /// Number of landmarks of a synthetic face (iBUG-68).
 pub const N_POINTS: usize = 68;

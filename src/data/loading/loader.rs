@@ -15,14 +15,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::cache::{ImageCache, SourceImage};
-use super::dataset::Sample;
-use super::flip;
-use super::image_io::read_rgb;
-use super::pipeline_config::{PipelineConfig, TargetConfig};
-use super::points::PointSelection;
-use super::transform::{self, Plan, Source};
-use super::warp;
+use crate::data::loading::cache::{ImageCache, SourceImage};
+use crate::data::sources::dataset::Sample;
+use crate::data::transforms::flip;
+use crate::data::sources::image_io::read_rgb;
+use crate::data::loading::pipeline_config::{PipelineConfig, TargetConfig};
+use crate::data::sources::points::PointSelection;
+use crate::data::transforms::geometry::{self, Plan, Source};
+use crate::data::transforms::warp;
 use crate::codec::{self, Codec, Encoded};
 use crate::{Error, Keypoints, Result};
 
@@ -429,7 +429,7 @@ impl Inner {
         let sample = &self.samples[index];
         let full = read_rgb(&sample.image_path)?;
         let (w, h) = full.dimensions();
-        let (nw, nh) = transform::item_working_size(w, h, &self.pipeline, sample.face_box);
+        let (nw, nh) = geometry::item_working_size(w, h, &self.pipeline, sample.face_box);
         let image = if (nw, nh) == (w, h) {
             full
         } else {
@@ -462,7 +462,7 @@ impl Inner {
             original: src.original,
         };
         let mut rng = sample_rng(self.seed, epoch as u64, draw as u64, STREAM_GEOMETRY);
-        let prepared = transform::prepare(
+        let prepared = geometry::prepare(
             &source,
             &sample.points,
             sample.face_box,

@@ -10,9 +10,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::dataset::SPLITS;
-use super::landmarks::write_landmarks_txt;
-use super::synth_face::{render_face, SynthFace};
+use crate::data::sources::dataset::SPLITS;
+use crate::data::sources::landmarks::write_landmarks_txt;
+use crate::data::synthesis::face::{render_face, SynthFace};
 use crate::{Error, Result};
 
 /// JPEG quality of the written images: high enough that compression does not blur the features.

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::dataset::{list_split, preferred_landmarks, SplitListing, SPLITS};
-use super::image_io::{image_size, verify_image};
-use super::landmarks::{parse_landmark_file, LineProblemKind, ParsedLandmarks};
-use super::points::PointSelection;
+use crate::data::sources::dataset::{list_split, preferred_landmarks, SplitListing, SPLITS};
+use crate::data::sources::image_io::{image_size, verify_image};
+use crate::data::sources::landmarks::{parse_landmark_file, LineProblemKind, ParsedLandmarks};
+use crate::data::sources::points::PointSelection;
 
 /// At most this many line problems are listed per landmark file; the rest are summarised.
 const MAX_LINE_PROBLEMS_PER_FILE: usize = 10;

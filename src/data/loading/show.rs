@@ -4,14 +4,14 @@
 
 use image::{imageops, Rgb, RgbImage};
 
-use super::loader::{Item, Loader};
-use super::normalize::denormalize_to_rgb;
+use crate::data::loading::loader::{Item, Loader};
+use crate::data::transforms::normalize::denormalize_to_rgb;
 use crate::viz::{self, Grid};
 use crate::{Keypoints, Result};
 
 /// The input picture of an item (normalisation undone) with its points, one colour per point
 /// index (so identities can be checked across flips); invisible points as hollow grey circles.
-pub fn item_picture(item: &Item, normalize: &super::NormalizeConfig) -> RgbImage {
+pub fn item_picture(item: &Item, normalize: &crate::data::NormalizeConfig) -> RgbImage {
     let s = (item.image.len() / 3).isqrt();
     let mut img = denormalize_to_rgb(&item.image, s, s, normalize);
     let radius = if s >= 192 { 2 } else { 1 };
@@ -73,7 +73,7 @@ pub fn show_grid(
     loader: &Loader,
     indices: &[usize],
     epoch: usize,
-    normalize: &super::NormalizeConfig,
+    normalize: &crate::data::NormalizeConfig,
 ) -> Result<RgbImage> {
     let s = loader.input_size() as u32;
     let mut grid = Grid::new(4, s, s);

@@ -13,8 +13,8 @@
 
 use image::RgbImage;
 
-use super::points::PointSelection;
-use super::warp::Mat3;
+use crate::data::sources::points::PointSelection;
+use crate::data::transforms::warp::Mat3;
 use crate::{Error, Keypoints, Result};
 
 /// iBUG-68 left/right pairs (0-based).
