@@ -12,6 +12,7 @@ pub mod data_show;
 pub mod eval;
 pub mod experiment;
 pub mod experiment_trained;
+pub mod export;
 pub mod lr_find;
 pub mod predict;
 pub mod summary;
@@ -47,6 +48,8 @@ pub enum Command {
     Predict(predict::PredictArgs),
     /// Reproduce experiments (randomized rounding).
     Experiment(experiment::ExperimentArgs),
+    /// Write a trained model as an ONNX file (heatmaps, optionally decoded points).
+    Export(export::ExportArgs),
 }
 
 impl Command {
@@ -66,6 +69,7 @@ impl Command {
             Command::Experiment(a) => match a.experiment {
                 experiment::Experiment::Rounding(_) => "experiment rounding",
             },
+            Command::Export(_) => "export",
         }
     }
 
@@ -79,6 +83,7 @@ impl Command {
             Command::Eval(a) => eval::run(a),
             Command::Predict(a) => predict::run(a),
             Command::Experiment(a) => experiment::run(a),
+            Command::Export(a) => export::run(a),
         }
     }
 }
