@@ -10,9 +10,16 @@ For each model, examples/onnx_reference.rs exports it (opset 17, dynamic batch, 
 the graph) and writes random inputs at batch 1 and 8 with hmreg's eval-mode heatmaps and decoded
 points, and hmreg's forward time (median of 5). This script runs onnx.checker.check_model
 (full_check: shape inference too), ONNX Runtime on the CPU with the same number of threads
-(intra-op; inter-op 1), compares the heatmaps (max |ort - hmreg| / max |hmreg| <= 1e-4) and the
-points (<= 1e-3 px), and times ORT the same way (median of 5 after one warm-up). Prints a
-markdown table.
+(intra-op; inter-op 1), compares the heatmaps (max |ort - hmreg| / max |hmreg| <= 1e-4), checks
+the graph's points against hmreg's top-k decoder written in numpy and applied to ORT's own
+heatmaps (<= 1e-3 px), reports the points' distance to hmreg's (from hmreg's heatmaps), and
+times ORT the same way (median of 5 after one warm-up). Prints a markdown table.
+
+Why the in-graph decoder is checked on ORT's maps: top-k is a softmax-weighted mean of the k
+best positions. On a trained model they form one peak and the points of both runtimes agree to
+about 1e-5 px, but the randomly drawn full-size models have their k best pixels scattered over
+the map, and the mean then magnifies the runtimes' 1e-6 relative differences in the maps by the
+spread (hundreds of pixels on the UNet's 256x256 maps).
 """
 import argparse
 import json
@@ -29,6 +36,19 @@ import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parent.parent
 REPEAT = 5
+
+
+def topk_points(maps, k, scale):
+    """hmreg's top-k decoder (src/codec/decode.rs) in float64: softmax over the k largest raw
+    values of each map, weighted mean of their integer positions, times input / map size."""
+    n, p, h, w = maps.shape
+    flat = maps.reshape(n, p, h * w).astype(np.float64)
+    idx = np.argsort(-flat, axis=-1, kind="stable")[..., :k]
+    vals = np.take_along_axis(flat, idx, axis=-1)
+    wts = np.exp(vals - vals[..., :1])
+    wts /= wts.sum(axis=-1, keepdims=True)
+    xy = np.stack([(wts * (idx % w)).sum(-1), (wts * (idx // w)).sum(-1)], axis=-1)
+    return xy * scale
 
 
 def main():
@@ -64,6 +84,9 @@ def main():
                 want_pts = np.load(os.path.join(tmp, f"points_b{n}.npy"))
                 maps, pts, _scores = sess.run(["heatmaps", "points", "scores"], {"image": x})
                 rel = float(np.abs(maps - want).max() / np.abs(want).max())
+                k = int(meta["decoder"].split(":")[1])
+                scale = int(meta["input_size"]) / maps.shape[-1]
+                px_graph = float(np.abs(pts - topk_points(maps, k, scale)).max())
                 px = float(np.abs(pts - want_pts).max())
                 times = []
                 sess.run(None, {"image": x})
@@ -72,19 +95,20 @@ def main():
                     sess.run(None, {"image": x})
                     times.append((time.perf_counter() - t0) * 1e3)
                 ort_ms = sorted(times)[REPEAT // 2]
-                ok = rel <= 1e-4 and px <= 1e-3
+                ok = rel <= 1e-4 and px_graph <= 1e-3
                 bad += not ok
                 rows.append((name, meta.get("arch", "?"), n, len(model.graph.node),
-                             os.path.getsize(path), rel, px, hmreg_ms[n], ort_ms, ok))
+                             os.path.getsize(path), rel, px_graph, px, hmreg_ms[n], ort_ms, ok))
     print(f"ONNX Runtime {ort.__version__}, onnx {onnx.__version__}, {args.threads} threads, "
           f"checker: passed for every model")
     print()
-    print("| model | arch | batch | nodes | file (MB) | max rel. diff heatmaps | max diff points (px) "
-          "| hmreg (ms) | ORT (ms) | hmreg / ORT | ok |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, arch, n, nodes, size, rel, px, h, o, ok in rows:
-        print(f"| {name} | {arch} | {n} | {nodes} | {size / 1e6:.1f} | {rel:.2e} | {px:.2e} "
-              f"| {h:.1f} | {o:.1f} | {h / o:.2f} | {'yes' if ok else 'NO'} |")
+    print("| model | arch | batch | nodes | file (MB) | heatmaps: max diff / max | points: graph vs "
+          "top-k of its maps (px) | points: ORT vs hmreg (px) | hmreg (ms) | ORT (ms) | hmreg / ORT "
+          "| ok |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, arch, n, nodes, size, rel, pxg, px, h, o, ok in rows:
+        print(f"| {name} | {arch} | {n} | {nodes} | {size / 1e6:.1f} | {rel:.2e} | {pxg:.2e} "
+              f"| {px:.2e} | {h:.1f} | {o:.1f} | {h / o:.2f} | {'yes' if ok else 'NO'} |")
     sys.exit(1 if bad else 0)
 
 
