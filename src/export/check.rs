@@ -60,11 +60,11 @@ fn port(v: &ValueInfoProto) -> Port {
 /// produced.
 pub fn summarize(bytes: &[u8]) -> Result<GraphSummary> {
     let model = ModelProto::decode(bytes)
-        .map_err(|e| Error::Msg(format!("export: the written model does not decode: {e}")))?;
+        .map_err(|e| Error::Msg(format!("the written model does not decode: {e}")))?;
     let graph = model
         .graph
         .as_ref()
-        .ok_or_else(|| Error::Msg("export: the model has no graph".into()))?;
+        .ok_or_else(|| Error::Msg("the model has no graph".into()))?;
     let mut defined: HashSet<&str> = graph.input.iter().map(|v| v.name.as_str()).collect();
     defined.extend(graph.initializer.iter().map(|t| t.name.as_str()));
     let mut operators = BTreeMap::new();
@@ -75,7 +75,7 @@ pub fn summarize(bytes: &[u8]) -> Result<GraphSummary> {
             .find(|i| !i.is_empty() && !defined.contains(i.as_str()))
         {
             return Err(Error::Msg(format!(
-                "export: node {} ({}) reads `{missing}` before it is defined",
+                "node {} ({}) reads `{missing}` before it is defined",
                 n.name, n.op_type
             )));
         }
@@ -88,7 +88,7 @@ pub fn summarize(bytes: &[u8]) -> Result<GraphSummary> {
         .find(|o| !defined.contains(o.name.as_str()))
     {
         return Err(Error::Msg(format!(
-            "export: graph output `{}` is produced by no node",
+            "graph output `{}` is produced by no node",
             o.name
         )));
     }

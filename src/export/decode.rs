@@ -32,7 +32,7 @@ pub fn check_decoder(dec: &Decoder) -> Result<()> {
     match dec {
         Decoder::Argmax | Decoder::TopK { .. } | Decoder::SoftArgmax { .. } => Ok(()),
         Decoder::Dark { .. } | Decoder::QuarterOffset => Err(Error::config(format!(
-            "export: the `{dec}` decoder has no in-graph form (it refines the argmax with \
+            "the `{dec}` decoder has no in-graph form (it refines the argmax with \
              neighbouring values); export with --decode argmax, topk[:k] or softargmax[:t], or \
              with --decode none and decode the heatmaps outside the runtime"
         ))),

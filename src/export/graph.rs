@@ -122,7 +122,7 @@ impl GraphBuilder {
             .iter_mut()
             .rev()
             .find(|n| n.output.iter().any(|o| o == from))
-            .ok_or_else(|| Error::Msg(format!("export: no node produces `{from}`")))?;
+            .ok_or_else(|| Error::Msg(format!("no node produces `{from}`")))?;
         for o in producer.output.iter_mut().filter(|o| *o == from) {
             *o = to.to_string();
         }
@@ -266,9 +266,7 @@ impl GraphBuilder {
             names.push(out);
         }
         if net.output == INPUT {
-            return Err(Error::Msg(
-                "export: the network's output is its input".into(),
-            ));
+            return Err(Error::Msg("the network's output is its input".into()));
         }
         let out = names[net.output].clone();
         self.rename(&out, HEATMAPS)?;

@@ -63,14 +63,14 @@ impl ExportOptions {
     pub fn validate(&self) -> Result<()> {
         if !OPSETS.contains(&self.opset) {
             return Err(Error::config(format!(
-                "export: opset {} is not supported (the exporter writes opsets {} to {})",
+                "opset {} is not supported (the exporter writes opsets {} to {})",
                 self.opset,
                 OPSETS.start(),
                 OPSETS.end()
             )));
         }
         if self.batch == Some(0) {
-            return Err(Error::config("export: --batch must be at least 1"));
+            return Err(Error::config("--batch must be at least 1"));
         }
         if let Some(d) = &self.decoder {
             decode::check_decoder(d)?;
@@ -136,7 +136,7 @@ pub fn export_model(
         || w * stride != cfg.input_size
     {
         return Err(Error::config(format!(
-            "export: the network gives {c} maps of {h}x{w} for a {s}x{s} input, but its config \
+            "the network gives {c} maps of {h}x{w} for a {s}x{s} input, but its config \
              says {} points at stride {stride}",
             cfg.points,
             s = cfg.input_size

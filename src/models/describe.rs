@@ -310,7 +310,7 @@ impl Describer {
         let [c, h, w] = self.shape(input);
         if size == 0 || h % size != 0 || w % size != 0 {
             return Err(Error::config(format!(
-                "export: average pooling of a {h}x{w} map by {size} does not tile it"
+                "average pooling of a {h}x{w} map by {size} does not tile it"
             )));
         }
         Ok(self.push(Op::AvgPool { input, size }, [c, h / size, w / size]))
@@ -334,7 +334,7 @@ impl Describer {
         let factor = h / ih.max(1);
         if factor < 2 || ih * factor != h || iw * factor != w {
             return Err(Error::config(format!(
-                "export: a bilinear resize from {ih}x{iw} to {h}x{w} is not an integer upsampling"
+                "a bilinear resize from {ih}x{iw} to {h}x{w} is not an integer upsampling"
             )));
         }
         Ok(self.push(Op::UpsampleBilinear { input, factor }, [c, h, w]))

@@ -135,7 +135,7 @@ impl UnetBlock {
             // The nearest resize fastai applies to odd sizes; inputs are multiples of 32, so
             // only a model built for another input could get here.
             return Err(crate::Error::config(format!(
-                "export: the UNet's upsampled {:?} does not meet its skip {:?}",
+                "the UNet's upsampled {:?} does not meet its skip {:?}",
                 d.shape(up),
                 d.shape(skip)
             )));
