@@ -14,6 +14,7 @@
 //! | 4 | [`eval`] | evaluation, flip test, reports, prediction | |
 //! | 3 | [`run`] | a run on disk: resolved config, run directory, checkpoints, history, loading a trained model, runs side by side | |
 //! | 2 | [`learn`] | losses, optimiser, schedules, the lr sweep's arithmetic | |
+//! | 1 | [`export`] | ONNX export: the network's graph, the in-graph decoders, metadata | `models`, `codec` |
 //! | 1 | [`data`] | datasets, validation, synthetic faces, transforms, augmentation, loading | `codec`, `viz` |
 //! | 1 | [`hub`] | pretrained weights by name: a local file or a Hugging Face hub name, the cache, downloads | |
 //! | 1 | [`models`] | ResNet18 encoder, UNet decoder, HRNet, heads, parameter store | |
@@ -39,6 +40,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod experiment;
+pub mod export;
 pub mod hub;
 pub mod keypoints;
 pub mod learn;

@@ -12,6 +12,7 @@ pub mod data_show;
 pub mod eval;
 pub mod experiment;
 pub mod experiment_trained;
+pub mod export;
 pub mod lr_find;
 pub mod predict;
 pub mod runs;
@@ -50,6 +51,8 @@ pub enum Command {
     Experiment(experiment::ExperimentArgs),
     /// Compare runs: one table of their figures and of the settings in which they differ.
     Runs(runs::RunsArgs),
+    /// Write a trained model as an ONNX file (heatmaps, optionally decoded points).
+    Export(export::ExportArgs),
 }
 
 impl Command {
@@ -70,6 +73,7 @@ impl Command {
                 experiment::Experiment::Rounding(_) => "experiment rounding",
             },
             Command::Runs(_) => "runs",
+            Command::Export(_) => "export",
         }
     }
 
@@ -84,6 +88,7 @@ impl Command {
             Command::Predict(a) => predict::run(a),
             Command::Experiment(a) => experiment::run(a),
             Command::Runs(a) => runs::run(a),
+            Command::Export(a) => export::run(a),
         }
     }
 }

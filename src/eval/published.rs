@@ -75,7 +75,7 @@ pub const FIGURES: &[Published] = &[
 ];
 
 /// The layout of `points` landmarks per file and its outer-eye-corner pair.
-fn layout(points: usize) -> Option<(&'static str, [usize; 2])> {
+pub fn layout(points: usize) -> Option<(&'static str, [usize; 2])> {
     match points {
         68 => Some(("iBUG-68", [36, 45])),
         98 => Some(("WFLW-98", [60, 72])),

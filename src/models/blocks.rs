@@ -3,6 +3,7 @@
 
 use candle_core::Tensor;
 
+use super::describe::{Describer, Value};
 use super::layers::{conv_bn, BatchNorm2d, BnInit, Builder, Conv2d, ConvConfig, Init};
 use crate::Result;
 
@@ -91,6 +92,17 @@ impl BasicBlock {
             None => x.clone(),
         };
         crate::ops::add_relu(&y, &identity)
+    }
+
+    /// [`Self::forward_t`] in inference, as operations.
+    pub fn describe(&self, d: &mut Describer, x: Value) -> Result<Value> {
+        let y = d.conv_bn(x, &self.conv1, &self.bn1, true)?;
+        let y = d.conv_bn(y, &self.conv2, &self.bn2, false)?;
+        let identity = match &self.downsample {
+            Some((c, n)) => d.conv_bn(x, c, n, false)?,
+            None => x,
+        };
+        d.add(y, identity, true)
     }
 }
 
@@ -198,5 +210,17 @@ impl Bottleneck {
             None => x.clone(),
         };
         crate::ops::add_relu(&y, &identity)
+    }
+
+    /// [`Self::forward_t`] in inference, as operations.
+    pub fn describe(&self, d: &mut Describer, x: Value) -> Result<Value> {
+        let y = d.conv_bn(x, &self.conv1, &self.bn1, true)?;
+        let y = d.conv_bn(y, &self.conv2, &self.bn2, true)?;
+        let y = d.conv_bn(y, &self.conv3, &self.bn3, false)?;
+        let identity = match &self.downsample {
+            Some((c, n)) => d.conv_bn(x, c, n, false)?,
+            None => x,
+        };
+        d.add(y, identity, true)
     }
 }

@@ -13,6 +13,7 @@
 use candle_core::Tensor;
 
 use super::blocks::{BasicBlock, Bottleneck};
+use super::describe::{Describer, NetDescription, Value, INPUT};
 use super::layers::{conv_bn, BatchNorm2d, Builder, Conv2d, ConvConfig, Init, LayerInfo, BN_TORCH};
 use super::params::{ParamGroup, ParamStore};
 use super::{HeadKind, KeypointNet};
@@ -121,6 +122,20 @@ impl ConvBn {
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         conv_bn(&self.conv, &self.bn, x, train, self.relu)
     }
+}
+
+impl ConvBn {
+    fn describe(&self, d: &mut Describer, x: Value) -> Result<Value> {
+        d.conv_bn(x, &self.conv, &self.bn, self.relu)
+    }
+}
+
+fn describe_chain(layers: &[ConvBn], d: &mut Describer, x: Value) -> Result<Value> {
+    let mut y = x;
+    for l in layers {
+        y = l.describe(d, y)?;
+    }
+    Ok(y)
 }
 
 fn chain(layers: &[ConvBn], x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
@@ -253,6 +268,47 @@ impl HrModule {
                         sum = (sum + t)?;
                     }
                     crate::ops::add_relu(&sum, last)?
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// [`Self::forward_t`] in inference, as operations.
+    fn describe(&self, d: &mut Describer, xs: &[Value]) -> Result<Vec<Value>> {
+        let mut ys = Vec::with_capacity(xs.len());
+        for (&x, blocks) in xs.iter().zip(&self.branches) {
+            let mut y = x;
+            for blk in blocks {
+                y = blk.describe(d, y)?;
+            }
+            ys.push(y);
+        }
+        let mut out = Vec::with_capacity(ys.len());
+        for row in &self.fuse {
+            let mut terms = Vec::with_capacity(row.len());
+            for (f, &y) in row.iter().zip(&ys) {
+                terms.push(match f {
+                    Fuse::Identity => y,
+                    Fuse::Up { step, factor } => {
+                        let t = step.describe(d, y)?;
+                        d.upsample_nearest(t, *factor)
+                    }
+                    Fuse::Down(steps) => describe_chain(steps, d, y)?,
+                });
+            }
+            // Summed in forward_t's order: the first terms, then the last with the ReLU.
+            let Some((&last, rest)) = terms.split_last() else {
+                return Err(crate::Error::Msg("HRNet module without branches".into()));
+            };
+            out.push(match rest.split_first() {
+                None => d.relu(last),
+                Some((&first, more)) => {
+                    let mut sum = first;
+                    for &t in more {
+                        sum = d.add(sum, t, false)?;
+                    }
+                    d.add(sum, last, true)?
                 }
             });
         }
@@ -429,6 +485,35 @@ impl HrnetBackbone {
         Ok(xs)
     }
 
+    /// [`Self::forward_t`] in inference, as operations.
+    pub fn describe(&self, d: &mut Describer, x: Value) -> Result<Value> {
+        let y = d.conv_bn(x, &self.conv1, &self.bn1, true)?;
+        let mut y = d.conv_bn(y, &self.conv2, &self.bn2, true)?;
+        for blk in &self.layer1 {
+            y = blk.describe(d, y)?;
+        }
+        let mut xs = vec![y];
+        for (t, mods) in self.transitions.iter().zip(&self.stages) {
+            let mut next = Vec::with_capacity(t.len());
+            for (i, step) in t.iter().enumerate() {
+                next.push(match step {
+                    Some(steps) => describe_chain(steps, d, xs[i.min(xs.len() - 1)])?,
+                    None => xs[i],
+                });
+            }
+            xs = next;
+            for m in mods {
+                xs = m.describe(d, &xs)?;
+            }
+        }
+        let [_, h, w] = d.shape(xs[0]);
+        let mut parts = Vec::with_capacity(xs.len());
+        for &t in &xs {
+            parts.push(d.resize_bilinear(t, h, w)?);
+        }
+        d.concat(parts)
+    }
+
     /// All branches resized to the highest resolution and concatenated along channels.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let xs = self.branches_t(x, train)?;
@@ -527,5 +612,17 @@ impl KeypointNet for HrnetKeypointNet {
 
     fn layers(&self) -> Vec<LayerInfo> {
         self.rows.clone()
+    }
+
+    fn describe(&self, input_size: usize) -> Result<NetDescription> {
+        let mut d = Describer::new(input_size);
+        let mut f = self.backbone.describe(&mut d, INPUT)?;
+        let pool = self.stride / NATIVE_STRIDE;
+        if pool > 1 {
+            f = d.avg_pool(f, pool)?;
+        }
+        let y = d.conv_bn(f, &self.head0, &self.head1, true)?;
+        let y = d.head(y, &self.head3, self.head)?;
+        Ok(d.finish(y))
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! [`build`] creates a model's parameters in a [`ParamStore`] (groups: encoder = ResNet / HRNet
 //! backbone, decoder = UNet decoder, head = the layers emitting the maps) and returns the network;
-//! [`load_pretrained`] fills a store from torchvision/timm/fastai/HRNet checkpoints by name.
+//! [`load_pretrained`] fills a store from torchvision/timm/fastai/HRNet checkpoints by name;
+//! [`describe`] lists a network's inference-mode operations for exporters.
 
 pub mod blocks;
+pub mod describe;
 pub mod hrnet;
 pub mod layers;
 pub mod params;
@@ -31,6 +33,14 @@ pub trait KeypointNet: Send + Sync {
     /// in creation order, for `hmreg summary`.
     fn layers(&self) -> Vec<LayerInfo> {
         Vec::new()
+    }
+    /// The inference-mode forward pass for square inputs of `input_size` pixels as a list of
+    /// operations ([`describe`]), for exporters. A network that cannot describe itself says so.
+    fn describe(&self, input_size: usize) -> Result<describe::NetDescription> {
+        let _ = input_size;
+        Err(Error::config(
+            "this network cannot describe its forward pass for export",
+        ))
     }
 }
 

@@ -5,6 +5,7 @@
 use candle_core::Tensor;
 
 use super::blocks::BasicBlock;
+use super::describe::{Describer, Value};
 use super::layers::{conv_bn, scaled, BatchNorm2d, Builder, Conv2d, ConvConfig, Init, BN_TORCH};
 use super::params::ParamGroup;
 use crate::Result;
@@ -101,5 +102,19 @@ impl Resnet18 {
             layer3: next()?,
             layer4: next()?,
         })
+    }
+
+    /// [`Self::forward_t`] in inference, as operations: the values of stem, layer1..layer4.
+    pub fn describe(&self, d: &mut Describer, x: Value) -> Result<[Value; 5]> {
+        let stem = d.conv_bn(x, &self.conv1, &self.bn1, true)?;
+        let mut y = d.max_pool(stem, 3, 2, 1);
+        let mut outs = [stem; 5];
+        for (l, blocks) in self.layers.iter().enumerate() {
+            for blk in blocks {
+                y = blk.describe(d, y)?;
+            }
+            outs[l + 1] = y;
+        }
+        Ok(outs)
     }
 }

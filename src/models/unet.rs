@@ -11,6 +11,7 @@
 
 use candle_core::Tensor;
 
+use super::describe::{Describer, NetDescription, Value, INPUT};
 use super::layers::{BatchNorm2d, Builder, Conv2d, ConvConfig, Init, LayerInfo, BN_FASTAI};
 use super::params::{ParamGroup, ParamStore};
 use super::resnet::Resnet18;
@@ -61,6 +62,11 @@ impl PixelShuffleIcnr {
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         pixel_shuffle(&self.conv.forward_relu(x)?, 2)
+    }
+
+    fn describe(&self, d: &mut Describer, x: Value) -> Result<Value> {
+        let y = d.conv(x, &self.conv, true)?;
+        d.pixel_shuffle(y, 2)
     }
 
     /// `cat([self.forward(x), rest], 1)` without the upsampled tensor as an intermediate.
@@ -119,6 +125,24 @@ impl UnetBlock {
             Tensor::cat(&[up, skip_bn], 1)?
         };
         self.conv2.forward_relu(&self.conv1.forward_relu(&cat)?)
+    }
+
+    /// [`Self::forward_t`] in inference, as operations.
+    fn describe(&self, d: &mut Describer, x: Value, skip: Value) -> Result<Value> {
+        let skip_bn = d.bn(skip, &self.bn, true)?;
+        let up = self.shuf.describe(d, x)?;
+        if d.shape(up)[1..] != d.shape(skip)[1..] {
+            // The nearest resize fastai applies to odd sizes; inputs are multiples of 32, so
+            // only a model built for another input could get here.
+            return Err(crate::Error::config(format!(
+                "the UNet's upsampled {:?} does not meet its skip {:?}",
+                d.shape(up),
+                d.shape(skip)
+            )));
+        }
+        let cat = d.concat(vec![up, skip_bn])?;
+        let y = d.conv(cat, &self.conv1, true)?;
+        d.conv(y, &self.conv2, true)
     }
 }
 
@@ -252,6 +276,28 @@ impl KeypointNet for UnetResnet18 {
 
     fn layers(&self) -> Vec<LayerInfo> {
         self.rows.clone()
+    }
+
+    fn describe(&self, input_size: usize) -> Result<NetDescription> {
+        let mut d = Describer::new(input_size);
+        let [stem, l1, l2, l3, l4] = self.encoder.describe(&mut d, INPUT)?;
+        let mut y = d.bn(l4, &self.bn, true)?;
+        for c in &self.middle {
+            y = d.conv(y, c, true)?;
+        }
+        for (blk, skip) in self.blocks.iter().zip([l3, l2, l1, stem]) {
+            y = blk.describe(&mut d, y, skip)?;
+        }
+        let up = self.shuf.describe(&mut d, y)?;
+        let y = d.concat(vec![up, INPUT])?;
+        let r = d.conv(y, &self.res[0], true)?;
+        let r = d.conv(r, &self.res[1], false)?;
+        let y = d.add(r, y, true)?;
+        let mut y = d.head(y, &self.head, self.head_kind)?;
+        if self.stride > 1 {
+            y = d.avg_pool(y, self.stride)?;
+        }
+        Ok(d.finish(y))
     }
 }
 
