@@ -213,7 +213,7 @@ impl Args {
 /// Detection plus the built-in model's landmarks on a 1280x720 photo with 3 faces, read from a
 /// PNG file each time (as `hmreg predict` does): (faces found, photos per second).
 fn bench_photo(o: &Opts) -> Result<(usize, f64), String> {
-    use hmreg::eval::predict::{self, FaceSource};
+    use hmreg::predict::{self, FaceSource};
     let group =
         photos::group_photo().map_err(|e| format!("the rustface package's group photo: {e}"))?;
     let photo = photos::three_faces(&group);

@@ -10,8 +10,9 @@
 //! |---|---|---|---|
 //! | 7 | [`cli`] | the `hmreg` command line, one file per subcommand | |
 //! | 6 | [`experiment`] | reproductions (the randomized-rounding experiment) | |
+//! | 5 | [`predict`] | landmarks on photos: faces found or given, crops, the model, points in the photo's pixels | |
 //! | 5 | [`train`] | setup, one step, the loop, validation, lr-find, progress | |
-//! | 4 | [`eval`] | evaluation, flip test, reports, prediction | |
+//! | 4 | [`eval`] | evaluation, flip test, reports, result pictures | |
 //! | 3 | [`run`] | a run on disk: resolved config, run directory, checkpoints, history, loading a trained model, runs side by side | |
 //! | 2 | [`learn`] | losses, optimiser, schedules, the lr sweep's arithmetic | |
 //! | 1 | [`export`] | ONNX export: the network's graph, the in-graph decoders, metadata | `models`, `codec` |
@@ -48,6 +49,7 @@ pub mod metrics;
 pub mod models;
 pub mod ops;
 pub mod parallel;
+pub mod predict;
 pub mod progress;
 pub mod run;
 pub mod stdout;

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hmreg::data::checks::lapa::CheckOptions;
 use hmreg::data::checks::coco::check_coco;
+use hmreg::data::checks::lapa::CheckOptions;
 use hmreg::data::sources::coco::{load_coco, validate};
 use hmreg::data::{generate, load_split, PointSelection, SynthConfig};
 use serde_json::{json, Value};

@@ -2,8 +2,8 @@
 //! augmentation and flips; points leaving the frame become invisible.
 
 use hmreg::data::transforms::flip::{self, builtin_permutation};
-use hmreg::data::transforms::normalize::denormalize_to_rgb;
 use hmreg::data::transforms::geometry::{self, Source};
+use hmreg::data::transforms::normalize::denormalize_to_rgb;
 use hmreg::data::{PipelineConfig, ResizeMode};
 use hmreg::Keypoints;
 use image::{Rgb, RgbImage};
@@ -86,7 +86,7 @@ fn check_dots_land(src_w: u32, src_h: u32, sigma: f32, cfg: &PipelineConfig, cas
             rng.random_range(0.2..0.8) * src_h as f32,
         ];
         let img = image_with_dot(src_w, src_h, p, sigma, case as u64);
-        let (ww, wh) = transform::item_working_size(src_w, src_h, cfg, NO_BOX);
+        let (ww, wh) = geometry::item_working_size(src_w, src_h, cfg, NO_BOX);
         let work = hmreg::data::transforms::warp::downscale(&img, ww, wh);
         let src = Source {
             image: &work,
@@ -94,7 +94,7 @@ fn check_dots_land(src_w: u32, src_h: u32, sigma: f32, cfg: &PipelineConfig, cas
         };
         let kp = Keypoints::new(vec![p]);
         let mut out = vec![0.0; 3 * s * s];
-        let prep = transform::prepare(&src, &kp, NO_BOX, cfg, true, Some(&[0]), &mut rng, &mut out);
+        let prep = geometry::prepare(&src, &kp, NO_BOX, cfg, true, Some(&[0]), &mut rng, &mut out);
         let q = prep.points.xy[0];
         let margin = 6.0;
         if !prep.points.visible[0]
@@ -210,7 +210,7 @@ fn pipeline_flip_mirrors_the_image_and_swaps_points() {
     };
     let s = 64;
     let (mut a, mut b) = (vec![0.0; 3 * s * s], vec![0.0; 3 * s * s]);
-    let pa = transform::prepare(
+    let pa = geometry::prepare(
         &src,
         &kp,
         NO_BOX,
@@ -221,7 +221,7 @@ fn pipeline_flip_mirrors_the_image_and_swaps_points() {
         &mut a,
     );
     cfg.flip.p = 1.0;
-    let pb = transform::prepare(
+    let pb = geometry::prepare(
         &src,
         &kp,
         NO_BOX,
@@ -269,7 +269,7 @@ fn points_leaving_the_frame_are_invisible_not_clamped() {
         [199.0, 99.0],
     ]);
     let mut out = vec![0.0; 3 * 32 * 32];
-    let p = transform::prepare(
+    let p = geometry::prepare(
         &src,
         &kp,
         NO_BOX,
@@ -295,14 +295,14 @@ fn inference_preparation_matches_validation_and_inverts() {
         ..PipelineConfig::default()
     };
     let img = image_with_dot(120, 80, [70.0, 30.0], 1.5, 3);
-    let (data, m) = transform::prepare_for_inference(&img, None, &cfg);
+    let (data, m) = geometry::prepare_for_inference(&img, None, &cfg);
     let src = Source {
         image: &img,
         original: (120, 80),
     };
     let mut out = vec![0.0; 3 * 48 * 48];
     let kp = Keypoints::new(vec![[70.0, 30.0]]);
-    let p = transform::prepare(
+    let p = geometry::prepare(
         &src,
         &kp,
         NO_BOX,
@@ -316,7 +316,7 @@ fn inference_preparation_matches_validation_and_inverts() {
     let back = m.inverse().unwrap().apply(p.points.xy[0]).unwrap();
     assert!((back[0] - 70.0).abs() < 1e-3 && (back[1] - 30.0).abs() < 1e-3);
     // A bounding box picks the square around it.
-    let (_, mb) = transform::prepare_for_inference(&img, Some([60.0, 20.0, 80.0, 40.0]), &cfg);
+    let (_, mb) = geometry::prepare_for_inference(&img, Some([60.0, 20.0, 80.0, 40.0]), &cfg);
     let c = mb.apply([70.0, 30.0]).unwrap();
     assert!(
         (c[0] - 24.0).abs() < 1e-3 && (c[1] - 24.0).abs() < 1e-3,
@@ -373,9 +373,9 @@ fn occlusion_erases_one_rectangle_of_the_input_and_moves_no_point() {
     let n = 3 * 64 * 64;
     let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    let pa = transform::prepare(&src, &kp, NO_BOX, &plain, true, None, &mut rng, &mut a);
+    let pa = geometry::prepare(&src, &kp, NO_BOX, &plain, true, None, &mut rng, &mut a);
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    let pb = transform::prepare(&src, &kp, NO_BOX, &occluded, true, None, &mut rng, &mut b);
+    let pb = geometry::prepare(&src, &kp, NO_BOX, &occluded, true, None, &mut rng, &mut b);
     assert_eq!(pa.points, pb.points);
     let [x, y, w, h] = pb.plan.draw.pixels.occlusion.expect("p = 1");
     let area = w * h;

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 use hmreg::data::SynthConfig;
-use hmreg::eval::predict::{self, FaceSource, PredictOptions};
+use hmreg::predict::{self, FaceSource, PredictOptions};
 use hmreg::run::LoadedModel;
 
 /// `hmreg predict`'s options for `loaded` without flip test or pictures.

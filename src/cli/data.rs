@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::args::parse_points;
-use crate::data::checks::lapa::{check_dataset_with, CheckOptions};
 use crate::data::checks::coco::check_coco;
+use crate::data::checks::lapa::{check_dataset_with, CheckOptions};
 use crate::data::sources::coco::is_coco_split;
 use crate::data::synthesis::generate::{generate, SynthConfig};
 use crate::data::{PointSelection, SPLITS};

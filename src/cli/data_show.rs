@@ -6,8 +6,8 @@ use candle_core::Device;
 use clap::Args;
 
 use super::args::parse_points;
-use crate::data::sources::coco::{is_coco_split, load_coco};
 use crate::data::loading::show::show_grid;
+use crate::data::sources::coco::{is_coco_split, load_coco};
 use crate::data::{
     load_split, FilePoints, Loader, LoaderMode, LoaderSpec, PipelineConfig, PointSelection,
     TargetConfig,

@@ -12,7 +12,7 @@ use crate::data::sources::image_io::is_image_path;
 use crate::detect::DetectOptions;
 use crate::device::DeviceSpec;
 use crate::eval::choices;
-use crate::eval::predict::{self, FaceSource, PredictOptions};
+use crate::predict::{self, FaceSource, PredictOptions};
 use crate::run::{load_model, ModelSource, TrainConfig};
 use crate::stdout;
 use crate::{Error, Result};

@@ -1,4 +1,4 @@
-//! Evaluation of a trained model and prediction on new images. Training's validation runs
+//! Evaluation of a trained model on a labelled dataset. Training's validation runs
 //! [`evaluate`] too, so a checkpoint gets the same figures from `hmreg eval` as in its run's logs.
 //!
 //! - [`tta`]: inference on a prepared batch, with optional flip test-time augmentation.
@@ -7,12 +7,10 @@
 //! - [`choices`]: the decoder and the flip permutation chosen at evaluation time.
 //! - [`show`]: result pictures (targets, predictions, heatmaps).
 //! - [`report`]: the eval summary (JSON, text table) and its output folder.
-//! - [`predict`]: landmarks for arbitrary images, in the original image's pixels.
 
 pub mod choices;
 pub mod dataset;
 pub mod evaluate;
-pub mod predict;
 pub mod published;
 pub mod report;
 pub mod show;

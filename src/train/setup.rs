@@ -9,8 +9,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::sources::dataset::{load_split, Sample};
 use crate::data::loading::loader::MixPart;
+use crate::data::sources::dataset::{load_split, Sample};
 use crate::data::{FilePoints, Loader, LoaderMode, LoaderSpec};
 use crate::learn::optim::Adam;
 use crate::learn::precision::Precision;

@@ -15,15 +15,15 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use crate::codec::{self, Codec, Encoded};
 use crate::data::loading::cache::{ImageCache, SourceImage};
-use crate::data::sources::dataset::Sample;
-use crate::data::transforms::flip;
-use crate::data::sources::image_io::read_rgb;
 use crate::data::loading::pipeline_config::{PipelineConfig, TargetConfig};
+use crate::data::sources::dataset::Sample;
+use crate::data::sources::image_io::read_rgb;
 use crate::data::sources::points::PointSelection;
+use crate::data::transforms::flip;
 use crate::data::transforms::geometry::{self, Plan, Source};
 use crate::data::transforms::warp;
-use crate::codec::{self, Codec, Encoded};
 use crate::{Error, Keypoints, Result};
 
 /// One batch, ready for a model.

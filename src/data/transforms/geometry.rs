@@ -11,9 +11,9 @@
 use image::RgbImage;
 use rand::Rng;
 
+use crate::data::loading::pipeline_config::{PipelineConfig, ResizeMode};
 use crate::data::transforms::augment::{AugmentDraw, ColourLut};
 use crate::data::transforms::flip;
-use crate::data::loading::pipeline_config::{PipelineConfig, ResizeMode};
 use crate::data::transforms::warp::{self, Mat3};
 use crate::Keypoints;
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 use hmreg::codec::{Codec, Decoder, TargetEncoder};
-use hmreg::eval::predict::{self, FaceSource, PredictOptions, PreparedImage};
 use hmreg::models::KeypointNet;
+use hmreg::predict::{self, FaceSource, PredictOptions, PreparedImage};
 use image::{Rgb, RgbImage};
 
 /// Stride-1 detector: maps are the input channels (red, green, blue blobs = points 0, 1, 2).

@@ -12,12 +12,12 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 use rayon::prelude::*;
 
-use super::show;
-use super::tta;
 use crate::codec::Codec;
 use crate::data::sources::image_io::read_rgb;
 use crate::data::PipelineConfig;
 use crate::detect::{landmark_box, DetectOptions, FaceDetector};
+use crate::eval::show;
+use crate::eval::tta;
 use crate::models::KeypointNet;
 use crate::{Error, Keypoints, Result};
 
@@ -384,7 +384,8 @@ pub fn validation_preparation(
 ) -> impl Fn(&RgbImage, Option<[f32; 4]>) -> Result<PreparedImage> + '_ {
     move |img, bbox| {
         let corners = bbox.map(|[x, y, w, h]| [x, y, x + w, y + h]);
-        let (input, m) = crate::data::transforms::geometry::prepare_for_inference(img, corners, pipeline);
+        let (input, m) =
+            crate::data::transforms::geometry::prepare_for_inference(img, corners, pipeline);
         let inv = m
             .inverse()
             .ok_or_else(|| Error::Msg("the input transform is not invertible".into()))?;
