@@ -1,8 +1,10 @@
-//! `hmreg experiment rounding --part trained`: the trained grid, its progress and its files.
+//! `hmreg experiment rounding trained`: the trained grid, its progress and its files.
 
 use std::path::{Path, PathBuf};
 
-use super::args::TrainOverrides;
+use clap::Args;
+
+use super::args::{method_parser, TrainOverrides};
 use crate::atomic::write_atomic;
 use crate::experiment::trained::{self, Cell, GridConfig, Method};
 use crate::experiment::trained_report::{self, TrainedReport};
@@ -14,27 +16,50 @@ use crate::{Error, Result};
 /// The resolved experiment config written next to the results.
 pub const EXPERIMENT_TOML: &str = "experiment.toml";
 
-/// What the command line asks of the grid (`hmreg experiment rounding --part trained`); every
-/// `Some` replaces the config's value.
-#[derive(Clone, Debug, Default)]
-pub struct GridRequest {
-    pub config: Option<PathBuf>,
+/// `hmreg experiment rounding trained`: the experiment config and the command-line values
+/// that replace its own (each given flag replaces the config's value, so none has a default
+/// here: the config's is the default).
+#[derive(Args, Debug, Clone)]
+pub struct TrainedArgs {
+    /// The experiment config: a training config plus a [rounding] table (see
+    /// configs/rounding-300w.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Dataset root (LaPa layout) instead of the config's; it must exist.
+    #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Folder of the results (trained.md, .json, .csv, .png); the cells are run directories
+    /// under it (default: runs/rounding-<config name>).
+    #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Square heatmap sizes (default: the config's [rounding] sizes).
+    #[arg(long, value_delimiter = ',')]
     pub sizes: Option<Vec<usize>>,
-    pub methods: Option<Vec<String>>,
+    /// Methods (default: the config's [rounding] methods).
+    #[arg(long, value_delimiter = ',', value_parser = method_parser())]
+    pub methods: Option<Vec<Method>>,
+    /// Training seeds, one cell per seed.
+    #[arg(long, value_delimiter = ',')]
     pub seeds: Option<Vec<u64>>,
+    /// Epochs of every cell.
+    #[arg(long)]
     pub epochs: Option<usize>,
+    /// Gaussian sigma in heatmap pixels, DARK smooths with it too.
+    #[arg(long)]
     pub sigma: Option<f32>,
+    /// k of the top-k softmax decoder.
+    #[arg(long)]
     pub k: Option<usize>,
+    /// BCE pos_weight of the one-channel binary methods.
+    #[arg(long)]
     pub pos_weight: Option<f64>,
+    /// No progress bars, only one line per cell.
+    #[arg(long)]
     pub quiet: bool,
 }
 
-pub fn run(a: &GridRequest) -> Result<()> {
-    let path = a.config.as_ref().ok_or_else(|| {
-        Error::config("--part trained needs --config FILE (see configs/rounding-300w.toml)")
-    })?;
+pub fn run(a: &TrainedArgs) -> Result<()> {
+    let path = &a.config;
     let (mut base, mut grid) = trained::load_config(path)?;
     apply_overrides(a, &mut base, &mut grid)?;
     grid.validate(&base)?;
@@ -91,7 +116,7 @@ pub fn run(a: &GridRequest) -> Result<()> {
     Ok(())
 }
 
-fn apply_overrides(a: &GridRequest, base: &mut TrainConfig, grid: &mut GridConfig) -> Result<()> {
+fn apply_overrides(a: &TrainedArgs, base: &mut TrainConfig, grid: &mut GridConfig) -> Result<()> {
     TrainOverrides {
         data: a.data.clone(),
         ..Default::default()
@@ -104,10 +129,7 @@ fn apply_overrides(a: &GridRequest, base: &mut TrainConfig, grid: &mut GridConfi
         grid.sizes = s.clone();
     }
     if let Some(m) = &a.methods {
-        grid.methods = m
-            .iter()
-            .map(|s| s.parse::<Method>())
-            .collect::<Result<_>>()?;
+        grid.methods = m.clone();
     }
     if let Some(s) = &a.seeds {
         grid.seeds = s.clone();
