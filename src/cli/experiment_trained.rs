@@ -13,9 +13,6 @@ use crate::stdout;
 use crate::train::progress::OutputMode;
 use crate::{Error, Result};
 
-/// The resolved experiment config written next to the results.
-pub const EXPERIMENT_TOML: &str = "experiment.toml";
-
 /// `hmreg experiment rounding trained`: the experiment config and the command-line values
 /// that replace its own (each given flag replaces the config's value, so none has a default
 /// here: the config's is the default).
@@ -66,8 +63,8 @@ pub fn run(a: &TrainedArgs) -> Result<()> {
     let out = a.out.clone().unwrap_or_else(|| default_out(path));
     std::fs::create_dir_all(&out).map_err(|e| Error::file(&out, format!("cannot create: {e}")))?;
     write_atomic(
-        &out.join(EXPERIMENT_TOML),
-        resolved_toml(&base, &grid)?.as_bytes(),
+        &out.join(trained::EXPERIMENT_TOML),
+        trained::config_toml(&base, &grid)?.as_bytes(),
     )?;
 
     let progress = |i: usize, n: usize, cell: &Cell, what: &str, eta: Option<f64>| {
@@ -85,24 +82,7 @@ pub fn run(a: &TrainedArgs) -> Result<()> {
     let cells = trained::run_grid(&base, &grid, &out, output, &progress)?;
     eprintln!("quantization floors on the validation points");
     let floors = trained::floors(&base, &grid, &out)?;
-    let summary = trained_report::summarize(&grid, &cells, &floors);
-    let report = TrainedReport {
-        arch: base.model.arch.to_string(),
-        width: base.model.width,
-        input_size: base.pipeline.input_size,
-        epochs: base.epochs,
-        data: base.data.root.display().to_string(),
-        val_images: count_val_images(&base),
-        descriptions: grid
-            .methods
-            .iter()
-            .map(|m| (*m, m.describe(&grid.params)))
-            .collect(),
-        grid,
-        cells,
-        summary,
-        floors,
-    };
+    let report = TrainedReport::new(&base, grid, cells, floors);
     trained_report::write_all(&report, &out)?;
     stdout::text(trained_report::markdown(&report))?;
     eprintln!(
@@ -153,22 +133,6 @@ fn default_out(config: &Path) -> PathBuf {
         .and_then(|s| s.to_str())
         .unwrap_or("grid");
     PathBuf::from("runs").join(format!("rounding-{}", stem.trim_start_matches("rounding-")))
-}
-
-/// The base config and the grid table as one TOML file that `--config` reads back.
-fn resolved_toml(base: &TrainConfig, grid: &GridConfig) -> Result<String> {
-    let grid_toml = toml::to_string_pretty(grid)?;
-    Ok(format!(
-        "{}\n[{}]\n{grid_toml}",
-        base.to_toml()?,
-        trained::GRID_TABLE
-    ))
-}
-
-fn count_val_images(base: &TrainConfig) -> Option<usize> {
-    crate::data::sources::dataset::list_split(&base.data.root, &base.data.val_split)
-        .ok()
-        .map(|l| l.landmarks.len())
 }
 
 fn hms(seconds: f64) -> String {
