@@ -27,7 +27,7 @@ fn quantization_runs_on_a_root_or_a_split_folder_and_writes_results() {
     write_split(tmp.path(), "val", 3);
     let out_dir = tmp.path().join("out");
     let o = hmreg()
-        .args(["experiment", "rounding", "--part", "quantization", "--json"])
+        .args(["experiment", "rounding", "quantization", "--json"])
         .args(["--input", "32", "--sizes", "16,8", "--draws", "2", "--data"])
         .arg(tmp.path())
         .arg("--out")
@@ -46,14 +46,7 @@ fn quantization_runs_on_a_root_or_a_split_folder_and_writes_results() {
 
     // One split folder directly, markdown output.
     let o = hmreg()
-        .args([
-            "experiment",
-            "rounding",
-            "--part",
-            "quantization",
-            "--sizes",
-            "8",
-        ])
+        .args(["experiment", "rounding", "quantization", "--sizes", "8"])
         .args(["--points", "0,2", "--data"])
         .arg(tmp.path().join("val"))
         .output()
@@ -68,7 +61,6 @@ fn quantization_runs_on_a_root_or_a_split_folder_and_writes_results() {
         .args([
             "experiment",
             "rounding",
-            "--part",
             "quantization",
             "--json",
             "--split",
@@ -89,18 +81,21 @@ fn problems_in_input_exit_1_and_usage_errors_exit_2() {
     // A broken landmark file: exit 1 and the message names the file.
     std::fs::write(tmp.path().join("val/landmarks/f0.txt"), "3\n1 2\nx y\n").unwrap();
     let o = hmreg()
-        .args(["experiment", "rounding", "--part", "quantization", "--data"])
+        .args(["experiment", "rounding", "quantization", "--data"])
         .arg(tmp.path())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("f0.txt"));
-    // No --data, a zero size, an unknown part: usage errors.
+    // No --data, a zero size, an unknown part, another part's flag, the old `--part`
+    // spelling: usage errors.
     for args in [
-        vec!["--part", "quantization"],
-        vec!["--part", "quantization", "--data", ".", "--sizes", "0"],
-        vec!["--part", "nope"],
-        vec!["--part", "montecarlo", "--draws", "0"],
+        vec!["quantization"],
+        vec!["quantization", "--data", ".", "--sizes", "0"],
+        vec!["nope"],
+        vec!["montecarlo", "--draws", "0"],
+        vec!["montecarlo", "--data", "."],
+        vec!["--part", "montecarlo"],
     ] {
         let o = hmreg()
             .args(["experiment", "rounding"])
@@ -119,7 +114,7 @@ fn problems_in_input_exit_1_and_usage_errors_exit_2() {
 #[test]
 fn montecarlo_json_has_the_writeup_comparison() {
     let o = hmreg()
-        .args(["experiment", "rounding", "--part", "montecarlo", "--json"])
+        .args(["experiment", "rounding", "montecarlo", "--json"])
         .args([
             "--draws", "200", "--spread", "10,100", "--trials", "20", "--seed", "3",
         ])

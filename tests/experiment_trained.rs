@@ -1,4 +1,4 @@
-//! `hmreg experiment rounding --part trained`: the grid's cells, its config file, its four output
+//! `hmreg experiment rounding trained`: the grid's cells, its config file, its four output
 //! files, and skipping finished cells on a second invocation.
 
 mod common;
@@ -33,14 +33,7 @@ fn write_experiment(dir: &Path) -> PathBuf {
 
 fn run_grid(config: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     hmreg()
-        .args([
-            "experiment",
-            "rounding",
-            "--part",
-            "trained",
-            "--quiet",
-            "--config",
-        ])
+        .args(["experiment", "rounding", "trained", "--quiet", "--config"])
         .arg(config)
         .arg("--out")
         .arg(out)

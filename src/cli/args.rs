@@ -11,6 +11,7 @@ use clap::Args;
 use crate::codec::Decoder;
 use crate::data::PointSelection;
 use crate::device::DeviceSpec;
+use crate::experiment::trained::Method;
 use crate::hub::WeightsSource;
 use crate::learn::precision::Precision;
 use crate::models::Arch;
@@ -81,6 +82,20 @@ pub fn decoder_parser() -> Choices<Decoder> {
     Choices {
         parse: from_str::<Decoder>,
         choices: &["argmax", "topk", "softargmax", "dark", "quarter"],
+    }
+}
+
+/// `--methods` of the trained rounding grid: [`Method`]'s names.
+pub fn method_parser() -> Choices<Method> {
+    Choices {
+        parse: from_str::<Method>,
+        choices: &[
+            "vanilla",
+            "binary-round",
+            "writeup-rr",
+            "paper-rr",
+            "subpixel-dark",
+        ],
     }
 }
 

@@ -1,8 +1,10 @@
-//! `hmreg experiment rounding --part trained`: the trained grid, its progress and its files.
+//! `hmreg experiment rounding trained`: the trained grid, its progress and its files.
 
 use std::path::{Path, PathBuf};
 
-use super::args::TrainOverrides;
+use clap::Args;
+
+use super::args::{method_parser, TrainOverrides};
 use crate::atomic::write_atomic;
 use crate::experiment::trained::{self, Cell, GridConfig, Method};
 use crate::experiment::trained_report::{self, TrainedReport};
@@ -11,38 +13,58 @@ use crate::stdout;
 use crate::train::progress::OutputMode;
 use crate::{Error, Result};
 
-/// The resolved experiment config written next to the results.
-pub const EXPERIMENT_TOML: &str = "experiment.toml";
-
-/// What the command line asks of the grid (`hmreg experiment rounding --part trained`); every
-/// `Some` replaces the config's value.
-#[derive(Clone, Debug, Default)]
-pub struct GridRequest {
-    pub config: Option<PathBuf>,
+/// `hmreg experiment rounding trained`: the experiment config and the command-line values
+/// that replace its own (each given flag replaces the config's value, so none has a default
+/// here: the config's is the default).
+#[derive(Args, Debug, Clone)]
+pub struct TrainedArgs {
+    /// The experiment config: a training config plus a [rounding] table (see
+    /// configs/rounding-300w.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Dataset root (LaPa layout) instead of the config's; it must exist.
+    #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Folder of the results (trained.md, .json, .csv, .png); the cells are run directories
+    /// under it (default: runs/rounding-<config name>).
+    #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Square heatmap sizes (default: the config's [rounding] sizes).
+    #[arg(long, value_delimiter = ',')]
     pub sizes: Option<Vec<usize>>,
-    pub methods: Option<Vec<String>>,
+    /// Methods (default: the config's [rounding] methods).
+    #[arg(long, value_delimiter = ',', value_parser = method_parser())]
+    pub methods: Option<Vec<Method>>,
+    /// Training seeds, one cell per seed.
+    #[arg(long, value_delimiter = ',')]
     pub seeds: Option<Vec<u64>>,
+    /// Epochs of every cell.
+    #[arg(long)]
     pub epochs: Option<usize>,
+    /// Gaussian sigma in heatmap pixels, DARK smooths with it too.
+    #[arg(long)]
     pub sigma: Option<f32>,
+    /// k of the top-k softmax decoder.
+    #[arg(long)]
     pub k: Option<usize>,
+    /// BCE pos_weight of the one-channel binary methods.
+    #[arg(long)]
     pub pos_weight: Option<f64>,
+    /// No progress bars, only one line per cell.
+    #[arg(long)]
     pub quiet: bool,
 }
 
-pub fn run(a: &GridRequest) -> Result<()> {
-    let path = a.config.as_ref().ok_or_else(|| {
-        Error::config("--part trained needs --config FILE (see configs/rounding-300w.toml)")
-    })?;
+pub fn run(a: &TrainedArgs) -> Result<()> {
+    let path = &a.config;
     let (mut base, mut grid) = trained::load_config(path)?;
     apply_overrides(a, &mut base, &mut grid)?;
     grid.validate(&base)?;
     let out = a.out.clone().unwrap_or_else(|| default_out(path));
     std::fs::create_dir_all(&out).map_err(|e| Error::file(&out, format!("cannot create: {e}")))?;
     write_atomic(
-        &out.join(EXPERIMENT_TOML),
-        resolved_toml(&base, &grid)?.as_bytes(),
+        &out.join(trained::EXPERIMENT_TOML),
+        trained::config_toml(&base, &grid)?.as_bytes(),
     )?;
 
     let progress = |i: usize, n: usize, cell: &Cell, what: &str, eta: Option<f64>| {
@@ -60,24 +82,7 @@ pub fn run(a: &GridRequest) -> Result<()> {
     let cells = trained::run_grid(&base, &grid, &out, output, &progress)?;
     eprintln!("quantization floors on the validation points");
     let floors = trained::floors(&base, &grid, &out)?;
-    let summary = trained_report::summarize(&grid, &cells, &floors);
-    let report = TrainedReport {
-        arch: base.model.arch.to_string(),
-        width: base.model.width,
-        input_size: base.pipeline.input_size,
-        epochs: base.epochs,
-        data: base.data.root.display().to_string(),
-        val_images: count_val_images(&base),
-        descriptions: grid
-            .methods
-            .iter()
-            .map(|m| (*m, m.describe(&grid.params)))
-            .collect(),
-        grid,
-        cells,
-        summary,
-        floors,
-    };
+    let report = TrainedReport::new(&base, grid, cells, floors);
     trained_report::write_all(&report, &out)?;
     stdout::text(trained_report::markdown(&report))?;
     eprintln!(
@@ -91,7 +96,7 @@ pub fn run(a: &GridRequest) -> Result<()> {
     Ok(())
 }
 
-fn apply_overrides(a: &GridRequest, base: &mut TrainConfig, grid: &mut GridConfig) -> Result<()> {
+fn apply_overrides(a: &TrainedArgs, base: &mut TrainConfig, grid: &mut GridConfig) -> Result<()> {
     TrainOverrides {
         data: a.data.clone(),
         ..Default::default()
@@ -104,10 +109,7 @@ fn apply_overrides(a: &GridRequest, base: &mut TrainConfig, grid: &mut GridConfi
         grid.sizes = s.clone();
     }
     if let Some(m) = &a.methods {
-        grid.methods = m
-            .iter()
-            .map(|s| s.parse::<Method>())
-            .collect::<Result<_>>()?;
+        grid.methods = m.clone();
     }
     if let Some(s) = &a.seeds {
         grid.seeds = s.clone();
@@ -131,22 +133,6 @@ fn default_out(config: &Path) -> PathBuf {
         .and_then(|s| s.to_str())
         .unwrap_or("grid");
     PathBuf::from("runs").join(format!("rounding-{}", stem.trim_start_matches("rounding-")))
-}
-
-/// The base config and the grid table as one TOML file that `--config` reads back.
-fn resolved_toml(base: &TrainConfig, grid: &GridConfig) -> Result<String> {
-    let grid_toml = toml::to_string_pretty(grid)?;
-    Ok(format!(
-        "{}\n[{}]\n{grid_toml}",
-        base.to_toml()?,
-        trained::GRID_TABLE
-    ))
-}
-
-fn count_val_images(base: &TrainConfig) -> Option<usize> {
-    crate::data::sources::dataset::list_split(&base.data.root, &base.data.val_split)
-        .ok()
-        .map(|l| l.landmarks.len())
 }
 
 fn hms(seconds: f64) -> String {

@@ -69,8 +69,12 @@ impl Command {
             Command::LrFind(_) => "lr-find",
             Command::Eval(_) => "eval",
             Command::Predict(_) => "predict",
-            Command::Experiment(a) => match a.experiment {
-                experiment::Experiment::Rounding(_) => "experiment rounding",
+            Command::Experiment(a) => match &a.experiment {
+                experiment::Experiment::Rounding(r) => match r.part {
+                    experiment::RoundingPart::Montecarlo(_) => "experiment rounding montecarlo",
+                    experiment::RoundingPart::Quantization(_) => "experiment rounding quantization",
+                    experiment::RoundingPart::Trained(_) => "experiment rounding trained",
+                },
             },
             Command::Runs(_) => "runs",
             Command::Export(_) => "export",

@@ -224,6 +224,9 @@ impl Default for GridConfig {
 /// training config every cell starts from.
 pub const GRID_TABLE: &str = "rounding";
 
+/// The resolved experiment config written next to a grid's results ([`config_toml`]).
+pub const EXPERIMENT_TOML: &str = "experiment.toml";
+
 /// Reads an experiment config: the base training config and its `[rounding]` grid table
 /// (defaults when absent). Errors name the file and line as for training configs.
 pub fn load_config(path: &Path) -> Result<(TrainConfig, GridConfig)> {
@@ -241,6 +244,13 @@ pub fn load_config(path: &Path) -> Result<(TrainConfig, GridConfig)> {
     };
     let base = TrainConfig::parse(&without_table(&text, GRID_TABLE), path)?;
     Ok((base, grid))
+}
+
+/// The base config and the grid table as one TOML file that [`load_config`] reads back (the
+/// resolved experiment a grid's results were made with).
+pub fn config_toml(base: &TrainConfig, grid: &GridConfig) -> Result<String> {
+    let grid_toml = toml::to_string_pretty(grid)?;
+    Ok(format!("{}\n[{GRID_TABLE}]\n{grid_toml}", base.to_toml()?))
 }
 
 /// `text` with the lines of table `[name]` blanked (kept as empty lines, so the training config's

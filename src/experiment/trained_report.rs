@@ -6,6 +6,8 @@ use std::path::Path;
 
 use super::trained::{CellResult, Floor, GridConfig, Method};
 use crate::atomic::write_atomic;
+use crate::data::sources::dataset::list_split;
+use crate::run::TrainConfig;
 use crate::viz::plot::{LinePlot, Series};
 use crate::{Error, Result};
 
@@ -46,6 +48,39 @@ pub struct TrainedReport {
     pub cells: Vec<CellResult>,
     pub summary: Vec<Summary>,
     pub floors: Vec<Floor>,
+}
+
+impl TrainedReport {
+    /// The report of a grid run from `base`: its cells' results, the per-method summary, the
+    /// floors, and the base config's essentials (the validation images are counted on disk;
+    /// `None` if the split cannot be listed).
+    pub fn new(
+        base: &TrainConfig,
+        grid: GridConfig,
+        cells: Vec<CellResult>,
+        floors: Vec<Floor>,
+    ) -> Self {
+        let summary = summarize(&grid, &cells, &floors);
+        TrainedReport {
+            arch: base.model.arch.to_string(),
+            width: base.model.width,
+            input_size: base.pipeline.input_size,
+            epochs: base.epochs,
+            data: base.data.root.display().to_string(),
+            val_images: list_split(&base.data.root, &base.data.val_split)
+                .ok()
+                .map(|l| l.landmarks.len()),
+            descriptions: grid
+                .methods
+                .iter()
+                .map(|m| (*m, m.describe(&grid.params)))
+                .collect(),
+            grid,
+            cells,
+            summary,
+            floors,
+        }
+    }
 }
 
 /// Per-(method, size) statistics over the seeds present, in the grid's order.
