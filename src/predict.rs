@@ -13,7 +13,7 @@ use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::codec::Codec;
-use crate::data::sources::image_io::read_rgb;
+use crate::data::sources::image_io::read_rgb_upright;
 use crate::data::PipelineConfig;
 use crate::detect::{landmark_box, DetectOptions, FaceDetector};
 use crate::eval::show;
@@ -62,8 +62,12 @@ impl FacePrediction {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ImagePrediction {
     pub path: PathBuf,
+    /// The size of the upright image (after `orientation`), the frame of every point and box.
     pub width: u32,
     pub height: u32,
+    /// The EXIF orientation tag applied before prediction: 1 (none) to 8, e.g. 6 for a phone
+    /// portrait stored turned 90 degrees anticlockwise.
+    pub orientation: u8,
     /// Every face found (or given), the detector's highest score first.
     pub faces: Vec<FacePrediction>,
     /// The annotated picture written for this image, if any.
@@ -121,7 +125,9 @@ struct FaceJob {
 /// An image read and its faces prepared.
 struct ImageJob<'a> {
     path: &'a PathBuf,
+    /// Upright: the EXIF orientation tag applied.
     image: RgbImage,
+    orientation: u8,
     faces: Vec<FaceJob>,
 }
 
@@ -200,6 +206,7 @@ pub fn predict_files(
                     path: job.path.clone(),
                     width: job.image.width(),
                     height: job.image.height(),
+                    orientation: job.orientation,
                     faces,
                     annotated: None,
                 };
@@ -227,7 +234,9 @@ fn load_and_prepare<'a>(
     faces: &FaceSource,
     detector: Option<&mut FaceDetector>,
 ) -> Result<ImageJob<'a>> {
-    let image = read_rgb(path)?;
+    // Phones store portraits sideways with an orientation tag: the detector needs the face
+    // upright, and users expect points in the frame their viewer shows.
+    let (image, orientation) = read_rgb_upright(path)?;
     let (w, h) = (image.width() as f32, image.height() as f32);
     let boxes: Vec<FaceBox> = match faces {
         FaceSource::WholeImage => vec![FaceBox::default()],
@@ -274,6 +283,7 @@ fn load_and_prepare<'a>(
     Ok(ImageJob {
         path,
         image,
+        orientation,
         faces: jobs,
     })
 }

@@ -454,3 +454,44 @@ fn cli_checks_every_source_of_a_mixed_run() {
     assert_eq!(v[0]["clean"], true);
     assert_eq!(v[1]["clean"], false);
 }
+
+#[path = "common/exif.rs"]
+mod exif;
+
+/// A phone-style orientation tag (JPEG APP1 Exif or PNG eXIf) is reported for its file, decoding
+/// or reading headers only, and the CLI treats it like any other problem (exit 1). The stored
+/// size is what the report counts: the loader keeps stored pixels.
+#[test]
+fn exif_orientation_is_reported_by_file() {
+    let d = fixture();
+    let jpg = d.path().join("train/images/c.jpg");
+    let stored = image::open(&jpg).unwrap().to_rgb8();
+    std::fs::write(&jpg, exif::jpeg_with_orientation(&stored, 6)).unwrap();
+    let png = d.path().join("val/images/d.png");
+    let stored_png = image::open(&png).unwrap().to_rgb8();
+    std::fs::write(&png, exif::png_with_orientation(&stored_png, 3)).unwrap();
+    for decode_images in [true, false] {
+        let opts = CheckOptions {
+            decode_images,
+            ..Default::default()
+        };
+        let r = check_dataset_with(d.path(), &opts);
+        assert_names(&r, ProblemKind::ExifOrientation, &jpg, None);
+        assert_names(&r, ProblemKind::ExifOrientation, &png, None);
+        assert_eq!(r.problems.len(), 2, "{}", r.to_text());
+        assert!(
+            r.to_text().contains("EXIF orientation 6"),
+            "{}",
+            r.to_text()
+        );
+        assert_eq!(r.splits[0].width, Some([W, 40]), "stored width, not turned");
+        assert_eq!(r.splits[0].annotated, 3);
+    }
+    assert_eq!(hmreg::data::read_rgb(&jpg).unwrap().dimensions(), (40, 30));
+    let (code, out, _) = hmreg(&["data", "check", &s(d.path())]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("{}: EXIF orientation 6", s(&jpg))),
+        "{out}"
+    );
+}

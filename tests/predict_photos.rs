@@ -72,6 +72,9 @@ fn options(out: Option<PathBuf>) -> PredictOptions {
     }
 }
 
+#[path = "common/exif.rs"]
+mod exif;
+
 fn write(dir: &Path, name: &str, img: &RgbImage) -> PathBuf {
     let p = dir.join(name);
     img.save(&p).unwrap();
@@ -288,4 +291,68 @@ fn real_pipeline_pad_resize_and_box_map_back_to_the_original_frame() {
     }
     assert_eq!((preds[0].width, preds[0].height), (640, 480));
     assert!(dir.path().join("annotated/scene.png").is_file());
+}
+
+/// A photo stored turned with an EXIF orientation tag (each of 1-8 in a JPEG, 6 in a PNG) gives
+/// the points of the upright image, in the upright frame, and says which tag it applied.
+#[test]
+fn exif_orientation_is_applied_before_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = [[40.0, 150.0], [90.0, 40.0], [70.0, 110.0]];
+    let upright = blobs(120, 200, &truth);
+    let mut paths = vec![write(dir.path(), "upright.png", &upright)];
+    let mut expected = vec![1u8];
+    for o in 1..=8u8 {
+        let p = dir.path().join(format!("o{o}.jpg"));
+        let stored = exif::stored_for(&upright, o);
+        std::fs::write(&p, exif::jpeg_with_orientation(&stored, o)).unwrap();
+        paths.push(p);
+        expected.push(o);
+    }
+    let png = dir.path().join("o6.png");
+    std::fs::write(
+        &png,
+        exif::png_with_orientation(&exif::stored_for(&upright, 6), 6),
+    )
+    .unwrap();
+    paths.push(png);
+    expected.push(6);
+    // The tag matters: the stored pixels of a phone portrait are landscape.
+    assert_eq!(
+        hmreg::data::read_rgb(&paths[6]).unwrap().dimensions(),
+        (200, 120)
+    );
+
+    let (preds, failures) = predict::predict_files(
+        &Identity,
+        &paths,
+        &pad_and_resize,
+        &options(None),
+        &hmreg::device::test_device(),
+        &mut || {},
+    )
+    .unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(preds.len(), paths.len());
+    let reference = &preds[0].faces[0].points;
+    let k = 200.0 / S as f32; // one input pixel in image pixels
+    for (p, o) in preds.iter().zip(&expected) {
+        let name = p.path.display();
+        assert_eq!(p.orientation, *o, "{name}");
+        assert_eq!((p.width, p.height), (120, 200), "{name}");
+        for (i, q) in p.faces[0].points.iter().enumerate() {
+            let r = [reference[i].x, reference[i].y];
+            let t = truth[i];
+            assert!(
+                (q.x - r[0]).hypot(q.y - r[1]) < 1.0,
+                "{name}: point {i} at ({}, {}), upright image gives {r:?}",
+                q.x,
+                q.y
+            );
+            assert!((q.x - t[0]).hypot(q.y - t[1]) < k, "{name}: point {i}");
+        }
+    }
+    let json = serde_json::to_value(&preds).unwrap();
+    assert_eq!(json[6]["orientation"], 6);
+    assert_eq!(json[0]["orientation"], 1);
 }

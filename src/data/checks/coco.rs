@@ -9,6 +9,7 @@ use crate::data::checks::lapa::{
     SplitStats,
 };
 use crate::data::sources::coco::validate;
+use crate::data::sources::image_io::ImageHeader;
 
 pub fn check_coco(path: &Path, opts: &CheckOptions) -> CheckReport {
     let split = path
@@ -79,7 +80,12 @@ pub fn check_coco(path: &Path, opts: &CheckOptions) -> CheckReport {
     );
     record_sizes(&sizes, &mut st, &mut problems);
     for e in &report.entries {
-        let Some(Ok((w, h))) = sizes.get(&e.image_path) else {
+        let Some(Ok(ImageHeader {
+            width: w,
+            height: h,
+            ..
+        })) = sizes.get(&e.image_path)
+        else {
             continue;
         };
         let outside = e

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::data::sources::dataset::{list_split, preferred_landmarks, SplitListing, SPLITS};
-use crate::data::sources::image_io::{image_size, verify_image};
+use crate::data::sources::image_io::{image_header, verify_image, ImageHeader};
 use crate::data::sources::landmarks::{parse_landmark_file, LineProblemKind, ParsedLandmarks};
 use crate::data::sources::points::PointSelection;
 
@@ -54,6 +54,9 @@ pub enum ProblemKind {
     PointSelection,
     /// A COCO annotation (or image entry) with a problem, named by its id.
     BadAnnotation,
+    /// An image with an EXIF orientation tag other than 1: training keeps its stored pixels,
+    /// while viewers (and many annotation tools) show it turned.
+    ExifOrientation,
 }
 
 impl From<LineProblemKind> for ProblemKind {
@@ -445,7 +448,12 @@ fn check_split(
         };
         let Some(pts) = clean(lm) else { continue };
         st.annotated += 1;
-        if let Some(Ok((w, h))) = sizes.get(image) {
+        if let Some(Ok(ImageHeader {
+            width: w,
+            height: h,
+            ..
+        })) = sizes.get(image)
+        {
             let outside = pts
                 .points
                 .iter()
@@ -515,20 +523,20 @@ fn progress(n: usize, split: &str) -> indicatif::ProgressBar {
     crate::progress::bar(n as u64, &format!("check {split}"), true)
 }
 
-/// Each image's size (decoding it fully with `decode`, else its header), in parallel; an
-/// unreadable image gives its error message. `bar` advances once per image.
+/// Each image's header (decoding it fully with `decode`, else reading only the header), in
+/// parallel; an unreadable image gives its error message. `bar` advances once per image.
 pub(crate) fn image_sizes<'a>(
     paths: &[&'a PathBuf],
     decode: bool,
     bar: &indicatif::ProgressBar,
-) -> BTreeMap<&'a PathBuf, Result<(u32, u32), String>> {
+) -> BTreeMap<&'a PathBuf, Result<ImageHeader, String>> {
     paths
         .par_iter()
         .map(|p| {
             let r = if decode {
                 verify_image(p)
             } else {
-                image_size(p)
+                image_header(p)
             };
             bar.inc(1);
             (*p, r.map_err(error_message))
@@ -538,17 +546,33 @@ pub(crate) fn image_sizes<'a>(
         .collect()
 }
 
-/// The size range of the readable images into `st`; each unreadable one is a problem.
+/// The size range of the readable images into `st`; each unreadable one is a problem, and so is
+/// each with an EXIF orientation tag: its annotations may be in the stored frame (LaPa, 300-W)
+/// or in the turned one a viewer shows, and training uses the stored pixels.
 pub(crate) fn record_sizes(
-    sizes: &BTreeMap<&PathBuf, Result<(u32, u32), String>>,
+    sizes: &BTreeMap<&PathBuf, Result<ImageHeader, String>>,
     st: &mut SplitStats,
     problems: &mut Vec<Problem>,
 ) {
     for (path, r) in sizes {
         match r {
-            Ok((w, h)) => {
-                st.width = Some(range(st.width, *w));
-                st.height = Some(range(st.height, *h));
+            Ok(h) => {
+                st.width = Some(range(st.width, h.width));
+                st.height = Some(range(st.height, h.height));
+                if h.orientation != 1 {
+                    problems.push(Problem {
+                        path: path.to_path_buf(),
+                        line: None,
+                        kind: ProblemKind::ExifOrientation,
+                        message: format!(
+                            "EXIF orientation {} ({}): training and evaluation use the stored \
+                             pixels, not the turned image a viewer shows; check that the \
+                             landmarks are in the stored frame",
+                            h.orientation,
+                            orientation_name(h.orientation)
+                        ),
+                    });
+                }
             }
             Err(msg) => problems.push(Problem {
                 path: path.to_path_buf(),
@@ -557,6 +581,20 @@ pub(crate) fn record_sizes(
                 message: msg.clone(),
             }),
         }
+    }
+}
+
+/// What an EXIF orientation value asks a viewer to do with the stored pixels.
+fn orientation_name(v: u8) -> &'static str {
+    match v {
+        2 => "mirror left-right",
+        3 => "turn 180 degrees",
+        4 => "mirror top-bottom",
+        5 => "mirror along the main diagonal",
+        6 => "turn 90 degrees clockwise",
+        7 => "mirror along the other diagonal",
+        8 => "turn 90 degrees anticlockwise",
+        _ => "none",
     }
 }
 

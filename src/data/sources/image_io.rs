@@ -1,5 +1,9 @@
 //! Reading images: RGB pixels, or just the size from the header. Every error names the file.
 //!
+//! Phones store portrait photos sideways with an EXIF orientation tag (JPEG APP1 Exif, PNG
+//! eXIf) that viewers apply. [`read_rgb`] keeps the stored pixels (dataset annotations are in
+//! that frame); [`read_rgb_upright`] applies the tag, for photos a user predicts on.
+//!
 //! JPEG decoders are lenient with truncated files (they fill the missing part with grey and carry
 //! on), so a JPEG must also end with its end-of-image marker: a cut-off download is reported, not
 //! trained on.
@@ -7,7 +11,8 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{ImageFormat, ImageReader, RgbImage};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
 use crate::{Error, Result};
 
@@ -22,14 +27,32 @@ pub fn is_image_path(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Decodes an image file to 8-bit RGB (grey, alpha and 16-bit images are converted).
+/// Decodes an image file to 8-bit RGB (grey, alpha and 16-bit images are converted), in the
+/// stored pixels' frame: an EXIF orientation tag is not applied.
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     decode_rgb(&bytes, path)
 }
 
-/// Decodes image bytes that came from `path` (used only in messages).
+/// Decodes an image file to 8-bit RGB as a viewer shows it: the EXIF orientation tag (if any)
+/// is applied. Returns the image and the tag's EXIF value (1 = stored upright, 6 = stored
+/// turned 90 degrees anticlockwise, as phones save portraits; 1-8 as in the EXIF standard).
+pub fn read_rgb_upright(path: &Path) -> Result<(RgbImage, u8)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let (img, orientation) = decode_oriented(&bytes, path)?;
+    let mut img = DynamicImage::ImageRgb8(img);
+    img.apply_orientation(orientation);
+    Ok((img.into_rgb8(), orientation.to_exif()))
+}
+
+/// Decodes image bytes that came from `path` (used only in messages), stored pixels' frame.
 pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
+    decode_oriented(bytes, path).map(|(img, _)| img)
+}
+
+/// The stored pixels and the orientation tag (identity when there is none or it is invalid:
+/// a broken tag is no reason to refuse the pixels).
+fn decode_oriented(bytes: &[u8], path: &Path) -> Result<(RgbImage, Orientation)> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
@@ -43,17 +66,26 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
             "truncated JPEG: no end-of-image marker at the end of the file",
         ));
     }
-    let img = reader
-        .decode()
-        .map_err(|e| Error::file(path, format!("cannot decode image: {e}")))?;
+    let decode_err = |e: image::ImageError| Error::file(path, format!("cannot decode image: {e}"));
+    let mut decoder = reader.into_decoder().map_err(decode_err)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
     if img.width() == 0 || img.height() == 0 {
         return Err(Error::file(path, "image has zero width or height"));
     }
-    Ok(img.into_rgb8())
+    Ok((img.into_rgb8(), orientation))
 }
 
-/// Width and height from the image header, without decoding the pixels.
-pub fn image_size(path: &Path) -> Result<(u32, u32)> {
+/// What an image's header says: its stored size and its EXIF orientation (1 = none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageHeader {
+    pub width: u32,
+    pub height: u32,
+    pub orientation: u8,
+}
+
+/// The header of an image file, without decoding the pixels (a dataset check reads thousands).
+pub fn image_header(path: &Path) -> Result<ImageHeader> {
     let reader = ImageReader::open(path)
         .map_err(|e| Error::file(path, format!("cannot read: {e}")))?
         .with_guessed_format()
@@ -61,15 +93,32 @@ pub fn image_size(path: &Path) -> Result<(u32, u32)> {
     if reader.format().is_none() {
         return Err(Error::file(path, "not a JPEG or PNG image"));
     }
-    reader
-        .into_dimensions()
-        .map_err(|e| Error::file(path, format!("cannot read image header: {e}")))
+    let header_err =
+        |e: image::ImageError| Error::file(path, format!("cannot read image header: {e}"));
+    let mut decoder = reader.into_decoder().map_err(header_err)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let (width, height) = decoder.dimensions();
+    Ok(ImageHeader {
+        width,
+        height,
+        orientation: orientation.to_exif(),
+    })
 }
 
-/// Decodes the whole file (catching truncation and corrupt data) and returns its size.
-pub fn verify_image(path: &Path) -> Result<(u32, u32)> {
-    let img = read_rgb(path)?;
-    Ok(img.dimensions())
+/// Width and height from the image header, without decoding the pixels.
+pub fn image_size(path: &Path) -> Result<(u32, u32)> {
+    image_header(path).map(|h| (h.width, h.height))
+}
+
+/// Decodes the whole file (catching truncation and corrupt data) and returns its header.
+pub fn verify_image(path: &Path) -> Result<ImageHeader> {
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let (img, orientation) = decode_oriented(&bytes, path)?;
+    Ok(ImageHeader {
+        width: img.width(),
+        height: img.height(),
+        orientation: orientation.to_exif(),
+    })
 }
 
 /// A complete JPEG ends with the EOI marker FF D9, possibly followed by padding or trailing data
