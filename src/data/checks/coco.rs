@@ -117,11 +117,5 @@ fn finish(
     problems: Vec<Problem>,
     point_count: Option<usize>,
 ) -> CheckReport {
-    CheckReport {
-        root: path.to_path_buf(),
-        clean: problems.is_empty(),
-        point_count,
-        splits: vec![st],
-        problems,
-    }
+    CheckReport::new(path, point_count, vec![st], problems)
 }

@@ -59,6 +59,14 @@ pub enum ProblemKind {
     ExifOrientation,
 }
 
+impl ProblemKind {
+    /// A warning names something to look at that the data can still be used with: it is
+    /// reported, but the dataset counts as clean and `hmreg data check` exits 0.
+    pub fn is_warning(self) -> bool {
+        matches!(self, ProblemKind::ExifOrientation)
+    }
+}
+
 impl From<LineProblemKind> for ProblemKind {
     fn from(k: LineProblemKind) -> Self {
         match k {
@@ -118,9 +126,30 @@ pub struct CheckReport {
     pub point_count: Option<usize>,
     pub splits: Vec<SplitStats>,
     pub problems: Vec<Problem>,
+    /// What to look at that does not make the dataset unusable ([`ProblemKind::is_warning`]).
+    pub warnings: Vec<Problem>,
 }
 
 impl CheckReport {
+    /// The report of `root` from everything found, warnings split from the problems.
+    pub fn new(
+        root: &Path,
+        point_count: Option<usize>,
+        splits: Vec<SplitStats>,
+        found: Vec<Problem>,
+    ) -> CheckReport {
+        let (warnings, problems): (Vec<Problem>, Vec<Problem>) =
+            found.into_iter().partition(|p| p.kind.is_warning());
+        CheckReport {
+            root: root.to_path_buf(),
+            clean: problems.is_empty(),
+            point_count,
+            splits,
+            problems,
+            warnings,
+        }
+    }
+
     pub fn is_clean(&self) -> bool {
         self.problems.is_empty()
     }
@@ -172,6 +201,9 @@ impl CheckReport {
                     String::new()
                 }
             );
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
         }
         if self.problems.is_empty() {
             let _ = writeln!(s, "clean: no problems found");
@@ -266,13 +298,7 @@ pub fn check_dataset_with(root: &Path, opts: &CheckOptions) -> CheckReport {
     }
     let point_count = cross_file_checks(&counted, opts, &mut problems);
     problems.sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
-    CheckReport {
-        root: root.to_path_buf(),
-        clean: problems.is_empty(),
-        point_count,
-        splits,
-        problems,
-    }
+    CheckReport::new(root, point_count, splits, problems)
 }
 
 /// Point counts that differ from the majority, and a point selection that does not exist.
