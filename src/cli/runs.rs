@@ -3,14 +3,13 @@
 //! `best/last`), wall time, and the settings in which the runs differ.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use crate::run::history::EpochFigure;
 use crate::run::listing::{BestValue, Listing, RunInfo};
-use crate::{Error, Result};
+use crate::{stdout, Error, Result};
 
 /// Compare runs.
 #[derive(Args, Debug)]
@@ -49,23 +48,13 @@ pub fn run(a: RunsArgs) -> Result<()> {
     } else {
         table(&listing, a.sort)
     };
-    print(&text)?;
+    stdout::text(&text)?;
     match listing.unreadable.len() {
         0 => Ok(()),
         n => Err(Error::Problems(format!(
             "{n} run{} could not be read (see the warnings above)",
             if n == 1 { "" } else { "s" }
         ))),
-    }
-}
-
-/// Writes `text` to stdout; a reader that stopped reading (`hmreg runs | head -1`) ends the
-/// output quietly instead of failing the command.
-fn print(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io(e)),
-        _ => Ok(()),
     }
 }
 
