@@ -149,7 +149,9 @@ fn tmp() -> tempfile::TempDir {
 // ---------------------------------------------------------------- landmarks
 
 fn txt_seed() -> Vec<u8> {
-    let pts: Vec<[f32; 2]> = (0..68).map(|i| [i as f32 * 1.5, 200.0 - i as f32]).collect();
+    let pts: Vec<[f32; 2]> = (0..68)
+        .map(|i| [i as f32 * 1.5, 200.0 - i as f32])
+        .collect();
     hmreg::data::sources::landmarks::format_landmarks_txt(&pts).into_bytes()
 }
 
@@ -189,11 +191,17 @@ fn landmark_files_claiming_a_trillion_points_are_refused() {
     for (name, text) in [
         ("a.pts", "version: 1\nn_points: 1000000000000\n{\n1 2\n}\n"),
         ("b.txt", "1000000000000\n1 2\n"),
-        ("c.pts", "version: 1\nn_points: 99999999999999999999999\n{\n1 2\n}\n"),
+        (
+            "c.pts",
+            "version: 1\nn_points: 99999999999999999999999\n{\n1 2\n}\n",
+        ),
     ] {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
-        assert!(!survives(&[name], || read_landmarks(&p)), "{name} was accepted");
+        assert!(
+            !survives(&[name], || read_landmarks(&p)),
+            "{name} was accepted"
+        );
     }
 }
 
@@ -244,7 +252,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         c ^= b as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -288,7 +300,10 @@ fn image_headers_claiming_huge_sizes_are_refused_naming_the_file() {
         let p = dir.path().join(name);
         std::fs::write(&p, &bytes).unwrap();
         assert!(!survives(&[name], || read_rgb(&p)), "{name} decoded");
-        assert!(!survives(&[name], || read_rgb_upright(&p)), "{name} decoded");
+        assert!(
+            !survives(&[name], || read_rgb_upright(&p)),
+            "{name} decoded"
+        );
         assert!(!survives(&[name], || verify_image(&p)), "{name} decoded");
         survives(&[name], || image_header(&p));
     }
@@ -300,7 +315,9 @@ fn image_headers_claiming_huge_sizes_are_refused_naming_the_file() {
 // ---------------------------------------------------------------- COCO
 
 fn coco_seed() -> Vec<u8> {
-    let kp: Vec<f32> = (0..5).flat_map(|i| [3.0 + i as f32, 4.0 + i as f32, 2.0]).collect();
+    let kp: Vec<f32> = (0..5)
+        .flat_map(|i| [3.0 + i as f32, 4.0 + i as f32, 2.0])
+        .collect();
     let doc = serde_json::json!({
         "images": [{"id": 1, "file_name": "a.png", "width": 24, "height": 16},
                    {"id": 2, "file_name": "b.png"}],
@@ -321,11 +338,15 @@ fn check_coco_bytes(bytes: &[u8]) {
     let p = dir.path().join("train.json");
     std::fs::write(&p, bytes).unwrap();
     survives(&["train.json"], || validate(&p));
-    survives(&["train.json", ".png"], || load_coco(&p, &PointSelection::All));
+    survives(&["train.json", ".png"], || {
+        load_coco(&p, &PointSelection::All)
+    });
     let sel = PointSelection::from_indices(vec![0, 4]).unwrap();
     survives(&["train.json", ".png"], || load_coco(&p, &sel));
-    catch_unwind(AssertUnwindSafe(|| check_coco(&p, &CheckOptions::default())))
-        .expect("check_coco panicked");
+    catch_unwind(AssertUnwindSafe(|| {
+        check_coco(&p, &CheckOptions::default())
+    }))
+    .expect("check_coco panicked");
 }
 
 proptest! {
@@ -373,7 +394,10 @@ proptest! {
 fn small_store() -> ParamStore {
     let dev = hmreg::device::test_device();
     let mut s = ParamStore::new(&dev, 0);
-    let w = Tensor::arange(0f32, 24.0, &dev).unwrap().reshape((2, 3, 2, 2)).unwrap();
+    let w = Tensor::arange(0f32, 24.0, &dev)
+        .unwrap()
+        .reshape((2, 3, 2, 2))
+        .unwrap();
     let b = Tensor::from_slice(&[0.5f32, -1.0], 2, &dev).unwrap();
     s.add("conv1.weight", w, ParamGroup::Encoder, ParamKind::Weight)
         .unwrap();
@@ -416,7 +440,10 @@ proptest! {
 
 /// A safetensors file of one tensor with the given header fields (`data` follows the header).
 fn safetensors_with(header: &str, header_len: Option<u64>, data: &[u8]) -> Vec<u8> {
-    let mut b = header_len.unwrap_or(header.len() as u64).to_le_bytes().to_vec();
+    let mut b = header_len
+        .unwrap_or(header.len() as u64)
+        .to_le_bytes()
+        .to_vec();
     b.extend_from_slice(header.as_bytes());
     b.extend_from_slice(data);
     b
@@ -426,8 +453,14 @@ fn safetensors_with(header: &str, header_len: Option<u64>, data: &[u8]) -> Vec<u
 fn safetensors_headers_claiming_absurd_sizes_are_refused() {
     let ok = r#"{"conv1.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
     let cases = [
-        ("len60.safetensors", safetensors_with(ok, Some(1 << 60), &[0; 8])),
-        ("lenmax.safetensors", safetensors_with(ok, Some(u64::MAX), &[0; 8])),
+        (
+            "len60.safetensors",
+            safetensors_with(ok, Some(1 << 60), &[0; 8]),
+        ),
+        (
+            "lenmax.safetensors",
+            safetensors_with(ok, Some(u64::MAX), &[0; 8]),
+        ),
         (
             "overflow.safetensors",
             safetensors_with(
@@ -501,7 +534,13 @@ fn pickle_int(i: i32) -> Vec<u8> {
 }
 
 /// `{name: _rebuild_tensor_v2(storage, offset, size, stride)}` with the given pieces.
-fn pickle_tensor_dict(name: &str, size: &[i32], stride: &[i32], offset: i32, storage: i32) -> Vec<u8> {
+fn pickle_tensor_dict(
+    name: &str,
+    size: &[i32],
+    stride: &[i32],
+    offset: i32,
+    storage: i32,
+) -> Vec<u8> {
     let mut b = PROTO2.to_vec();
     b.push(b'}');
     b.extend(pickle_str(name));
@@ -554,8 +593,15 @@ fn pth_zip(pickle: &[u8], storage: &[u8]) -> Vec<u8> {
 fn a_valid_hand_made_pth_is_read() {
     let dir = tmp();
     let p = dir.path().join("ok.pth");
-    let data: Vec<u8> = [0.5f32, -1.0].iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(&p, pth_zip(&pickle_tensor_dict("bn1.bias", &[2], &[1], 0, 2), &data)).unwrap();
+    let data: Vec<u8> = [0.5f32, -1.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(
+        &p,
+        pth_zip(&pickle_tensor_dict("bn1.bias", &[2], &[1], 0, 2), &data),
+    )
+    .unwrap();
     let w = read_weights(&p).unwrap();
     assert_eq!(w.len(), 1);
     assert_eq!(w[0].1.to_vec1::<f32>().unwrap(), vec![0.5, -1.0]);
@@ -566,17 +612,32 @@ fn hostile_pickles_are_refused_naming_the_file() {
     let data = vec![0u8; 64];
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         // A tensor of 10^12 floats over a 64-byte storage.
-        ("trillion.pth", pickle_tensor_dict("t", &[1_000_000, 1_000_000], &[1_000_000, 1], 0, 16)),
+        (
+            "trillion.pth",
+            pickle_tensor_dict("t", &[1_000_000, 1_000_000], &[1_000_000, 1], 0, 16),
+        ),
         // Storage that claims the elements but whose entry is 64 bytes.
-        ("storage.pth", pickle_tensor_dict("t", &[1 << 30], &[1], 0, 1 << 30)),
+        (
+            "storage.pth",
+            pickle_tensor_dict("t", &[1 << 30], &[1], 0, 1 << 30),
+        ),
         // A shape whose product overflows usize.
         (
             "overflow.pth",
-            pickle_tensor_dict("t", &[i32::MAX, i32::MAX, i32::MAX, 8], &[1, 1, 1, 1], 0, 16),
+            pickle_tensor_dict(
+                "t",
+                &[i32::MAX, i32::MAX, i32::MAX, 8],
+                &[1, 1, 1, 1],
+                0,
+                16,
+            ),
         ),
         ("negative.pth", pickle_tensor_dict("t", &[4], &[1], -3, 16)),
         ("rank.pth", pickle_tensor_dict("t", &[2, 2], &[1], 0, 16)),
-        ("strided.pth", pickle_tensor_dict("t", &[2, 2], &[5, 7], 0, 16)),
+        (
+            "strided.pth",
+            pickle_tensor_dict("t", &[2, 2], &[5, 7], 0, 16),
+        ),
     ];
     // A string opcode claiming 4 GB.
     let mut huge = PROTO2.to_vec();

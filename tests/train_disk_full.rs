@@ -57,7 +57,10 @@ fn a_full_disk_stops_training_and_the_last_checkpoint_resumes() {
     let model = file_len(&good.join(checkpoint::MODEL_FILE));
     let small = files(&run)
         .iter()
-        .filter(|p| !p.extension().is_some_and(|e| e == "safetensors" || e == "png"))
+        .filter(|p| {
+            !p.extension()
+                .is_some_and(|e| e == "safetensors" || e == "png")
+        })
         .map(|p| file_len(p))
         .max()
         .unwrap();
@@ -71,14 +74,20 @@ fn a_full_disk_stops_training_and_the_last_checkpoint_resumes() {
 
     let out = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("trap '' XFSZ; ulimit -f {blocks} && exec \"$0\" \"$@\""))
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {blocks} && exec \"$0\" \"$@\""
+        ))
         .arg(env!("CARGO_BIN_EXE_hmreg"))
         .args(["train", "--resume", "--quiet", "--out"])
         .arg(&run)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "exit status on a full disk: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit status on a full disk: {stderr}"
+    );
     assert!(
         stderr.contains(checkpoint::MODEL_FILE) || stderr.contains(checkpoint::OPTIMIZER_FILE),
         "the error does not name the checkpoint file: {stderr}"
@@ -96,7 +105,10 @@ fn a_full_disk_stops_training_and_the_last_checkpoint_resumes() {
         .filter(|p| p.to_string_lossy().contains(".tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    assert!(!root.join("epoch-0002").join(checkpoint::MANIFEST_FILE).exists());
+    assert!(!root
+        .join("epoch-0002")
+        .join(checkpoint::MANIFEST_FILE)
+        .exists());
     assert_eq!(checkpoint::latest(&root).unwrap().as_deref(), Some(&*good));
     let state = checkpoint::read_state(&good).unwrap();
     assert_eq!(state.progress.epoch, 1);
