@@ -11,6 +11,7 @@ pub mod hrnet;
 pub mod layers;
 pub mod params;
 pub mod pretrained;
+pub mod pth;
 pub mod resnet;
 pub mod unet;
 

@@ -227,15 +227,34 @@ impl ParamStore {
                 }
             }
         }
+        // Every tensor is converted before any is set: a file tensor of a dtype that cannot become
+        // f32 (safetensors' sub-byte float types, say) refuses the load, naming the file and the
+        // tensor, and leaves the model as it was.
+        let mut converted = Vec::new();
         for p in &self.params {
             match tensors.get(&p.name) {
                 Some(t) => {
-                    p.var
-                        .set(&t.to_dtype(DType::F32)?.to_device(&self.device)?)?;
-                    report.loaded.push(p.name.clone());
+                    let t = t
+                        .to_dtype(DType::F32)
+                        .and_then(|t| t.to_device(&self.device))
+                        .map_err(|e| {
+                            Error::file(
+                                source,
+                                format!(
+                                    "tensor `{}` ({:?}) cannot be read as f32: {e}",
+                                    p.name,
+                                    t.dtype()
+                                ),
+                            )
+                        })?;
+                    converted.push((p, t));
                 }
                 None => report.missing.push(p.name.clone()),
             }
+        }
+        for (p, t) in converted {
+            p.var.set(&t)?;
+            report.loaded.push(p.name.clone());
         }
         let mut unused: Vec<String> = tensors
             .keys()

@@ -55,7 +55,9 @@ pub fn read_weights(path: &Path) -> Result<Vec<(String, Tensor)>> {
             .map_err(|e| Error::file(path, format!("not a weights file (too short): {e}")))?;
     }
     if &magic == b"PK\x03\x04" {
-        read_pth(path)
+        let mut v = super::pth::read_pth(path, &NESTED_KEYS)?;
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(v)
     } else {
         let map = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| {
             Error::file(
@@ -67,28 +69,6 @@ pub fn read_weights(path: &Path) -> Result<Vec<(String, Tensor)>> {
         v.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(v)
     }
-}
-
-fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let top = candle_core::pickle::read_all(path)
-        .map_err(|e| Error::file(path, format!("cannot read PyTorch checkpoint: {e}")))?;
-    if !top.is_empty() {
-        return Ok(top);
-    }
-    for key in NESTED_KEYS {
-        if let Ok(v) = candle_core::pickle::read_all_with_key(path, Some(key)) {
-            if !v.is_empty() {
-                return Ok(v);
-            }
-        }
-    }
-    Err(Error::file(
-        path,
-        format!(
-            "no tensors found at the top level or under {}",
-            NESTED_KEYS.join(", ")
-        ),
-    ))
 }
 
 /// File tensors that no model here keeps: PyTorch BatchNorm's step counter (only its momentum-free

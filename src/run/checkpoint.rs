@@ -329,7 +329,10 @@ pub fn verify(dir: &Path, manifest: &Manifest) -> Result<()> {
     for f in &manifest.files {
         let path = dir.join(&f.name);
         let meta = std::fs::metadata(&path).map_err(|e| {
-            Error::file(&path, format!("checkpoint file missing or unreadable: {e}"))
+            Error::file(
+                &path,
+                format!("checkpoint file listed in {MANIFEST_FILE} is missing or unreadable: {e}"),
+            )
         })?;
         if meta.len() != f.bytes {
             return Err(Error::file(

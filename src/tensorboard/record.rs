@@ -38,7 +38,9 @@ pub fn read_records(bytes: &[u8]) -> Result<Vec<&[u8]>, String> {
         }
         let n = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
         let start = at + 12;
-        let Some(end) = start.checked_add(n).filter(|e| e + 4 <= bytes.len()) else {
+        // Checked twice: a length near 2^64 (with a matching CRC) must not wrap past the end.
+        let fits = |e: &usize| e.checked_add(4).is_some_and(|x| x <= bytes.len());
+        let Some(end) = start.checked_add(n).filter(fits) else {
             break; // torn data
         };
         let data = &bytes[start..end];

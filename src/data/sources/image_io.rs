@@ -53,7 +53,7 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
 /// The stored pixels and the orientation tag (identity when there is none or it is invalid:
 /// a broken tag is no reason to refuse the pixels).
 fn decode_oriented(bytes: &[u8], path: &Path) -> Result<(RgbImage, Orientation)> {
-    let reader = ImageReader::new(Cursor::new(bytes))
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let format = reader.format();
@@ -67,13 +67,55 @@ fn decode_oriented(bytes: &[u8], path: &Path) -> Result<(RgbImage, Orientation)>
         ));
     }
     let decode_err = |e: image::ImageError| Error::file(path, format!("cannot decode image: {e}"));
+    // The header's size is checked first, for a message that says it; the decoder's limits
+    // then bound what it allocates (ancillary chunks and metadata too).
+    reader.no_limits();
     let mut decoder = reader.into_decoder().map_err(decode_err)?;
+    check_size(path, decoder.dimensions())?;
+    decoder.set_limits(decode_limits()).map_err(decode_err)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
     if img.width() == 0 || img.height() == 0 {
         return Err(Error::file(path, "image has zero width or height"));
     }
     Ok((img.into_rgb8(), orientation))
+}
+
+/// The longest side a photo may have. Phones write 12-50 megapixels (about 8000 pixels on the
+/// long side); a header that claims more is refused before any pixel buffer is allocated.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+
+/// The most a single decode may allocate: a 16384 x 16384 RGB image (768 MiB) fits, a 16-bit
+/// RGBA one of that size (2 GiB) does not.
+const MAX_DECODE_BYTES: u64 = 1 << 30;
+
+/// The decoders' own limits, so that what a header claims is checked against them too.
+fn decode_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    limits
+}
+
+/// Refuses a header's size before decoding: zero sides and sides over [`MAX_IMAGE_SIDE`].
+fn check_size(path: &Path, (w, h): (u32, u32)) -> Result<()> {
+    if w == 0 || h == 0 {
+        return Err(Error::file(
+            path,
+            format!("image header claims {w}x{h} pixels"),
+        ));
+    }
+    if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE {
+        return Err(Error::file(
+            path,
+            format!(
+                "image header claims {w}x{h} pixels; sides over {MAX_IMAGE_SIDE} are refused \
+                 (downscale the photo first)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What an image's header says: its stored size and its EXIF orientation (1 = none).
