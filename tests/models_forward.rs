@@ -311,3 +311,29 @@ fn heatmap_stride_sets_the_map_size() {
         assert!(err.to_string().contains("heatmap_stride"), "{err}");
     }
 }
+
+/// Any code written against Candle's `ModuleT` runs the networks.
+fn forward_module<M: candle_core::ModuleT + ?Sized>(m: &M, x: &Tensor) -> Tensor {
+    m.forward_t(x, false).unwrap()
+}
+
+#[test]
+fn networks_are_candle_modules() {
+    for (arch, width) in [(Arch::Hrnet18, 0.25), (Arch::UnetResnet18, 0.0625)] {
+        let (_, net) = thin(arch, width, 4);
+        let x = image(1, 64, 64, 5);
+        let want: Vec<f32> = net
+            .forward_t(&x, false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let got: Vec<f32> = forward_module(&*net, &x)
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(got, want, "{arch}");
+    }
+}

@@ -10,11 +10,11 @@
 //! The output resizes all branches to 1/4 resolution (bilinear, align_corners=False) and
 //! concatenates them (15C channels). Init follows `init_weights`: convs N(0, 0.001²), BN 1/0.
 
-use candle_core::Tensor;
+use candle_core::{Module, ModuleT, Tensor};
 
-use super::blocks::{BasicBlock, Bottleneck};
+use super::blocks::{BasicBlock, Bottleneck, ConvBn, ConvBnConfig};
 use super::describe::{Describer, NetDescription, Value, INPUT};
-use super::layers::{conv_bn, BatchNorm2d, Builder, Conv2d, ConvConfig, Init, LayerInfo, BN_TORCH};
+use super::layers::{Builder, Conv2d, ConvConfig, Init, LayerInfo, BN_TORCH};
 use super::params::{ParamGroup, ParamStore};
 use super::{HeadKind, KeypointNet};
 use crate::Result;
@@ -22,13 +22,16 @@ use crate::Result;
 /// HRNet's `init_weights`: every conv ~ N(0, 0.001²).
 const INIT: Init = Init::Normal(0.001);
 
-/// Every HRNet convolution: no bias, [`INIT`]; stride 1 and no padding unless set.
-const CONV: ConvConfig = ConvConfig {
-    stride: 1,
-    padding: 0,
-    bias: false,
-    init: INIT,
-};
+/// HRNet's head convolutions: 1x1, no bias, [`INIT`].
+const CONV: ConvConfig = ConvConfig::with_init(INIT).no_bias();
+
+/// 3x3, stride 1, ReLU: the stem's second conv's shape at stride 1, a transition that changes
+/// the channels only.
+const SAME: ConvBnConfig = ConvBnConfig::new(3, INIT);
+/// 3x3, stride 2, ReLU: a downsampling step (the stem, new branches, fusions from above).
+const DOWN: ConvBnConfig = SAME.stride(2);
+/// 1x1, stride 1, no ReLU: a fusion step from a lower resolution (before upsampling).
+const UP: ConvBnConfig = ConvBnConfig::new(1, INIT).no_relu();
 
 /// Widths of an HRNet variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,78 +58,6 @@ impl HrnetWidths {
     /// Channels of the concatenated output.
     pub fn out_channels(&self) -> usize {
         self.branches(4).iter().sum()
-    }
-}
-
-/// Conv + BN with an optional ReLU after.
-struct ConvBn {
-    conv: Conv2d,
-    bn: BatchNorm2d,
-    relu: bool,
-}
-
-/// The shape of a [`ConvBn`]: a square `kernel` with "same" padding (`kernel / 2`), no bias,
-/// HRNet's init, then BN and, with `relu`, a ReLU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct ConvBnConfig {
-    kernel: usize,
-    stride: usize,
-    relu: bool,
-}
-
-impl ConvBnConfig {
-    /// 1x1, stride 1, no ReLU: a fusion step from a lower resolution (before upsampling).
-    const UP: Self = ConvBnConfig {
-        kernel: 1,
-        stride: 1,
-        relu: false,
-    };
-    /// 3x3, stride 1, ReLU: a transition that changes the channels only.
-    const SAME: Self = ConvBnConfig {
-        kernel: 3,
-        stride: 1,
-        relu: true,
-    };
-    /// 3x3, stride 2, ReLU: a downsampling step.
-    const DOWN: Self = ConvBnConfig {
-        kernel: 3,
-        stride: 2,
-        relu: true,
-    };
-}
-
-impl ConvBn {
-    fn new(
-        b: &mut Builder,
-        name: &str,
-        input: [usize; 3],
-        c_out: usize,
-        cfg: ConvBnConfig,
-    ) -> Result<(Self, [usize; 3])> {
-        let (conv, s) = b.conv(
-            &format!("{name}.0"),
-            input,
-            c_out,
-            cfg.kernel,
-            ConvConfig {
-                stride: cfg.stride,
-                padding: cfg.kernel / 2,
-                ..CONV
-            },
-        )?;
-        let bn = b.bn(&format!("{name}.1"), s, BN_TORCH)?;
-        let relu = cfg.relu;
-        Ok((ConvBn { conv, bn, relu }, s))
-    }
-
-    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        conv_bn(&self.conv, &self.bn, x, train, self.relu)
-    }
-}
-
-impl ConvBn {
-    fn describe(&self, d: &mut Describer, x: Value) -> Result<Value> {
-        d.conv_bn(x, &self.conv, &self.bn, self.relu)
     }
 }
 
@@ -164,65 +95,52 @@ struct HrModule {
 }
 
 impl HrModule {
+    /// `branches.i.k` (BasicBlocks) and `fuse_layers.i.j` in `b`'s scope.
     fn new(
         b: &mut Builder,
-        name: &str,
         shapes: &[[usize; 3]],
         blocks: usize,
     ) -> Result<(Self, Vec<[usize; 3]>)> {
         let n = shapes.len();
         let mut branches = Vec::with_capacity(n);
+        let mut bb = b.pp("branches");
         for (i, &s) in shapes.iter().enumerate() {
+            let mut branch = bb.pp(i);
             let mut blks = Vec::with_capacity(blocks);
             let mut cur = s;
             for k in 0..blocks {
-                let (blk, s2) = BasicBlock::new(
-                    b,
-                    &format!("{name}.branches.{i}.{k}"),
-                    cur,
-                    s[0],
-                    1,
-                    INIT,
-                    BN_TORCH,
-                )?;
+                let (blk, s2) = BasicBlock::new(&mut branch.pp(k), cur, s[0], 1, INIT, BN_TORCH)?;
                 cur = s2;
                 blks.push(blk);
             }
             branches.push(blks);
         }
         let mut fuse = Vec::with_capacity(n);
+        let mut fb = b.pp("fuse_layers");
         for i in 0..n {
+            let mut target = fb.pp(i);
             let mut row = Vec::with_capacity(n);
             for j in 0..n {
-                let fname = format!("{name}.fuse_layers.{i}.{j}");
+                let mut f_b = target.pp(j);
                 let f = if j == i {
                     Fuse::Identity
                 } else if j > i {
-                    let (step, s) =
-                        ConvBn::new(b, &fname, shapes[j], shapes[i][0], ConvBnConfig::UP)?;
+                    let (step, s) = ConvBn::sequential(&mut f_b, shapes[j], shapes[i][0], UP)?;
                     let factor = 1 << (j - i);
-                    b.note(
-                        &format!("{fname}.2"),
-                        "Upsample(nearest)",
-                        [s[0], s[1] * factor, s[2] * factor],
-                    );
+                    let up = [s[0], s[1] * factor, s[2] * factor];
+                    f_b.note("2", "Upsample(nearest)", up);
                     Fuse::Up { step, factor }
                 } else {
                     let mut steps = Vec::with_capacity(i - j);
                     let mut cur = shapes[j];
                     for k in 0..i - j {
                         let last = k == i - j - 1;
-                        let c_out = if last { shapes[i][0] } else { shapes[j][0] };
-                        let (step, s) = ConvBn::new(
-                            b,
-                            &format!("{fname}.{k}"),
-                            cur,
-                            c_out,
-                            ConvBnConfig {
-                                relu: !last,
-                                ..ConvBnConfig::DOWN
-                            },
-                        )?;
+                        let (c_out, cfg) = if last {
+                            (shapes[i][0], DOWN.no_relu())
+                        } else {
+                            (shapes[j][0], DOWN)
+                        };
+                        let (step, s) = ConvBn::sequential(&mut f_b.pp(k), cur, c_out, cfg)?;
                         cur = s;
                         steps.push(step);
                     }
@@ -319,12 +237,11 @@ impl HrModule {
 /// Per new or changed branch: the conv+BN+ReLU steps of a transition (None: passed through).
 type Transition = Vec<Option<Vec<ConvBn>>>;
 
-/// Builds `transitionK`: branches whose width changes get one 3x3 conv (`transitionK.i.{0,1}`);
-/// each new branch comes from the lowest-resolution previous branch by 3x3/s2 steps
-/// (`transitionK.i.j.{0,1}`).
+/// Builds a transition in `b`'s scope (`transitionK`): branches whose width changes get one 3x3
+/// conv (`i.{0,1}`); each new branch comes from the lowest-resolution previous branch by 3x3/s2
+/// steps (`i.j.{0,1}`).
 fn transition(
     b: &mut Builder,
-    name: &str,
     pre: &[[usize; 3]],
     channels: &[usize],
 ) -> Result<(Transition, Vec<[usize; 3]>)> {
@@ -333,8 +250,7 @@ fn transition(
     for (i, &c) in channels.iter().enumerate() {
         if i < pre.len() {
             if pre[i][0] != c {
-                let (step, s) =
-                    ConvBn::new(b, &format!("{name}.{i}"), pre[i], c, ConvBnConfig::SAME)?;
+                let (step, s) = ConvBn::sequential(&mut b.pp(i), pre[i], c, SAME)?;
                 t.push(Some(vec![step]));
                 shapes.push(s);
             } else {
@@ -347,13 +263,7 @@ fn transition(
             let mut steps = Vec::with_capacity(extra);
             for j in 0..extra {
                 let c_out = if j == i - pre.len() { c } else { cur[0] };
-                let (step, s) = ConvBn::new(
-                    b,
-                    &format!("{name}.{i}.{j}"),
-                    cur,
-                    c_out,
-                    ConvBnConfig::DOWN,
-                )?;
+                let (step, s) = ConvBn::sequential(&mut b.pp(i).pp(j), cur, c_out, DOWN)?;
                 cur = s;
                 steps.push(step);
             }
@@ -366,10 +276,8 @@ fn transition(
 
 /// The HRNet backbone: image `(N, 3, H, W)` to `(N, 15 C, H / 4, W / 4)`.
 pub struct HrnetBackbone {
-    conv1: Conv2d,
-    bn1: BatchNorm2d,
-    conv2: Conv2d,
-    bn2: BatchNorm2d,
+    /// `conv1`/`bn1` and `conv2`/`bn2`: two 3x3/s2 convs with BN and ReLU.
+    stem: [ConvBn; 2],
     layer1: Vec<Bottleneck>,
     transitions: Vec<Transition>,
     stages: Vec<Vec<HrModule>>,
@@ -388,36 +296,14 @@ impl HrnetBackbone {
         input: [usize; 3],
         widths: HrnetWidths,
     ) -> Result<(Self, [usize; 3])> {
-        b.group = ParamGroup::Encoder;
-        let (conv1, s) = b.conv(
-            "conv1",
-            input,
-            widths.stem,
-            3,
-            ConvConfig {
-                stride: 2,
-                padding: 1,
-                ..CONV
-            },
-        )?;
-        let bn1 = b.bn("bn1", s, BN_TORCH)?;
-        let (conv2, s) = b.conv(
-            "conv2",
-            s,
-            widths.stem,
-            3,
-            ConvConfig {
-                stride: 2,
-                padding: 1,
-                ..CONV
-            },
-        )?;
-        let bn2 = b.bn("bn2", s, BN_TORCH)?;
+        b.set_group(ParamGroup::Encoder);
+        let (stem1, s) = ConvBn::new(b, ["conv1", "bn1"], input, widths.stem, DOWN)?;
+        let (stem2, s) = ConvBn::new(b, ["conv2", "bn2"], s, widths.stem, DOWN)?;
         let mut layer1 = Vec::with_capacity(4);
         let mut s = s;
+        let mut l1 = b.pp("layer1");
         for k in 0..4 {
-            let (blk, s2) =
-                Bottleneck::new(b, &format!("layer1.{k}"), s, widths.stem, 1, INIT, BN_TORCH)?;
+            let (blk, s2) = Bottleneck::new(&mut l1.pp(k), s, widths.stem, 1, INIT, BN_TORCH)?;
             s = s2;
             layer1.push(blk);
         }
@@ -426,13 +312,17 @@ impl HrnetBackbone {
         let mut stages = Vec::with_capacity(3);
         for (k, &modules) in STAGE_MODULES.iter().enumerate() {
             let channels = widths.branches(k + 2);
-            let (t, sh) = transition(b, &format!("transition{}", k + 1), &shapes, &channels)?;
+            let (t, sh) = transition(
+                &mut b.pp(format!("transition{}", k + 1)),
+                &shapes,
+                &channels,
+            )?;
             transitions.push(t);
             shapes = sh;
             let mut mods = Vec::with_capacity(modules);
+            let mut stage = b.pp(format!("stage{}", k + 2));
             for m in 0..modules {
-                let (module, sh) =
-                    HrModule::new(b, &format!("stage{}.{m}", k + 2), &shapes, BLOCKS)?;
+                let (module, sh) = HrModule::new(&mut stage.pp(m), &shapes, BLOCKS)?;
                 shapes = sh;
                 mods.push(module);
             }
@@ -443,10 +333,7 @@ impl HrnetBackbone {
         b.note("upsample+cat", "Concat(bilinear)", out);
         Ok((
             HrnetBackbone {
-                conv1,
-                bn1,
-                conv2,
-                bn2,
+                stem: [stem1, stem2],
                 layer1,
                 transitions,
                 stages,
@@ -462,8 +349,8 @@ impl HrnetBackbone {
 
     /// The four branch outputs (resolutions 1/4, 1/8, 1/16, 1/32).
     pub fn branches_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Vec<Tensor>> {
-        let y = conv_bn(&self.conv1, &self.bn1, x, train, true)?;
-        let mut y = conv_bn(&self.conv2, &self.bn2, &y, train, true)?;
+        let y = self.stem[0].forward_t(x, train)?;
+        let mut y = self.stem[1].forward_t(&y, train)?;
         for blk in &self.layer1 {
             y = blk.forward_t(&y, train)?;
         }
@@ -485,10 +372,10 @@ impl HrnetBackbone {
         Ok(xs)
     }
 
-    /// [`Self::forward_t`] in inference, as operations.
+    /// [`ModuleT::forward_t`] in inference, as operations.
     pub fn describe(&self, d: &mut Describer, x: Value) -> Result<Value> {
-        let y = d.conv_bn(x, &self.conv1, &self.bn1, true)?;
-        let mut y = d.conv_bn(y, &self.conv2, &self.bn2, true)?;
+        let y = self.stem[0].describe(d, x)?;
+        let mut y = self.stem[1].describe(d, y)?;
         for blk in &self.layer1 {
             y = blk.describe(d, y)?;
         }
@@ -513,9 +400,11 @@ impl HrnetBackbone {
         }
         d.concat(parts)
     }
+}
 
-    /// All branches resized to the highest resolution and concatenated along channels.
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+/// All branches resized to the highest resolution and concatenated along channels.
+impl ModuleT for HrnetBackbone {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let xs = self.branches_t(x, train)?;
         let (_, _, h, w) = xs[0].dims4()?;
         let mut parts = Vec::with_capacity(xs.len());
@@ -532,9 +421,10 @@ const NATIVE_STRIDE: usize = 4;
 /// HRNet backbone + the binary head: 1x1 conv (no bias), BN, ReLU, 1x1 conv to L maps (no bias).
 pub struct HrnetKeypointNet {
     backbone: HrnetBackbone,
-    head0: Conv2d,
-    head1: BatchNorm2d,
-    head3: Conv2d,
+    /// `head.0`, `head.1` (and the ReLU `head.2`).
+    head_bn: ConvBn,
+    /// `head.3`.
+    head_out: Conv2d,
     rows: Vec<LayerInfo>,
     /// Input pixels per output pixel (4, or coarser through [`Self::with_heatmap_stride`]).
     stride: usize,
@@ -551,22 +441,23 @@ impl HrnetKeypointNet {
         input_size: usize,
         head: HeadKind,
     ) -> Result<Self> {
-        let mut b = Builder::new(store);
+        let mut rows = Vec::new();
+        let mut b = Builder::new(store, &mut rows);
         let (backbone, s) = HrnetBackbone::new(
             &mut b,
             [3, input_size, input_size],
             HrnetWidths::scaled(base, width),
         )?;
-        b.group = ParamGroup::Head;
-        let (head0, s) = b.conv("head.0", s, s[0], 1, CONV)?;
-        let head1 = b.bn("head.1", s, BN_TORCH)?;
-        let (head3, _) = b.conv("head.3", s, points * head.channels_per_point(), 1, CONV)?;
-        let rows = b.rows;
+        b.set_group(ParamGroup::Head);
+        let mut hb = b.pp("head");
+        let head_cfg = ConvBnConfig::new(1, INIT);
+        let (head_bn, s) = ConvBn::sequential(&mut hb, s, s[0], head_cfg)?;
+        let maps = points * head.channels_per_point();
+        let (head_out, _) = hb.conv("3", s, maps, 1, CONV)?;
         Ok(HrnetKeypointNet {
             backbone,
-            head0,
-            head1,
-            head3,
+            head_bn,
+            head_out,
             rows,
             stride: NATIVE_STRIDE,
             head,
@@ -602,8 +493,8 @@ impl KeypointNet for HrnetKeypointNet {
         if pool > 1 {
             f = f.avg_pool2d(pool)?;
         }
-        let y = conv_bn(&self.head0, &self.head1, &f, train, true)?;
-        self.head.maps(self.head3.forward(&y)?)
+        let y = self.head_bn.forward_t(&f, train)?;
+        self.head.maps(self.head_out.forward(&y)?)
     }
 
     fn stride(&self) -> usize {
@@ -621,8 +512,8 @@ impl KeypointNet for HrnetKeypointNet {
         if pool > 1 {
             f = d.avg_pool(f, pool)?;
         }
-        let y = d.conv_bn(f, &self.head0, &self.head1, true)?;
-        let y = d.head(y, &self.head3, self.head)?;
+        let y = self.head_bn.describe(&mut d, f)?;
+        let y = d.head(y, &self.head_out, self.head)?;
         Ok(d.finish(y))
     }
 }

@@ -4,7 +4,7 @@
 //! Every convolution and batch norm goes through [`crate::ops::conv2d`] and
 //! [`crate::ops::batch_norm`], so faster kernels replace Candle's without touching the models.
 
-use candle_core::{Tensor, Var};
+use candle_core::{Module, ModuleT, Tensor, Var};
 
 use super::params::{ParamGroup, ParamKind, ParamStore};
 use super::BatchNormMode;
@@ -76,11 +76,42 @@ pub struct ConvConfig {
 
 impl Default for ConvConfig {
     fn default() -> Self {
+        ConvConfig::with_init(Init::TorchDefault)
+    }
+}
+
+/// Constructors in the manner of candle-nn's config structs, `const` so that a model can name
+/// its usual convolution once (`const CONV3: ConvConfig = ConvConfig::with_init(INIT).same(3)`).
+impl ConvConfig {
+    /// PyTorch's `nn.Conv2d` defaults (stride 1, no padding, a bias) with weights from `init`.
+    pub const fn with_init(init: Init) -> Self {
         ConvConfig {
             stride: 1,
             padding: 0,
             bias: true,
-            init: Init::TorchDefault,
+            init,
+        }
+    }
+
+    pub const fn stride(self, stride: usize) -> Self {
+        ConvConfig { stride, ..self }
+    }
+
+    pub const fn padding(self, padding: usize) -> Self {
+        ConvConfig { padding, ..self }
+    }
+
+    /// "Same" padding for an odd `kernel` (`kernel / 2` on each side): the output keeps the
+    /// input's size at stride 1 and halves it at stride 2.
+    pub const fn same(self, kernel: usize) -> Self {
+        self.padding(kernel / 2)
+    }
+
+    /// No bias: the layer is followed by a BatchNorm, whose shift would cancel it.
+    pub const fn no_bias(self) -> Self {
+        ConvConfig {
+            bias: false,
+            ..self
         }
     }
 }
@@ -94,8 +125,8 @@ pub struct Conv2d {
     pub padding: usize,
 }
 
-impl Conv2d {
-    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         crate::ops::conv2d(
             x,
             &self.weight,
@@ -105,7 +136,9 @@ impl Conv2d {
             1,
         )
     }
+}
 
+impl Conv2d {
     /// The convolution followed by a ReLU, fused on the CPU.
     pub fn forward_relu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         crate::ops::conv2d_relu(
@@ -149,10 +182,6 @@ impl BatchNorm2d {
         }
     }
 
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        self.forward_act(x, train, false)
-    }
-
     /// `relu(bn(x))`, fused into one op on the CPU.
     pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         self.forward_act(x, train, true)
@@ -174,6 +203,13 @@ impl BatchNorm2d {
         } else {
             crate::ops::batch_norm(x, self.params(), cfg)
         }
+    }
+}
+
+/// Batch statistics when `train` (and the layer's mode allows), running statistics otherwise.
+impl ModuleT for BatchNorm2d {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        self.forward_act(x, train, false)
     }
 }
 
@@ -228,19 +264,54 @@ pub fn out_size(size: usize, kernel: usize, stride: usize, padding: usize) -> us
     (size + 2 * padding - kernel) / stride + 1
 }
 
-/// Creates layers in a store under one parameter group, recording a summary row for each.
+/// Creates layers in a store under one parameter group, recording a summary row for each, in
+/// the manner of candle-nn's `VarBuilder`: a builder has a scope (a name prefix), [`Builder::pp`]
+/// opens a sub-scope on the same store, and layers take their local name (`b.pp("layer1").pp(0)`
+/// then `conv("conv1", ...)` makes `layer1.0.conv1.weight`). Parameters are created in call order,
+/// which is the order the store's seeded generator draws them in.
 pub struct Builder<'a> {
-    pub store: &'a mut ParamStore,
-    pub group: ParamGroup,
-    pub rows: Vec<LayerInfo>,
+    store: &'a mut ParamStore,
+    rows: &'a mut Vec<LayerInfo>,
+    /// The scope's dotted prefix, empty at the root.
+    prefix: String,
+    group: ParamGroup,
 }
 
 impl<'a> Builder<'a> {
-    pub fn new(store: &'a mut ParamStore) -> Self {
+    /// A builder at the root scope (group: encoder) whose summary rows go to `rows`.
+    pub fn new(store: &'a mut ParamStore, rows: &'a mut Vec<LayerInfo>) -> Self {
         Builder {
             store,
+            rows,
+            prefix: String::new(),
             group: ParamGroup::Encoder,
-            rows: Vec::new(),
+        }
+    }
+
+    /// A builder for the sub-scope `name` (candle-nn's `pp`, "push prefix"): same store, same
+    /// summary, same group until it sets its own.
+    pub fn pp(&mut self, name: impl ToString) -> Builder<'_> {
+        let prefix = self.path(&name.to_string());
+        Builder {
+            store: &mut *self.store,
+            rows: &mut *self.rows,
+            prefix,
+            group: self.group,
+        }
+    }
+
+    /// The group of the parameters created from here on (in this scope and the scopes opened
+    /// from it afterwards).
+    pub fn set_group(&mut self, group: ParamGroup) {
+        self.group = group;
+    }
+
+    /// The full name of `local` in this scope.
+    fn path(&self, local: &str) -> String {
+        if self.prefix.is_empty() {
+            local.to_string()
+        } else {
+            [self.prefix.as_str(), local].join(".")
         }
     }
 
@@ -264,6 +335,7 @@ impl<'a> Builder<'a> {
             bias,
             init,
         } = cfg;
+        let layer = self.path(name);
         let c_in = input[0];
         let shape = [c_out, c_in, kernel, kernel];
         let fan_in = (c_in * kernel * kernel) as f64;
@@ -279,7 +351,7 @@ impl<'a> Builder<'a> {
                 let sub = scale * scale;
                 if !c_out.is_multiple_of(sub) {
                     return Err(crate::Error::config(format!(
-                        "{name}: ICNR needs output channels ({c_out}) divisible by {sub}"
+                        "{layer}: ICNR needs output channels ({c_out}) divisible by {sub}"
                     )));
                 }
                 let base = self
@@ -293,9 +365,7 @@ impl<'a> Builder<'a> {
             }
         };
         let w_kind = ParamKind::Weight;
-        let weight = self
-            .store
-            .add(&format!("{name}.weight"), weight, self.group, w_kind)?;
+        let weight = self.add(&layer, "weight", weight, w_kind)?;
         let mut n_params = weight.elem_count();
         let mut n_frozen_trainable = if self.trainable_frozen(w_kind) {
             n_params
@@ -308,9 +378,7 @@ impl<'a> Builder<'a> {
                 Init::FastaiLinear => self.store.normal(&[c_out], 0.01)?,
                 _ => self.store.constant(&[c_out], 0.0)?,
             };
-            let b = self
-                .store
-                .add(&format!("{name}.bias"), b, self.group, ParamKind::Bias)?;
+            let b = self.add(&layer, "bias", b, ParamKind::Bias)?;
             n_params += c_out;
             if self.trainable_frozen(ParamKind::Bias) {
                 n_frozen_trainable += c_out;
@@ -325,7 +393,7 @@ impl<'a> Builder<'a> {
             out_size(input[2], kernel, stride, padding),
         ];
         self.rows.push(LayerInfo {
-            name: name.to_string(),
+            name: layer,
             kind: "Conv2d".into(),
             output,
             params: n_params,
@@ -344,20 +412,16 @@ impl<'a> Builder<'a> {
 
     /// Adds BatchNorm2d parameters `name.{weight,bias}` and buffers `name.{running_mean,running_var}`.
     pub fn bn(&mut self, name: &str, input: [usize; 3], init: BnInit) -> Result<BatchNorm2d> {
+        let layer = self.path(name);
         let c = input[0];
-        let g = self.group;
         let w = self.store.constant(&[c], 1.0)?;
-        let weight = self
-            .store
-            .add(&format!("{name}.weight"), w, g, ParamKind::Norm)?;
+        let weight = self.add(&layer, "weight", w, ParamKind::Norm)?;
         let b = self.store.constant(&[c], init.bias)?;
-        let bias = self
-            .store
-            .add(&format!("{name}.bias"), b, g, ParamKind::Norm)?;
-        let running_mean = self.buffer(&format!("{name}.running_mean"), c, 0.0)?;
-        let running_var = self.buffer(&format!("{name}.running_var"), c, 1.0)?;
+        let bias = self.add(&layer, "bias", b, ParamKind::Norm)?;
+        let running_mean = self.buffer(&layer, "running_mean", c, 0.0)?;
+        let running_var = self.buffer(&layer, "running_var", c, 1.0)?;
         self.rows.push(LayerInfo {
-            name: name.to_string(),
+            name: layer,
             kind: "BatchNorm2d".into(),
             output: input,
             params: 2 * c,
@@ -372,12 +436,19 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn buffer(&mut self, name: &str, c: usize, value: f32) -> Result<Var> {
+    /// Registers `layer.tensor` (a full layer name, then the tensor's own) in the store.
+    fn add(&mut self, layer: &str, tensor: &str, t: Tensor, kind: ParamKind) -> Result<Tensor> {
+        self.store
+            .add(&[layer, tensor].join("."), t, self.group, kind)
+    }
+
+    fn buffer(&mut self, layer: &str, tensor: &str, c: usize, value: f32) -> Result<Var> {
+        let name = [layer, tensor].join(".");
         let t = self.store.constant(&[c], value)?;
-        self.store.add(name, t, self.group, ParamKind::Buffer)?;
+        self.store.add(&name, t, self.group, ParamKind::Buffer)?;
         let p = self
             .store
-            .get(name)
+            .get(&name)
             .ok_or_else(|| crate::Error::Msg(format!("buffer `{name}` vanished")))?;
         Ok(p.var.clone())
     }
@@ -385,11 +456,55 @@ impl<'a> Builder<'a> {
     /// Records a parameter-free layer (pooling, shuffle, resize, concatenation) in the summary.
     pub fn note(&mut self, name: &str, kind: &str, output: [usize; 3]) {
         self.rows.push(LayerInfo {
-            name: name.to_string(),
+            name: self.path(name),
             kind: kind.to_string(),
             output,
             params: 0,
             trainable_frozen: 0,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scopes prefix every name a layer registers (parameters, buffers, summary rows), nest,
+    /// and carry the group of the scope they were opened from.
+    #[test]
+    fn scoped_builders_prefix_names_and_keep_creation_order() {
+        let dev = crate::device::test_device();
+        let mut store = ParamStore::new(&dev, 0);
+        let mut rows = Vec::new();
+        let mut b = Builder::new(&mut store, &mut rows);
+        let cfg = ConvConfig::with_init(Init::TorchDefault).no_bias().same(3);
+        let (_, s) = b.conv("conv1", [3, 8, 8], 4, 3, cfg).unwrap();
+        assert_eq!(s, [4, 8, 8], "same padding keeps the size at stride 1");
+        b.set_group(ParamGroup::Head);
+        let mut layer = b.pp("layer1");
+        let (_, s) = layer.pp(0).conv("conv", s, 2, 3, cfg.stride(2)).unwrap();
+        assert_eq!(s, [2, 4, 4], "same padding halves the size at stride 2");
+        layer.pp(0).bn("bn", s, BN_TORCH).unwrap();
+        layer.note("pool", "MaxPool2d", s);
+        let names: Vec<&str> = store.params().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "conv1.weight",
+                "layer1.0.conv.weight",
+                "layer1.0.bn.weight",
+                "layer1.0.bn.bias",
+                "layer1.0.bn.running_mean",
+                "layer1.0.bn.running_var",
+            ]
+        );
+        let groups: Vec<ParamGroup> = store.params().iter().map(|p| p.group).collect();
+        assert_eq!(groups[0], ParamGroup::Encoder);
+        assert!(groups[1..].iter().all(|&g| g == ParamGroup::Head));
+        let row_names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            row_names,
+            ["conv1", "layer1.0.conv", "layer1.0.bn", "layer1.pool"]
+        );
     }
 }

@@ -45,6 +45,14 @@ pub trait KeypointNet: Send + Sync {
     }
 }
 
+/// Every network is also a Candle [`ModuleT`](candle_core::ModuleT), so code written against
+/// Candle's traits (a generic `forward_t` caller, a wrapping module) takes `&*net` as it is.
+impl candle_core::ModuleT for dyn KeypointNet + '_ {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        KeypointNet::forward_t(self, x, train)
+    }
+}
+
 /// Spatial sizes the models accept: every model downsamples 5 times.
 pub const SIZE_MULTIPLE: usize = 32;
 

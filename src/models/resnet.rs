@@ -2,11 +2,11 @@
 //! `layer2.0.downsample.{0,1}`, ...), train-mode BatchNorm, and its skip features exposed.
 //! Random init follows torchvision: convs kaiming_normal(fan_out, relu), BN weight 1 bias 0.
 
-use candle_core::Tensor;
+use candle_core::{ModuleT, Tensor};
 
-use super::blocks::BasicBlock;
+use super::blocks::{BasicBlock, ConvBn, ConvBnConfig};
 use super::describe::{Describer, Value};
-use super::layers::{conv_bn, scaled, BatchNorm2d, Builder, Conv2d, ConvConfig, Init, BN_TORCH};
+use super::layers::{scaled, Builder, Init, BN_TORCH};
 use super::params::ParamGroup;
 use crate::Result;
 
@@ -25,32 +25,21 @@ pub struct ResnetFeatures {
 }
 
 pub struct Resnet18 {
-    conv1: Conv2d,
-    bn1: BatchNorm2d,
+    /// `conv1`, `bn1`: 7x7/s2 conv, BN, ReLU.
+    stem: ConvBn,
     layers: Vec<Vec<BasicBlock>>,
     /// Output shapes `[C, H, W]` of stem, layer1..layer4 for the configured input.
     pub shapes: [[usize; 3]; 5],
 }
 
 impl Resnet18 {
-    /// Registers the encoder (group: encoder) for `input = [3, H, W]`; `width` multiplies the
-    /// channel counts (1.0 = 64/128/256/512).
+    /// Registers the encoder (group: encoder) in `b`'s scope for `input = [3, H, W]`; `width`
+    /// multiplies the channel counts (1.0 = 64/128/256/512).
     pub fn new(b: &mut Builder, input: [usize; 3], width: f32) -> Result<Self> {
-        b.group = ParamGroup::Encoder;
+        b.set_group(ParamGroup::Encoder);
         let base = scaled(64, width);
-        let (conv1, stem) = b.conv(
-            "conv1",
-            input,
-            base,
-            7,
-            ConvConfig {
-                stride: 2,
-                padding: 3,
-                bias: false,
-                init: INIT,
-            },
-        )?;
-        let bn1 = b.bn("bn1", stem, BN_TORCH)?;
+        let stem_cfg = ConvBnConfig::new(7, INIT).stride(2);
+        let (stem_unit, stem) = ConvBn::new(b, ["conv1", "bn1"], input, base, stem_cfg)?;
         let mut s = [
             base,
             super::layers::out_size(stem[1], 3, 2, 1),
@@ -61,11 +50,12 @@ impl Resnet18 {
         let mut layers = Vec::with_capacity(4);
         for l in 0..4 {
             let planes = base << l;
+            let mut layer = b.pp(format!("layer{}", l + 1));
             let mut blocks = Vec::with_capacity(2);
             for k in 0..2 {
                 let stride = if l > 0 && k == 0 { 2 } else { 1 };
-                let name = format!("layer{}.{k}", l + 1);
-                let (blk, s2) = BasicBlock::new(b, &name, s, planes, stride, INIT, BN_TORCH)?;
+                let (blk, s2) =
+                    BasicBlock::new(&mut layer.pp(k), s, planes, stride, INIT, BN_TORCH)?;
                 s = s2;
                 blocks.push(blk);
             }
@@ -73,15 +63,14 @@ impl Resnet18 {
             layers.push(blocks);
         }
         Ok(Resnet18 {
-            conv1,
-            bn1,
+            stem: stem_unit,
             layers,
             shapes,
         })
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<ResnetFeatures> {
-        let stem = conv_bn(&self.conv1, &self.bn1, x, train, true)?;
+        let stem = self.stem.forward_t(x, train)?;
         let mut y = crate::ops::max_pool2d(&stem, 3, 2, 1)?;
         let mut outs = Vec::with_capacity(4);
         for blocks in &self.layers {
@@ -106,7 +95,7 @@ impl Resnet18 {
 
     /// [`Self::forward_t`] in inference, as operations: the values of stem, layer1..layer4.
     pub fn describe(&self, d: &mut Describer, x: Value) -> Result<[Value; 5]> {
-        let stem = d.conv_bn(x, &self.conv1, &self.bn1, true)?;
+        let stem = self.stem.describe(d, x)?;
         let mut y = d.max_pool(stem, 3, 2, 1);
         let mut outs = [stem; 5];
         for (l, blocks) in self.layers.iter().enumerate() {

@@ -9,7 +9,7 @@
 //! With 5 outputs at 256x256 this is 31,113,308 parameters, 11,166,912 of them in encoder convs
 //! (frozen by `fine_tune`'s first phase; encoder BatchNorm stays trainable).
 
-use candle_core::Tensor;
+use candle_core::{Module, Tensor};
 
 use super::describe::{Describer, NetDescription, Value, INPUT};
 use super::layers::{BatchNorm2d, Builder, Conv2d, ConvConfig, Init, LayerInfo, BN_FASTAI};
@@ -25,12 +25,13 @@ use crate::Result;
 const INIT: Init = Init::KaimingNormalFanIn;
 
 /// The decoder's 3x3 convolutions: stride 1, "same" padding, a bias, [`INIT`].
-const CONV3: ConvConfig = ConvConfig {
-    stride: 1,
-    padding: 1,
-    bias: true,
-    init: INIT,
-};
+const CONV3: ConvConfig = ConvConfig::with_init(INIT).same(3);
+
+/// fastai's `ConvLayer(ni, nf)` without norm, `Sequential(conv, ReLU)`: the 3x3 conv as `0` in
+/// `b`'s scope (the caller applies the ReLU, fused: [`Conv2d::forward_relu`]).
+fn conv_layer(b: &mut Builder, input: [usize; 3], nf: usize) -> Result<(Conv2d, [usize; 3])> {
+    b.conv("0", input, nf, 3, CONV3)
+}
 
 /// fastai's `PixelShuffle_ICNR(ni, nf)` without norm: 1x1 conv to `4 nf` (ICNR init, bias 0),
 /// ReLU, PixelShuffle(2).
@@ -39,29 +40,13 @@ struct PixelShuffleIcnr {
 }
 
 impl PixelShuffleIcnr {
-    fn new(
-        b: &mut Builder,
-        name: &str,
-        input: [usize; 3],
-        nf: usize,
-    ) -> Result<(Self, [usize; 3])> {
-        let (conv, s) = b.conv(
-            &format!("{name}.0.0"),
-            input,
-            nf * 4,
-            1,
-            ConvConfig {
-                init: Init::Icnr(2),
-                ..Default::default()
-            },
-        )?;
+    /// `0.0` (the conv inside its ConvLayer) and `1` (the shuffle) in `b`'s scope.
+    fn new(b: &mut Builder, input: [usize; 3], nf: usize) -> Result<(Self, [usize; 3])> {
+        let cfg = ConvConfig::with_init(Init::Icnr(2));
+        let (conv, s) = b.pp(0).conv("0", input, nf * 4, 1, cfg)?;
         let out = [nf, s[1] * 2, s[2] * 2];
-        b.note(&format!("{name}.1"), "PixelShuffle", out);
+        b.note("1", "PixelShuffle", out);
         Ok((PixelShuffleIcnr { conv }, out))
-    }
-
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        pixel_shuffle(&self.conv.forward_relu(x)?, 2)
     }
 
     fn describe(&self, d: &mut Describer, x: Value) -> Result<Value> {
@@ -75,6 +60,12 @@ impl PixelShuffleIcnr {
     }
 }
 
+impl Module for PixelShuffleIcnr {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        pixel_shuffle(&self.conv.forward_relu(x)?, 2)
+    }
+}
+
 /// fastai's UnetBlock: upsample, BN on the skip, concat, ReLU, two conv+ReLU.
 struct UnetBlock {
     shuf: PixelShuffleIcnr,
@@ -84,21 +75,21 @@ struct UnetBlock {
 }
 
 impl UnetBlock {
+    /// `shuf`, `bn`, `conv1`, `conv2` in `b`'s scope.
     fn new(
         b: &mut Builder,
-        name: &str,
         up_in: [usize; 3],
         skip: [usize; 3],
         final_div: bool,
     ) -> Result<(Self, [usize; 3])> {
-        let (shuf, up) = PixelShuffleIcnr::new(b, &format!("{name}.shuf"), up_in, up_in[0] / 2)?;
-        let bn = b.bn(&format!("{name}.bn"), skip, BN_FASTAI)?;
+        let (shuf, up) = PixelShuffleIcnr::new(&mut b.pp("shuf"), up_in, up_in[0] / 2)?;
+        let bn = b.bn("bn", skip, BN_FASTAI)?;
         let ni = up[0] + skip[0];
-        b.note(&format!("{name}.cat"), "Concat", [ni, skip[1], skip[2]]);
+        b.note("cat", "Concat", [ni, skip[1], skip[2]]);
         let nf = if final_div { ni } else { ni / 2 };
         let s = [ni, skip[1], skip[2]];
-        let (conv1, s) = b.conv(&format!("{name}.conv1.0"), s, nf, 3, CONV3)?;
-        let (conv2, s) = b.conv(&format!("{name}.conv2.0"), s, nf, 3, CONV3)?;
+        let (conv1, s) = conv_layer(&mut b.pp("conv1"), s, nf)?;
+        let (conv2, s) = conv_layer(&mut b.pp("conv2"), s, nf)?;
         Ok((
             UnetBlock {
                 shuf,
@@ -169,43 +160,41 @@ impl UnetResnet18 {
         input_size: usize,
         head_kind: HeadKind,
     ) -> Result<Self> {
-        let mut b = Builder::new(store);
+        let mut rows = Vec::new();
+        let mut b = Builder::new(store, &mut rows);
         let input = [3, input_size, input_size];
+        // The encoder keeps torchvision's names at the root; the decoder is fastai's `layers`.
         let encoder = Resnet18::new(&mut b, input, width)?;
-        b.group = ParamGroup::Decoder;
+        let mut layers = b.pp("layers");
+        layers.set_group(ParamGroup::Decoder);
         let [stem, l1, l2, l3, l4] = encoder.shapes;
-        let bn = b.bn("layers.1", l4, BN_FASTAI)?;
-        let (m0, s) = b.conv("layers.3.0.0", l4, l4[0] * 2, 3, CONV3)?;
-        let (m1, mut s) = b.conv("layers.3.1.0", s, l4[0], 3, CONV3)?;
+        let bn = layers.bn("1", l4, BN_FASTAI)?;
+        let mut middle = layers.pp(3);
+        let (m0, s) = conv_layer(&mut middle.pp(0), l4, l4[0] * 2)?;
+        let (m1, mut s) = conv_layer(&mut middle.pp(1), s, l4[0])?;
         // Skips are the encoder outputs just before each size change, lowest resolution first.
         let skips = [l3, l2, l1, stem];
         let mut blocks = Vec::with_capacity(4);
         for (i, &skip) in skips.iter().enumerate() {
             let final_div = i != skips.len() - 1;
-            let (blk, s2) =
-                UnetBlock::new(&mut b, &format!("layers.{}", 4 + i), s, skip, final_div)?;
+            let (blk, s2) = UnetBlock::new(&mut layers.pp(4 + i), s, skip, final_div)?;
             s = s2;
             blocks.push(blk);
         }
         // The last block ends at half resolution: one more PixelShuffle_ICNR(ni) gets to full.
-        let (shuf, s) = PixelShuffleIcnr::new(&mut b, "layers.8", s, s[0])?;
+        let (shuf, s) = PixelShuffleIcnr::new(&mut layers.pp(8), s, s[0])?;
         let ni = s[0] + input[0];
         let s = [ni, s[1], s[2]];
-        b.note("layers.10", "MergeLayer(dense)", s);
-        let (r0, s) = b.conv("layers.11.convpath.0.0", s, ni, 3, CONV3)?;
-        let (r1, s) = b.conv("layers.11.convpath.1.0", s, ni, 3, CONV3)?;
-        b.group = ParamGroup::Head;
-        let (head, _) = b.conv(
-            "layers.12.0",
-            s,
-            points * head_kind.channels_per_point(),
-            1,
-            ConvConfig {
-                init: Init::FastaiLinear,
-                ..Default::default()
-            },
-        )?;
-        let rows = b.rows;
+        layers.note("10", "MergeLayer(dense)", s);
+        // fastai's ResBlock: `convpath` is a Sequential of two ConvLayers.
+        let mut res_block = layers.pp(11);
+        let mut convpath = res_block.pp("convpath");
+        let (r0, s) = conv_layer(&mut convpath.pp(0), s, ni)?;
+        let (r1, s) = conv_layer(&mut convpath.pp(1), s, ni)?;
+        layers.set_group(ParamGroup::Head);
+        let maps = points * head_kind.channels_per_point();
+        let head_cfg = ConvConfig::with_init(Init::FastaiLinear);
+        let (head, _) = layers.pp(12).conv("0", s, maps, 1, head_cfg)?;
         Ok(UnetResnet18 {
             encoder,
             bn,
@@ -303,7 +292,7 @@ impl KeypointNet for UnetResnet18 {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::Var;
+    use candle_core::{ModuleT, Var};
 
     use super::*;
 
