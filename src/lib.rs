@@ -10,6 +10,7 @@
 //! |---|---|---|---|
 //! | 7 | [`cli`] | the `hmreg` command line, one file per subcommand | |
 //! | 6 | [`experiment`] | reproductions (the randomized-rounding experiment) | |
+//! | 6 | [`sequence`] | landmarks through time: the face tracker, One Euro smoothing, similarity fits, photo-series alignment, GIFs | |
 //! | 5 | [`predict`] | landmarks on photos: faces found or given, crops, the model, points in the photo's pixels | |
 //! | 5 | [`train`] | setup, one step, the loop, validation, lr-find, progress | |
 //! | 4 | [`eval`] | evaluation, flip test, reports, result pictures | |
@@ -52,6 +53,7 @@ pub mod parallel;
 pub mod predict;
 pub mod progress;
 pub mod run;
+pub mod sequence;
 pub mod stdout;
 pub mod tensorboard;
 pub mod train;

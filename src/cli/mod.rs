@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub use crate::error::{EXIT_PROBLEMS, EXIT_USAGE};
 
+pub mod align;
 pub mod args;
 pub mod data;
 pub mod data_show;
@@ -17,6 +18,7 @@ pub mod lr_find;
 pub mod predict;
 pub mod runs;
 pub mod summary;
+pub mod track;
 pub mod train;
 
 #[derive(Parser, Debug)]
@@ -47,6 +49,10 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Predict landmarks on images.
     Predict(predict::PredictArgs),
+    /// Follow faces through a sequence of frames (a folder, an animated GIF, a list).
+    Track(track::TrackArgs),
+    /// Align a photo series onto one face; aligned frames, contact sheet, animated GIF.
+    Align(align::AlignArgs),
     /// Reproduce experiments (randomized rounding).
     Experiment(experiment::ExperimentArgs),
     /// Compare runs: one table of their figures and of the settings in which they differ.
@@ -69,6 +75,8 @@ impl Command {
             Command::LrFind(_) => "lr-find",
             Command::Eval(_) => "eval",
             Command::Predict(_) => "predict",
+            Command::Track(_) => "track",
+            Command::Align(_) => "align",
             Command::Experiment(a) => match &a.experiment {
                 experiment::Experiment::Rounding(r) => match r.part {
                     experiment::RoundingPart::Montecarlo(_) => "experiment rounding montecarlo",
@@ -90,6 +98,8 @@ impl Command {
             Command::LrFind(a) => lr_find::run(a),
             Command::Eval(a) => eval::run(a),
             Command::Predict(a) => predict::run(a),
+            Command::Track(a) => track::run(a),
+            Command::Align(a) => align::run(a),
             Command::Experiment(a) => experiment::run(a),
             Command::Runs(a) => runs::run(a),
             Command::Export(a) => export::run(a),
