@@ -14,7 +14,7 @@
 //!
 //! Options: `--reps R` (5, medians), `--skip small|big`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use candle_core::Device;
@@ -28,8 +28,8 @@ use measure::median_ms;
 #[path = "shared/photos.rs"]
 mod photos;
 
-#[path = "shared/predict_many.rs"]
-mod predict_many;
+#[path = "../tests/common/exif.rs"]
+mod exif;
 
 /// Peak resident set size of this process (VmHWM), in MB.
 fn peak_rss_mb() -> f64 {
@@ -50,8 +50,15 @@ fn predict_once(
     search: &SearchOptions,
     two_pass: bool,
 ) -> (usize, f64) {
-    let mut opts = predict_many::options(loaded, FaceSource::Detect(search.clone()), 8);
-    opts.two_pass = two_pass;
+    let opts = predict::PredictOptions {
+        codec: loaded.cfg.codec().expect("the run's codec"),
+        flip: None,
+        batch_size: 8,
+        faces: FaceSource::Detect(search.clone()),
+        out_dir: None,
+        labels: false,
+        two_pass,
+    };
     let prepare = predict::validation_preparation(&loaded.cfg.pipeline);
     let start = Instant::now();
     let (preds, failures) = predict::predict_files(
@@ -85,6 +92,23 @@ fn main() {
         return;
     }
     let group = photos::group_photo().expect("the rustface package's group photo");
+    if let Some(dir) = value("--save-photos") {
+        // The pictures for a look by eye: the 3-face photo turned by 40 degrees, the same photo
+        // stored as a phone does (turned, EXIF orientation 6) and the 8000x8000 photo.
+        let dir = Path::new(dir);
+        std::fs::create_dir_all(dir).expect("the folder");
+        let three = photos::three_faces(&group);
+        photos::turned(&three, 40.0)
+            .0
+            .save(dir.join("tilted.png"))
+            .expect("write");
+        let phone = exif::jpeg_with_orientation(&exif::stored_for(&three, 6), 6);
+        std::fs::write(dir.join("phone.jpg"), phone).expect("write");
+        photos::big_photo(&group)
+            .save(dir.join("big8000.jpg"))
+            .expect("write");
+        return;
+    }
     let tmp = std::env::temp_dir().join(format!("hmreg-bench-photos-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("temp folder");
     println!("| photo | search | passes | faces | ms per photo | peak RSS MB |");
@@ -140,7 +164,7 @@ fn main() {
 }
 
 /// The 8000x8000 rows, in a process of their own: decode alone, then the whole prediction.
-fn big_child(loaded: &LoadedModel, path: &PathBuf) {
+fn big_child(loaded: &LoadedModel, path: &Path) {
     let start = Instant::now();
     let (img, _) = hmreg::data::sources::image_io::read_rgb_upright(path).expect("decode");
     let decode_ms = start.elapsed().as_secs_f64() * 1e3;
