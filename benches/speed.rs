@@ -221,7 +221,12 @@ fn bench_photo(o: &Opts) -> Result<(usize, f64), String> {
     photo.save(&path).map_err(|e| e.to_string())?;
     let loaded = hmreg::run::load_model(&hmreg::run::ModelSource::Builtin, &Device::Cpu)
         .map_err(|e| e.to_string())?;
-    let faces = FaceSource::Detect(hmreg::detect::DetectOptions::default());
+    // The upright search and one pass, as before two-pass prediction (benches/photos.rs has
+    // the other modes and the 8000x8000 photo).
+    let faces = FaceSource::Detect(predict::SearchOptions {
+        tilts: Vec::new(),
+        ..Default::default()
+    });
     let opts = predict_many::options(&loaded, faces, 8);
     let prepare = predict::validation_preparation(&loaded.cfg.pipeline);
     let paths = [path.clone()];

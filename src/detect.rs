@@ -8,19 +8,26 @@
 //! with factors measured on 300-W HELEN ([`LANDMARK_BOX_SCALE`]), so a detected face is cropped
 //! as the training crops of a `resize = "box"` model were.
 
-use image::RgbImage;
+use image::{GrayImage, RgbImage};
 
 use crate::{Error, Result};
 
 /// The detector model from the rustface package (1.2 MB).
 static SEETA_MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seeta_fd_frontal_v1.0.bin"));
 
-/// The smallest face side the cascade can find, in pixels (its window).
+/// The smallest `--min-face` accepted, in pixels (SeetaFace's own lower limit).
 pub const MIN_FACE: u32 = 20;
+
+/// The side of the window rustface 0.1.7 slides over the image, in pixels: it scans from full
+/// resolution down and ignores its `set_min_face_size` (the line that would use it is commented
+/// out upstream), so the smallest face it finds is this many pixels. [`FaceDetector::detect`]
+/// scales the image by `WINDOW / min_face` itself to honour the minimum face size.
+pub const WINDOW: u32 = 40;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct DetectOptions {
-    /// Smallest face side to look for, in pixels (at least [`MIN_FACE`]).
+    /// Smallest face side to look for, in pixels (at least [`MIN_FACE`]; below [`WINDOW`] the
+    /// image is searched enlarged, which is slower).
     pub min_face: u32,
     /// Keep at most this many faces, the highest scores first (0: all).
     pub max_faces: usize,
@@ -31,7 +38,7 @@ pub struct DetectOptions {
 impl Default for DetectOptions {
     fn default() -> Self {
         DetectOptions {
-            min_face: 32,
+            min_face: WINDOW,
             max_faces: 0,
             threshold: 2.8,
         }
@@ -75,7 +82,8 @@ impl FaceDetector {
         let model = rustface::read_model(SEETA_MODEL)
             .map_err(|e| Error::Msg(format!("the embedded face detector model: {e}")))?;
         let mut inner = rustface::create_detector_with_model(model);
-        inner.set_min_face_size(opts.min_face);
+        // Ignored by rustface 0.1.7 (see [`WINDOW`]); `detect` scales the image instead.
+        inner.set_min_face_size(WINDOW);
         inner.set_score_thresh(opts.threshold);
         inner.set_pyramid_scale_factor(0.8);
         inner.set_slide_window_step(4, 4);
@@ -85,14 +93,43 @@ impl FaceDetector {
         })
     }
 
-    /// The faces of `img`, highest score first (at most `max_faces`).
+    /// The faces of `img`, highest score first (at most `max_faces`), searched at the scale that
+    /// makes a `min_face` face as large as the cascade's window.
     pub fn detect(&mut self, img: &RgbImage) -> Vec<Detection> {
-        let (w, h) = img.dimensions();
+        let gray = image::imageops::grayscale(img);
+        let (w, h) = gray.dimensions();
+        let k = WINDOW as f32 / self.opts.min_face as f32;
+        let (nw, nh) = (
+            ((w as f32 * k).round() as u32).max(1),
+            ((h as f32 * k).round() as u32).max(1),
+        );
+        let mut faces = if (nw, nh) == (w, h) {
+            self.detect_gray(&gray)
+        } else {
+            let scaled =
+                image::imageops::resize(&gray, nw, nh, image::imageops::FilterType::Triangle);
+            let (sx, sy) = (w as f32 / nw as f32, h as f32 / nh as f32);
+            let mut faces = self.detect_gray(&scaled);
+            for f in &mut faces {
+                let [x, y, bw, bh] = f.bbox;
+                f.bbox = [x * sx, y * sy, bw * sx, bh * sy];
+            }
+            faces
+        };
+        if self.opts.max_faces > 0 {
+            faces.truncate(self.opts.max_faces);
+        }
+        faces
+    }
+
+    /// Every face of a grayscale image at its own scale (faces of at least [`WINDOW`] pixels),
+    /// highest score first; `max_faces` is the caller's to apply.
+    pub fn detect_gray(&mut self, gray: &GrayImage) -> Vec<Detection> {
+        let (w, h) = gray.dimensions();
         // The cascade cannot run on an image smaller than its window (it would panic).
-        if w < self.opts.min_face || h < self.opts.min_face {
+        if w < WINDOW || h < WINDOW {
             return Vec::new();
         }
-        let gray = image::imageops::grayscale(img);
         let data = rustface::ImageData::new(gray.as_raw(), w, h);
         let mut faces: Vec<Detection> = self
             .inner
@@ -112,9 +149,6 @@ impl FaceDetector {
             })
             .collect();
         faces.sort_by(|a, b| b.score.total_cmp(&a.score));
-        if self.opts.max_faces > 0 {
-            faces.truncate(self.opts.max_faces);
-        }
         faces
     }
 }

@@ -6,6 +6,9 @@
 //!
 //! A file that cannot be read or prepared is reported by name and the other images still run.
 
+mod search;
+mod two_pass;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -15,11 +18,14 @@ use rayon::prelude::*;
 use crate::codec::Codec;
 use crate::data::sources::image_io::read_rgb_upright;
 use crate::data::PipelineConfig;
-use crate::detect::{landmark_box, DetectOptions, FaceDetector};
+use crate::detect::{landmark_box, FaceDetector};
 use crate::eval::show;
 use crate::eval::tta;
 use crate::models::KeypointNet;
 use crate::{Error, Keypoints, Result};
+
+pub use search::{find_faces, FoundFace, SearchOptions, NMS_IOU, TILT_SCALE};
+pub use two_pass::{crop_from_points, eye_points, Crop};
 
 /// An image prepared for the network.
 pub struct PreparedImage {
@@ -29,9 +35,10 @@ pub struct PreparedImage {
     pub to_original: Box<dyn Fn([f32; 2]) -> [f32; 2] + Send + Sync>,
 }
 
-/// Turns an original image (and an optional face box `[x, y, w, h]` in its pixels) into a
-/// network input. Must be the validation preparation of the model's pipeline.
-pub type Prepare<'a> = dyn Fn(&RgbImage, Option<[f32; 4]>) -> Result<PreparedImage> + Sync + 'a;
+/// Turns an original image (and an optional face crop: a box `[x, y, w, h]` in its pixels,
+/// possibly turned with the face) into a network input. Must be the validation preparation of
+/// the model's pipeline.
+pub type Prepare<'a> = dyn Fn(&RgbImage, Option<Crop>) -> Result<PreparedImage> + Sync + 'a;
 
 /// One predicted point in original-image pixels.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -50,6 +57,12 @@ pub struct FacePrediction {
     pub bbox: Option<[f32; 4]>,
     /// The detector's score (`None` when the box was given or there was none).
     pub score: Option<f32>,
+    /// The face's in-plane angle in degrees, clockwise on screen: from its points' eye line
+    /// after two passes, else the angle of the turned copy of the photo it was found in (`None`
+    /// for a given box or whole image in one pass). A box found in a turned copy is centred on
+    /// the face and turned by this angle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roll: Option<f32>,
     pub points: Vec<PointPrediction>,
 }
 
@@ -89,8 +102,9 @@ pub enum FaceSource {
     WholeImage,
     /// These face boxes `[x, y, w, h]`, in every image.
     Boxes(Vec<[f32; 4]>),
-    /// Faces found by the built-in detector ([`crate::detect`]).
-    Detect(DetectOptions),
+    /// Faces found by the built-in detector ([`crate::detect`]), on reduced and turned copies
+    /// of the photo ([`SearchOptions`]).
+    Detect(SearchOptions),
 }
 
 pub struct PredictOptions {
@@ -104,6 +118,9 @@ pub struct PredictOptions {
     pub out_dir: Option<PathBuf>,
     /// Number the points in the annotated pictures.
     pub labels: bool,
+    /// Predict each face twice, the second time from the crop its first points give
+    /// ([`crop_from_points`]): for `resize = "box"` face models (68 or 98 points).
+    pub two_pass: bool,
 }
 
 /// Where one face is: the box reported to the user (the detector's or the given one), the
@@ -112,13 +129,14 @@ pub struct PredictOptions {
 struct FaceBox {
     shown: Option<[f32; 4]>,
     score: Option<f32>,
-    crop: Option<[f32; 4]>,
+    crop: Option<Crop>,
 }
 
-/// A face waiting for the network: its reported box and score, and its prepared input.
+/// A face waiting for the network: its reported box, score and angle, and its prepared input.
 struct FaceJob {
     bbox: Option<[f32; 4]>,
     score: Option<f32>,
+    roll: Option<f32>,
     prep: PreparedImage,
 }
 
@@ -143,7 +161,7 @@ pub fn predict_files(
     on_image: &mut dyn FnMut(),
 ) -> Result<(Vec<ImagePrediction>, Vec<Failure>)> {
     let mut detector = match &opts.faces {
-        FaceSource::Detect(d) => Some(FaceDetector::new(d)?),
+        FaceSource::Detect(d) => Some(FaceDetector::new(&d.detect)?),
         _ => None,
     };
     let mut preds = Vec::new();
@@ -172,51 +190,53 @@ pub fn predict_files(
                 Err(e) => failures.push(fail(path, &e)),
             }
         }
-        let jobs: Vec<&FaceJob> = ready.iter().flat_map(|j| &j.faces).collect();
-        let mut points = Vec::with_capacity(jobs.len());
-        let mut failed = None;
-        for batch in jobs.chunks(opts.batch_size.max(1)) {
-            match run_batch(model, batch, opts, device) {
-                Ok(p) => points.extend(p),
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
+        let jobs: Vec<&PreparedImage> = ready
+            .iter()
+            .flat_map(|j| j.faces.iter().map(|f| &f.prep))
+            .collect();
+        let mut result = run_all(model, &jobs, opts, device);
+        if opts.two_pass {
+            if let Ok(first) = &result {
+                result = second_pass(model, &ready, first, prepare, opts, device);
             }
         }
-        if let Some(e) = failed {
-            // A model failure hits the whole batch; every file in it is reported.
-            for j in &ready {
-                failures.push(fail(j.path, &format!("{}: {e}", j.path.display())));
-            }
-        } else {
-            let mut points = points.into_iter();
-            for job in ready {
-                let faces = job
-                    .faces
-                    .iter()
-                    .zip(points.by_ref())
-                    .map(|(f, pts)| FacePrediction {
-                        bbox: f.bbox,
-                        score: f.score,
-                        points: pts,
-                    })
-                    .collect();
-                let mut p = ImagePrediction {
-                    path: job.path.clone(),
-                    width: job.image.width(),
-                    height: job.image.height(),
-                    orientation: job.orientation,
-                    faces,
-                    annotated: None,
-                };
-                if let Some(dir) = &opts.out_dir {
-                    match write_annotated(dir, &job.image, &p, opts.labels) {
-                        Ok(file) => p.annotated = Some(file),
-                        Err(e) => failures.push(fail(job.path, &e)),
-                    }
+        match result {
+            Err(e) => {
+                // A model failure hits the whole batch; every file in it is reported.
+                for j in &ready {
+                    failures.push(fail(j.path, &format!("{}: {e}", j.path.display())));
                 }
-                preds.push(p);
+            }
+            Ok(points) => {
+                let mut points = points.into_iter();
+                for job in ready {
+                    let faces = job
+                        .faces
+                        .iter()
+                        .zip(points.by_ref())
+                        .map(|(f, (pts, roll))| FacePrediction {
+                            bbox: f.bbox,
+                            score: f.score,
+                            roll: roll.or(f.roll).map(f32::to_degrees),
+                            points: pts,
+                        })
+                        .collect();
+                    let mut p = ImagePrediction {
+                        path: job.path.clone(),
+                        width: job.image.width(),
+                        height: job.image.height(),
+                        orientation: job.orientation,
+                        faces,
+                        annotated: None,
+                    };
+                    if let Some(dir) = &opts.out_dir {
+                        match write_annotated(dir, &job.image, &p, opts.labels) {
+                            Ok(file) => p.annotated = Some(file),
+                            Err(e) => failures.push(fail(job.path, &e)),
+                        }
+                    }
+                    preds.push(p);
+                }
             }
         }
         for _ in chunk {
@@ -245,17 +265,17 @@ fn load_and_prepare<'a>(
             .map(|&b| FaceBox {
                 shown: Some(b),
                 score: None,
-                crop: Some(b),
+                crop: Some(Crop::upright(b)),
             })
             .collect(),
-        FaceSource::Detect(_) => detector
-            .map(|d| d.detect(&image))
+        FaceSource::Detect(search) => detector
+            .map(|d| find_faces(d, &image, search))
             .unwrap_or_default()
             .into_iter()
-            .map(|d| FaceBox {
-                shown: Some(d.bbox),
-                score: Some(d.score),
-                crop: Some(landmark_box(d.bbox)),
+            .map(|f| FaceBox {
+                shown: Some(f.bbox),
+                score: Some(f.score),
+                crop: Some(landmark_crop(&f)),
             })
             .collect(),
     };
@@ -277,6 +297,7 @@ fn load_and_prepare<'a>(
         jobs.push(FaceJob {
             bbox: shown,
             score,
+            roll: crop.map(|c| c.roll).filter(|&r| r != 0.0),
             prep,
         });
     }
@@ -288,22 +309,94 @@ fn load_and_prepare<'a>(
     })
 }
 
+/// The crop a detection gives the landmark model: [`landmark_box`]'s convention in the frame of
+/// the copy the face was found in (its shift towards the chin turns with the face).
+fn landmark_crop(f: &FoundFace) -> Crop {
+    let [x, y, w, h] = f.bbox;
+    let [lx, ly, lw, lh] = landmark_box(f.bbox);
+    let (dx, dy) = (lx + lw / 2.0 - (x + w / 2.0), ly + lh / 2.0 - (y + h / 2.0));
+    let (s, c) = f.roll.sin_cos();
+    let (cx, cy) = (x + w / 2.0 + c * dx - s * dy, y + h / 2.0 + s * dx + c * dy);
+    Crop {
+        bbox: [cx - lw / 2.0, cy - lh / 2.0, lw, lh],
+        roll: f.roll,
+    }
+}
+
+/// Points (and no angle yet) of every prepared input, `batch_size` at a time.
+type Passed = Vec<(Vec<PointPrediction>, Option<f32>)>;
+
+fn run_all(
+    model: &dyn KeypointNet,
+    jobs: &[&PreparedImage],
+    opts: &PredictOptions,
+    device: &Device,
+) -> Result<Passed> {
+    let mut out = Vec::with_capacity(jobs.len());
+    for batch in jobs.chunks(opts.batch_size.max(1)) {
+        out.extend(
+            run_batch(model, batch, opts, device)?
+                .into_iter()
+                .map(|p| (p, None)),
+        );
+    }
+    Ok(out)
+}
+
+/// Every face again from the crop its first points give ([`crop_from_points`]); a face whose
+/// layout has no known eyes keeps its first points. The angle comes with the new points.
+fn second_pass(
+    model: &dyn KeypointNet,
+    ready: &[ImageJob],
+    first: &Passed,
+    prepare: &Prepare,
+    opts: &PredictOptions,
+    device: &Device,
+) -> Result<Passed> {
+    let images = ready
+        .iter()
+        .flat_map(|j| j.faces.iter().map(move |_| &j.image));
+    let crops: Vec<Option<(Crop, PreparedImage)>> = images
+        .zip(first)
+        .collect::<Vec<_>>()
+        .par_iter()
+        .map(|(img, (pts, _))| {
+            let xy: Vec<[f32; 2]> = pts.iter().map(|p| [p.x, p.y]).collect();
+            let crop = crop_from_points(&xy)?;
+            prepare(img, Some(crop)).ok().map(|prep| (crop, prep))
+        })
+        .collect();
+    let jobs: Vec<&PreparedImage> = crops.iter().flatten().map(|(_, p)| p).collect();
+    let mut again = run_all(model, &jobs, opts, device)?.into_iter();
+    Ok(first
+        .iter()
+        .zip(&crops)
+        .map(|(f, c)| match c {
+            Some((crop, _)) => {
+                let (pts, _) = again.next().expect("one result per prepared crop");
+                (pts, Some(crop.roll))
+            }
+            None => f.clone(),
+        })
+        .collect())
+}
+
 fn run_batch(
     model: &dyn KeypointNet,
-    faces: &[&FaceJob],
+    faces: &[&PreparedImage],
     opts: &PredictOptions,
     device: &Device,
 ) -> Result<Vec<Vec<PointPrediction>>> {
     let s = opts.codec.input_size();
     let mut data = Vec::with_capacity(faces.len() * 3 * s * s);
     for f in faces {
-        if f.prep.input.len() != 3 * s * s {
+        if f.input.len() != 3 * s * s {
             return Err(Error::Msg(format!(
                 "prepared input has {} values, not 3x{s}x{s}",
-                f.prep.input.len()
+                f.input.len()
             )));
         }
-        data.extend_from_slice(&f.prep.input);
+        data.extend_from_slice(&f.input);
     }
     let x = Tensor::from_vec(data, (faces.len(), 3, s, s), device)?;
     let inf = tta::infer(model, &x, &opts.codec, opts.flip.as_deref())?;
@@ -315,7 +408,7 @@ fn run_batch(
                 .iter()
                 .zip(conf)
                 .map(|(&p, &c)| {
-                    let [x, y] = (f.prep.to_original)(p);
+                    let [x, y] = (f.to_original)(p);
                     PointPrediction {
                         x,
                         y,
@@ -386,16 +479,22 @@ pub fn parse_bbox(s: &str) -> Result<[f32; 4]> {
     Ok(v)
 }
 
-/// The validation preparation of `pipeline` ([`crate::data::transforms::geometry::prepare_for_inference`]):
-/// the centred item of the whole image, or the square around the `[x, y, w, h]` box; points map
-/// back through the inverse of its original-to-input matrix.
+/// The validation preparation of `pipeline`
+/// ([`crate::data::transforms::geometry::prepare_rotated_for_inference`]): the centred item of
+/// the whole image, or the square around the crop's `[x, y, w, h]` box turned with the face;
+/// points map back through the inverse of its original-to-input matrix.
 pub fn validation_preparation(
     pipeline: &PipelineConfig,
-) -> impl Fn(&RgbImage, Option<[f32; 4]>) -> Result<PreparedImage> + '_ {
-    move |img, bbox| {
-        let corners = bbox.map(|[x, y, w, h]| [x, y, x + w, y + h]);
-        let (input, m) =
-            crate::data::transforms::geometry::prepare_for_inference(img, corners, pipeline);
+) -> impl Fn(&RgbImage, Option<Crop>) -> Result<PreparedImage> + '_ {
+    move |img, crop| {
+        let corners = crop.map(|c| {
+            let [x, y, w, h] = c.bbox;
+            [x, y, x + w, y + h]
+        });
+        let roll = crop.map_or(0.0, |c| c.roll as f64);
+        let (input, m) = crate::data::transforms::geometry::prepare_rotated_for_inference(
+            img, corners, roll, pipeline,
+        );
         let inv = m
             .inverse()
             .ok_or_else(|| Error::Msg("the input transform is not invertible".into()))?;

@@ -210,3 +210,208 @@ fn predict_runs_the_built_in_model_on_files_folders_and_stdin() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--min-face"));
 }
+
+/// The built-in model and `hmreg predict`'s options around it.
+struct Builtin {
+    loaded: hmreg::run::LoadedModel,
+    device: candle_core::Device,
+}
+
+impl Builtin {
+    fn new() -> Builtin {
+        let device = hmreg::device::test_device();
+        let loaded = hmreg::run::load_model(&hmreg::run::ModelSource::Builtin, &device).unwrap();
+        Builtin { loaded, device }
+    }
+
+    /// The faces `hmreg predict` reports on `img` (saved as PNG first), with these options.
+    fn faces(
+        &self,
+        img: &RgbImage,
+        search: predict::SearchOptions,
+        two_pass: bool,
+    ) -> Vec<predict::FacePrediction> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("photo.png");
+        img.save(&path).unwrap();
+        let opts = predict::PredictOptions {
+            codec: self.loaded.cfg.codec().unwrap(),
+            flip: None,
+            batch_size: 8,
+            faces: predict::FaceSource::Detect(search),
+            out_dir: None,
+            labels: false,
+            two_pass,
+        };
+        let prepare = predict::validation_preparation(&self.loaded.cfg.pipeline);
+        let (mut preds, failures) = predict::predict_files(
+            self.loaded.model.as_ref(),
+            &[path],
+            &prepare,
+            &opts,
+            &self.device,
+            &mut || {},
+        )
+        .unwrap();
+        assert!(failures.is_empty(), "{failures:?}");
+        preds.remove(0).faces
+    }
+}
+
+use hmreg::predict;
+
+/// Mean distance between two faces' points.
+fn mean_distance(a: &[[f32; 2]], b: &[[f32; 2]]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(p, q)| (p[0] - q[0]).hypot(p[1] - q[1]))
+        .sum::<f32>()
+        / a.len() as f32
+}
+
+fn centre(p: &[[f32; 2]]) -> [f32; 2] {
+    let n = p.len() as f32;
+    let s = p.iter().fold([0.0, 0.0], |a, q| [a[0] + q[0], a[1] + q[1]]);
+    [s[0] / n, s[1] / n]
+}
+
+/// The face of `faces` whose points' centre is nearest `at`.
+fn nearest(faces: &[Vec<[f32; 2]>], at: [f32; 2]) -> &Vec<[f32; 2]> {
+    faces
+        .iter()
+        .min_by(|a, b| {
+            let d = |f: &Vec<[f32; 2]>| {
+                let c = centre(f);
+                (c[0] - at[0]).hypot(c[1] - at[1])
+            };
+            d(a).total_cmp(&d(b))
+        })
+        .unwrap()
+}
+
+fn points(f: &predict::FacePrediction) -> Vec<[f32; 2]> {
+    f.points.iter().map(|p| [p.x, p.y]).collect()
+}
+
+/// The outer eye corners' distance (points 36 and 45), the normaliser of 300-W's NME.
+fn interocular(p: &[[f32; 2]]) -> f32 {
+    (p[36][0] - p[45][0]).hypot(p[36][1] - p[45][1])
+}
+
+/// The three-face photo turned by 40 degrees: all three faces are found and their points are the
+/// upright photo's points turned (the turned copies' boxes, merged with the upright search's,
+/// give the face's angle to its first crop). The bound, 8 % of the inter-ocular distance as mean point distance: the built-in
+/// model's error on 300-W faces is about 4 %, and predictions from two differently sampled crops
+/// of one face can each be off by that much in opposite directions.
+#[test]
+fn a_face_turned_40_degrees_is_found_and_its_points_follow() {
+    let m = Builtin::new();
+    let photo = three_faces();
+    let upright: Vec<Vec<[f32; 2]>> = m
+        .faces(&photo, predict::SearchOptions::default(), true)
+        .iter()
+        .map(points)
+        .collect();
+    assert_eq!(upright.len(), 3);
+    let (turned, turn) = photos::turned(&photo, 40.0);
+    let found = m.faces(&turned, predict::SearchOptions::default(), true);
+    // Each face once (an extra false box could only make matching harder).
+    assert!(found.len() >= 3, "{found:?}");
+    let found: Vec<Vec<[f32; 2]>> = found.iter().map(points).collect();
+    for face in &upright {
+        let want: Vec<[f32; 2]> = face.iter().map(|&p| turn.forward(p)).collect();
+        let got = nearest(&found, centre(&want));
+        let err = mean_distance(got, &want) / interocular(&want);
+        eprintln!(
+            "turned 40 degrees: mean error {:.2} % of the inter-ocular distance",
+            100.0 * err
+        );
+        assert!(err < 0.08, "mean error {err}");
+    }
+}
+
+/// Without labels, the measure is agreement: the same faces turned by 0, 20 and 40 degrees
+/// should give the same points (turned back). On every face of the composed photos, two passes
+/// spread no more than one pass does (mean distance to the face's mean over the turns, as a
+/// fraction of the inter-ocular distance; 0.5 % slack for the decoder's sub-pixel jitter).
+#[test]
+fn two_passes_are_never_worse_than_one_on_composed_photos() {
+    let m = Builtin::new();
+    let photo = three_faces();
+    let angles = [0.0f32, 20.0, 40.0];
+    let spread = |two_pass: bool| -> Vec<f32> {
+        // Each face's points on every turned photo, turned back to the upright frame.
+        let mut runs: Vec<Vec<Vec<[f32; 2]>>> = Vec::new();
+        for &deg in &angles {
+            let (turned, turn) = photos::turned(&photo, deg);
+            let faces: Vec<Vec<[f32; 2]>> = m
+                .faces(&turned, predict::SearchOptions::default(), two_pass)
+                .iter()
+                .map(|f| points(f).into_iter().map(|p| turn.back(p)).collect())
+                .collect();
+            assert!(
+                faces.len() >= 3,
+                "{deg} degrees, two passes {two_pass}: {} faces",
+                faces.len()
+            );
+            runs.push(faces);
+        }
+        runs[0]
+            .iter()
+            .map(|face| {
+                let same: Vec<&Vec<[f32; 2]>> =
+                    runs.iter().map(|r| nearest(r, centre(face))).collect();
+                let mean: Vec<[f32; 2]> = (0..face.len())
+                    .map(|i| {
+                        let n = same.len() as f32;
+                        let s = same
+                            .iter()
+                            .fold([0.0, 0.0], |a, f| [a[0] + f[i][0], a[1] + f[i][1]]);
+                        [s[0] / n, s[1] / n]
+                    })
+                    .collect();
+                same.iter().map(|f| mean_distance(f, &mean)).sum::<f32>()
+                    / same.len() as f32
+                    / interocular(&mean)
+            })
+            .collect()
+    };
+    let one = spread(false);
+    let two = spread(true);
+    eprintln!("spread over turns, one pass {one:?}, two passes {two:?}");
+    for (a, b) in one.iter().zip(&two) {
+        assert!(*b <= a + 0.005, "two passes spread {b}, one pass {a}");
+    }
+}
+
+/// A photo larger than the detector's side limit is searched on a reduced copy; its landmarks
+/// come from full-resolution crops, so they match the full-resolution search's within 2 % of the
+/// inter-ocular distance (the two searches' boxes differ; the second pass's crop comes from the
+/// points, which depend little on the box).
+#[test]
+fn a_big_photo_searched_reduced_gives_the_full_resolution_points() {
+    let m = Builtin::new();
+    let photo = three_faces();
+    let big = image::imageops::resize(&photo, 3200, 1800, image::imageops::FilterType::Triangle);
+    let full = predict::SearchOptions {
+        max_side: 0,
+        tilts: Vec::new(),
+        ..Default::default()
+    };
+    let reduced = predict::SearchOptions {
+        max_side: 1600,
+        ..full.clone()
+    };
+    let a: Vec<Vec<[f32; 2]>> = m.faces(&big, full, true).iter().map(points).collect();
+    let b: Vec<Vec<[f32; 2]>> = m.faces(&big, reduced, true).iter().map(points).collect();
+    assert_eq!((a.len(), b.len()), (3, 3));
+    for face in &a {
+        let other = nearest(&b, centre(face));
+        let err = mean_distance(face, other) / interocular(face);
+        eprintln!(
+            "reduced search: points differ by {:.2} % of the inter-ocular distance",
+            100.0 * err
+        );
+        assert!(err < 0.02, "{err}");
+    }
+}

@@ -37,7 +37,7 @@ fn blobs(w: u32, h: u32, pts: &[[f32; 2]; 3]) -> RgbImage {
 }
 
 /// A stand-in preparation: pad the image to a square (bottom/right, black), resize to S x S.
-fn pad_and_resize(img: &RgbImage, _bbox: Option<[f32; 4]>) -> hmreg::Result<PreparedImage> {
+fn pad_and_resize(img: &RgbImage, _crop: Option<predict::Crop>) -> hmreg::Result<PreparedImage> {
     let side = img.width().max(img.height());
     let mut sq = RgbImage::new(side, side);
     image::imageops::replace(&mut sq, img, 0, 0);
@@ -69,6 +69,7 @@ fn options(out: Option<PathBuf>) -> PredictOptions {
         faces: FaceSource::WholeImage,
         out_dir: out,
         labels: true,
+        two_pass: false,
     }
 }
 

@@ -19,6 +19,7 @@ pub fn options(loaded: &LoadedModel, faces: FaceSource, batch_size: usize) -> Pr
         faces,
         out_dir: None,
         labels: false,
+        two_pass: false,
     }
 }
 

@@ -9,10 +9,11 @@ use clap::Args;
 use super::args::{device_parser, DecodeArgs, ModelArgs};
 use crate::data::sources::coco::{self, CocoResult};
 use crate::data::sources::image_io::is_image_path;
+use crate::data::ResizeMode;
 use crate::detect::DetectOptions;
 use crate::device::DeviceSpec;
 use crate::eval::choices;
-use crate::predict::{self, FaceSource, PredictOptions};
+use crate::predict::{self, FaceSource, PredictOptions, SearchOptions};
 use crate::run::{load_model, ModelSource, TrainConfig};
 use crate::stdout;
 use crate::{Error, Result};
@@ -40,9 +41,28 @@ pub struct PredictArgs {
     /// Detect faces even when the model's points are not a known face layout (68, 98 or 106).
     #[arg(long, conflicts_with = "bbox")]
     pub detect: bool,
-    /// Smallest face side to detect, in pixels (at least 20; smaller is slower).
+    /// Smallest face side to detect, in pixels (at least 20; below 40 the photo is searched
+    /// enlarged, which is slower).
     #[arg(long, value_name = "PIXELS", default_value_t = DetectOptions::default().min_face)]
     pub min_face: u32,
+    /// Search a photo longer than this many pixels on a copy reduced to it (landmarks still come
+    /// from full-resolution crops); faces smaller than 40 x side / PIXELS are then missed unless
+    /// this is raised (0: never reduce).
+    #[arg(long, value_name = "PIXELS", default_value_t = SearchOptions::default().max_side)]
+    pub detect_side: u32,
+    /// Search only the upright photo, not also its copies turned by -40 and +40 degrees for
+    /// tilted heads (the copies cost about half again the detection time).
+    #[arg(long)]
+    pub no_tilt: bool,
+    /// Also search the photo turned by 90, 180 and 270 degrees, for photos stored turned
+    /// without an orientation tag (three more detection passes).
+    #[arg(long)]
+    pub try_rotations: bool,
+    /// Predict each face once, from the detector's box (or the given one). By default a face
+    /// model predicts twice: the second time from the crop of the first points' own box,
+    /// turned upright by their eye line, the convention the model was trained with.
+    #[arg(long)]
+    pub single_pass: bool,
     /// Keep at most this many faces per image, the most confident first (0: all).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max_faces: usize,
@@ -88,6 +108,8 @@ struct PredictDoc<'a> {
     checkpoint: &'a Path,
     decoder: String,
     flip_test: bool,
+    /// Whether each face was predicted twice (see `--single-pass`).
+    two_pass: bool,
     /// How faces were found: "detector (SeetaFace, rustface)", "boxes given", "whole image".
     faces: &'static str,
     predictions: &'a [predict::ImagePrediction],
@@ -183,18 +205,28 @@ pub fn run(args: PredictArgs) -> Result<()> {
     } else {
         None
     };
-    let detect = DetectOptions {
-        min_face: args.min_face,
-        max_faces: args.max_faces,
-        ..Default::default()
+    let search = SearchOptions {
+        detect: DetectOptions {
+            min_face: args.min_face,
+            max_faces: args.max_faces,
+            ..Default::default()
+        },
+        max_side: args.detect_side,
+        tilts: if args.no_tilt {
+            Vec::new()
+        } else {
+            SearchOptions::default().tilts
+        },
+        turns: args.try_rotations,
     };
+    let face_model = is_face_model(&loaded.cfg);
     let (faces, how) = if !args.bbox.is_empty() {
         (FaceSource::Boxes(args.bbox.clone()), "boxes given")
-    } else if args.no_detect || !(args.detect || is_face_model(&loaded.cfg)) {
+    } else if args.no_detect || !(args.detect || face_model) {
         (FaceSource::WholeImage, "whole image")
     } else {
-        detect.validate()?;
-        (FaceSource::Detect(detect), "detector (SeetaFace, rustface)")
+        search.detect.validate()?;
+        (FaceSource::Detect(search), "detector (SeetaFace, rustface)")
     };
     let opts = PredictOptions {
         codec: codec.clone(),
@@ -203,6 +235,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
         faces,
         out_dir: args.out.clone(),
         labels: args.labels,
+        // The second crop is the box convention of face models trained on `box` crops.
+        two_pass: !args.single_pass && face_model && loaded.cfg.pipeline.resize == ResizeMode::Box,
     };
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)
@@ -226,6 +260,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         checkpoint: &loaded.checkpoint,
         decoder: codec.decoder().to_string(),
         flip_test: flip.is_some(),
+        two_pass: opts.two_pass,
         faces: how,
         predictions: &preds,
         failures: &failures,

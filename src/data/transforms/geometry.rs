@@ -14,7 +14,7 @@ use rand::Rng;
 use crate::data::loading::pipeline_config::{PipelineConfig, ResizeMode};
 use crate::data::transforms::augment::{AugmentDraw, ColourLut};
 use crate::data::transforms::flip;
-use crate::data::transforms::warp::{self, Mat3};
+use crate::data::transforms::warp::{self, Mat3, PadMode};
 use crate::Keypoints;
 
 /// Source pixels of the region `[x0, x0 + w) x [y0, y0 + h)` to normalised frame coordinates.
@@ -233,6 +233,23 @@ pub fn prepare_for_inference(
     bbox: Option<[f32; 4]>,
     cfg: &PipelineConfig,
 ) -> (Vec<f32>, Mat3) {
+    prepare_rotated_for_inference(img, bbox, 0.0, cfg)
+}
+
+/// [`prepare_for_inference`] for a face turned in the image plane: `bbox` is the face's box in
+/// its own upright frame (the image turned by `-roll` radians about the box's centre), so the
+/// input shows the face upright, as the training crops did; `roll` is the angle of the face's
+/// eye line in image pixels (y down, so positive is clockwise on screen). The returned matrix
+/// includes the rotation: its inverse maps points straight back to the image.
+///
+/// With a box, only the part of the image under the input (and a margin) is sampled, so a crop
+/// of a large photo costs its own size, not the photo's.
+pub fn prepare_rotated_for_inference(
+    img: &RgbImage,
+    bbox: Option<[f32; 4]>,
+    roll: f64,
+    cfg: &PipelineConfig,
+) -> (Vec<f32>, Mat3) {
     let (w, h) = img.dimensions();
     let region = match bbox {
         Some(b) => {
@@ -257,28 +274,77 @@ pub fn prepare_for_inference(
         None => item_region(w, h, cfg, [0.0; 4], [0.5, 0.5]),
     };
     let [x0, y0, rw, rh] = region;
-    let m = frame_to_pixels(cfg.input_size).mul(&region_to_frame(x0, y0, rw, rh));
-    let (nw, nh) = working_size(w, h, rw, rh, cfg.item_size);
+    let (cx, cy) = (x0 + rw / 2.0, y0 + rh / 2.0);
+    let (s, c) = (-roll).sin_cos();
+    // Image pixels to the face's upright frame: a turn by -roll about the region's centre.
+    let upright = Mat3::translate(cx, cy)
+        .mul(&Mat3::affine(c, -s, 0.0, s, c, 0.0))
+        .mul(&Mat3::translate(-cx, -cy));
+    let m = frame_to_pixels(cfg.input_size)
+        .mul(&region_to_frame(x0, y0, rw, rh))
+        .mul(&upright);
+    // The pixels the input can reach: its corners in the image, plus the antialiasing filter's
+    // reach and a bilinear tap; reflection padding needs the image beyond that as well, which a
+    // crop would change, so only zero and border padding crop.
+    let cut = match (bbox, cfg.augment.pad) {
+        (Some(_), PadMode::Zeros | PadMode::Border) => {
+            let reach = 2.0 + 2.0 * (rw.max(rh) / cfg.item_size.max(1) as f64).ceil();
+            reachable_rect(&m, cfg.input_size, reach, w, h)
+        }
+        _ => None,
+    };
+    let cropped;
+    let (source, offset) = match cut {
+        Some([cx0, cy0, cw, ch]) if (cw, ch) != (w, h) => {
+            cropped = image::imageops::crop_imm(img, cx0, cy0, cw, ch).to_image();
+            (&cropped, Mat3::translate(cx0 as f64, cy0 as f64))
+        }
+        _ => (img, Mat3::IDENTITY),
+    };
+    let (sw, sh) = source.dimensions();
+    // The scale is the region's (a turn keeps sizes), so the item gets the same detail.
+    let (nw, nh) = working_size(sw, sh, rw, rh, cfg.item_size);
     let small;
-    let image = if (nw, nh) != (w, h) {
-        small = warp::downscale(img, nw, nh);
+    let image = if (nw, nh) != (sw, sh) {
+        small = warp::downscale(source, nw, nh);
         &small
     } else {
-        img
+        source
     };
     let src = Source {
         image,
-        original: (w, h),
+        original: (sw, sh),
     };
     let plan = Plan {
-        src_to_input: m,
+        src_to_input: m.mul(&offset),
         draw: AugmentDraw::NEUTRAL,
         flipped: false,
     };
-    let s = cfg.input_size;
-    let mut out = vec![0.0; 3 * s * s];
+    let size = cfg.input_size;
+    let mut out = vec![0.0; 3 * size * size];
     render(&src, &plan, cfg, &mut out);
     (out, m)
+}
+
+/// The whole-pixel rectangle `[x, y, w, h]` of a `w x h` image that an `size x size` input made
+/// with `m` (image to input) samples, grown by `margin` pixels; `None` when the input misses the
+/// image or `m` is singular (the caller then samples the whole image, which pads everything).
+fn reachable_rect(m: &Mat3, size: usize, margin: f64, w: u32, h: u32) -> Option<[u32; 4]> {
+    let inv = m.inverse()?;
+    let s = size as f32;
+    let (mut lo, mut hi) = ([f64::MAX; 2], [f64::MIN; 2]);
+    for corner in [[0.0, 0.0], [s, 0.0], [0.0, s], [s, s]] {
+        let p = inv.apply(corner)?;
+        for k in 0..2 {
+            lo[k] = lo[k].min(p[k] as f64);
+            hi[k] = hi[k].max(p[k] as f64);
+        }
+    }
+    let x0 = (lo[0] - margin).floor().clamp(0.0, w as f64) as u32;
+    let y0 = (lo[1] - margin).floor().clamp(0.0, h as f64) as u32;
+    let x1 = (hi[0] + margin).ceil().clamp(0.0, w as f64) as u32;
+    let y1 = (hi[1] + margin).ceil().clamp(0.0, h as f64) as u32;
+    (x1 > x0 && y1 > y0).then_some([x0, y0, x1 - x0, y1 - y0])
 }
 
 #[cfg(test)]

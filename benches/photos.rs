@@ -1,0 +1,188 @@
+//! `hmreg predict` on photos, the way a user runs it, in one command:
+//!
+//! ```text
+//! cargo bench --bench photos
+//! ```
+//!
+//! Rows: the 1280x720 photo with 3 faces (cut from the group photo the rustface package ships)
+//! with one pass and with two passes per face, upright search only; the same with the search
+//! over the copies turned for tilted heads (the default) and with `--try-rotations`; then an
+//! 8000x8000 JPEG (the group photo scaled up above scenery: 64 megapixels, faces of 200-300
+//! pixels) with the defaults, in a child process of its own (the bench re-runs itself with
+//! `--child-big FILE`) so that its peak resident memory is its own: JPEG decode alone, then the
+//! whole prediction (decode, reduced search, full-resolution crops, two passes).
+//!
+//! Options: `--reps R` (5, medians), `--skip small|big`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::Device;
+use hmreg::predict::{self, FaceSource, SearchOptions};
+use hmreg::run::{load_model, LoadedModel, ModelSource};
+
+#[path = "shared/measure.rs"]
+mod measure;
+use measure::median_ms;
+
+#[path = "shared/photos.rs"]
+mod photos;
+
+#[path = "../tests/common/exif.rs"]
+mod exif;
+
+/// Peak resident set size of this process (VmHWM), in MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// One prediction of `path`: (faces found, milliseconds).
+fn predict_once(
+    loaded: &LoadedModel,
+    path: &Path,
+    search: &SearchOptions,
+    two_pass: bool,
+) -> (usize, f64) {
+    let opts = predict::PredictOptions {
+        codec: loaded.cfg.codec().expect("the run's codec"),
+        flip: None,
+        batch_size: 8,
+        faces: FaceSource::Detect(search.clone()),
+        out_dir: None,
+        labels: false,
+        two_pass,
+    };
+    let prepare = predict::validation_preparation(&loaded.cfg.pipeline);
+    let start = Instant::now();
+    let (preds, failures) = predict::predict_files(
+        loaded.model.as_ref(),
+        &[path.to_path_buf()],
+        &prepare,
+        &opts,
+        &Device::Cpu,
+        &mut || {},
+    )
+    .expect("the detector starts");
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    if let Some(f) = failures.first() {
+        panic!("{}", f.error);
+    }
+    (preds[0].faces.len(), ms)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    let reps: usize = value("--reps").and_then(|v| v.parse().ok()).unwrap_or(5);
+    let skip = value("--skip").cloned().unwrap_or_default();
+    let loaded = load_model(&ModelSource::Builtin, &Device::Cpu).expect("the built-in model");
+    if let Some(file) = value("--child-big") {
+        big_child(&loaded, Path::new(file));
+        return;
+    }
+    let group = photos::group_photo().expect("the rustface package's group photo");
+    if let Some(dir) = value("--save-photos") {
+        // The pictures for a look by eye: the 3-face photo turned by 40 degrees, the same photo
+        // stored as a phone does (turned, EXIF orientation 6) and the 8000x8000 photo.
+        let dir = Path::new(dir);
+        std::fs::create_dir_all(dir).expect("the folder");
+        let three = photos::three_faces(&group);
+        photos::turned(&three, 40.0)
+            .0
+            .save(dir.join("tilted.png"))
+            .expect("write");
+        let phone = exif::jpeg_with_orientation(&exif::stored_for(&three, 6), 6);
+        std::fs::write(dir.join("phone.jpg"), phone).expect("write");
+        photos::big_photo(&group)
+            .save(dir.join("big8000.jpg"))
+            .expect("write");
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("hmreg-bench-photos-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp folder");
+    println!("| photo | search | passes | faces | ms per photo | peak RSS MB |");
+    println!("|---|---|---|---|---|---|");
+    if !skip.contains("small") {
+        let path = tmp.join("three.png");
+        photos::three_faces(&group)
+            .save(&path)
+            .expect("write the photo");
+        let upright = SearchOptions {
+            tilts: Vec::new(),
+            ..Default::default()
+        };
+        let turns = SearchOptions {
+            turns: true,
+            ..Default::default()
+        };
+        for (what, search, two) in [
+            ("upright", &upright, false),
+            ("upright", &upright, true),
+            ("+ tilts -40, 40 (default)", &SearchOptions::default(), true),
+            ("+ tilts, --try-rotations", &turns, true),
+        ] {
+            let mut faces = 0;
+            let ms = median_ms(1, reps, || {
+                faces = predict_once(&loaded, &path, search, two).0
+            });
+            println!(
+                "| 1280x720 PNG, 3 faces | {what} | {} | {faces} | {ms:.0} | |",
+                if two { 2 } else { 1 }
+            );
+        }
+    }
+    if !skip.contains("big") {
+        let path = tmp.join("big.jpg");
+        let big = photos::big_photo(&group);
+        let file = std::fs::File::create(&path).expect("write the photo");
+        image::codecs::jpeg::JpegEncoder::new_with_quality(std::io::BufWriter::new(file), 90)
+            .encode_image(&big)
+            .expect("encode the photo");
+        drop(big);
+        let out = std::process::Command::new(std::env::current_exe().expect("this bench"))
+            .arg("--child-big")
+            .arg(&path)
+            .output()
+            .expect("run the child");
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        if !out.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// The 8000x8000 rows, in a process of their own: decode alone, then the whole prediction.
+fn big_child(loaded: &LoadedModel, path: &Path) {
+    let start = Instant::now();
+    let (img, _) = hmreg::data::sources::image_io::read_rgb_upright(path).expect("decode");
+    let decode_ms = start.elapsed().as_secs_f64() * 1e3;
+    drop(img);
+    let decode_rss = peak_rss_mb();
+    println!("| 8000x8000 JPEG | decode only | | | {decode_ms:.0} | {decode_rss:.0} |");
+    let (faces, ms) = predict_once(loaded, path, &SearchOptions::default(), true);
+    println!(
+        "| 8000x8000 JPEG | defaults (reduced to 1600, tilts) | 2 | {faces} | {ms:.0} | {:.0} |",
+        peak_rss_mb()
+    );
+    let upright = SearchOptions {
+        tilts: Vec::new(),
+        ..Default::default()
+    };
+    let (faces, ms) = predict_once(loaded, path, &upright, true);
+    println!(
+        "| 8000x8000 JPEG | --no-tilt | 2 | {faces} | {ms:.0} | {:.0} |",
+        peak_rss_mb()
+    );
+}
