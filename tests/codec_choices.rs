@@ -17,8 +17,7 @@ fn parse(text: &str) -> TrainConfig {
 }
 
 fn resolve_err(text: &str) -> String {
-    let mut cfg = parse(text);
-    cfg.resolve().unwrap_err().to_string()
+    parse(text).check().unwrap_err().to_string()
 }
 
 #[test]
@@ -32,9 +31,8 @@ fn binary_targets_need_bce() {
             "{enc}: {err}"
         );
     }
-    let mut ok =
-        parse("[target.encoder]\nkind = \"randomized-rounding\"\n[loss]\nkind = \"bce\"\n");
-    ok.resolve().unwrap();
+    let ok = parse("[target.encoder]\nkind = \"randomized-rounding\"\n[loss]\nkind = \"bce\"\n");
+    ok.check().unwrap();
 }
 
 #[test]
@@ -49,16 +47,14 @@ fn the_two_channel_head_needs_bce() {
 #[test]
 fn dark_takes_the_gaussian_sigma_unless_given() {
     // A config naming `dark` without sigma used to decode with sigma 10 whatever the target.
-    let mut cfg = parse(
+    let run = parse(
         "[target.encoder]\nkind = \"gaussian\"\nsigma = 3.0\n[metrics.decoder]\nkind = \"dark\"\n",
-    );
-    cfg.resolve().unwrap();
-    assert_eq!(
-        cfg.codec().unwrap().decoder(),
-        &Decoder::Dark { sigma: Some(3.0) }
-    );
+    )
+    .resolve(None)
+    .unwrap();
+    assert_eq!(run.codec().decoder(), &Decoder::Dark { sigma: Some(3.0) });
     // An explicit sigma wins.
-    let codec = cfg.codec_with("dark:1.5".parse().unwrap()).unwrap();
+    let codec = run.codec_with("dark:1.5".parse().unwrap()).unwrap();
     assert_eq!(codec.decoder(), &Decoder::Dark { sigma: Some(1.5) });
     // A binary target has no sigma to give: the decoder's must be written.
     let err = resolve_err(
@@ -68,13 +64,14 @@ fn dark_takes_the_gaussian_sigma_unless_given() {
         err.contains("metrics.decoder.sigma") && err.contains("target.encoder"),
         "{err}"
     );
-    let mut cfg = parse(
+    let run = parse(
         "[target.encoder]\nkind = \"round\"\n[loss]\nkind = \"bce\"\n\
          [metrics.decoder]\nkind = \"dark\"\nsigma = 2.0\n",
-    );
-    cfg.resolve().unwrap();
+    )
+    .resolve(None)
+    .unwrap();
     // The resolved config written to a run directory keeps what the user wrote.
-    let again = parse(&cfg.to_toml().unwrap());
+    let again = parse(&run.to_toml().unwrap());
     assert_eq!(again.metrics.decoder, Decoder::Dark { sigma: Some(2.0) });
 }
 
@@ -93,28 +90,32 @@ fn derived_keys_set_to_another_value_are_refused() {
         "{err}"
     );
     // `[model] points` used to be overwritten by the data's count.
-    let mut cfg = parse("[model]\npoints = 68\n");
-    cfg.resolve().unwrap();
-    let err = cfg.resolve_points(5).unwrap_err().to_string();
+    let err = parse("[model]\npoints = 68\n")
+        .resolve(Some(5))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("model.points") && err.contains("data.points"),
         "{err}"
     );
     // Without the keys the values are derived.
-    let mut cfg = parse(
+    let cfg = parse(
         "[data]\npoints = \"all\"\n[pipeline]\ninput_size = 128\n[model]\narch = \"hrnet18\"\n",
     );
-    cfg.resolve().unwrap();
-    cfg.resolve_points(7).unwrap();
+    let run = cfg.clone().resolve(Some(7)).unwrap();
     assert_eq!(
-        (cfg.model.input_size, cfg.target.stride, cfg.model.points),
+        (run.model.input_size, run.target.stride, run.model.points),
         (128, 4, 7)
     );
-    // A run directory's config.toml spells them out, agreeing: it loads and resolves again.
-    let mut saved = parse(&cfg.to_toml().unwrap());
-    saved.resolve().unwrap();
-    saved.resolve_points(7).unwrap();
-    assert_eq!(saved.to_toml().unwrap(), cfg.to_toml().unwrap());
+    // Resolving leaves the config as the user wrote it.
+    assert_eq!(run.config().to_toml().unwrap(), cfg.to_toml().unwrap());
+    // A run directory's config.toml spells them out, agreeing: it loads and resolves again,
+    // without the data for the point count.
+    let saved = parse(&run.to_toml().unwrap());
+    assert_eq!(saved.resolve(None).unwrap().to_toml().unwrap(), run.to_toml().unwrap());
+    // With `all` and no record of the count, nothing can tell it.
+    let err = cfg.resolve(None).unwrap_err().to_string();
+    assert!(err.contains("model.points"), "{err}");
 }
 
 #[test]

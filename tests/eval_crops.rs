@@ -50,7 +50,6 @@ fn box_crops_score_every_point_that_a_centre_crop_cuts_away() {
     wide_faces(tmp.path());
     let mut cfg = TrainConfig::default();
     cfg.model.arch = Arch::UnetResnet18;
-    cfg.model.points = 3;
     cfg.data.points = hmreg::data::PointSelection::All;
     cfg.pipeline.input_size = 48;
     cfg.pipeline.item_size = 0;
@@ -59,6 +58,7 @@ fn box_crops_score_every_point_that_a_centre_crop_cuts_away() {
     let run = |resize: ResizeMode| {
         let mut c = cfg.clone();
         c.pipeline.resize = resize;
+        let c = c.resolve(Some(3)).unwrap();
         let set = EvalSet::open(
             &c,
             tmp.path(),

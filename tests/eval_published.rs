@@ -41,13 +41,13 @@ fn an_eval_set_knows_when_it_holds_a_whole_layout() {
     let root = tmp.path().join("data");
     let mut cfg = common::tiny_config(&root, 0, 1);
     hmreg::data::synthesis::generate::generate(&root, &cfg.data.synth).unwrap();
-    cfg.resolve().unwrap();
     let device = hmreg::device::test_device();
     // The tiny config selects 5 of the 68 points: not a layout.
-    let set = EvalSet::open(&cfg, &root, "val", 0, None, &device).unwrap();
+    let run = cfg.clone().resolve(None).unwrap();
+    let set = EvalSet::open(&run, &root, "val", 0, None, &device).unwrap();
     assert_eq!(set.whole_layout(), None);
     cfg.data.points = "all".parse().unwrap();
-    cfg.model.points = 68;
-    let set = EvalSet::open(&cfg, &root, "val", 0, None, &device).unwrap();
+    let run = cfg.resolve(Some(68)).unwrap();
+    let set = EvalSet::open(&run, &root, "val", 0, None, &device).unwrap();
     assert_eq!(set.whole_layout(), Some(68));
 }

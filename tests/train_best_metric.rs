@@ -79,12 +79,12 @@ fn a_contradicting_higher_is_better_is_refused_before_anything_is_written() {
 #[test]
 fn an_old_config_with_a_consistent_higher_is_better_still_loads() {
     let text = "[checkpoint]\nbest_metric = \"auc\"\nhigher_is_better = true\n";
-    let mut cfg = TrainConfig::parse(text, Path::new("old.toml")).unwrap();
-    cfg.resolve().unwrap();
+    let cfg = TrainConfig::parse(text, Path::new("old.toml")).unwrap();
+    cfg.check().unwrap();
     assert_eq!(cfg.checkpoint.best_metric, Figure::Auc.into());
     // The built-in model's config (written before the change) spells `higher_is_better = false`.
-    let mut face = TrainConfig::load(Path::new("models/face68/config.toml")).unwrap();
-    face.resolve().unwrap();
+    let face = TrainConfig::load(Path::new("models/face68/config.toml")).unwrap();
+    face.check().unwrap();
     assert_eq!(face.checkpoint.best_metric, Figure::Nmae.into());
     assert!(!face.to_toml().unwrap().contains("higher_is_better"));
 }

@@ -15,8 +15,8 @@ fn load(name: &str) -> TrainConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("configs")
         .join(name);
-    let mut c = TrainConfig::load(&path).unwrap();
-    c.resolve().unwrap();
+    let c = TrainConfig::load(&path).unwrap();
+    c.check().unwrap();
     c
 }
 
@@ -37,8 +37,8 @@ fn every_config_parses_and_validates() {
             grid.validate(&base)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         } else {
-            let mut c = TrainConfig::load(&p).unwrap();
-            c.resolve().unwrap_or_else(|e| panic!("{name}: {e}"));
+            let c = TrainConfig::load(&p).unwrap();
+            c.check().unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         n += 1;
     }
@@ -137,13 +137,16 @@ fn pretrained_hub_weights_fit_the_architecture() {
 fn heatmap_stride_reaches_the_targets_and_the_resolved_config() {
     let mut c = load("lapa-hrnet18-rr.toml");
     assert_eq!(c.model.stride(), 4);
-    assert_eq!(c.target.stride, 4);
+    assert_eq!(c.clone().resolve(None).unwrap().target.stride, 4);
     c.model.heatmap_stride = 16;
-    c.resolve().unwrap();
-    assert_eq!(c.target.stride, 16);
-    assert!(c.to_toml().unwrap().contains("heatmap_stride = 16"));
+    let run = c.clone().resolve(None).unwrap();
+    assert_eq!(run.target.stride, 16);
+    // Resolving leaves the config as written; the run's record spells out the derived value.
+    assert_eq!(run.config().target.stride, c.target.stride);
+    assert!(run.to_toml().unwrap().contains("heatmap_stride = 16"));
+    assert!(run.to_toml().unwrap().contains("stride = 16"));
     c.model.heatmap_stride = 2;
-    let err = c.resolve().unwrap_err().to_string();
+    let err = c.check().unwrap_err().to_string();
     assert!(err.contains("heatmap_stride 2"), "{err}");
 }
 
@@ -153,9 +156,9 @@ fn the_two_channel_head_needs_the_cross_entropy_loss() {
     let mut c = load("lapa-hrnet18-rr.toml");
     c.model.head = hmreg::models::HeadKind::TwoChannel;
     c.loss.pos_weight = 1.0;
-    c.resolve().unwrap();
-    assert!(c.to_toml().unwrap().contains("head = \"two-channel\""));
+    let run = c.clone().resolve(None).unwrap();
+    assert!(run.to_toml().unwrap().contains("head = \"two-channel\""));
     c.loss.kind = LossKind::Mse;
-    let err = c.resolve().unwrap_err().to_string();
+    let err = c.check().unwrap_err().to_string();
     assert!(err.contains("two-channel"), "{err}");
 }

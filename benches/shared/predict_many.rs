@@ -13,7 +13,7 @@ use hmreg::run::LoadedModel;
 /// `hmreg predict`'s options for `loaded` without flip test or pictures.
 pub fn options(loaded: &LoadedModel, faces: FaceSource, batch_size: usize) -> PredictOptions {
     PredictOptions {
-        codec: loaded.cfg.codec().expect("the run's codec"),
+        codec: loaded.cfg.codec().clone(),
         flip: None,
         batch_size,
         faces,

@@ -8,7 +8,7 @@ use super::args::ModelArgs;
 use crate::codec::Decoder;
 use crate::eval::{choices, published};
 use crate::export::{metadata, ExportMetadata, ExportOptions, DEFAULT_OPSET};
-use crate::run::{load_model, LoadedModel, ModelSource, TrainConfig};
+use crate::run::{load_model, LoadedModel, ModelSource, ResolvedRun};
 use crate::{Error, Result};
 
 /// `--decode`: `none`, or a decoder with an in-graph form. (A newtype: clap reads a bare
@@ -63,7 +63,7 @@ pub struct ExportArgs {
 }
 
 /// `layout` of the metadata: the known layout of the run's landmark files, and the selection.
-fn layout_name(cfg: &TrainConfig) -> String {
+fn layout_name(cfg: &ResolvedRun) -> String {
     let n = choices::points_in_files(cfg, &cfg.data.root, None).ok();
     let base = match n.and_then(published::layout) {
         Some((name, _)) => name.to_string(),

@@ -14,7 +14,7 @@ use crate::detect::DetectOptions;
 use crate::device::DeviceSpec;
 use crate::eval::choices;
 use crate::predict::{self, FaceSource, PredictOptions, SearchOptions};
-use crate::run::{load_model, ModelSource, TrainConfig};
+use crate::run::{load_model, ModelSource, ResolvedRun};
 use crate::stdout;
 use crate::{Error, Result};
 
@@ -118,7 +118,7 @@ struct PredictDoc<'a> {
 
 /// Whether a model's points are a face layout the detector's boxes fit (iBUG-68, WFLW-98,
 /// LaPa-106, or a selection from one).
-fn is_face_model(cfg: &TrainConfig) -> bool {
+fn is_face_model(cfg: &ResolvedRun) -> bool {
     matches!(
         choices::points_in_files(cfg, &cfg.data.root, None),
         Ok(68 | 98 | 106)

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::codec::{Codec, Decoder};
 use crate::data::sources::dataset::Sample;
-use crate::run::TrainConfig;
+use crate::run::ResolvedRun;
 use crate::{Error, Result};
 
 /// The run's codec decoding with `--decoder` and `--k` (alone: top-k), defaulting to the run's
@@ -14,7 +14,7 @@ use crate::{Error, Result};
 pub fn choose_codec(
     decoder: Option<&Decoder>,
     k: Option<usize>,
-    cfg: &TrainConfig,
+    cfg: &ResolvedRun,
 ) -> Result<Codec> {
     let mut dec = match decoder {
         // `--k` alone asks for the top-k decoder.
@@ -38,7 +38,7 @@ pub fn choose_codec(
 /// The number of points in the run's landmark files: from a file of the run's data when there is
 /// one, else from the model when the selection is `all`.
 pub fn points_in_files(
-    cfg: &TrainConfig,
+    cfg: &ResolvedRun,
     data_root: &Path,
     samples: Option<&[Sample]>,
 ) -> Result<usize> {
@@ -67,7 +67,7 @@ pub fn points_in_files(
 
 /// The mirror permutation of the model's points: the point set's flip permutation restricted to
 /// the selected points (`samples`: the data being evaluated, to count the points in its files).
-pub fn flip_permutation(cfg: &TrainConfig, samples: Option<&[Sample]>) -> Result<Vec<usize>> {
+pub fn flip_permutation(cfg: &ResolvedRun, samples: Option<&[Sample]>) -> Result<Vec<usize>> {
     let n = points_in_files(cfg, &cfg.data.root, samples)?;
     crate::data::transforms::flip::flip_permutation(
         n,

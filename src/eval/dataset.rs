@@ -8,7 +8,7 @@ use candle_core::Device;
 use super::evaluate::EvalBatch;
 use crate::data::sources::dataset::{load_split, Sample};
 use crate::data::{Batch, Loader, LoaderMode, LoaderSpec};
-use crate::run::TrainConfig;
+use crate::run::ResolvedRun;
 use crate::{Error, Result};
 
 /// A dataset split prepared exactly like training's validation data.
@@ -19,7 +19,7 @@ pub struct EvalSet {
 
 impl EvalSet {
     pub fn open(
-        cfg: &TrainConfig,
+        cfg: &ResolvedRun,
         root: &Path,
         split: &str,
         limit: usize,

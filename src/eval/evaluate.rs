@@ -14,7 +14,7 @@ use super::tta::{self, Inference};
 use crate::codec::Codec;
 use crate::metrics::{MetricAccumulator, MetricConfig, MetricReport};
 use crate::models::KeypointNet;
-use crate::run::TrainConfig;
+use crate::run::ResolvedRun;
 use crate::{Keypoints, Result};
 
 /// One batch as the data pipeline prepares it for validation.
@@ -54,7 +54,7 @@ pub struct EvalOptions {
 impl EvalOptions {
     /// Evaluation as a run's config sets it up (its metrics, input size and normalisation) with
     /// `codec`, no flip test and no pictures.
-    pub fn for_run(cfg: &TrainConfig, codec: Codec) -> EvalOptions {
+    pub fn for_run(cfg: &ResolvedRun, codec: Codec) -> EvalOptions {
         EvalOptions {
             codec,
             flip: None,

@@ -25,7 +25,7 @@ use crate::metrics::MetricAccumulator;
 use crate::models::HeadKind;
 use crate::run::dir::{self, checkpoints_dir, SUMMARY_FILE};
 use crate::run::history;
-use crate::run::{checkpoint, load_model, ModelSource, TrainConfig};
+use crate::run::{checkpoint, load_model, ModelSource, ResolvedRun, TrainConfig};
 use crate::train::progress::OutputMode;
 use crate::train::trainer::{train, RunOptions};
 use crate::{Error, Keypoints, Result};
@@ -301,7 +301,7 @@ impl Cell {
         cfg.written.stride = None;
         cfg.seed = self.seed;
         self.method.apply(&mut cfg, params);
-        cfg.resolve()?;
+        cfg.check()?;
         Ok(cfg)
     }
 }
@@ -463,8 +463,8 @@ fn cell_state(cfg: &TrainConfig, run_dir: &Path) -> Result<CellState> {
         let saved = dir::read_config(run_dir)?;
         let mut want = cfg.clone();
         want.absolutize_paths();
-        // The point count is resolved from the data when the run starts.
-        want.model.points = saved.model.points;
+        // The point count comes from the data when the run starts: the saved run records it.
+        let want = want.resolve(Some(saved.model.points))?;
         if !dir::configs_match(saved, &want)? {
             return Err(Error::file(
                 run_dir.join(dir::CONFIG_FILE),
@@ -515,7 +515,7 @@ fn evaluate_cell(cell: &Cell, run_dir: &Path, params: &MethodParams) -> Result<C
         .map(|d| cfg.codec_with(d))
         .collect::<Result<Vec<_>>>()?;
     let mut cross: Vec<Option<MetricAccumulator>> = vec![None; codecs.len()];
-    let opts = EvalOptions::for_run(cfg, cfg.codec()?);
+    let opts = EvalOptions::for_run(cfg, cfg.codec().clone());
     let own = evaluate(
         loaded.model.as_ref(),
         set.batches(true),
@@ -557,7 +557,7 @@ fn evaluate_cell(cell: &Cell, run_dir: &Path, params: &MethodParams) -> Result<C
 }
 
 /// A cell's validation split prepared as its run validates it.
-fn validation_set(cfg: &TrainConfig, device: &Device) -> Result<EvalSet> {
+fn validation_set(cfg: &ResolvedRun, device: &Device) -> Result<EvalSet> {
     EvalSet::open(
         cfg,
         &cfg.data.root,
@@ -583,7 +583,7 @@ pub struct Floor {
 /// Reads the validation points through the first cell's resolved config, so call it once that
 /// cell has trained.
 pub fn floors(base: &TrainConfig, grid: &GridConfig, out: &Path) -> Result<Vec<Floor>> {
-    let cfg = dir::read_config(&grid.cells()[0].dir(out))?;
+    let cfg = dir::read_config(&grid.cells()[0].dir(out))?.resolve(None)?;
     let mut points: Vec<Keypoints> = Vec::new();
     for batch in validation_set(&cfg, &Device::Cpu)?.batches(false) {
         points.extend(batch?.points);

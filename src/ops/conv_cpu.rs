@@ -439,7 +439,6 @@ pub fn conv2d_backward(
     assert_eq!(w.len(), g.c_out * g.k());
     assert_eq!(dy.len(), g.n * g.out_len());
     let (oh_n, ow_n, k) = (g.out_h(), g.out_w(), g.k());
-    let ohw = oh_n * ow_n;
     let pw = g.is_pointwise();
     // Stride-1 kernels get their input gradient from one flipped forward convolution; the
     // others (1x1, strided) build it tile by tile below.
@@ -472,90 +471,28 @@ pub fn conv2d_backward(
     if !(need_dw || tiled_dx) {
         return (dx_flipped, dw_direct);
     }
+    let tiles = BackwardTiles {
+        x,
+        w,
+        dy,
+        g,
+        par,
+        dw_acc: need_dw.then_some(&dwp),
+        dx: tiled_dx.then_some(&dxp),
+    };
     for_chunks(g.n, chunk, parallel, |s0, ns| {
         // This chunk's scratch tiles: im2col writes `col`, the input-gradient gemm `dcol`.
         let mut col = (need_dw && !pw).then(|| OutBuf::new(k * rows * ow_n));
         let mut dcol = (tiled_dx && !pw).then(|| OutBuf::new(k * rows * ow_n));
         for s in s0..s0 + ns {
-            let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
             let mut oh0 = 0;
             while oh0 < oh_n {
                 let oh1 = (oh0 + rows).min(oh_n);
-                let t = (oh1 - oh0) * ow_n;
-                // dY tile (C_out x T): sample `s`'s C_out planes (OH·OW apart) from column oh0·OW.
-                let dy_t = Mat::rows(dy[s * g.out_len() + oh0 * ow_n..].as_ptr(), ohw as isize);
-                if need_dw {
-                    // colᵀ (T x K): the sample's input itself (1x1) or the im2col tile.
-                    let col_t = match &mut col {
-                        None => Mat::cols(xs[oh0 * ow_n..].as_ptr(), ohw as isize),
-                        Some(col) => {
-                            im2col(xs, g, oh0, oh1, col);
-                            Mat::cols(col.as_ptr(), t as isize)
-                        }
-                    };
-                    // dW (C_out x K) += dY_tile (C_out x T) · colᵀ (T x K), accumulated
-                    // column-major (as dWᵀ): stored row-major, gemm would transpose the problem
-                    // and pack the whole column matrix across its rows, which cost more than
-                    // the multiplication itself in HRNet's narrow layers.
-                    let gemm = Gemm {
-                        m: g.c_out,
-                        n: k,
-                        k: t,
-                        accumulate: true,
-                        par,
-                    };
-                    // SAFETY: chunk `s0 / chunk` owns accumulator `s0 / chunk` of `dw_parts`
-                    // (chunks · C_out · K floats, zero-initialised): C_out · K floats that no
-                    // other chunk touches, here C_out x K column-major. The dY tile lies in
-                    // `dy` (length asserted); `col_t` is T x K inside the sample's input (1x1:
-                    // K = C_in planes of H·W = OH·OW floats) or the K x T tile im2col has just
-                    // written into this chunk's `col` (K·rows·OW ≥ K·T floats).
-                    unsafe {
-                        let dw_acc = dwp.get().add((s0 / chunk) * g.c_out * k);
-                        gemm.run(Mat::cols(dw_acc, g.c_out as isize), dy_t, col_t);
-                    }
-                }
-                if tiled_dx {
-                    // dcol (K x T) = Wᵀ (K x C_out) · dY_tile (C_out x T)
-                    let gemm = Gemm {
-                        m: k,
-                        n: t,
-                        k: g.c_out,
-                        accumulate: false,
-                        par,
-                    };
-                    let wt = Mat::cols(w.as_ptr(), k as isize);
-                    match &mut dcol {
-                        None => {
-                            // SAFETY: 1x1: the destination is sample `s`'s K = C_in planes
-                            // (H·W = OH·OW apart) from column oh0·OW, T columns, inside
-                            // `dx_written` (N·C_in·H·W floats); sample `s` belongs to this
-                            // chunk alone and its row tiles are disjoint. The gemm writes it
-                            // without reading it. `w` is C_out x K row-major, read as Wᵀ; the
-                            // dY tile lies in `dy`.
-                            unsafe {
-                                let dst = dxp.get().add(s * g.in_len() + oh0 * ow_n);
-                                gemm.run(Mat::rows(dst, ohw as isize), wt, dy_t);
-                            }
-                        }
-                        Some(dcol) => {
-                            // SAFETY: the destination is the first K·T floats of this chunk's
-                            // own `dcol` (K·rows·OW ≥ K·T), as K x T row-major, written without
-                            // being read; `w` and the dY tile as above.
-                            unsafe { gemm.run(Mat::rows(dcol.as_mut_ptr(), t as isize), wt, dy_t) };
-                            // SAFETY: the gemm has just written all K x T = `dcol[..K·T]`.
-                            let dcol = unsafe { dcol[..k * t].assume_init_ref() };
-                            // SAFETY: sample `s`'s C_in·H·W floats of `dx_summed` (N·C_in·H·W,
-                            // zero-initialised), which belong to this chunk alone.
-                            let dxs = unsafe {
-                                std::slice::from_raw_parts_mut(
-                                    dxp.get().add(s * g.in_len()),
-                                    g.in_len(),
-                                )
-                            };
-                            col2im(dcol, g, oh0, oh1, dxs);
-                        }
-                    }
+                // SAFETY: chunk `s0 / chunk` owns accumulator `s0 / chunk` of `dw_parts` and
+                // sample `s` of the input gradient (see `BackwardTiles`).
+                unsafe {
+                    tiles.weight_grad(s, oh0, oh1, s0 / chunk, &mut col);
+                    tiles.input_grad(s, oh0, oh1, &mut dcol);
                 }
                 oh0 = oh1;
             }
@@ -570,22 +507,145 @@ pub fn conv2d_backward(
         }
         (None, None) => dx_summed,
     };
-    let dw = dw_direct.or_else(|| {
-        need_dw.then(|| {
-            // Sum the chunks' dWᵀ and transpose to (C_out, K).
-            let len = g.c_out * k;
-            let mut dw = vec![0f32; len];
-            for part in dw_parts.chunks(len) {
-                for (kk, row) in part.chunks(g.c_out).enumerate() {
-                    for (co, &v) in row.iter().enumerate() {
-                        dw[co * k + kk] += v;
-                    }
+    let dw = dw_direct.or_else(|| need_dw.then(|| sum_weight_grad_parts(&dw_parts, g)));
+    (dx, dw)
+}
+
+/// Sums the chunks' weight-gradient accumulators (each dWᵀ, K x C_out) into dW (C_out, K).
+fn sum_weight_grad_parts(parts: &[f32], g: &ConvGeom) -> Vec<f32> {
+    let k = g.k();
+    let len = g.c_out * k;
+    let mut dw = vec![0f32; len];
+    for part in parts.chunks(len) {
+        for (kk, row) in part.chunks(g.c_out).enumerate() {
+            for (co, &v) in row.iter().enumerate() {
+                dw[co * k + kk] += v;
+            }
+        }
+    }
+    dw
+}
+
+/// What every row tile of one [`conv2d_backward`] call shares: the operands and where the
+/// gradients go. `dw_acc` is the chunks' weight-gradient accumulators (chunks · C_out · K floats,
+/// zero-initialised; `None`: no weight gradient by this path); `dx` the input gradient
+/// (N · C_in · H · W floats: for 1x1 kernels uninitialised and written by the gemm, otherwise
+/// zero-initialised and added into by col2im; `None`: no tiled input gradient).
+struct BackwardTiles<'a> {
+    x: &'a [f32],
+    w: &'a [f32],
+    dy: &'a [f32],
+    g: &'a ConvGeom,
+    par: Parallelism,
+    dw_acc: Option<&'a SendPtr>,
+    dx: Option<&'a SendPtr>,
+}
+
+impl BackwardTiles<'_> {
+    /// dY tile (C_out x T) of sample `s`, output rows `oh0..oh1`: its C_out planes (OH·OW
+    /// apart) from column oh0·OW.
+    fn dy_tile(&self, s: usize, oh0: usize) -> Mat<*const f32> {
+        let g = self.g;
+        let ohw = g.out_h() * g.out_w();
+        Mat::rows(self.dy[s * g.out_len() + oh0 * g.out_w()..].as_ptr(), ohw as isize)
+    }
+
+    /// Adds sample `s`'s rows `oh0..oh1` to accumulator `part` of the weight gradient.
+    ///
+    /// # Safety
+    /// The caller's chunk owns accumulator `part` (no other thread touches it), and `col` is
+    /// that chunk's own scratch tile of K·rows·OW floats (`None` for 1x1 kernels).
+    unsafe fn weight_grad(
+        &self,
+        s: usize,
+        oh0: usize,
+        oh1: usize,
+        part: usize,
+        col: &mut Option<OutBuf>,
+    ) {
+        let Some(dwp) = self.dw_acc else { return };
+        let g = self.g;
+        let (ow_n, k) = (g.out_w(), g.k());
+        let ohw = g.out_h() * ow_n;
+        let t = (oh1 - oh0) * ow_n;
+        let xs = &self.x[s * g.in_len()..(s + 1) * g.in_len()];
+        // colᵀ (T x K): the sample's input itself (1x1) or the im2col tile.
+        let col_t = match col {
+            None => Mat::cols(xs[oh0 * ow_n..].as_ptr(), ohw as isize),
+            Some(col) => {
+                im2col(xs, g, oh0, oh1, col);
+                Mat::cols(col.as_ptr(), t as isize)
+            }
+        };
+        // dW (C_out x K) += dY_tile (C_out x T) · colᵀ (T x K), accumulated column-major (as
+        // dWᵀ): stored row-major, gemm would transpose the problem and pack the whole column
+        // matrix across its rows, which cost more than the multiplication itself in HRNet's
+        // narrow layers.
+        let gemm = Gemm {
+            m: g.c_out,
+            n: k,
+            k: t,
+            accumulate: true,
+            par: self.par,
+        };
+        // SAFETY: accumulator `part` is C_out · K floats of `dw_acc` that only the caller's
+        // chunk touches, here C_out x K column-major. The dY tile lies in `dy` (length asserted
+        // by `conv2d_backward`); `col_t` is T x K inside the sample's input (1x1: K = C_in planes
+        // of H·W = OH·OW floats) or the K x T tile im2col has just written into `col`
+        // (K·rows·OW ≥ K·T floats).
+        unsafe {
+            let dw_acc = dwp.get().add(part * g.c_out * k);
+            gemm.run(Mat::cols(dw_acc, g.c_out as isize), self.dy_tile(s, oh0), col_t);
+        }
+    }
+
+    /// Writes (1x1) or adds (others) sample `s`'s rows `oh0..oh1` into the input gradient.
+    ///
+    /// # Safety
+    /// Sample `s` belongs to the caller's chunk alone, its row tiles are disjoint, and `dcol` is
+    /// that chunk's own scratch tile of K·rows·OW floats (`None` for 1x1 kernels).
+    unsafe fn input_grad(&self, s: usize, oh0: usize, oh1: usize, dcol: &mut Option<OutBuf>) {
+        let Some(dxp) = self.dx else { return };
+        let g = self.g;
+        let (ow_n, k) = (g.out_w(), g.k());
+        let ohw = g.out_h() * ow_n;
+        let t = (oh1 - oh0) * ow_n;
+        let dy_t = self.dy_tile(s, oh0);
+        // dcol (K x T) = Wᵀ (K x C_out) · dY_tile (C_out x T)
+        let gemm = Gemm {
+            m: k,
+            n: t,
+            k: g.c_out,
+            accumulate: false,
+            par: self.par,
+        };
+        let wt = Mat::cols(self.w.as_ptr(), k as isize);
+        match dcol {
+            None => {
+                // SAFETY: 1x1: the destination is sample `s`'s K = C_in planes (H·W = OH·OW
+                // apart) from column oh0·OW, T columns, inside `dx` (N·C_in·H·W floats); the
+                // sample and tile are the caller's alone. The gemm writes it without reading it.
+                // `w` is C_out x K row-major, read as Wᵀ; the dY tile lies in `dy`.
+                unsafe {
+                    let dst = dxp.get().add(s * g.in_len() + oh0 * ow_n);
+                    gemm.run(Mat::rows(dst, ohw as isize), wt, dy_t);
                 }
             }
-            dw
-        })
-    });
-    (dx, dw)
+            Some(dcol) => {
+                // SAFETY: the destination is the first K·T floats of the caller's own `dcol`
+                // (K·rows·OW ≥ K·T), as K x T row-major, written without being read; `w` and the
+                // dY tile as above.
+                unsafe { gemm.run(Mat::rows(dcol.as_mut_ptr(), t as isize), wt, dy_t) };
+                // SAFETY: the gemm has just written all K x T = `dcol[..K·T]`.
+                let dcol = unsafe { dcol[..k * t].assume_init_ref() };
+                // SAFETY: sample `s`'s C_in·H·W floats of `dx` (N·C_in·H·W, zero-initialised),
+                // which belong to the caller's chunk alone.
+                let dxs =
+                    unsafe { std::slice::from_raw_parts_mut(dxp.get().add(s * g.in_len()), g.in_len()) };
+                col2im(dcol, g, oh0, oh1, dxs);
+            }
+        }
+    }
 }
 
 /// Undoes the epilogue in the backward pass: returns the gradient at the gemm's output (`dy`

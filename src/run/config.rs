@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::codec::{Codec, Decoder};
+use crate::codec::Decoder;
 use crate::data::sources::points::PointSelection;
 use crate::data::synthesis::generate::SynthConfig;
 use crate::data::{PipelineConfig, TargetConfig};
@@ -18,6 +18,7 @@ use crate::learn::schedule::ScheduleConfig;
 use crate::metrics::MetricConfig;
 use crate::models::{Arch, HeadKind, ModelConfig};
 use crate::run::checkpoint::CheckpointConfig;
+use crate::run::resolved::ResolvedRun;
 use crate::{Error, Result};
 
 /// `[data]`: where the images are and which points to learn.
@@ -291,10 +292,29 @@ impl TrainConfig {
         Ok(toml::to_string_pretty(&out)?)
     }
 
-    /// Derives the model's input size (the pipeline's) and the target stride (the
-    /// architecture's, or `model.heatmap_stride`) and checks every value. A file that wrote one of
-    /// them with another value is refused ([`WrittenDerived`]).
-    pub fn resolve(&mut self) -> Result<()> {
+    /// Resolves the run (see [`ResolvedRun`]): derives the model's input size (the pipeline's),
+    /// the target stride (the architecture's, or `model.heatmap_stride`) and the point count
+    /// (`points_from_data`, the data's, when the data has been read), builds the codec and checks
+    /// every value. A file that wrote a derived key with another value is refused
+    /// ([`WrittenDerived`]).
+    pub fn resolve(self, points_from_data: Option<usize>) -> Result<ResolvedRun> {
+        self.validate()?;
+        ResolvedRun::new(self, points_from_data)
+    }
+
+    /// Everything [`TrainConfig::resolve`] checks that does not need the data, so that a bad
+    /// config fails before the data is read (or generated). The point count is taken from the
+    /// selection or the file until the data gives it.
+    pub fn check(&self) -> Result<()> {
+        let provisional = match &self.data.points {
+            crate::data::PointSelection::Indices(idx) => idx.len(),
+            _ => self.written.points.unwrap_or(1),
+        };
+        self.clone().resolve(Some(provisional)).map(drop)
+    }
+
+    /// Refuses a derived key written with a value other than the derived one.
+    pub(crate) fn check_written_derived(&self) -> Result<()> {
         let derived = [
             (
                 "model.input_size",
@@ -316,35 +336,7 @@ impl TrainConfig {
                 )));
             }
         }
-        self.model.input_size = self.pipeline.input_size;
-        self.target.stride = self.model.stride();
-        self.validate()
-    }
-
-    /// Sets `model.points` to the point count the data gives, refusing a file that wrote
-    /// another one.
-    pub fn resolve_points(&mut self, from_data: usize) -> Result<()> {
-        if let Some(w) = self.written.points.filter(|&w| w != from_data) {
-            return Err(Error::config(format!(
-                "model.points = {w} cannot be set: data.points selects {from_data} points of the                  data (remove model.points)"
-            )));
-        }
-        self.model.points = from_data;
         Ok(())
-    }
-
-    /// The codec of this run: input and map sizes, the target encoder and the validation
-    /// decoder. Refuses the combinations that cannot train or decode ([`check_codec`]).
-    pub fn codec(&self) -> Result<Codec> {
-        self.codec_with(self.metrics.decoder.clone())
-    }
-
-    /// [`TrainConfig::codec`] decoding with `decoder` instead (an evaluation's choice).
-    pub fn codec_with(&self, decoder: Decoder) -> Result<Codec> {
-        check_codec(self)?;
-        let input = self.pipeline.input_size;
-        let map_size = self.target.validate(input)?;
-        Codec::new(input, map_size, self.target.encoder.clone(), decoder)
     }
 
     /// A known hub repository (the README's list) whose backbone is not this architecture's is
@@ -376,6 +368,8 @@ impl TrainConfig {
         )))
     }
 
+    /// Checks the values that do not depend on what the run derives ([`TrainConfig::resolve`]
+    /// checks the rest).
     pub fn validate(&self) -> Result<()> {
         self.precision.check_device(&self.device.to_string())?;
         if self.epochs == 0 {
@@ -396,23 +390,13 @@ impl TrainConfig {
                 "data.train_split and data.val_split must be named",
             ));
         }
-        self.model.validate()?;
         self.check_pretrained_fits()?;
         self.pipeline.validate()?;
-        self.target.validate(self.pipeline.input_size)?;
         self.loss.validate()?;
         self.optim.validate()?;
         self.schedule.validate()?;
         self.checkpoint.validate(self.metrics.vs_target)?;
-        self.lr_find.validate()?;
-        self.codec()?;
-        if self.model.input_size != self.pipeline.input_size {
-            return Err(Error::config(format!(
-                "model.input_size ({}) differs from pipeline.input_size ({})",
-                self.model.input_size, self.pipeline.input_size
-            )));
-        }
-        Ok(())
+        self.lr_find.validate()
     }
 
     /// Total epochs of the run (fine_tune adds its frozen epochs).
@@ -428,7 +412,7 @@ impl TrainConfig {
 
 /// The encoder, loss, head and decoder choices that cannot work together, refused in this one
 /// place with the keys to change.
-pub fn check_codec(cfg: &TrainConfig) -> Result<()> {
+pub fn check_codec(cfg: &ResolvedRun) -> Result<()> {
     let bce = cfg.loss.kind == LossKind::Bce;
     if cfg.model.head == HeadKind::TwoChannel && !bce {
         return Err(Error::config(

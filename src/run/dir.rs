@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::atomic::write_atomic;
 use crate::run::checkpoint;
 use crate::run::config::TrainConfig;
+use crate::run::resolved::ResolvedRun;
 use crate::{Error, Result};
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -30,7 +31,7 @@ pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
 }
 
 /// Writes the resolved config as `config.toml`.
-pub fn write_config(run_dir: &Path, cfg: &TrainConfig) -> Result<()> {
+pub fn write_config(run_dir: &Path, cfg: &ResolvedRun) -> Result<()> {
     std::fs::create_dir_all(run_dir).map_err(|e| Error::file(run_dir, e.to_string()))?;
     let text = format!(
         "# Fully resolved training config written by hmreg train: every value spelled out.\n{}",
@@ -80,7 +81,7 @@ pub fn resolve_checkpoint(path: &Path) -> Result<(PathBuf, PathBuf)> {
 }
 
 /// Whether a run's `saved` config is `cfg` (the device may differ).
-pub fn configs_match(mut saved: TrainConfig, cfg: &TrainConfig) -> Result<bool> {
+pub fn configs_match(mut saved: TrainConfig, cfg: &ResolvedRun) -> Result<bool> {
     // Runs saved before paths were made absolute compare equal too.
     saved.absolutize_paths();
     saved.device = cfg.device;
@@ -88,7 +89,7 @@ pub fn configs_match(mut saved: TrainConfig, cfg: &TrainConfig) -> Result<bool> 
 }
 
 /// A resumed run must continue with the config it started with (the device may differ).
-pub fn check_same_config(run_dir: &Path, cfg: &TrainConfig) -> Result<()> {
+pub fn check_same_config(run_dir: &Path, cfg: &ResolvedRun) -> Result<()> {
     if !configs_match(read_config(run_dir)?, cfg)? {
         return Err(Error::file(
             run_dir.join(CONFIG_FILE),

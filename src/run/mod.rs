@@ -14,7 +14,9 @@ pub mod dir;
 pub mod history;
 pub mod listing;
 pub mod model;
+pub mod resolved;
 
 pub use crate::device::{parse_device, DeviceSpec};
 pub use config::TrainConfig;
 pub use model::{load_model, LoadedModel, ModelSource};
+pub use resolved::ResolvedRun;

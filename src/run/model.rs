@@ -7,6 +7,7 @@ use candle_core::Device;
 
 use super::checkpoint;
 use super::config::TrainConfig;
+use super::resolved::ResolvedRun;
 use super::dir::{read_config, resolve_checkpoint};
 use crate::models::{build, KeypointNet, LoadReport, ParamStore};
 use crate::{Error, Result};
@@ -55,7 +56,8 @@ impl ModelSource {
 
 /// A model ready for inference with the resolved config of its run.
 pub struct LoadedModel {
-    pub cfg: TrainConfig,
+    /// The run's config and what it derives (the network, the codec).
+    pub cfg: ResolvedRun,
     pub store: ParamStore,
     pub model: Box<dyn KeypointNet>,
     /// The checkpoint (directory or weights file) the weights came from.
@@ -69,17 +71,16 @@ pub fn load_model(source: &ModelSource, device: &Device) -> Result<LoadedModel> 
         ModelSource::Builtin => {
             let name = PathBuf::from(BUILTIN_NAME);
             (
-                TrainConfig::parse(BUILTIN_CONFIG, &name.join("config.toml"))?,
+                TrainConfig::parse(BUILTIN_CONFIG, &name.join("config.toml"))?.resolve(None)?,
                 name,
             )
         }
         ModelSource::Run(path) => {
             let (run, ckpt) = resolve_checkpoint(path)?;
-            (read_config(&run)?, ckpt)
+            (read_config(&run)?.resolve(None)?, ckpt)
         }
         ModelSource::Checkpoint { checkpoint, config } => {
-            let mut cfg = TrainConfig::load(config)?;
-            cfg.resolve()?;
+            let cfg = TrainConfig::load(config)?.resolve(None)?;
             // A file inside a checkpoint directory stands for the directory.
             let dir = if checkpoint.is_dir() {
                 checkpoint.clone()

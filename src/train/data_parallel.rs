@@ -55,8 +55,8 @@ pub struct DataParallel {
     steps: u64,
 }
 
-/// Rank 0's part, lent by the trainer for one step.
-pub struct Lead<'a> {
+/// One worker's model, parameters and optimiser for one step; rank 0's is lent by the trainer.
+pub struct Worker<'a> {
     pub model: &'a dyn KeypointNet,
     pub store: &'a ParamStore,
     pub opt: &'a mut Adam,
@@ -144,7 +144,7 @@ impl DataParallel {
     /// Returns the mean loss over the workers' shards; when it is not finite no worker updates.
     pub fn step(
         &mut self,
-        lead: Lead<'_>,
+        lead: Worker<'_>,
         shards: &[Batch],
         loss: &LossConfig,
         hypers: &Hypers,
@@ -163,27 +163,36 @@ impl DataParallel {
             .filter(|&(_, at)| at == self.steps)
             .map(|(rank, _)| rank);
         let (first, sync_bn) = (self.first_rank, self.sync_bn);
-        let Lead { model, store, opt } = lead;
-        let mut workers: Vec<(&dyn KeypointNet, &ParamStore, &mut Adam)> =
-            vec![(model, store, opt)];
+        let mut workers = vec![lead];
         for r in &mut self.replicas {
-            workers.push((r.model.as_ref(), &r.store, &mut r.opt));
+            workers.push(Worker {
+                model: r.model.as_ref(),
+                store: &r.store,
+                opt: &mut r.opt,
+            });
         }
+        let task = StepTask {
+            loss,
+            hypers,
+            precision,
+        };
+        let task = &task;
         let results: Vec<Result<f64>> = std::thread::scope(|scope| {
             let handles: Vec<_> = workers
                 .into_iter()
                 .zip(&self.comms)
                 .zip(shards)
                 .enumerate()
-                .map(|(i, (((model, store, opt), comm), batch))| {
+                .map(|(i, ((worker, comm), batch))| {
                     let rank = first + i;
                     let fail = fail_here == Some(rank);
                     scope.spawn(move || {
                         let job = std::panic::AssertUnwindSafe(|| {
-                            let mut step = || {
-                                worker_step(
-                                    model, store, opt, comm, batch, loss, hypers, precision, fail,
-                                )
+                            let step = || {
+                                if fail {
+                                    return Err(Error::Msg("injected failure (test)".into()));
+                                }
+                                worker_step(worker, comm, batch, task)
                             };
                             if sync_bn {
                                 let reducer = Arc::new(CommReducer(Arc::clone(comm)));
@@ -269,23 +278,17 @@ fn rank_error(rank: usize, e: Error) -> Error {
     }
 }
 
-/// One worker's part of a step (see [`DataParallel::step`]).
-#[allow(clippy::too_many_arguments)]
-fn worker_step(
-    model: &dyn KeypointNet,
-    store: &ParamStore,
-    opt: &mut Adam,
-    comm: &SharedComm,
-    batch: &Batch,
-    loss: &LossConfig,
-    hypers: &Hypers,
+/// What every worker does the same in a step.
+struct StepTask<'a> {
+    loss: &'a LossConfig,
+    hypers: &'a Hypers,
     precision: Precision,
-    fail: bool,
-) -> Result<f64> {
-    if fail {
-        return Err(Error::Msg("injected failure (test)".into()));
-    }
-    let (loss, value) = forward_loss(model, loss, batch, precision)?;
+}
+
+/// One worker's part of a step (see [`DataParallel::step`]).
+fn worker_step(worker: Worker<'_>, comm: &SharedComm, batch: &Batch, task: &StepTask) -> Result<f64> {
+    let Worker { model, store, opt } = worker;
+    let (loss, value) = forward_loss(model, task.loss, batch, task.precision)?;
     // Every worker learns the mean loss first, so that a non-finite loss anywhere skips the
     // update everywhere.
     let dev = batch.images.device();
@@ -309,7 +312,7 @@ fn worker_step(
     for (v, g) in with_grad.iter().zip(averaged) {
         grads.insert(v.as_tensor(), g);
     }
-    opt.step(&grads, hypers)?;
+    opt.step(&grads, task.hypers)?;
     // Rank 0's BatchNorm running statistics for everybody.
     let buffers: Vec<&candle_core::Var> = store
         .params()

@@ -15,7 +15,7 @@ use crate::data::{FilePoints, Loader, LoaderMode, LoaderSpec};
 use crate::learn::optim::Adam;
 use crate::learn::precision::Precision;
 use crate::models::{build, KeypointNet, ParamGroup, ParamStore};
-use crate::run::TrainConfig;
+use crate::run::{ResolvedRun, TrainConfig};
 use crate::{Error, Result};
 
 /// The optimiser `cfg` asks for over `store`'s parameters, with loss scaling when it trains in
@@ -30,7 +30,8 @@ pub fn optimiser_for(store: &ParamStore, cfg: &TrainConfig) -> Result<Adam> {
 
 /// Everything built from a config: device, data, model and loaders.
 pub struct Setup {
-    pub cfg: TrainConfig,
+    /// The config and what the run derives from it.
+    pub cfg: ResolvedRun,
     pub device: Device,
     pub store: ParamStore,
     pub model: Box<dyn KeypointNet>,
@@ -52,19 +53,30 @@ impl Setup {
 
     /// [`Setup::new`], drawing a download bar on stderr when `progress` (and stderr is a terminal)
     /// while hub weights that are not in the cache come in.
-    pub fn with_progress(
-        mut cfg: TrainConfig,
-        note: &dyn Fn(&str),
-        progress: bool,
-    ) -> Result<Setup> {
-        cfg.resolve()?;
+    pub fn with_progress(cfg: TrainConfig, note: &dyn Fn(&str), progress: bool) -> Result<Setup> {
+        Setup::build(cfg, note, Some(progress))
+    }
+
+    /// [`Setup::new`] for a run resumed from its checkpoint: the weights come from there, so the
+    /// pretrained ones are not read (resuming needs neither the network for a hub name nor the
+    /// file the run started from).
+    pub fn for_resume(cfg: TrainConfig, note: &dyn Fn(&str)) -> Result<Setup> {
+        Setup::build(cfg, note, None)
+    }
+
+    /// `pretrained`: fetch and load the pretrained weights (with a download bar when true), or
+    /// leave them (`None`).
+    fn build(mut cfg: TrainConfig, note: &dyn Fn(&str), pretrained: Option<bool>) -> Result<Setup> {
+        cfg.check()?;
         let device = cfg.device.open()?;
         // Before the data: a hub name that cannot be had fails at once.
-        let pretrained = crate::hub::resolve(&cfg.init.pretrained, progress, note)?;
+        let pretrained = match pretrained {
+            Some(progress) => crate::hub::resolve(&cfg.init.pretrained, progress, note)?,
+            None => None,
+        };
         let (train_samples, val_samples, mix) = prepare_data(&cfg)?;
         cfg.absolutize_paths();
-        cfg.resolve_points(train_samples[0].points.len())?;
-        cfg.validate()?;
+        let cfg = cfg.resolve(Some(train_samples[0].points.len()))?;
         let mut store = ParamStore::new(&device, cfg.seed);
         let model = build(&cfg.model, &mut store)?;
         if let Some(path) = &pretrained {
@@ -112,7 +124,7 @@ impl Setup {
     }
 }
 
-fn loader_spec(cfg: &TrainConfig, mode: LoaderMode, file_points: &FilePoints) -> LoaderSpec {
+fn loader_spec(cfg: &ResolvedRun, mode: LoaderMode, file_points: &FilePoints) -> LoaderSpec {
     LoaderSpec {
         pipeline: cfg.pipeline.clone(),
         target: cfg.target.clone(),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::eval::show::{results_grid, Shown};
 use crate::run::config::LoggingConfig;
 use crate::run::history::EpochRecord;
-use crate::run::TrainConfig;
+use crate::run::ResolvedRun;
 use crate::tensorboard::EventWriter;
 use crate::Result;
 
@@ -42,7 +42,7 @@ pub fn epoch_scalars(r: &EpochRecord) -> Vec<(String, f64)> {
 }
 
 /// The resolved config as markdown (a code block keeps TOML's layout).
-fn config_markdown(cfg: &TrainConfig) -> Result<String> {
+fn config_markdown(cfg: &ResolvedRun) -> Result<String> {
     Ok(cfg
         .to_toml()?
         .lines()
@@ -66,7 +66,7 @@ impl TrainLog {
     }
 
     /// Opens the run's event directory and logs the config (once per run).
-    pub fn open(run_dir: &Path, cfg: &TrainConfig) -> Result<Self> {
+    pub fn open(run_dir: &Path, cfg: &ResolvedRun) -> Result<Self> {
         if !cfg.logging.tensorboard {
             return Ok(Self::off());
         }

@@ -10,17 +10,18 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::curves::{save_curves, CURVES_PNG};
-use super::data_parallel::{communicators, DataParallel, Lead, Nodes};
+use super::data_parallel::{communicators, DataParallel, Nodes, Worker};
 use super::progress::{OutputMode, Reporter};
 use super::setup::Setup;
 use super::step::train_step;
 use super::tb_log::TrainLog;
 use super::validate::{mean_shape_baseline, validate_showing};
-use crate::data::Shards;
+use crate::data::{Batch, Shards};
+use crate::eval::show::Shown;
 use crate::device::DeviceSpec;
 use crate::learn::lr_sweep::SmoothLoss;
 use crate::learn::optim::{Adam, N_LR_GROUPS};
-use crate::learn::schedule::Plan;
+use crate::learn::schedule::{Hypers, Plan};
 use crate::metrics::{Figure, Figures};
 use crate::run::checkpoint::{self, Best, EpochSums, Progress, TrainState};
 use crate::run::dir::{self, checkpoints_dir, SUMMARY_FILE};
@@ -147,19 +148,12 @@ fn start_or_resume(cfg: TrainConfig, opts: &RunOptions) -> Result<Session> {
              another --out",
         ));
     }
-    // A resumed run's weights come from its checkpoint: the pretrained weights are not read, so
-    // resuming needs neither the network for a hub name nor the file it started from.
-    let mut cfg = cfg;
-    let started_from = if opts.resume && checkpoint::latest(&ckpt_root)?.is_some() {
-        Some(std::mem::take(&mut cfg.init.pretrained))
+    let bars = opts.output == OutputMode::Bars && opts.writes();
+    let s = if opts.resume && checkpoint::latest(&ckpt_root)?.is_some() {
+        Setup::for_resume(cfg, &note)?
     } else {
-        None
+        Setup::with_progress(cfg, &note, bars)?
     };
-    let mut s = Setup::with_progress(cfg, &note, opts.output == OutputMode::Bars && opts.writes())?;
-    if let Some(pretrained) = started_from {
-        s.cfg.init.pretrained = pretrained;
-        s.cfg.init.pretrained.absolutize();
-    }
     let cfg = &s.cfg;
     if opts.resume {
         dir::check_same_config(&run_dir, cfg)?;
@@ -247,7 +241,16 @@ fn run_epoch(
     reporter: &Reporter,
     tb: &mut TrainLog,
 ) -> Result<EpochEnd> {
-    let writes = opts.writes();
+    let skip = run.batches_done(epoch);
+    if skip == 0 {
+        run.start_epoch(epoch);
+    }
+    let mut clock = EpochClock::start(run.state.epoch_sums.seconds);
+    let frozen = run.plan.hypers(epoch, 0, N_LR_GROUPS).frozen;
+    let spe = run.s.train.batches_per_epoch();
+    reporter.start_epoch(spe, skip);
+    let mut smooth = SmoothLoss::default();
+    let mut last_lr = f64::NAN;
     let Session {
         s,
         opt,
@@ -256,75 +259,15 @@ fn run_epoch(
         state,
         run_dir,
     } = run;
-    let cfg = &s.cfg;
     let ckpt_root = checkpoints_dir(run_dir);
-    let spe = s.train.batches_per_epoch();
-    let skip = if epoch == state.progress.epoch {
-        state.progress.batch
-    } else {
-        0
-    };
-    if skip == 0 {
-        state.epoch_sums = EpochSums::default();
-        // fastai's freeze/unfreeze clear Adam's state; doing it before the first batch of the
-        // phase (not at the end of the last one) keeps resumed runs identical.
-        if epoch > 0 {
-            let before = plan.hypers(epoch - 1, 0, N_LR_GROUPS).frozen;
-            if before != plan.hypers(epoch, 0, N_LR_GROUPS).frozen {
-                opt.clear_state();
-            }
-        }
-    }
-    let epoch_start = Instant::now();
-    // Wall time of this epoch spent in earlier sessions (mid-epoch resume).
-    let earlier = state.epoch_sums.seconds;
-    let mut tick = Instant::now();
-    let mut last_lr = f64::NAN;
-    let frozen = plan.hypers(epoch, 0, N_LR_GROUPS).frozen;
-    reporter.start_epoch(spe, skip);
-    let mut smooth = SmoothLoss::default();
-    let shards = match dp {
-        Some(dp) => dp.shards(),
-        None => Shards {
-            world: 1,
-            first: 0,
-            devices: vec![s.device.clone()],
-        },
-    };
-    for (b, shards) in s.train.epoch_shards(epoch, shards).enumerate().skip(skip) {
+    for (b, shards) in s.train.epoch_shards(epoch, shards_of(s, dp)).enumerate().skip(skip) {
         let shards = shards?;
         let h = plan.hypers(epoch, b, N_LR_GROUPS);
-        let lv = match dp {
-            None => train_step(
-                s.model.as_ref(),
-                &cfg.loss,
-                opt,
-                &shards[0],
-                &h,
-                cfg.precision,
-            )?,
-            Some(dp) => {
-                let lead = Lead {
-                    model: s.model.as_ref(),
-                    store: &s.store,
-                    opt,
-                };
-                dp.step(lead, &shards, &cfg.loss, &h, cfg.precision)?
-            }
-        };
+        let lv = train_batch(s, opt, dp.as_mut(), &shards, &h)?;
+        last_lr = h.lrs.last().copied().unwrap_or(f64::NAN);
         if !lv.is_finite() {
             reporter.finish();
-            let kept = checkpoint::latest(&ckpt_root)?
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "none yet".into());
-            return Err(Error::Msg(format!(
-                "training loss is {lv} at epoch {} batch {} (learning rate {:.3e}): stopping. \
-                 Lower the learning rate or enable optim.clip_grad_norm. Last good \
-                 checkpoint: {kept}",
-                epoch + 1,
-                b + 1,
-                h.lrs.last().copied().unwrap_or(f64::NAN)
-            )));
+            return Err(non_finite_loss(lv, epoch, b, last_lr, &ckpt_root));
         }
         // Images of the global batch (every worker's shard has as many).
         let n_img = shards[0].images.dim(0)? * dp.as_ref().map_or(1, |d| d.world());
@@ -334,76 +277,216 @@ fn run_epoch(
             global_step: state.progress.global_step + 1,
         };
         tb.step(state.progress.global_step, lv)?;
-        state.epoch_sums.loss_sum += lv;
-        state.epoch_sums.batches += 1;
-        state.epoch_sums.images += n_img;
-        let dt = tick.elapsed().as_secs_f64();
-        tick = Instant::now();
-        state.epoch_sums.seconds = earlier + epoch_start.elapsed().as_secs_f64();
-        last_lr = h.lrs.last().copied().unwrap_or(f64::NAN);
+        let sums = &mut state.epoch_sums;
+        sums.loss_sum += lv;
+        sums.batches += 1;
+        sums.images += n_img;
+        let dt = clock.lap();
+        sums.seconds = clock.total();
         reporter.batch(smooth.add(lv), n_img as f64 / dt.max(1e-9));
         let at_end = b + 1 == spe;
         let stop_now = opts.stop_after_steps == Some(state.progress.global_step);
-        let every = cfg.checkpoint.every_steps;
+        let every = s.cfg.checkpoint.every_steps;
         let due = stop_now || (every > 0 && state.progress.global_step % every as u64 == 0);
-        if writes && !at_end && due {
+        if opts.writes() && !at_end && due {
             save(&ckpt_root, s, opt, state)?;
         }
         if stop_now && !at_end {
             return Ok(EpochEnd::Interrupted);
         }
     }
-    let (valid_loss, report, faces) =
-        validate_showing(s.model.as_ref(), &s.val, cfg, tb.faces_due(epoch + 1))?;
-    let sums = &state.epoch_sums;
+    let faces = tb.faces_due(epoch + 1);
+    let (record, faces) = validate_epoch(run, epoch, frozen, last_lr, &clock, faces)?;
+    run.record_epoch(&record)?;
+    if opts.writes() {
+        run.write_epoch(&record, &faces, tb)?;
+    }
+    reporter.end_epoch(&record, run.s.cfg.checkpoint.best_metric)?;
+    Ok(EpochEnd::Done)
+}
+
+/// Wall time of an epoch, counting the part spent in earlier sessions (mid-epoch resume).
+struct EpochClock {
+    earlier: f64,
+    start: Instant,
+    tick: Instant,
+}
+
+impl EpochClock {
+    fn start(earlier: f64) -> Self {
+        let now = Instant::now();
+        EpochClock {
+            earlier,
+            start: now,
+            tick: now,
+        }
+    }
+
+    /// Seconds since the previous lap (the last batch).
+    fn lap(&mut self) -> f64 {
+        let dt = self.tick.elapsed().as_secs_f64();
+        self.tick = Instant::now();
+        dt
+    }
+
+    fn total(&self) -> f64 {
+        self.earlier + self.start.elapsed().as_secs_f64()
+    }
+}
+
+/// The devices a batch is split over: the data-parallel workers', or the run's one device.
+fn shards_of(s: &Setup, dp: &Option<DataParallel>) -> Shards {
+    match dp {
+        Some(dp) => dp.shards(),
+        None => Shards {
+            world: 1,
+            first: 0,
+            devices: vec![s.device.clone()],
+        },
+    }
+}
+
+/// One optimiser step on a global batch (one shard per worker); returns the loss.
+fn train_batch(
+    s: &Setup,
+    opt: &mut Adam,
+    dp: Option<&mut DataParallel>,
+    shards: &[Batch],
+    h: &Hypers,
+) -> Result<f64> {
+    let cfg = &s.cfg;
+    match dp {
+        None => train_step(
+            s.model.as_ref(),
+            &cfg.loss,
+            opt,
+            &shards[0],
+            h,
+            cfg.precision,
+        ),
+        Some(dp) => {
+            let lead = Worker {
+                model: s.model.as_ref(),
+                store: &s.store,
+                opt,
+            };
+            dp.step(lead, shards, &cfg.loss, h, cfg.precision)
+        }
+    }
+}
+
+/// The error that stops a run whose loss is not finite, naming the last good checkpoint.
+fn non_finite_loss(lv: f64, epoch: usize, batch: usize, lr: f64, ckpt_root: &Path) -> Error {
+    let kept = match checkpoint::latest(ckpt_root) {
+        Ok(Some(p)) => p.display().to_string(),
+        Ok(None) => "none yet".into(),
+        Err(e) => format!("unknown ({e})"),
+    };
+    Error::Msg(format!(
+        "training loss is {lv} at epoch {} batch {} (learning rate {lr:.3e}): stopping. Lower \
+         the learning rate or enable optim.clip_grad_norm. Last good checkpoint: {kept}",
+        epoch + 1,
+        batch + 1,
+    ))
+}
+
+/// Validates the model after epoch `epoch`'s batches and makes the epoch's record, with the
+/// first `faces` validation faces kept for TensorBoard.
+fn validate_epoch(
+    run: &Session,
+    epoch: usize,
+    frozen: bool,
+    lr: f64,
+    clock: &EpochClock,
+    faces: usize,
+) -> Result<(EpochRecord, Vec<Shown>)> {
+    let s = &run.s;
+    let (valid_loss, report, shown) = validate_showing(s.model.as_ref(), &s.val, &s.cfg, faces)?;
+    let sums = &run.state.epoch_sums;
     let record = EpochRecord {
         epoch: epoch + 1,
         frozen,
         train_loss: sums.loss_sum / sums.batches.max(1) as f64,
         valid_loss,
         metrics: report.figures(),
-        lr: last_lr,
-        seconds: earlier + epoch_start.elapsed().as_secs_f64(),
+        lr,
+        seconds: clock.total(),
         images_per_second: sums.images as f64 / sums.seconds.max(1e-9),
     };
-    // The config's validation guarantees the figure is measured.
-    let metric = cfg.checkpoint.best_metric;
-    let value = record.value(metric).ok_or_else(|| {
-        Error::Msg(format!(
-            "validation did not measure checkpoint.best_metric `{metric}`"
-        ))
-    })?;
-    state.history.push(record.clone());
-    state.progress = Progress {
-        epoch: epoch + 1,
-        batch: 0,
-        global_step: state.progress.global_step,
-    };
-    state.epoch_sums = EpochSums::default();
-    if cfg.checkpoint.improves(value, state.best.as_ref()) {
-        state.best = Some(Best {
-            tag: state.progress.tag(),
-            epoch: epoch + 1,
-            metric,
-            value,
-        });
+    Ok((record, shown))
+}
+
+impl Session {
+    /// Batches of epoch `epoch` already trained (by an earlier session, for a mid-epoch resume).
+    fn batches_done(&self, epoch: usize) -> usize {
+        if epoch == self.state.progress.epoch {
+            self.state.progress.batch
+        } else {
+            0
+        }
     }
-    if writes {
-        save(&ckpt_root, s, opt, state)?;
+
+    /// Clears the epoch's sums before its first batch.
+    fn start_epoch(&mut self, epoch: usize) {
+        self.state.epoch_sums = EpochSums::default();
+        // fastai's freeze/unfreeze clear Adam's state; doing it before the first batch of the
+        // phase (not at the end of the last one) keeps resumed runs identical.
+        if epoch > 0 {
+            let before = self.plan.hypers(epoch - 1, 0, N_LR_GROUPS).frozen;
+            if before != self.plan.hypers(epoch, 0, N_LR_GROUPS).frozen {
+                self.opt.clear_state();
+            }
+        }
+    }
+
+    /// Adds a validated epoch to the state: history, position (the next epoch's start) and the
+    /// best checkpoint so far.
+    fn record_epoch(&mut self, record: &EpochRecord) -> Result<()> {
+        let metric = self.s.cfg.checkpoint.best_metric;
+        // The config's validation guarantees the figure is measured.
+        let value = record.value(metric).ok_or_else(|| {
+            Error::Msg(format!(
+                "validation did not measure checkpoint.best_metric `{metric}`"
+            ))
+        })?;
+        let state = &mut self.state;
+        state.history.push(record.clone());
+        state.progress = Progress {
+            epoch: record.epoch,
+            batch: 0,
+            global_step: state.progress.global_step,
+        };
+        state.epoch_sums = EpochSums::default();
+        if self.s.cfg.checkpoint.improves(value, state.best.as_ref()) {
+            state.best = Some(Best {
+                tag: state.progress.tag(),
+                epoch: record.epoch,
+                metric,
+                value,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes what an epoch's end leaves on disk: the checkpoint, the best marker, the metrics
+    /// files, the curves and the TensorBoard events.
+    fn write_epoch(&self, record: &EpochRecord, faces: &[Shown], tb: &mut TrainLog) -> Result<()> {
+        let (state, run_dir) = (&self.state, &self.run_dir);
+        let ckpt_root = checkpoints_dir(run_dir);
+        save(&ckpt_root, &self.s, &self.opt, state)?;
         if let Some(b) = &state.best {
             checkpoint::write_best(&ckpt_root, b)?;
         }
         history::write_files(run_dir, &state.history)?;
+        let metric = self.s.cfg.checkpoint.best_metric;
         save_curves(
             &run_dir.join(CURVES_PNG),
             &state.history,
             metric,
             metric.validation().and_then(|f| state.baseline.get(f)),
         )?;
-        tb.epoch(&record, &faces)?;
+        tb.epoch(record, faces)
     }
-    reporter.end_epoch(&record, metric)?;
-    Ok(EpochEnd::Done)
 }
 
 /// Writes `summary.json` and returns the summary.

@@ -13,7 +13,7 @@ use crate::eval::show::Shown;
 use crate::eval::{evaluate, EvalOptions};
 use crate::metrics::{Figures, MetricAccumulator, MetricReport};
 use crate::models::KeypointNet;
-use crate::run::TrainConfig;
+use crate::run::ResolvedRun;
 use crate::{Error, Keypoints, Result};
 
 /// Largest number of training items averaged for the mean-shape baseline (the mean converges
@@ -25,7 +25,7 @@ const BASELINE_MAX_ITEMS: usize = 2000;
 pub fn validate(
     model: &dyn KeypointNet,
     loader: &Loader,
-    cfg: &TrainConfig,
+    cfg: &ResolvedRun,
 ) -> Result<(f64, MetricReport)> {
     let (loss, report, _) = validate_showing(model, loader, cfg, 0)?;
     Ok((loss, report))
@@ -35,10 +35,10 @@ pub fn validate(
 pub fn validate_showing(
     model: &dyn KeypointNet,
     loader: &Loader,
-    cfg: &TrainConfig,
+    cfg: &ResolvedRun,
     faces: usize,
 ) -> Result<(f64, MetricReport, Vec<Shown>)> {
-    let mut opts = EvalOptions::for_run(cfg, cfg.codec()?);
+    let mut opts = EvalOptions::for_run(cfg, cfg.codec().clone());
     opts.keep_first = faces;
     let (mut loss_sum, mut n) = (0f64, 0usize);
     let batches = eval_batches(loader, cfg.metrics.vs_target);

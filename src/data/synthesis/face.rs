@@ -278,10 +278,32 @@ pub fn render_face(rng: &mut ChaCha8Rng, size: u32) -> SynthFace {
     let pts: Vec<[f32; 2]> = (0..N_POINTS)
         .map(|i| place.map(geo.pts[i], depth(i)))
         .collect();
-    let to_img = |q: [f32; 2]| place.map(q, 0.0);
-    let fs = place.scale; // pixels per face unit
+    let mut canvas = background(rng, size);
+    // The parts are painted back to front; each draws its random choices in this fixed order,
+    // so a seed gives the same face.
+    let face = FaceParts {
+        skin: skin_colour(rng),
+        hair: hair_colour(rng),
+        pts: &pts,
+        geo: &geo,
+        place: &place,
+    };
+    face.hair_and_neck(&mut canvas, rng);
+    face.skin_and_jaw(&mut canvas, rng);
+    face.brows(&mut canvas, rng);
+    face.eyes(&mut canvas, rng);
+    face.nose(&mut canvas, rng);
+    face.mouth(&mut canvas, rng);
+    light_and_noise(&mut canvas, rng, s);
+    SynthFace {
+        image: canvas.to_rgb8(),
+        points: pts,
+    }
+}
 
-    // Background: a gradient between two random colours, then clutter.
+/// A gradient between two random colours, then clutter.
+fn background(rng: &mut ChaCha8Rng, size: u32) -> Canvas {
+    let s = size as f32;
     let (bg_a, bg_b) = (random_colour(rng), random_colour(rng));
     let bg_dir = u(rng, 0.0, std::f32::consts::TAU);
     let (bs, bc) = bg_dir.sin_cos();
@@ -291,142 +313,176 @@ pub fn render_face(rng: &mut ChaCha8Rng, size: u32) -> SynthFace {
         mix(bg_a, bg_b, t)
     });
     clutter(&mut canvas, rng, s);
+    canvas
+}
 
-    let skin = skin_colour(rng);
-    let hair = hair_colour(rng);
+/// One face being painted: its colours, its 68 points in image pixels, its shape and placement.
+struct FaceParts<'a> {
+    skin: Rgb,
+    hair: Rgb,
+    pts: &'a [[f32; 2]],
+    geo: &'a FaceGeometry,
+    place: &'a Placement,
+}
 
-    // Hair behind the head, and a neck in shadow.
-    if rng.random_bool(0.75) {
-        let c = to_img([0.0, u(rng, -0.6, -0.35)]);
-        let m = canvas.ellipse(
-            c,
-            geo.jaw_w * u(rng, 1.08, 1.25) * fs,
-            u(rng, 1.0, 1.3) * fs,
-            place.angle(),
-        );
-        canvas.paint(&m, hair, 1.0);
-    }
-    if rng.random_bool(0.85) {
-        let nw = u(rng, 0.45, 0.6);
-        let neck: Vec<[f32; 2]> = [[-nw, 0.5], [nw, 0.5], [nw * 1.1, 4.0], [-nw * 1.1, 4.0]]
-            .into_iter()
-            .map(to_img)
-            .collect();
-        let m = canvas.polygon(&neck);
-        canvas.paint(&m, scale(skin, u(rng, 0.6, 0.85)), 1.0);
+impl FaceParts<'_> {
+    fn to_img(&self, q: [f32; 2]) -> [f32; 2] {
+        self.place.map(q, 0.0)
     }
 
-    // Face: skin with directional shading, and a darker rim along the jaw.
-    let mut outline: Vec<[f32; 2]> = pts[0..17].to_vec();
-    outline.extend(geo.forehead.iter().map(|&q| to_img(q)));
-    let light = u(rng, 0.0, std::f32::consts::TAU);
-    let (ls, lc) = light.sin_cos();
-    let shade = u(rng, 0.0, 0.35);
-    let fc = to_img([0.0, 0.2]);
-    let face = canvas.polygon(&outline);
-    canvas.paint_with(
-        &face,
-        |x, y| {
-            let d = ((x - fc[0]) * lc + (y - fc[1]) * ls) / (fs * 1.2);
-            scale(skin, (1.0 + shade * d.clamp(-1.0, 1.0)).max(0.2))
-        },
-        1.0,
-    );
-    let rim_w = vec![u(rng, 0.03, 0.07) * fs; 17];
-    let rim = canvas.stroke(&pts[0..17], &rim_w, false);
-    canvas.paint(&rim, scale(skin, 0.55), u(rng, 0.35, 0.7));
-
-    // Brows: tapered strokes, thickest near the inner end.
-    let bt = u(rng, 0.035, 0.08) * fs;
-    let brow_colour = scale(hair, u(rng, 0.5, 0.9));
-    let widths: Vec<f32> = [0.55, 0.8, 0.95, 1.0, 1.0].iter().map(|w| w * bt).collect();
-    let rev: Vec<f32> = widths.iter().rev().cloned().collect();
-    let brow_alpha = u(rng, 0.7, 0.95);
-    let m = canvas.stroke(&pts[17..22], &widths, false);
-    canvas.paint(&m, brow_colour, brow_alpha);
-    let m = canvas.stroke(&pts[22..27], &rev, false);
-    canvas.paint(&m, brow_colour, brow_alpha);
-
-    // Eyes: sclera, iris and pupil clipped to the lids, then the lid contour.
-    let sclera = scale([0.95, 0.93, 0.9], u(rng, 0.75, 1.0));
-    let iris_colour = mix([0.25, 0.13, 0.05], [0.3, 0.5, 0.65], u(rng, 0.0, 1.0));
-    let line_colour = scale(hair, 0.4);
-    let lid_w = (0.018 * fs).max(1.0);
-    for (lo, outer, inner) in [(36usize, 36usize, 39usize), (42, 45, 42)] {
-        let eye = &pts[lo..lo + 6];
-        let m = canvas.polygon(eye);
-        canvas.paint(&m, sclera, 1.0);
-        let mid =
-            |a: usize, b: usize| [(pts[a][0] + pts[b][0]) / 2.0, (pts[a][1] + pts[b][1]) / 2.0];
-        let centre = mid(outer, inner);
-        let hw = 0.5 * dist(pts[outer], pts[inner]);
-        let dir = [
-            (pts[outer][0] - pts[inner][0]) / (2.0 * hw).max(1e-3),
-            (pts[outer][1] - pts[inner][1]) / (2.0 * hw).max(1e-3),
-        ];
-        let side = if lo == 36 { -1.0 } else { 1.0 };
-        let gx = geo.gaze[0] * hw * side;
-        let ic = [
-            centre[0] + gx * dir[0] - geo.gaze[1] * hw * dir[1],
-            centre[1] + gx * dir[1] + geo.gaze[1] * hw * dir[0],
-        ];
-        let opening = dist(mid(lo + 1, lo + 2), mid(lo + 4, lo + 5));
-        let ir = (0.55 * opening).max(0.45 * hw.min(opening * 1.4));
-        let iris = canvas.ellipse(ic, ir, ir, 0.0).intersect(&m);
-        canvas.paint(&iris, iris_colour, 1.0);
-        let pupil = canvas.ellipse(ic, ir * 0.45, ir * 0.45, 0.0).intersect(&m);
-        canvas.paint(&pupil, [0.02, 0.02, 0.02], 1.0);
-        let contour = canvas.stroke(eye, &[lid_w; 6], true);
-        canvas.paint(&contour, line_colour, 0.9);
-        let upper: Vec<[f32; 2]> = if lo == 36 {
-            pts[36..40].to_vec()
-        } else {
-            pts[42..46].to_vec()
-        };
-        let lash = canvas.stroke(&upper, &[lid_w * 2.2; 4], false);
-        canvas.paint(&lash, line_colour, 0.8);
+    /// Pixels per face unit.
+    fn fs(&self) -> f32 {
+        self.place.scale
     }
 
-    // Nose: a shadow line down the bridge, the base curve and two nostrils.
-    let nose_shadow = scale(skin, 0.6);
-    let m = canvas.stroke(&pts[27..31], &[(0.03 * fs).max(1.0); 4], false);
-    canvas.paint(&m, nose_shadow, u(rng, 0.35, 0.6));
-    let tip = canvas.ellipse(pts[30], 0.07 * fs, 0.05 * fs, place.angle());
-    canvas.paint(&tip, scale(skin, 1.15), 0.4);
-    let m = canvas.stroke(&pts[31..36], &[(0.028 * fs).max(1.0); 5], false);
-    canvas.paint(&m, scale(skin, 0.45), 0.85);
-    for (a, b) in [(31usize, 32usize), (34, 35)] {
-        let c = [
-            (pts[a][0] + pts[b][0]) / 2.0,
-            (pts[a][1] + pts[b][1]) / 2.0 - 0.01 * fs,
-        ];
-        let m = canvas.ellipse(c, 0.045 * fs, 0.022 * fs, place.angle());
-        canvas.paint(&m, [0.08, 0.04, 0.03], 0.8);
-    }
-
-    // Mouth: lips, the opening (with teeth sometimes) or the seam, and the lip contour.
-    let lip = mix(skin, [0.7, 0.25, 0.3], u(rng, 0.3, 0.75));
-    let outer_lips = canvas.polygon(&pts[48..60]);
-    canvas.paint(&outer_lips, lip, 1.0);
-    let open = dist(pts[62], pts[66]) > 0.02 * fs;
-    if open {
-        let inner = canvas.polygon(&pts[60..68]);
-        canvas.paint(&inner, [0.12, 0.04, 0.05], 1.0);
-        if rng.random_bool(0.5) {
-            let c = pts[62];
-            let teeth = canvas
-                .ellipse(c, 0.2 * fs, 0.03 * fs, place.angle())
-                .intersect(&inner);
-            canvas.paint(&teeth, [0.9, 0.88, 0.8], 1.0);
+    /// Hair behind the head, and a neck in shadow.
+    fn hair_and_neck(&self, canvas: &mut Canvas, rng: &mut ChaCha8Rng) {
+        let (geo, place, fs, skin, hair) = (self.geo, self.place, self.fs(), self.skin, self.hair);
+        if rng.random_bool(0.75) {
+            let c = self.to_img([0.0, u(rng, -0.6, -0.35)]);
+            let m = canvas.ellipse(
+                c,
+                geo.jaw_w * u(rng, 1.08, 1.25) * fs,
+                u(rng, 1.0, 1.3) * fs,
+                place.angle(),
+            );
+            canvas.paint(&m, hair, 1.0);
+        }
+        if rng.random_bool(0.85) {
+            let nw = u(rng, 0.45, 0.6);
+            let neck: Vec<[f32; 2]> = [[-nw, 0.5], [nw, 0.5], [nw * 1.1, 4.0], [-nw * 1.1, 4.0]]
+                .into_iter()
+                .map(|q| self.to_img(q))
+                .collect();
+            let m = canvas.polygon(&neck);
+            canvas.paint(&m, scale(skin, u(rng, 0.6, 0.85)), 1.0);
         }
     }
-    let seam = [pts[60], pts[61], pts[62], pts[63], pts[64]];
-    let m = canvas.stroke(&seam, &[(0.02 * fs).max(1.0); 5], false);
-    canvas.paint(&m, scale(lip, 0.35), 0.9);
-    let m = canvas.stroke(&pts[48..60], &[(0.012 * fs).max(0.8); 12], true);
-    canvas.paint(&m, scale(lip, 0.6), 0.6);
 
-    // Lighting over the whole picture, soft focus, sensor noise.
+    /// Skin with directional shading, and a darker rim along the jaw.
+    fn skin_and_jaw(&self, canvas: &mut Canvas, rng: &mut ChaCha8Rng) {
+        let (pts, fs, skin) = (self.pts, self.fs(), self.skin);
+        let mut outline: Vec<[f32; 2]> = pts[0..17].to_vec();
+        outline.extend(self.geo.forehead.iter().map(|&q| self.to_img(q)));
+        let light = u(rng, 0.0, std::f32::consts::TAU);
+        let (ls, lc) = light.sin_cos();
+        let shade = u(rng, 0.0, 0.35);
+        let fc = self.to_img([0.0, 0.2]);
+        let face = canvas.polygon(&outline);
+        canvas.paint_with(
+            &face,
+            |x, y| {
+                let d = ((x - fc[0]) * lc + (y - fc[1]) * ls) / (fs * 1.2);
+                scale(skin, (1.0 + shade * d.clamp(-1.0, 1.0)).max(0.2))
+            },
+            1.0,
+        );
+        let rim_w = vec![u(rng, 0.03, 0.07) * fs; 17];
+        let rim = canvas.stroke(&pts[0..17], &rim_w, false);
+        canvas.paint(&rim, scale(skin, 0.55), u(rng, 0.35, 0.7));
+    }
+
+    /// Tapered strokes, thickest near the inner end.
+    fn brows(&self, canvas: &mut Canvas, rng: &mut ChaCha8Rng) {
+        let pts = self.pts;
+        let bt = u(rng, 0.035, 0.08) * self.fs();
+        let brow_colour = scale(self.hair, u(rng, 0.5, 0.9));
+        let widths: Vec<f32> = [0.55, 0.8, 0.95, 1.0, 1.0].iter().map(|w| w * bt).collect();
+        let rev: Vec<f32> = widths.iter().rev().cloned().collect();
+        let brow_alpha = u(rng, 0.7, 0.95);
+        let m = canvas.stroke(&pts[17..22], &widths, false);
+        canvas.paint(&m, brow_colour, brow_alpha);
+        let m = canvas.stroke(&pts[22..27], &rev, false);
+        canvas.paint(&m, brow_colour, brow_alpha);
+    }
+
+    /// Sclera, iris and pupil clipped to the lids, then the lid contour.
+    fn eyes(&self, canvas: &mut Canvas, rng: &mut ChaCha8Rng) {
+        let (pts, fs, geo) = (self.pts, self.fs(), self.geo);
+        let sclera = scale([0.95, 0.93, 0.9], u(rng, 0.75, 1.0));
+        let iris_colour = mix([0.25, 0.13, 0.05], [0.3, 0.5, 0.65], u(rng, 0.0, 1.0));
+        let line_colour = scale(self.hair, 0.4);
+        let lid_w = (0.018 * fs).max(1.0);
+        for (lo, outer, inner) in [(36usize, 36usize, 39usize), (42, 45, 42)] {
+            let eye = &pts[lo..lo + 6];
+            let m = canvas.polygon(eye);
+            canvas.paint(&m, sclera, 1.0);
+            let mid =
+                |a: usize, b: usize| [(pts[a][0] + pts[b][0]) / 2.0, (pts[a][1] + pts[b][1]) / 2.0];
+            let centre = mid(outer, inner);
+            let hw = 0.5 * dist(pts[outer], pts[inner]);
+            let dir = [
+                (pts[outer][0] - pts[inner][0]) / (2.0 * hw).max(1e-3),
+                (pts[outer][1] - pts[inner][1]) / (2.0 * hw).max(1e-3),
+            ];
+            let side = if lo == 36 { -1.0 } else { 1.0 };
+            let gx = geo.gaze[0] * hw * side;
+            let ic = [
+                centre[0] + gx * dir[0] - geo.gaze[1] * hw * dir[1],
+                centre[1] + gx * dir[1] + geo.gaze[1] * hw * dir[0],
+            ];
+            let opening = dist(mid(lo + 1, lo + 2), mid(lo + 4, lo + 5));
+            let ir = (0.55 * opening).max(0.45 * hw.min(opening * 1.4));
+            let iris = canvas.ellipse(ic, ir, ir, 0.0).intersect(&m);
+            canvas.paint(&iris, iris_colour, 1.0);
+            let pupil = canvas.ellipse(ic, ir * 0.45, ir * 0.45, 0.0).intersect(&m);
+            canvas.paint(&pupil, [0.02, 0.02, 0.02], 1.0);
+            let contour = canvas.stroke(eye, &[lid_w; 6], true);
+            canvas.paint(&contour, line_colour, 0.9);
+            let upper = &pts[lo..lo + 4];
+            let lash = canvas.stroke(upper, &[lid_w * 2.2; 4], false);
+            canvas.paint(&lash, line_colour, 0.8);
+        }
+    }
+
+    /// A shadow line down the bridge, the base curve and two nostrils.
+    fn nose(&self, canvas: &mut Canvas, rng: &mut ChaCha8Rng) {
+        let (pts, fs, skin, angle) = (self.pts, self.fs(), self.skin, self.place.angle());
+        let nose_shadow = scale(skin, 0.6);
+        let m = canvas.stroke(&pts[27..31], &[(0.03 * fs).max(1.0); 4], false);
+        canvas.paint(&m, nose_shadow, u(rng, 0.35, 0.6));
+        let tip = canvas.ellipse(pts[30], 0.07 * fs, 0.05 * fs, angle);
+        canvas.paint(&tip, scale(skin, 1.15), 0.4);
+        let m = canvas.stroke(&pts[31..36], &[(0.028 * fs).max(1.0); 5], false);
+        canvas.paint(&m, scale(skin, 0.45), 0.85);
+        for (a, b) in [(31usize, 32usize), (34, 35)] {
+            let c = [
+                (pts[a][0] + pts[b][0]) / 2.0,
+                (pts[a][1] + pts[b][1]) / 2.0 - 0.01 * fs,
+            ];
+            let m = canvas.ellipse(c, 0.045 * fs, 0.022 * fs, angle);
+            canvas.paint(&m, [0.08, 0.04, 0.03], 0.8);
+        }
+    }
+
+    /// Lips, the opening (with teeth sometimes) or the seam, and the lip contour.
+    fn mouth(&self, canvas: &mut Canvas, rng: &mut ChaCha8Rng) {
+        let (pts, fs) = (self.pts, self.fs());
+        let lip = mix(self.skin, [0.7, 0.25, 0.3], u(rng, 0.3, 0.75));
+        let outer_lips = canvas.polygon(&pts[48..60]);
+        canvas.paint(&outer_lips, lip, 1.0);
+        let open = dist(pts[62], pts[66]) > 0.02 * fs;
+        if open {
+            let inner = canvas.polygon(&pts[60..68]);
+            canvas.paint(&inner, [0.12, 0.04, 0.05], 1.0);
+            if rng.random_bool(0.5) {
+                let c = pts[62];
+                let teeth = canvas
+                    .ellipse(c, 0.2 * fs, 0.03 * fs, self.place.angle())
+                    .intersect(&inner);
+                canvas.paint(&teeth, [0.9, 0.88, 0.8], 1.0);
+            }
+        }
+        let seam = [pts[60], pts[61], pts[62], pts[63], pts[64]];
+        let m = canvas.stroke(&seam, &[(0.02 * fs).max(1.0); 5], false);
+        canvas.paint(&m, scale(lip, 0.35), 0.9);
+        let m = canvas.stroke(&pts[48..60], &[(0.012 * fs).max(0.8); 12], true);
+        canvas.paint(&m, scale(lip, 0.6), 0.6);
+    }
+}
+
+/// Lighting over the whole picture, soft focus, sensor noise.
+fn light_and_noise(canvas: &mut Canvas, rng: &mut ChaCha8Rng, s: f32) {
     let gain = u(rng, 0.7, 1.2);
     let grad = u(rng, 0.0, 0.5);
     let gdir = u(rng, 0.0, std::f32::consts::TAU);
@@ -446,10 +502,6 @@ pub fn render_face(rng: &mut ChaCha8Rng, size: u32) -> SynthFace {
                 *v += normal.sample(rng);
             }
         }
-    }
-    SynthFace {
-        image: canvas.to_rgb8(),
-        points: pts,
     }
 }
 
