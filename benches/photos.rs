@@ -51,7 +51,7 @@ fn predict_once(
     two_pass: bool,
 ) -> (usize, f64) {
     let opts = predict::PredictOptions {
-        codec: loaded.cfg.codec().expect("the run's codec"),
+        codec: loaded.cfg.codec().clone(),
         flip: None,
         batch_size: 8,
         faces: FaceSource::Detect(search.clone()),

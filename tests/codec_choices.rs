@@ -112,7 +112,10 @@ fn derived_keys_set_to_another_value_are_refused() {
     // A run directory's config.toml spells them out, agreeing: it loads and resolves again,
     // without the data for the point count.
     let saved = parse(&run.to_toml().unwrap());
-    assert_eq!(saved.resolve(None).unwrap().to_toml().unwrap(), run.to_toml().unwrap());
+    assert_eq!(
+        saved.resolve(None).unwrap().to_toml().unwrap(),
+        run.to_toml().unwrap()
+    );
     // With `all` and no record of the count, nothing can tell it.
     let err = cfg.resolve(None).unwrap_err().to_string();
     assert!(err.contains("model.points"), "{err}");

@@ -235,7 +235,7 @@ impl Builtin {
         let path = dir.path().join("photo.png");
         img.save(&path).unwrap();
         let opts = predict::PredictOptions {
-            codec: self.loaded.cfg.codec().unwrap(),
+            codec: self.loaded.cfg.codec().clone(),
             flip: None,
             batch_size: 8,
             faces: predict::FaceSource::Detect(search),

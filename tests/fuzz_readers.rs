@@ -373,11 +373,9 @@ proptest! {
         // Reading and parsing errors name the file; a value refused by validation names its key
         // (`checkpoint.keep_last must be ...`), as it may come from a command-line override.
         survives(&["run.toml"], || {
-            let mut cfg = TrainConfig::load(&p)?;
-            let checked = cfg
-                .resolve()
-                .and_then(|_| cfg.validate())
-                .and_then(|_| hmreg::run::config::check_codec(&cfg));
+            let cfg = TrainConfig::load(&p)?;
+            // `check` runs the validation, the derived keys and the codec's refusals.
+            let checked = cfg.check();
             match checked {
                 Err(hmreg::Error::Config(msg)) => {
                     assert!(!msg.is_empty());

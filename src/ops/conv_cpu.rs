@@ -547,7 +547,10 @@ impl BackwardTiles<'_> {
     fn dy_tile(&self, s: usize, oh0: usize) -> Mat<*const f32> {
         let g = self.g;
         let ohw = g.out_h() * g.out_w();
-        Mat::rows(self.dy[s * g.out_len() + oh0 * g.out_w()..].as_ptr(), ohw as isize)
+        Mat::rows(
+            self.dy[s * g.out_len() + oh0 * g.out_w()..].as_ptr(),
+            ohw as isize,
+        )
     }
 
     /// Adds sample `s`'s rows `oh0..oh1` to accumulator `part` of the weight gradient.
@@ -595,7 +598,11 @@ impl BackwardTiles<'_> {
         // (K·rows·OW ≥ K·T floats).
         unsafe {
             let dw_acc = dwp.get().add(part * g.c_out * k);
-            gemm.run(Mat::cols(dw_acc, g.c_out as isize), self.dy_tile(s, oh0), col_t);
+            gemm.run(
+                Mat::cols(dw_acc, g.c_out as isize),
+                self.dy_tile(s, oh0),
+                col_t,
+            );
         }
     }
 
@@ -640,8 +647,9 @@ impl BackwardTiles<'_> {
                 let dcol = unsafe { dcol[..k * t].assume_init_ref() };
                 // SAFETY: sample `s`'s C_in·H·W floats of `dx` (N·C_in·H·W, zero-initialised),
                 // which belong to the caller's chunk alone.
-                let dxs =
-                    unsafe { std::slice::from_raw_parts_mut(dxp.get().add(s * g.in_len()), g.in_len()) };
+                let dxs = unsafe {
+                    std::slice::from_raw_parts_mut(dxp.get().add(s * g.in_len()), g.in_len())
+                };
                 col2im(dcol, g, oh0, oh1, dxs);
             }
         }

@@ -308,7 +308,8 @@ mod tests {
 
     /// A run directory with `cfg` and `records`.
     fn write_run(dir: &Path, cfg: &TrainConfig, records: &[EpochRecord]) {
-        crate::run::dir::write_config(dir, cfg).unwrap();
+        let run = cfg.clone().resolve(None).unwrap();
+        crate::run::dir::write_config(dir, &run).unwrap();
         if !records.is_empty() {
             history::write_files(dir, records).unwrap();
         }

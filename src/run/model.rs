@@ -7,8 +7,8 @@ use candle_core::Device;
 
 use super::checkpoint;
 use super::config::TrainConfig;
-use super::resolved::ResolvedRun;
 use super::dir::{read_config, resolve_checkpoint};
+use super::resolved::ResolvedRun;
 use crate::models::{build, KeypointNet, LoadReport, ParamStore};
 use crate::{Error, Result};
 

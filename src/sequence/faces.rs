@@ -12,7 +12,7 @@ use crate::data::PipelineConfig;
 use crate::detect::{landmark_box, DetectOptions, Detection, FaceDetector};
 use crate::eval::tta;
 use crate::models::KeypointNet;
-use crate::predict::{validation_preparation, PointPrediction};
+use crate::predict::{validation_preparation, Crop, PointPrediction};
 use crate::{Error, Result};
 
 /// A loaded model with its crop convention and decoder, plus the face detector.
@@ -80,7 +80,7 @@ impl<'a> FaceModel<'a> {
         let mut data = Vec::with_capacity(boxes.len() * 3 * s * s);
         let mut back = Vec::with_capacity(boxes.len());
         for &b in boxes {
-            let prep = prepare(img, Some(b))?;
+            let prep = prepare(img, Some(Crop::upright(b)))?;
             if prep.input.len() != 3 * s * s {
                 return Err(Error::Msg(format!(
                     "prepared input has {} values, not 3x{s}x{s}",

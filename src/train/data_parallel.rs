@@ -286,7 +286,12 @@ struct StepTask<'a> {
 }
 
 /// One worker's part of a step (see [`DataParallel::step`]).
-fn worker_step(worker: Worker<'_>, comm: &SharedComm, batch: &Batch, task: &StepTask) -> Result<f64> {
+fn worker_step(
+    worker: Worker<'_>,
+    comm: &SharedComm,
+    batch: &Batch,
+    task: &StepTask,
+) -> Result<f64> {
     let Worker { model, store, opt } = worker;
     let (loss, value) = forward_loss(model, task.loss, batch, task.precision)?;
     // Every worker learns the mean loss first, so that a non-finite loss anywhere skips the

@@ -17,8 +17,8 @@ use super::step::train_step;
 use super::tb_log::TrainLog;
 use super::validate::{mean_shape_baseline, validate_showing};
 use crate::data::{Batch, Shards};
-use crate::eval::show::Shown;
 use crate::device::DeviceSpec;
+use crate::eval::show::Shown;
 use crate::learn::lr_sweep::SmoothLoss;
 use crate::learn::optim::{Adam, N_LR_GROUPS};
 use crate::learn::schedule::{Hypers, Plan};
@@ -260,7 +260,12 @@ fn run_epoch(
         run_dir,
     } = run;
     let ckpt_root = checkpoints_dir(run_dir);
-    for (b, shards) in s.train.epoch_shards(epoch, shards_of(s, dp)).enumerate().skip(skip) {
+    for (b, shards) in s
+        .train
+        .epoch_shards(epoch, shards_of(s, dp))
+        .enumerate()
+        .skip(skip)
+    {
         let shards = shards?;
         let h = plan.hypers(epoch, b, N_LR_GROUPS);
         let lv = train_batch(s, opt, dp.as_mut(), &shards, &h)?;

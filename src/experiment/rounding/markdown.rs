@@ -131,4 +131,3 @@ pub fn quantization_markdown(r: &QuantizationReport) -> String {
     }
     s
 }
-

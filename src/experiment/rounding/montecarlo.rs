@@ -1,16 +1,11 @@
 //! The Monte-Carlo part: one point encoded many times; the mean argmax of each encoder against
 //! the float point.
 
-
-use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
-use crate::codec::{self, decode_one, encode, rounding, Codec, Decoder, TargetEncoder};
-use crate::metrics::{MetricAccumulator, MetricConfig};
+use crate::codec::{self, decode_one, encode, Decoder, TargetEncoder};
 use crate::{Error, Keypoints, Result};
-
 
 /// The write-up's setting.
 pub const POINT: [f32; 2] = [163.0, 1342.0];
@@ -212,4 +207,3 @@ pub fn montecarlo(cfg: &MonteCarloConfig) -> Result<MonteCarloReport> {
         spread,
     })
 }
-

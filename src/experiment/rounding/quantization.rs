@@ -1,13 +1,12 @@
 //! The quantization part: every landmark of a dataset encoded and decoded by each
 //! encoder/decoder pair at several heatmap sizes; the error a perfect model would still make.
 
-
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::codec::{self, decode_one, encode, rounding, Codec, Decoder, TargetEncoder};
+use crate::codec::{self, rounding, Codec, Decoder, TargetEncoder};
 use crate::metrics::{MetricAccumulator, MetricConfig};
 use crate::{Error, Keypoints, Result};
 
@@ -331,4 +330,3 @@ fn encode_decode(
     let mask = codec.encode(gt_in, rng, maps).mask;
     Ok((mask, decode(maps)?))
 }
-
