@@ -51,7 +51,7 @@ fn box_crops_score_every_point_that_a_centre_crop_cuts_away() {
     let mut cfg = TrainConfig::default();
     cfg.model.arch = Arch::UnetResnet18;
     cfg.data.points = hmreg::data::PointSelection::All;
-    cfg.pipeline.input_size = 48;
+    cfg.pipeline.input_size = 64;
     cfg.pipeline.item_size = 0;
     cfg.pipeline.normalize.mean = [0.0; 3];
     cfg.pipeline.normalize.std = [1.0; 3];
