@@ -25,7 +25,7 @@ use crate::models::KeypointNet;
 use crate::{Error, Keypoints, Result};
 
 pub use search::{find_faces, FoundFace, SearchOptions, NMS_IOU, TILT_SCALE};
-pub use two_pass::{crop_from_points, eye_points, Crop};
+pub use two_pass::{crop_from_points, eye_centres, eye_points, Crop};
 
 /// An image prepared for the network.
 pub struct PreparedImage {

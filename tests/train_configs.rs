@@ -77,7 +77,7 @@ fn lapa_recipes_match_the_write_up() {
             subpixel: false
         }
     );
-    assert_eq!(v1.target.stride, 1);
+    assert_eq!(v1.clone().resolve(None).unwrap().target.stride, 1);
     assert_eq!(v1.loss.kind, LossKind::Mse);
     assert_eq!(v1.schedule.kind, ScheduleKind::FineTune);
     assert_eq!((v1.epochs, v1.schedule.lr, v1.batch_size), (10, 8e-5, 24));
@@ -94,7 +94,7 @@ fn lapa_recipes_match_the_write_up() {
     assert_eq!(v2.model.arch, Arch::Hrnet18);
     assert_eq!(v2.data.points, five);
     assert_eq!(v2.target.encoder, TargetEncoder::RandomizedRounding);
-    assert_eq!(v2.target.stride, 4);
+    assert_eq!(v2.clone().resolve(None).unwrap().target.stride, 4);
     assert_eq!((v2.loss.kind, v2.loss.pos_weight), (LossKind::Bce, 100.0));
     assert_eq!(v2.schedule.kind, ScheduleKind::OneCycle);
     assert_eq!((v2.epochs, v2.schedule.lr, v2.batch_size), (10, 5e-3, 64));

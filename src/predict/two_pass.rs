@@ -37,14 +37,10 @@ pub fn eye_points(n: usize) -> Option<(std::ops::Range<usize>, std::ops::Range<u
     }
 }
 
-/// The crop of the second pass from the first pass's points (photo pixels): the angle of the
-/// line from one eye's centre to the other's, and the box of the points in the frame where that
-/// line is level. `None` for a layout without known eyes or points that are not finite.
-pub fn crop_from_points(points: &[[f32; 2]]) -> Option<Crop> {
+/// The centres (means) of the two eyes' points, in the order of [`eye_points`]; `None` for a
+/// layout without known eyes.
+pub fn eye_centres(points: &[[f32; 2]]) -> Option<[[f32; 2]; 2]> {
     let (right, left) = eye_points(points.len())?;
-    if points.iter().flatten().any(|v| !v.is_finite()) {
-        return None;
-    }
     let mean = |r: std::ops::Range<usize>| {
         let n = r.len() as f32;
         let s = points[r]
@@ -52,7 +48,17 @@ pub fn crop_from_points(points: &[[f32; 2]]) -> Option<Crop> {
             .fold([0.0, 0.0], |a, p| [a[0] + p[0], a[1] + p[1]]);
         [s[0] / n, s[1] / n]
     };
-    let (a, b) = (mean(right), mean(left));
+    Some([mean(right), mean(left)])
+}
+
+/// The crop of the second pass from the first pass's points (photo pixels): the angle of the
+/// line from one eye's centre to the other's, and the box of the points in the frame where that
+/// line is level. `None` for a layout without known eyes or points that are not finite.
+pub fn crop_from_points(points: &[[f32; 2]]) -> Option<Crop> {
+    if points.iter().flatten().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let [a, b] = eye_centres(points)?;
     let roll = (b[1] - a[1]).atan2(b[0] - a[0]);
     // The points turned by -roll about the origin: their box there, its centre turned back.
     let (s, c) = roll.sin_cos();

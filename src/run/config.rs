@@ -10,15 +10,14 @@ use crate::data::synthesis::generate::SynthConfig;
 use crate::data::{PipelineConfig, TargetConfig};
 use crate::device::DeviceSpec;
 use crate::hub::WeightsSource;
-use crate::learn::loss::{LossConfig, LossKind};
+use crate::learn::loss::LossConfig;
 use crate::learn::lr_sweep::LrFindConfig;
 use crate::learn::optim::OptimConfig;
 use crate::learn::precision::Precision;
 use crate::learn::schedule::ScheduleConfig;
 use crate::metrics::MetricConfig;
-use crate::models::{Arch, HeadKind, ModelConfig};
+use crate::models::{Arch, ModelConfig};
 use crate::run::checkpoint::CheckpointConfig;
-use crate::run::resolved::ResolvedRun;
 use crate::{Error, Result};
 
 /// `[data]`: where the images are and which points to learn.
@@ -292,27 +291,6 @@ impl TrainConfig {
         Ok(toml::to_string_pretty(&out)?)
     }
 
-    /// Resolves the run (see [`ResolvedRun`]): derives the model's input size (the pipeline's),
-    /// the target stride (the architecture's, or `model.heatmap_stride`) and the point count
-    /// (`points_from_data`, the data's, when the data has been read), builds the codec and checks
-    /// every value. A file that wrote a derived key with another value is refused
-    /// ([`WrittenDerived`]).
-    pub fn resolve(self, points_from_data: Option<usize>) -> Result<ResolvedRun> {
-        self.validate()?;
-        ResolvedRun::new(self, points_from_data)
-    }
-
-    /// Everything [`TrainConfig::resolve`] checks that does not need the data, so that a bad
-    /// config fails before the data is read (or generated). The point count is taken from the
-    /// selection or the file until the data gives it.
-    pub fn check(&self) -> Result<()> {
-        let provisional = match &self.data.points {
-            crate::data::PointSelection::Indices(idx) => idx.len(),
-            _ => self.written.points.unwrap_or(1),
-        };
-        self.clone().resolve(Some(provisional)).map(drop)
-    }
-
     /// Refuses a derived key written with a value other than the derived one.
     pub(crate) fn check_written_derived(&self) -> Result<()> {
         let derived = [
@@ -407,35 +385,6 @@ impl TrainConfig {
             }
             _ => self.epochs,
         }
-    }
-}
-
-/// The encoder, loss, head and decoder choices that cannot work together, refused in this one
-/// place with the keys to change.
-pub fn check_codec(cfg: &ResolvedRun) -> Result<()> {
-    let bce = cfg.loss.kind == LossKind::Bce;
-    if cfg.model.head == HeadKind::TwoChannel && !bce {
-        return Err(Error::config(
-            "model.head = \"two-channel\" is trained with the per-pixel two-class softmax \
-             cross-entropy, which is loss.kind = \"bce\" on its foreground log-odds \
-             (pos_weight = 1 for the plain cross-entropy)",
-        ));
-    }
-    if cfg.target.encoder.is_binary() && !bce {
-        return Err(Error::config(format!(
-            "target.encoder `{}` draws binary targets (one positive pixel), which are trained \
-             with loss.kind = \"bce\", not \"{}\"",
-            cfg.target.encoder,
-            loss_name(cfg.loss.kind)
-        )));
-    }
-    Ok(())
-}
-
-fn loss_name(kind: LossKind) -> &'static str {
-    match kind {
-        LossKind::Mse => "mse",
-        LossKind::Bce => "bce",
     }
 }
 

@@ -13,8 +13,10 @@ use std::ops::Deref;
 use crate::codec::{Codec, Decoder};
 use crate::data::TargetConfig;
 use crate::device::DeviceSpec;
+use crate::learn::loss::LossKind;
+use crate::models::HeadKind;
 use crate::models::ModelConfig;
-use crate::run::config::{check_codec, TrainConfig};
+use crate::run::config::TrainConfig;
 use crate::{Error, Result};
 
 /// A config and its derived values (see the module's documentation).
@@ -129,5 +131,57 @@ fn derived_points(config: &TrainConfig, from_data: Option<usize>) -> Result<usiz
             "data.points = \"all\" takes the point count from the data, and no data was read \
              (a run directory's config.toml records it as model.points)",
         )),
+    }
+}
+
+impl TrainConfig {
+    /// Resolves the run (see [`ResolvedRun`]): derives the model's input size (the pipeline's),
+    /// the target stride (the architecture's, or `model.heatmap_stride`) and the point count
+    /// (`points_from_data`, the data's, when the data has been read), builds the codec and checks
+    /// every value. A file that wrote a derived key with another value is refused
+    /// ([`crate::run::config::WrittenDerived`]).
+    pub fn resolve(self, points_from_data: Option<usize>) -> Result<ResolvedRun> {
+        self.validate()?;
+        ResolvedRun::new(self, points_from_data)
+    }
+
+    /// Everything [`TrainConfig::resolve`] checks that does not need the data, so that a bad
+    /// config fails before the data is read (or generated). The point count is taken from the
+    /// selection or the file until the data gives it.
+    pub fn check(&self) -> Result<()> {
+        let provisional = match &self.data.points {
+            crate::data::PointSelection::Indices(idx) => idx.len(),
+            _ => self.written.points.unwrap_or(1),
+        };
+        self.clone().resolve(Some(provisional)).map(drop)
+    }
+}
+
+/// The encoder, loss, head and decoder choices that cannot work together, refused in this one
+/// place with the keys to change.
+fn check_codec(cfg: &ResolvedRun) -> Result<()> {
+    let bce = cfg.loss.kind == LossKind::Bce;
+    if cfg.model.head == HeadKind::TwoChannel && !bce {
+        return Err(Error::config(
+            "model.head = \"two-channel\" is trained with the per-pixel two-class softmax \
+             cross-entropy, which is loss.kind = \"bce\" on its foreground log-odds \
+             (pos_weight = 1 for the plain cross-entropy)",
+        ));
+    }
+    if cfg.target.encoder.is_binary() && !bce {
+        return Err(Error::config(format!(
+            "target.encoder `{}` draws binary targets (one positive pixel), which are trained \
+             with loss.kind = \"bce\", not \"{}\"",
+            cfg.target.encoder,
+            loss_name(cfg.loss.kind)
+        )));
+    }
+    Ok(())
+}
+
+fn loss_name(kind: LossKind) -> &'static str {
+    match kind {
+        LossKind::Mse => "mse",
+        LossKind::Bce => "bce",
     }
 }

@@ -38,14 +38,7 @@ pub fn eye_centres(points: &[[f32; 2]]) -> Option<[[f32; 2]; 2]> {
     if points.len() != 68 {
         return None;
     }
-    let mean = |r: std::ops::Range<usize>| {
-        let n = r.len() as f32;
-        let s = points[r]
-            .iter()
-            .fold([0.0, 0.0], |a, p| [a[0] + p[0], a[1] + p[1]]);
-        [s[0] / n, s[1] / n]
-    };
-    Some([mean(36..42), mean(42..48)])
+    crate::predict::eye_centres(points)
 }
 
 fn select(points: &[[f32; 2]], idx: &[usize]) -> Vec<[f32; 2]> {

@@ -125,20 +125,7 @@ impl<'a> FaceModel<'a> {
 /// The box `[x, y, w, h]` around the finite points (`None` when there are none): the landmark
 /// box a tracker crops the next frame by.
 pub fn points_box(points: &[[f32; 2]]) -> Option<[f32; 4]> {
-    let mut b = [
-        f32::INFINITY,
-        f32::INFINITY,
-        f32::NEG_INFINITY,
-        f32::NEG_INFINITY,
-    ];
-    for p in points
-        .iter()
-        .filter(|p| p[0].is_finite() && p[1].is_finite())
-    {
-        b[0] = b[0].min(p[0]);
-        b[1] = b[1].min(p[1]);
-        b[2] = b[2].max(p[0]);
-        b[3] = b[3].max(p[1]);
-    }
-    (b[0].is_finite() && b[2] > b[0] && b[3] > b[1]).then(|| [b[0], b[1], b[2] - b[0], b[3] - b[1]])
+    let [x0, y0, x1, y1] = crate::data::sources::sample::bounding_box(points);
+    // All zeros when no point is finite: no box.
+    (x1 > x0 && y1 > y0).then(|| [x0, y0, x1 - x0, y1 - y0])
 }
