@@ -21,6 +21,8 @@ use candle_core::Device;
 use hmreg::predict::{self, FaceSource, SearchOptions};
 use hmreg::run::{load_model, LoadedModel, ModelSource};
 
+// Shared with the speed and codec benches; this one times with `median_ms` only.
+#[allow(dead_code)]
 #[path = "shared/measure.rs"]
 mod measure;
 use measure::median_ms;

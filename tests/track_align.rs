@@ -84,8 +84,8 @@ fn frame(
         for (x, y, px) in out.enumerate_pixels_mut() {
             let al = a.get_pixel(x, y).0[0] as f32 / 255.0;
             let q = p.get_pixel(x, y).0;
-            for c in 0..3 {
-                px.0[c] = (px.0[c] as f32 * (1.0 - al) + q[c] as f32 * al) as u8;
+            for (v, &qc) in px.0.iter_mut().zip(&q) {
+                *v = (*v as f32 * (1.0 - al) + qc as f32 * al) as u8;
             }
         }
     }
@@ -223,14 +223,15 @@ fn a_moving_face_is_followed_close_to_its_path_and_refound_after_leaving() {
     let back = path(0).inverse().unwrap();
     let mut raw_err = Vec::new();
     let mut smooth_err = Vec::new();
-    for i in 0..30 {
-        assert_eq!(out[i].faces.len(), 1, "frame {i}");
-        assert_eq!(out[i].faces[0].id, 0, "frame {i}");
+    assert!(out.len() >= 30, "{} frames", out.len());
+    for (i, frame) in out.iter().enumerate().take(30) {
+        assert_eq!(frame.faces.len(), 1, "frame {i}");
+        assert_eq!(frame.faces[0].id, 0, "frame {i}");
         let truth: Vec<[f32; 2]> = first
             .iter()
             .map(|&p| path(i).compose(&back).apply(p))
             .collect();
-        let f = &out[i].faces[0];
+        let f = &frame.faces[0];
         let raw: Vec<[f32; 2]> = f.points.iter().map(|p| [p.x, p.y]).collect();
         raw_err.push(mean_dist(&raw, &truth));
         smooth_err.push(mean_dist(&f.smoothed, &truth));

@@ -109,13 +109,16 @@ struct AlignDoc<'a> {
     skipped: &'a [String],
 }
 
+/// One photo's face points and the photo's (width, height).
+type PhotoFace = (Vec<[f32; 2]>, (u32, u32));
+
 /// The points of the largest face of `path` (or of the face in `bbox`): `Ok(None)` when there
 /// is no face.
 fn face_points(
     model: &mut FaceModel,
     path: &Path,
     bbox: Option<[f32; 4]>,
-) -> Result<Option<(Vec<[f32; 2]>, (u32, u32))>> {
+) -> Result<Option<PhotoFace>> {
     let (img, _) = read_rgb_upright(path)?;
     let size = img.dimensions();
     let face = match bbox {

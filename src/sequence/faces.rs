@@ -127,5 +127,5 @@ impl<'a> FaceModel<'a> {
 pub fn points_box(points: &[[f32; 2]]) -> Option<[f32; 4]> {
     let [x0, y0, x1, y1] = crate::data::sources::sample::bounding_box(points);
     // All zeros when no point is finite: no box.
-    (x1 > x0 && y1 > y0).then(|| [x0, y0, x1 - x0, y1 - y0])
+    (x1 > x0 && y1 > y0).then_some([x0, y0, x1 - x0, y1 - y0])
 }
