@@ -10,7 +10,7 @@
 
 use image::{GrayImage, RgbImage};
 
-use crate::{Error, Result};
+use crate::{BBox, Error, Result};
 
 /// The detector model from the rustface package (1.2 MB).
 static SEETA_MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seeta_fd_frontal_v1.0.bin"));
@@ -66,8 +66,9 @@ impl DetectOptions {
 /// One detected face.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Detection {
-    /// The detector's box `[x, y, w, h]` in image pixels.
-    pub bbox: [f32; 4],
+    /// The detector's box in image pixels (`[x, y, w, h]` in JSON).
+    #[serde(serialize_with = "crate::bbox::serialize_xywh")]
+    pub bbox: BBox,
     pub score: f32,
 }
 
@@ -111,8 +112,8 @@ impl FaceDetector {
             let (sx, sy) = (w as f32 / nw as f32, h as f32 / nh as f32);
             let mut faces = self.detect_gray(&scaled);
             for f in &mut faces {
-                let [x, y, bw, bh] = f.bbox;
-                f.bbox = [x * sx, y * sy, bw * sx, bh * sy];
+                let b = f.bbox;
+                f.bbox = BBox::from_corners(b.x_min * sx, b.y_min * sy, b.x_max * sx, b.y_max * sy);
             }
             faces
         };
@@ -138,12 +139,12 @@ impl FaceDetector {
             .map(|f| {
                 let b = f.bbox();
                 Detection {
-                    bbox: [
+                    bbox: BBox::from_xywh([
                         b.x() as f32,
                         b.y() as f32,
                         b.width() as f32,
                         b.height() as f32,
-                    ],
+                    ]),
                     score: f.score() as f32,
                 }
             })
@@ -162,13 +163,14 @@ impl FaceDetector {
 pub const LANDMARK_BOX_SCALE: f32 = 0.935;
 pub const LANDMARK_BOX_SHIFT: [f32; 2] = [0.0, 0.138];
 
-/// The landmark-style face box `[x, y, w, h]` (a square around where the 68 points are
-/// expected) for a detector box `[x, y, w, h]`.
-pub fn landmark_box(det: [f32; 4]) -> [f32; 4] {
-    let [x, y, w, h] = det;
-    let side = w.max(h);
-    let cx = x + w / 2.0 + LANDMARK_BOX_SHIFT[0] * side;
-    let cy = y + h / 2.0 + LANDMARK_BOX_SHIFT[1] * side;
-    let s = LANDMARK_BOX_SCALE * side;
-    [cx - s / 2.0, cy - s / 2.0, s, s]
+/// The landmark-style face box (a square around where the 68 points are expected) for a
+/// detector box.
+pub fn landmark_box(det: BBox) -> BBox {
+    let side = det.longer_side();
+    let [cx, cy] = det.centre();
+    BBox::square(
+        cx + LANDMARK_BOX_SHIFT[0] * side,
+        cy + LANDMARK_BOX_SHIFT[1] * side,
+        LANDMARK_BOX_SCALE * side,
+    )
 }

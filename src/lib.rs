@@ -27,13 +27,14 @@
 //! | 1 | [`tensorboard`] | TensorBoard event files: TFRecord framing, `Event`/`Summary` messages, writer, reader | `viz` |
 //! | 1 | [`parallel`] | data-parallel collectives: worker threads, NCCL, the rendezvous across machines | |
 //! | 0 | [`ops`] | tensor operations Candle lacks or runs slowly (conv, BatchNorm, pooling, resize) | |
-//! | base | [`error`], [`keypoints`], [`atomic`], [`device`], [`stdout`], [`progress`] | the error type, a set of points, atomic file writes, device names (and the test suite's device), printing that a closed pipe ends quietly, the progress bar | |
+//! | base | [`error`], [`keypoints`], [`bbox`], [`atomic`], [`device`], [`stdout`], [`progress`] | the error type, a set of points, a box by its corners, atomic file writes, device names (and the test suite's device), printing that a closed pipe ends quietly, the progress bar | |
 //!
 //! Coordinate convention used everywhere: a point is `[x, y]` in pixels of the image it belongs to,
 //! as written in the landmark files (no half-pixel shift). Mapping to a map of another size scales by
 //! `size_map / size_img`; an integer heatmap pixel `i` stands for coordinate `i`.
 
 pub mod atomic;
+pub mod bbox;
 pub mod cli;
 pub mod codec;
 pub mod data;
@@ -59,5 +60,6 @@ pub mod tensorboard;
 pub mod train;
 pub mod viz;
 
+pub use bbox::BBox;
 pub use error::{Error, Result};
 pub use keypoints::Keypoints;

@@ -22,7 +22,7 @@ use crate::detect::{landmark_box, FaceDetector};
 use crate::eval::show;
 use crate::eval::tta;
 use crate::models::KeypointNet;
-use crate::{Error, Keypoints, Result};
+use crate::{BBox, Error, Keypoints, Result};
 
 pub use search::{find_faces, FoundFace, SearchOptions, NMS_IOU, TILT_SCALE};
 pub use two_pass::{crop_from_points, eye_centres, eye_points, Crop};
@@ -51,10 +51,10 @@ pub struct PointPrediction {
 /// The landmarks of one face.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct FacePrediction {
-    /// The face's box `[x, y, w, h]`: the detector's, or the one given; `None` for a whole
-    /// image taken as one crop.
-    #[serde(rename = "box")]
-    pub bbox: Option<[f32; 4]>,
+    /// The face's box (`[x, y, w, h]` in JSON): the detector's, or the one given; `None` for a
+    /// whole image taken as one crop.
+    #[serde(rename = "box", serialize_with = "serialize_optional_box")]
+    pub bbox: Option<BBox>,
     /// The detector's score (`None` when the box was given or there was none).
     pub score: Option<f32>,
     /// The face's in-plane angle in degrees, clockwise on screen: from its points' eye line
@@ -100,8 +100,8 @@ pub struct Failure {
 pub enum FaceSource {
     /// The whole image is one crop (already-cropped faces, keypoints that are not faces).
     WholeImage,
-    /// These face boxes `[x, y, w, h]`, in every image.
-    Boxes(Vec<[f32; 4]>),
+    /// These face boxes, in every image.
+    Boxes(Vec<BBox>),
     /// Faces found by the built-in detector ([`crate::detect`]), on reduced and turned copies
     /// of the photo ([`SearchOptions`]).
     Detect(SearchOptions),
@@ -124,17 +124,17 @@ pub struct PredictOptions {
 }
 
 /// Where one face is: the box reported to the user (the detector's or the given one), the
-/// detector's score, and the face box its crop is made around (all `[x, y, w, h]`).
+/// detector's score, and the face box its crop is made around.
 #[derive(Default)]
 struct FaceBox {
-    shown: Option<[f32; 4]>,
+    shown: Option<BBox>,
     score: Option<f32>,
     crop: Option<Crop>,
 }
 
 /// A face waiting for the network: its reported box, score and angle, and its prepared input.
 struct FaceJob {
-    bbox: Option<[f32; 4]>,
+    bbox: Option<BBox>,
     score: Option<f32>,
     roll: Option<f32>,
     prep: PreparedImage,
@@ -281,8 +281,9 @@ fn load_and_prepare<'a>(
     };
     let mut jobs = Vec::with_capacity(boxes.len());
     for FaceBox { shown, score, crop } in boxes {
-        if let Some([x, y, bw, bh]) = shown {
-            if !(x < w && y < h && x + bw > 0.0 && y + bh > 0.0) {
+        if let Some(b) = shown {
+            if !(b.x_min < w && b.y_min < h && b.x_max > 0.0 && b.y_max > 0.0) {
+                let [x, y, bw, bh] = b.xywh();
                 return Err(Error::file(
                     path,
                     format!(
@@ -312,13 +313,17 @@ fn load_and_prepare<'a>(
 /// The crop a detection gives the landmark model: [`landmark_box`]'s convention in the frame of
 /// the copy the face was found in (its shift towards the chin turns with the face).
 fn landmark_crop(f: &FoundFace) -> Crop {
-    let [x, y, w, h] = f.bbox;
-    let [lx, ly, lw, lh] = landmark_box(f.bbox);
-    let (dx, dy) = (lx + lw / 2.0 - (x + w / 2.0), ly + lh / 2.0 - (y + h / 2.0));
+    let [x, y] = f.bbox.centre();
+    let landmarks = landmark_box(f.bbox);
+    let [lx, ly] = landmarks.centre();
+    let (dx, dy) = (lx - x, ly - y);
     let (s, c) = f.roll.sin_cos();
-    let (cx, cy) = (x + w / 2.0 + c * dx - s * dy, y + h / 2.0 + s * dx + c * dy);
     Crop {
-        bbox: [cx - lw / 2.0, cy - lh / 2.0, lw, lh],
+        bbox: BBox::square(
+            x + c * dx - s * dy,
+            y + s * dx + c * dy,
+            landmarks.longer_side(),
+        ),
         roll: f.roll,
     }
 }
@@ -436,10 +441,11 @@ fn write_annotated(
     let mut pic = img.clone();
     for face in &p.faces {
         let side = match face.bbox {
-            Some([_, _, w, h]) => w.max(h),
+            Some(b) => b.longer_side(),
             None => img.width().min(img.height()) as f32,
         };
-        if let Some([x, y, w, h]) = face.bbox {
+        if let Some(b) = face.bbox {
+            let [x, y, w, h] = b.xywh();
             let thick = (side / 150.0).round().max(1.0) as i32;
             for t in 0..thick {
                 crate::viz::draw::draw_rect(
@@ -459,8 +465,15 @@ fn write_annotated(
     Ok(file)
 }
 
+fn serialize_optional_box<S: serde::Serializer>(
+    b: &Option<BBox>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&b.map(|b| b.xywh()), s)
+}
+
 /// Parses `x,y,w,h` (image pixels, positive size).
-pub fn parse_bbox(s: &str) -> Result<[f32; 4]> {
+pub fn parse_bbox(s: &str) -> Result<BBox> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
     let bad = || Error::config("expected four numbers x,y,w,h with w and h > 0");
     if parts.len() != 4 {
@@ -476,24 +489,23 @@ pub fn parse_bbox(s: &str) -> Result<[f32; 4]> {
     if v[2] <= 0.0 || v[3] <= 0.0 {
         return Err(bad());
     }
-    Ok(v)
+    Ok(BBox::from_xywh(v))
 }
 
 /// The validation preparation of `pipeline`
 /// ([`crate::data::transforms::geometry::prepare_rotated_for_inference`]): the centred item of
-/// the whole image, or the square around the crop's `[x, y, w, h]` box turned with the face;
+/// the whole image, or the square around the crop's box turned with the face;
 /// points map back through the inverse of its original-to-input matrix.
 pub fn validation_preparation(
     pipeline: &PipelineConfig,
 ) -> impl Fn(&RgbImage, Option<Crop>) -> Result<PreparedImage> + '_ {
     move |img, crop| {
-        let corners = crop.map(|c| {
-            let [x, y, w, h] = c.bbox;
-            [x, y, x + w, y + h]
-        });
         let roll = crop.map_or(0.0, |c| c.roll as f64);
         let (input, m) = crate::data::transforms::geometry::prepare_rotated_for_inference(
-            img, corners, roll, pipeline,
+            img,
+            crop.map(|c| c.bbox),
+            roll,
+            pipeline,
         );
         let inv = m
             .inverse()

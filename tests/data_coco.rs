@@ -32,7 +32,7 @@ fn coco_of_split(root: &Path, split: &str) -> Value {
         let name = s.image_path.file_name().unwrap().to_string_lossy();
         images.push(json!({"id": i + 1, "file_name": format!("{split}/images/{name}")}));
         let kp: Vec<f32> = s.points.xy.iter().flat_map(|p| [p[0], p[1], 2.0]).collect();
-        let b = s.face_box;
+        let b = s.face_box.corners();
         anns.push(json!({
             "id": 100 + i, "image_id": i + 1, "category_id": 1, "keypoints": kp,
             "bbox": [b[0] - 4.0, b[1] - 4.0, b[2] - b[0] + 8.0, b[3] - b[1] + 8.0],
@@ -73,11 +73,12 @@ fn a_coco_file_gives_the_samples_of_the_split_it_was_written_from() {
         assert_eq!(c.points.xy, l.points.xy);
         assert_eq!(c.file_points, 68);
         assert!(c.stem.ends_with(&format!("#{}", 100 + i)), "{}", c.stem);
-        let b = l.face_box;
+        let b = l.face_box.corners();
         let want = [b[0] - 4.0, b[1] - 4.0, b[2] + 4.0, b[3] + 4.0];
         // x + w is rounded once more than x_max was.
         assert!(
             c.face_box
+                .corners()
                 .iter()
                 .zip(want)
                 .all(|(a, b)| (a - b).abs() < 1e-4),

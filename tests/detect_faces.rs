@@ -9,6 +9,7 @@ use std::io::Write;
 use std::process::Stdio;
 
 use hmreg::detect::{landmark_box, DetectOptions, FaceDetector, LANDMARK_BOX_SCALE};
+use hmreg::BBox;
 use image::{Rgb, RgbImage};
 
 #[path = "../benches/shared/photos.rs"]
@@ -73,7 +74,7 @@ fn the_detector_finds_the_faces_of_a_group_photo() {
     let three = det.detect(&three_faces());
     assert_eq!(three.len(), 3, "{three:?}");
     for f in &three {
-        assert!((200.0..400.0).contains(&f.bbox[2]), "{f:?}");
+        assert!((200.0..400.0).contains(&f.bbox.width()), "{f:?}");
     }
     let two = FaceDetector::new(&DetectOptions {
         max_faces: 2,
@@ -119,7 +120,7 @@ fn the_built_in_model_puts_68_points_on_each_face_of_a_photo() {
 
 #[test]
 fn detector_boxes_become_landmark_crops_below_their_centre() {
-    let [x, y, w, h] = landmark_box([100.0, 50.0, 200.0, 200.0]);
+    let [x, y, w, h] = landmark_box(BBox::from_xywh([100.0, 50.0, 200.0, 200.0])).xywh();
     assert!((w - LANDMARK_BOX_SCALE * 200.0).abs() < 1e-3);
     assert!((h - LANDMARK_BOX_SCALE * 200.0).abs() < 1e-3);
     // Same horizontal centre, lower vertical centre (the jaw line reaches below the box).

@@ -5,13 +5,13 @@ use hmreg::data::transforms::flip::{self, builtin_permutation};
 use hmreg::data::transforms::geometry::{self, Source};
 use hmreg::data::transforms::normalize::denormalize_to_rgb;
 use hmreg::data::{PipelineConfig, ResizeMode};
-use hmreg::Keypoints;
+use hmreg::{BBox, Keypoints};
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// The face box, which only `resize = "box"` crops use.
-const NO_BOX: [f32; 4] = [0.0; 4];
+const NO_BOX: BBox = BBox::from_corners(0.0, 0.0, 0.0, 0.0);
 
 /// A dark textured image with a bright Gaussian dot (sigma in source pixels) centred at `p`.
 fn image_with_dot(w: u32, h: u32, p: [f32; 2], sigma: f32, seed: u64) -> RgbImage {
@@ -316,7 +316,11 @@ fn inference_preparation_matches_validation_and_inverts() {
     let back = m.inverse().unwrap().apply(p.points.xy[0]).unwrap();
     assert!((back[0] - 70.0).abs() < 1e-3 && (back[1] - 30.0).abs() < 1e-3);
     // A bounding box picks the square around it.
-    let (_, mb) = geometry::prepare_for_inference(&img, Some([60.0, 20.0, 80.0, 40.0]), &cfg);
+    let (_, mb) = geometry::prepare_for_inference(
+        &img,
+        Some(BBox::from_corners(60.0, 20.0, 80.0, 40.0)),
+        &cfg,
+    );
     let c = mb.apply([70.0, 30.0]).unwrap();
     assert!(
         (c[0] - 24.0).abs() < 1e-3 && (c[1] - 24.0).abs() < 1e-3,

@@ -7,6 +7,7 @@ use candle_core::Tensor;
 use hmreg::codec::{Codec, Decoder, TargetEncoder};
 use hmreg::models::KeypointNet;
 use hmreg::predict::{self, FaceSource, PredictOptions, PreparedImage};
+use hmreg::BBox;
 use image::{Rgb, RgbImage};
 
 /// Stride-1 detector: maps are the input channels (red, green, blue blobs = points 0, 1, 2).
@@ -151,14 +152,14 @@ fn points_come_back_in_the_original_frame_and_broken_files_are_reported() {
 fn bbox_parsing_and_checks() {
     assert_eq!(
         predict::parse_bbox("1, 2.5,30,40").unwrap(),
-        [1.0, 2.5, 30.0, 40.0]
+        BBox::from_corners(1.0, 2.5, 31.0, 42.5)
     );
     for bad in ["1,2,3", "1,2,0,4", "a,b,c,d", "1,2,3,-4", "1,2,3,inf"] {
         assert!(predict::parse_bbox(bad).is_err(), "{bad}");
     }
     // Negative coordinates parse (a face past the left or top side).
     assert_eq!(
-        predict::parse_bbox("-15,-1,189,189").unwrap(),
+        predict::parse_bbox("-15,-1,189,189").unwrap().xywh(),
         [-15.0, -1.0, 189.0, 189.0]
     );
     // A box entirely outside the image fails that image only, naming it.
@@ -169,7 +170,7 @@ fn bbox_parsing_and_checks() {
         &blobs(100, 80, &[[10.0, 10.0], [50.0, 40.0], [90.0, 70.0]]),
     );
     let mut opts = options(None);
-    opts.faces = FaceSource::Boxes(vec![[500.0, 500.0, 20.0, 20.0]]);
+    opts.faces = FaceSource::Boxes(vec![BBox::from_xywh([500.0, 500.0, 20.0, 20.0])]);
     let (preds, failures) = predict::predict_files(
         &Identity,
         &[a],
@@ -258,7 +259,10 @@ fn real_pipeline_pad_resize_and_box_map_back_to_the_original_frame() {
                 px[k] = px[k].max(v);
             }
         }
-        truths.push((pts, [origin[0], origin[1], 80.0 * scale, 80.0 * scale]));
+        truths.push((
+            pts,
+            BBox::from_xywh([origin[0], origin[1], 80.0 * scale, 80.0 * scale]),
+        ));
     }
     let c = write(dir.path(), "scene.png", &scene);
     let mut opts = options(Some(dir.path().join("annotated")));
@@ -279,7 +283,7 @@ fn real_pipeline_pad_resize_and_box_map_back_to_the_original_frame() {
         assert_eq!(f.bbox, Some(*b));
         // The tolerance: one input pixel in photo pixels, the grid the identity model's
         // top-k decoding resolves (the box's square spans S input pixels).
-        let k = b[2] / S as f32;
+        let k = b.width() / S as f32;
         for (q, t) in f.points.iter().zip(truth) {
             let err = (q.x - t[0]).hypot(q.y - t[1]);
             assert!(

@@ -31,12 +31,12 @@ fn face_patches() -> Vec<RgbImage> {
     let photo = photos::three_faces(&photos::group_photo().unwrap());
     let mut det = FaceDetector::new(&DetectOptions::default()).unwrap();
     let mut faces = det.detect(&photo);
-    faces.sort_by(|a, b| a.bbox[0].total_cmp(&b.bbox[0]));
+    faces.sort_by(|a, b| a.bbox.x_min.total_cmp(&b.bbox.x_min));
     assert_eq!(faces.len(), 3);
     faces
         .iter()
         .map(|f| {
-            let [x, y, w, h] = landmark_box(f.bbox);
+            let [x, y, w, h] = landmark_box(f.bbox).xywh();
             let side = 2.0 * w.max(h);
             let (cx, cy) = (x + w / 2.0, y + h / 2.0);
             let k = PATCH as f64 / side as f64;

@@ -18,7 +18,7 @@ use crate::sequence::faces::FaceModel;
 use crate::sequence::frames::{check_fps, write_gif};
 use crate::sequence::similarity::Similarity;
 use crate::stdout;
-use crate::{Error, Result};
+use crate::{BBox, Error, Result};
 
 /// Align a photo series onto one face.
 #[derive(Args, Debug)]
@@ -50,7 +50,7 @@ pub struct AlignArgs {
     /// The face box `x,y,w,h` in every photo instead of detection (the landmark-box crop
     /// convention of `hmreg predict --bbox`).
     #[arg(long, value_name = "x,y,w,h", value_parser = crate::predict::parse_bbox, allow_hyphen_values = true)]
-    pub bbox: Option<[f32; 4]>,
+    pub bbox: Option<BBox>,
     /// Smallest face side to detect, in pixels (at least 20).
     #[arg(long, value_name = "PIXELS", default_value_t = DetectOptions::default().min_face)]
     pub min_face: u32,
@@ -117,7 +117,7 @@ type PhotoFace = (Vec<[f32; 2]>, (u32, u32));
 fn face_points(
     model: &mut FaceModel,
     path: &Path,
-    bbox: Option<[f32; 4]>,
+    bbox: Option<BBox>,
 ) -> Result<Option<PhotoFace>> {
     let (img, _) = read_rgb_upright(path)?;
     let size = img.dimensions();
@@ -132,7 +132,7 @@ fn face_points(
                 .map_err(|e| Error::file(path, e.to_string()))?;
             found
                 .into_iter()
-                .max_by(|a, b| (a.0.bbox[2] * a.0.bbox[3]).total_cmp(&(b.0.bbox[2] * b.0.bbox[3])))
+                .max_by(|a, b| a.0.bbox.area().total_cmp(&b.0.bbox.area()))
                 .map(|(_, f)| f)
         }
     };

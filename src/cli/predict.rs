@@ -16,7 +16,7 @@ use crate::eval::choices;
 use crate::predict::{self, FaceSource, PredictOptions, SearchOptions};
 use crate::run::{load_model, ModelSource, ResolvedRun};
 use crate::stdout;
-use crate::{Error, Result};
+use crate::{BBox, Error, Result};
 
 /// Predict landmarks on images.
 #[derive(Args, Debug)]
@@ -34,7 +34,7 @@ pub struct PredictArgs {
     /// A face box `x,y,w,h` in image pixels (repeatable), used for every image instead of
     /// detection. It may reach past the image's sides (the crop is padded, as in training).
     #[arg(long, value_name = "x,y,w,h", value_parser = predict::parse_bbox, allow_hyphen_values = true)]
-    pub bbox: Vec<[f32; 4]>,
+    pub bbox: Vec<BBox>,
     /// Treat each image as one face crop (already-cropped datasets): no detection.
     #[arg(long, conflicts_with_all = ["bbox", "detect"])]
     pub no_detect: bool,
@@ -200,6 +200,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let loaded = load_model(&source, &device)?;
     let codec =
         choices::choose_codec(args.decoding.decoder.as_ref(), args.decoding.k, &loaded.cfg)?;
+    let face_model = is_face_model(&loaded.cfg);
     let flip = if args.decoding.flip_test {
         Some(choices::flip_permutation(&loaded.cfg, None)?)
     } else {
@@ -219,7 +220,6 @@ pub fn run(args: PredictArgs) -> Result<()> {
         },
         turns: args.try_rotations,
     };
-    let face_model = is_face_model(&loaded.cfg);
     let (faces, how) = if !args.bbox.is_empty() {
         (FaceSource::Boxes(args.bbox.clone()), "boxes given")
     } else if args.no_detect || !(args.detect || face_model) {
@@ -301,7 +301,7 @@ fn print_text(preds: &[predict::ImagePrediction]) -> Result<()> {
             if n == 1 { "" } else { "s" }
         ))?;
         for (k, f) in p.faces.iter().enumerate() {
-            if let Some([x, y, w, h]) = f.bbox {
+            if let Some([x, y, w, h]) = f.bbox.map(|b| b.xywh()) {
                 let score = f.score.map_or(String::new(), |s| format!(", score {s:.1}"));
                 stdout::line(format_args!(
                     "  face {k}: box {x:.0},{y:.0},{w:.0},{h:.0}{score}"

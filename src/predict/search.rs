@@ -11,6 +11,7 @@ use imageproc::geometric_transformations::{warp_into, Border, Interpolation, Pro
 
 use crate::data::transforms::warp::{self, Mat3};
 use crate::detect::{DetectOptions, FaceDetector, WINDOW};
+use crate::BBox;
 
 /// How hard to look for faces.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,9 +53,9 @@ impl Default for SearchOptions {
 /// A face found in a photo.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FoundFace {
-    /// The detector's box `[x, y, w, h]` in photo pixels, in the frame of the copy the face was
-    /// found in: centred on the face, turned by `roll` about its centre.
-    pub bbox: [f32; 4],
+    /// The detector's box in photo pixels, in the frame of the copy the face was found in:
+    /// centred on the face, turned by `roll` about its centre.
+    pub bbox: BBox,
     pub score: f32,
     /// The angle of the face in the photo (radians, clockwise on screen): 0 for a face found in
     /// the upright photo.
@@ -63,11 +64,9 @@ pub struct FoundFace {
 
 impl FoundFace {
     /// The box's square, ignoring the roll: what non-maximum suppression compares.
-    fn square(&self) -> [f32; 4] {
-        let [x, y, w, h] = self.bbox;
-        let side = w.max(h);
-        let (cx, cy) = (x + w / 2.0, y + h / 2.0);
-        [cx - side / 2.0, cy - side / 2.0, side, side]
+    fn square(&self) -> BBox {
+        let [cx, cy] = self.bbox.centre();
+        BBox::square(cx, cy, self.bbox.longer_side())
     }
 }
 
@@ -139,13 +138,12 @@ fn collect(
     };
     let scale = w as f32 / gw as f32;
     for d in det.detect_gray(&turned) {
-        let [x, y, bw, bh] = d.bbox;
-        let Some([cx, cy]) = back.apply([x + bw / 2.0, y + bh / 2.0]) else {
+        let Some([cx, cy]) = back.apply(d.bbox.centre()) else {
             continue;
         };
-        let (bw, bh) = (bw * scale, bh * scale);
+        let (bw, bh) = (d.bbox.width() * scale, d.bbox.height() * scale);
         out.push(FoundFace {
-            bbox: [cx - bw / 2.0, cy - bh / 2.0, bw, bh],
+            bbox: BBox::from_xywh([cx - bw / 2.0, cy - bh / 2.0, bw, bh]),
             score: d.score,
             // Upright in a copy turned by `deg` clockwise: turned by `deg` anticlockwise here.
             roll: -deg.to_radians(),
@@ -188,22 +186,11 @@ fn suppress(mut found: Vec<FoundFace>) -> Vec<FoundFace> {
     found.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut kept: Vec<FoundFace> = Vec::new();
     for f in found {
-        if kept.iter().all(|k| iou(k.square(), f.square()) <= NMS_IOU) {
+        if kept.iter().all(|k| k.square().iou(&f.square()) <= NMS_IOU) {
             kept.push(f);
         }
     }
     kept
-}
-
-/// Intersection over union of two `[x, y, w, h]` boxes.
-fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
-    let ix = (a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0]);
-    let iy = (a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1]);
-    if ix <= 0.0 || iy <= 0.0 {
-        return 0.0;
-    }
-    let inter = ix * iy;
-    inter / (a[2] * a[3] + b[2] * b[3] - inter)
 }
 
 #[cfg(test)]
@@ -212,7 +199,7 @@ mod tests {
 
     fn face(x: f32, score: f32) -> FoundFace {
         FoundFace {
-            bbox: [x, 0.0, 100.0, 100.0],
+            bbox: BBox::from_xywh([x, 0.0, 100.0, 100.0]),
             score,
             roll: 0.0,
         }
@@ -222,10 +209,6 @@ mod tests {
     fn suppression_keeps_the_best_of_overlapping_boxes() {
         let kept = suppress(vec![face(0.0, 3.0), face(20.0, 5.0), face(300.0, 1.0)]);
         assert_eq!(kept, vec![face(20.0, 5.0), face(300.0, 1.0)]);
-        assert_eq!(
-            iou([0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 10.0, 10.0]),
-            50.0 / 150.0
-        );
     }
 
     #[test]

@@ -5,24 +5,25 @@
 //! the first. A detector's box only approximates that box (its spread is 0.85-1.03 of the side,
 //! see [`crate::detect::LANDMARK_BOX_SCALE`]) and knows nothing of the head's tilt.
 
-/// A face crop: the box `[x, y, w, h]` in the face's upright frame (the photo turned by `-roll`
+use crate::BBox;
+
+/// A face crop: the box in the face's upright frame (the photo turned by `-roll`
 /// about the box's centre), and the face's angle in the photo (radians, clockwise on screen).
 /// A roll of 0 is an ordinary axis-aligned box.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Crop {
-    pub bbox: [f32; 4],
+    pub bbox: BBox,
     pub roll: f32,
 }
 
 impl Crop {
-    pub fn upright(bbox: [f32; 4]) -> Crop {
+    pub fn upright(bbox: BBox) -> Crop {
         Crop { bbox, roll: 0.0 }
     }
 
     /// The box's centre in photo pixels (the turn is about it, so it does not move).
     pub fn centre(&self) -> [f32; 2] {
-        let [x, y, w, h] = self.bbox;
-        [x + w / 2.0, y + h / 2.0]
+        self.bbox.centre()
     }
 }
 
@@ -74,7 +75,7 @@ pub fn crop_from_points(points: &[[f32; 2]]) -> Option<Crop> {
     let mid = [(lo[0] + hi[0]) / 2.0, (lo[1] + hi[1]) / 2.0];
     let centre = [c * mid[0] - s * mid[1], s * mid[0] + c * mid[1]];
     Some(Crop {
-        bbox: [centre[0] - w / 2.0, centre[1] - h / 2.0, w, h],
+        bbox: BBox::from_xywh([centre[0] - w / 2.0, centre[1] - h / 2.0, w, h]),
         roll,
     })
 }
@@ -101,7 +102,7 @@ mod tests {
         let level = level_face();
         let flat = crop_from_points(&level).unwrap();
         assert!(flat.roll.abs() < 1e-6);
-        assert_eq!(flat.bbox, [0.0, 0.0, 100.0, 120.0]);
+        assert_eq!(flat.bbox, BBox::from_corners(0.0, 0.0, 100.0, 120.0));
         let angle = 0.7f32;
         let (s, c) = angle.sin_cos();
         let turned: Vec<[f32; 2]> = level
@@ -110,7 +111,7 @@ mod tests {
             .collect();
         let t = crop_from_points(&turned).unwrap();
         assert!((t.roll - angle).abs() < 1e-5, "{t:?}");
-        assert!((t.bbox[2] - 100.0).abs() < 1e-3 && (t.bbox[3] - 120.0).abs() < 1e-3);
+        assert!((t.bbox.width() - 100.0).abs() < 1e-3 && (t.bbox.height() - 120.0).abs() < 1e-3);
         // The level box's centre (50, 60), turned and moved like the points.
         let want = [c * 50.0 - s * 60.0 + 500.0, s * 50.0 + c * 60.0 + 300.0];
         let got = t.centre();

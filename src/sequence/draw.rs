@@ -11,7 +11,7 @@ use crate::Keypoints;
 pub fn annotate(img: &RgbImage, faces: &[TrackedFace]) -> RgbImage {
     let mut pic = img.clone();
     for f in faces {
-        let [x, y, w, h] = f.bbox;
+        let [x, y, w, h] = f.bbox.xywh();
         let side = w.max(h);
         let colour = match f.found {
             Found::Detected => Rgb([255, 200, 0]),

@@ -13,7 +13,7 @@ use crate::detect::{landmark_box, DetectOptions, Detection, FaceDetector};
 use crate::eval::tta;
 use crate::models::KeypointNet;
 use crate::predict::{validation_preparation, Crop, PointPrediction};
-use crate::{Error, Result};
+use crate::{BBox, Error, Result};
 
 /// A loaded model with its crop convention and decoder, plus the face detector.
 pub struct FaceModel<'a> {
@@ -69,9 +69,9 @@ impl<'a> FaceModel<'a> {
         self.detector.detect(img)
     }
 
-    /// The points of the faces in the landmark boxes `boxes` (`[x, y, w, h]`, the crop
-    /// convention of `hmreg predict --bbox`), all in one forward pass.
-    pub fn points_in_boxes(&self, img: &RgbImage, boxes: &[[f32; 4]]) -> Result<Vec<FacePoints>> {
+    /// The points of the faces in the landmark boxes `boxes` (the crop convention of `hmreg
+    /// predict --bbox`), all in one forward pass.
+    pub fn points_in_boxes(&self, img: &RgbImage, boxes: &[BBox]) -> Result<Vec<FacePoints>> {
         if boxes.is_empty() {
             return Ok(Vec::new());
         }
@@ -116,16 +116,14 @@ impl<'a> FaceModel<'a> {
     /// Detects the faces of `img` and predicts each: (detection, points) pairs.
     pub fn detect_and_predict(&mut self, img: &RgbImage) -> Result<Vec<(Detection, FacePoints)>> {
         let dets = self.detect(img);
-        let boxes: Vec<[f32; 4]> = dets.iter().map(|d| landmark_box(d.bbox)).collect();
+        let boxes: Vec<BBox> = dets.iter().map(|d| landmark_box(d.bbox)).collect();
         let pts = self.points_in_boxes(img, &boxes)?;
         Ok(dets.into_iter().zip(pts).collect())
     }
 }
 
-/// The box `[x, y, w, h]` around the finite points (`None` when there are none): the landmark
-/// box a tracker crops the next frame by.
-pub fn points_box(points: &[[f32; 2]]) -> Option<[f32; 4]> {
-    let [x0, y0, x1, y1] = crate::data::sources::sample::bounding_box(points);
-    // All zeros when no point is finite: no box.
-    (x1 > x0 && y1 > y0).then_some([x0, y0, x1 - x0, y1 - y0])
+/// The box around the finite points (`None` when there are none, or they do not span an
+/// area): the landmark box a tracker crops the next frame by.
+pub fn points_box(points: &[[f32; 2]]) -> Option<BBox> {
+    BBox::around(points).filter(BBox::is_proper)
 }

@@ -14,7 +14,7 @@ use image::RgbImage;
 use super::faces::{points_box, FaceModel, FacePoints};
 use super::one_euro::{OneEuroSettings, PointsFilter};
 use crate::predict::PointPrediction;
-use crate::Result;
+use crate::{BBox, Result};
 
 #[derive(Clone, Debug)]
 pub struct TrackOptions {
@@ -61,9 +61,9 @@ pub struct TrackedFace {
     /// Kept across frames for the same face.
     pub id: u32,
     pub found: Found,
-    /// The landmark box `[x, y, w, h]` the face's crop was made around.
-    #[serde(rename = "box")]
-    pub bbox: [f32; 4],
+    /// The landmark box the face's crop was made around (`[x, y, w, h]` in JSON).
+    #[serde(rename = "box", serialize_with = "crate::bbox::serialize_xywh")]
+    pub bbox: BBox,
     /// Mean landmark confidence.
     pub confidence: f32,
     /// The model's points (raw).
@@ -91,7 +91,7 @@ struct Track {
 /// A dropped track: its id, last landmark box and the frame it was lost in.
 struct Lost {
     id: u32,
-    bbox: [f32; 4],
+    bbox: BBox,
     frame: usize,
 }
 
@@ -104,40 +104,28 @@ pub struct Tracker {
     since_detection: usize,
 }
 
-/// Intersection over union of two `[x, y, w, h]` boxes.
-pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
-    let ix = (a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0]);
-    let iy = (a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1]);
-    if ix <= 0.0 || iy <= 0.0 {
-        return 0.0;
-    }
-    let inter = ix * iy;
-    inter / (a[2] * a[3] + b[2] * b[3] - inter)
-}
-
-fn centre_distance_in_sides(a: [f32; 4], b: [f32; 4]) -> f32 {
-    let (ax, ay) = (a[0] + a[2] / 2.0, a[1] + a[3] / 2.0);
-    let (bx, by) = (b[0] + b[2] / 2.0, b[1] + b[3] / 2.0);
-    (ax - bx).hypot(ay - by) / a[2].max(a[3]).max(b[2].max(b[3])).max(1.0)
+fn centre_distance_in_sides(a: BBox, b: BBox) -> f32 {
+    let ([ax, ay], [bx, by]) = (a.centre(), b.centre());
+    (ax - bx).hypot(ay - by) / a.longer_side().max(b.longer_side()).max(1.0)
 }
 
 /// A crop result before it becomes a frame's face.
 struct Candidate {
     found: Found,
-    bbox: [f32; 4],
+    bbox: BBox,
     face: FacePoints,
 }
 
 impl Candidate {
-    fn points_box(&self) -> [f32; 4] {
+    fn points_box(&self) -> BBox {
         points_box(&self.face.xy()).unwrap_or(self.bbox)
     }
 }
 
 /// A prediction whose points' centre lies inside the image (a crop padded past the border still
 /// gives points, but a face whose centre left the frame is gone).
-fn centre_inside(img: &RgbImage, b: [f32; 4]) -> bool {
-    let (cx, cy) = (b[0] + b[2] / 2.0, b[1] + b[3] / 2.0);
+fn centre_inside(img: &RgbImage, b: BBox) -> bool {
+    let [cx, cy] = b.centre();
     cx >= 0.0 && cy >= 0.0 && cx < img.width() as f32 && cy < img.height() as f32
 }
 
@@ -159,10 +147,10 @@ impl Tracker {
         self.frame += 1;
         let min_conf = self.opts.min_confidence;
         // 1. Each track's crop from its previous points.
-        let boxes: Vec<[f32; 4]> = self
+        let boxes: Vec<BBox> = self
             .tracks
             .iter()
-            .map(|t| points_box(&t.last).unwrap_or([0.0, 0.0, 1.0, 1.0]))
+            .map(|t| points_box(&t.last).unwrap_or(BBox::from_corners(0.0, 0.0, 1.0, 1.0)))
             .collect();
         let tracked = model.points_in_boxes(img, &boxes)?;
         let mut cands: Vec<Option<Candidate>> = boxes
@@ -204,9 +192,9 @@ impl Tracker {
                     .map(|(k, t)| {
                         let tb = match &cands[k] {
                             Some(tc) => tc.points_box(),
-                            None => points_box(&t.last).unwrap_or([0.0; 4]),
+                            None => points_box(&t.last).unwrap_or_default(),
                         };
-                        (k, iou(pb, tb))
+                        (k, pb.iou(&tb))
                     })
                     .filter(|&(_, v)| v > 0.3)
                     .max_by(|a, b| a.1.total_cmp(&b.1));
@@ -234,7 +222,7 @@ impl Tracker {
                     }
                     None => self.lost.push(Lost {
                         id: t.id,
-                        bbox: points_box(&t.last).unwrap_or([0.0; 4]),
+                        bbox: points_box(&t.last).unwrap_or_default(),
                         frame,
                     }),
                 }
@@ -266,7 +254,7 @@ impl Tracker {
             for j in 0..i {
                 if keep[j] && keep[i] {
                     if let (Some(a), Some(b)) = (&cands[j], &cands[i]) {
-                        if iou(a.points_box(), b.points_box()) > 0.5 {
+                        if a.points_box().iou(&b.points_box()) > 0.5 {
                             keep[i] = false;
                         }
                     }
@@ -309,7 +297,7 @@ impl Tracker {
 
     /// The id of the remembered lost track nearest `bbox` (within three face sides), else a
     /// new one.
-    fn reclaim_id(&mut self, bbox: [f32; 4]) -> u32 {
+    fn reclaim_id(&mut self, bbox: BBox) -> u32 {
         let nearest = self
             .lost
             .iter()
@@ -324,17 +312,5 @@ impl Tracker {
                 self.next_id - 1
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iou_of_boxes() {
-        assert_eq!(iou([0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 5.0, 5.0]), 0.0);
-        assert!((iou([0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]) - 1.0).abs() < 1e-6);
-        assert!((iou([0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 10.0, 10.0]) - 50.0 / 150.0).abs() < 1e-6);
     }
 }

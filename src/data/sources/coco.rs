@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::sources::points::PointSelection;
-use crate::data::sources::sample::{bounding_box, Sample};
-use crate::{Error, Keypoints, Result};
+use crate::data::sources::sample::Sample;
+use crate::{BBox, Error, Keypoints, Result};
 
 /// A file's three lists, each entry still untyped so that one malformed entry is a problem
 /// naming its id rather than an error about the whole file.
@@ -90,8 +90,8 @@ pub struct CocoEntry {
     pub image_path: PathBuf,
     /// Every point of the annotation; `v = 0` points are invisible.
     pub points: Keypoints,
-    /// `[x_min, y_min, x_max, y_max]` from `bbox`, if the annotation has one.
-    pub bbox: Option<[f32; 4]>,
+    /// The annotation's `bbox`, if it has one.
+    pub bbox: Option<BBox>,
 }
 
 /// Everything [`validate`] learned about a file.
@@ -266,7 +266,7 @@ pub fn validate(path: &Path) -> Result<CocoReport> {
 }
 
 /// The points and box of one annotation; `None` when no point is labelled.
-type Checked = Option<(Keypoints, Option<[f32; 4]>)>;
+type Checked = Option<(Keypoints, Option<BBox>)>;
 
 fn check_annotation(
     a: &CocoAnnotation,
@@ -323,7 +323,7 @@ fn check_annotation(
                     "`bbox` [{x}, {y}, {w}, {h}] needs finite values and a positive size"
                 ));
             }
-            Some([x as f32, y as f32, (x + w) as f32, (y + h) as f32])
+            Some(BBox::from_xywh([x as f32, y as f32, w as f32, h as f32]))
         }
     };
     if !visible.iter().any(|&v| v) {
@@ -369,7 +369,9 @@ pub fn load_coco(path: &Path, selection: &PointSelection) -> Result<Vec<Sample>>
                 xy: idx.iter().map(|&i| e.points.xy[i]).collect(),
                 visible: idx.iter().map(|&i| e.points.visible[i]).collect(),
             },
-            face_box: e.bbox.unwrap_or_else(|| bounding_box(&labelled)),
+            face_box: e
+                .bbox
+                .unwrap_or_else(|| BBox::around(&labelled).unwrap_or_default()),
             file_points: n,
         });
     }

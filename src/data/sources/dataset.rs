@@ -13,8 +13,8 @@ use rayon::prelude::*;
 use crate::data::sources::image_io::is_image_path;
 use crate::data::sources::landmarks::{read_landmarks, LandmarkFormat};
 use crate::data::sources::points::PointSelection;
-pub use crate::data::sources::sample::{bounding_box, Sample};
-use crate::{Error, Keypoints, Result};
+pub use crate::data::sources::sample::Sample;
+use crate::{BBox, Error, Keypoints, Result};
 
 /// The splits of a LaPa-layout dataset, in the order they are reported.
 pub const SPLITS: [&str; 3] = ["train", "val", "test"];
@@ -210,7 +210,7 @@ pub fn load_split(root: &Path, split: &str, selection: &PointSelection) -> Resul
         }
         let selected = selection.apply(&pts, &landmarks_path)?;
         samples.push(Sample {
-            face_box: bounding_box(&pts),
+            face_box: BBox::around(&pts).unwrap_or_default(),
             file_points: pts.len(),
             stem,
             image_path,

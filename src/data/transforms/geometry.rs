@@ -15,7 +15,7 @@ use crate::data::loading::pipeline_config::{PipelineConfig, ResizeMode};
 use crate::data::transforms::augment::{AugmentDraw, ColourLut};
 use crate::data::transforms::flip;
 use crate::data::transforms::warp::{self, Mat3, PadMode};
-use crate::Keypoints;
+use crate::{BBox, Keypoints};
 
 /// Source pixels of the region `[x0, x0 + w) x [y0, y0 + h)` to normalised frame coordinates.
 pub fn region_to_frame(x0: f64, y0: f64, w: f64, h: f64) -> Mat3 {
@@ -38,12 +38,12 @@ pub fn frame_to_pixels(size: usize) -> Mat3 {
 /// The region of a `w x h` source that becomes the square item: fastai `Resize` for crop, pad
 /// and squish, where `pct` places a crop (or the image inside a pad) along each axis (0.5 =
 /// centred); for `box`, the square of `cfg.box_scale` times the longer side of `face_box`
-/// (`[x_min, y_min, x_max, y_max]`) centred on it. Returns (x0, y0, w, h).
+/// centred on it. Returns (x0, y0, w, h).
 pub fn item_region(
     w: u32,
     h: u32,
     cfg: &PipelineConfig,
-    face_box: [f32; 4],
+    face_box: BBox,
     pct: [f64; 2],
 ) -> [f64; 4] {
     let (w, h) = (w as f64, h as f64);
@@ -61,10 +61,10 @@ pub fn item_region(
     }
 }
 
-/// The square of `scale` times the longer side of `b` (`[x_min, y_min, x_max, y_max]`), centred
-/// on it, as (x0, y0, side, side). A degenerate box still gives a square of at least one pixel.
-pub fn box_square(b: [f32; 4], scale: f64) -> [f64; 4] {
-    let [x0, y0, x1, y1] = b.map(f64::from);
+/// The square of `scale` times the longer side of `b`, centred on it, as (x0, y0, side, side). A
+/// degenerate box still gives a square of at least one pixel.
+pub fn box_square(b: BBox, scale: f64) -> [f64; 4] {
+    let [x0, y0, x1, y1] = b.corners().map(f64::from);
     let side = ((x1 - x0).abs().max((y1 - y0).abs()) * scale).max(1.0);
     let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
     [cx - side / 2.0, cy - side / 2.0, side, side]
@@ -85,7 +85,7 @@ pub fn working_size(w: u32, h: u32, region_w: f64, region_h: f64, item_size: usi
 
 /// Working size of a source for the item transform of `cfg` (independent of the crop position,
 /// so a downscaled image can be cached across epochs).
-pub fn item_working_size(w: u32, h: u32, cfg: &PipelineConfig, face_box: [f32; 4]) -> (u32, u32) {
+pub fn item_working_size(w: u32, h: u32, cfg: &PipelineConfig, face_box: BBox) -> (u32, u32) {
     let [_, _, rw, rh] = item_region(w, h, cfg, face_box, [0.5, 0.5]);
     working_size(w, h, rw, rh, cfg.item_size)
 }
@@ -124,7 +124,7 @@ pub struct Plan {
 /// number.
 pub fn plan(
     original: (u32, u32),
-    face_box: [f32; 4],
+    face_box: BBox,
     cfg: &PipelineConfig,
     train: bool,
     can_flip: bool,
@@ -203,7 +203,7 @@ pub struct Prepared {
 pub fn prepare(
     src: &Source,
     points: &Keypoints,
-    face_box: [f32; 4],
+    face_box: BBox,
     cfg: &PipelineConfig,
     train: bool,
     flip_perm: Option<&[usize]>,
@@ -223,14 +223,14 @@ pub fn prepare(
     Prepared { points: pts, plan }
 }
 
-/// Validation-style preparation for prediction: a centred item, or the square around `bbox`
-/// (`[x_min, y_min, x_max, y_max]` in image pixels; enlarged by `box_scale` when the model was
+/// Validation-style preparation for prediction: a centred item, or the square around `bbox` (in
+/// image pixels; enlarged by `box_scale` when the model was
 /// trained on `box` crops, as its training crops were), no augmentation. Returns the normalised
 /// CHW input (3 x S x S) and the matrix from original pixels to input pixels; map predictions
 /// back with its inverse.
 pub fn prepare_for_inference(
     img: &RgbImage,
-    bbox: Option<[f32; 4]>,
+    bbox: Option<BBox>,
     cfg: &PipelineConfig,
 ) -> (Vec<f32>, Mat3) {
     prepare_rotated_for_inference(img, bbox, 0.0, cfg)
@@ -246,7 +246,7 @@ pub fn prepare_for_inference(
 /// of a large photo costs its own size, not the photo's.
 pub fn prepare_rotated_for_inference(
     img: &RgbImage,
-    bbox: Option<[f32; 4]>,
+    bbox: Option<BBox>,
     roll: f64,
     cfg: &PipelineConfig,
 ) -> (Vec<f32>, Mat3) {
@@ -268,10 +268,10 @@ pub fn prepare_rotated_for_inference(
                 resize: ResizeMode::Crop,
                 ..cfg.clone()
             },
-            [0.0; 4],
+            BBox::default(),
             [0.5, 0.5],
         ),
-        None => item_region(w, h, cfg, [0.0; 4], [0.5, 0.5]),
+        None => item_region(w, h, cfg, BBox::default(), [0.5, 0.5]),
     };
     let [x0, y0, rw, rh] = region;
     let (cx, cy) = (x0 + rw / 2.0, y0 + rh / 2.0);
@@ -355,7 +355,7 @@ mod tests {
     fn centre_crop_maps_the_square_onto_the_input() {
         let cfg = PipelineConfig::default();
         let mut rng = rand::rng();
-        let p = plan((600, 400), [0.0; 4], &cfg, false, false, &mut rng);
+        let p = plan((600, 400), BBox::default(), &cfg, false, false, &mut rng);
         // Centre crop of a 600x400 image: x in [100, 500) -> [0, 256).
         let a = p.src_to_input.apply([100.0, 0.0]).unwrap();
         let b = p.src_to_input.apply([500.0, 400.0]).unwrap();
@@ -366,7 +366,7 @@ mod tests {
     #[test]
     fn working_size_only_shrinks() {
         let cfg = PipelineConfig::default();
-        let b = [0.0; 4];
+        let b = BBox::default();
         assert_eq!(item_working_size(300, 200, &cfg, b), (300, 200));
         assert_eq!(item_working_size(1600, 800, &cfg, b), (800, 400));
         let squish = PipelineConfig {
@@ -385,7 +385,7 @@ mod tests {
             ..PipelineConfig::default()
         };
         // A face box 80 wide and 40 high touching the left border of a 600x400 image.
-        let face = [0.0, 100.0, 80.0, 140.0];
+        let face = BBox::from_corners(0.0, 100.0, 80.0, 140.0);
         let p = plan((600, 400), face, &cfg, false, false, &mut rand::rng());
         // Side 100 centred on (40, 120): x in [-10, 90) maps onto [0, 100).
         let a = p.src_to_input.apply([-10.0, 70.0]).unwrap();
@@ -401,7 +401,7 @@ mod tests {
         assert!(moved.visible.iter().all(|&v| v), "{moved:?}");
         // Only shrinking pre-downscales: a 1000x1000 source with a 500-pixel box crop of side
         // 625 becomes 400/625 of its size for item_size 400.
-        let big = [250.0, 250.0, 750.0, 750.0];
+        let big = BBox::from_corners(250.0, 250.0, 750.0, 750.0);
         assert_eq!(item_working_size(1000, 1000, &cfg, big), (640, 640));
     }
 }
