@@ -22,7 +22,10 @@ Three sets of labelled photos, built from one folder of iBUG-68 faces in hmreg's
 
 Labels are moved with the pixels by the same affine map, in the labels' own convention (300-W
 counts pixels from 1: the map is applied in continuous pixel coordinates and the offset kept), so
-each tool is measured against the same kind of label as on the original images. Everything
+each tool is measured against the same kind of label as on the original images. Both tools report
+points with the first pixel's centre at 0 (hmreg by its convention, dlib as pixel indices); they
+are moved into the labels' convention (--label-origin, 1 for 300-W) before scoring, and hmreg's
+given boxes are moved out of it. Everything
 generated is seeded (--seed) and written under --work (a temporary folder unless given).
 
 Per set and tool the script prints (markdown):
@@ -71,6 +74,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 ROOT = Path(__file__).resolve().parent.parent
+# Set from --label-origin in main().
+LABEL_ORIGIN = 1.0
 EYES = (36, 45)
 
 
@@ -348,7 +353,8 @@ def run_hmreg_boxes(photos, binary, extra):
     for ph in photos:
         args = [str(ph.path)]
         for pts in ph.faces:
-            x, y, w, h = landmark_box(pts)
+            # hmreg's boxes are in its own convention (the first pixel's centre at 0).
+            x, y, w, h = landmark_box(pts - LABEL_ORIGIN)
             args.append(f"--bbox={x:.2f},{y:.2f},{w:.2f},{h:.2f}")
         by_path = hmreg_json(binary, extra, args)
         out.append(by_path.get(ph.path.resolve(), []))
@@ -396,6 +402,11 @@ class Result:
     """One tool on one set: per labelled face its matched points (or None) and boxed points."""
 
     def __init__(self, photos, found, boxed, seconds, threshold):
+        # Both tools give pixel coordinates with the first pixel's centre at 0; the labels count
+        # from LABEL_ORIGIN.
+        found = [[np.asarray(f, float) + LABEL_ORIGIN for f in fs] for fs in found]
+        if boxed is not None:
+            boxed = [[np.asarray(f, float) + LABEL_ORIGIN for f in fs] for fs in boxed]
         self.faces = []  # (photo index, face index)
         self.found = []  # points or None
         self.boxed = []
@@ -525,7 +536,12 @@ def main():
     ap.add_argument("--work", help="where the generated photos go (kept, and with them dlib's results, "
                     "reused by a later run with the same parameters; default: a temporary folder)")
     ap.add_argument("--json", help="also write every figure to this file")
+    ap.add_argument("--label-origin", type=float, default=1.0,
+                    help="where the labels put the first pixel's centre (300-W: 1); both tools' "
+                         "points (first pixel's centre at 0) are moved into the labels' convention")
     args = ap.parse_args()
+    global LABEL_ORIGIN
+    LABEL_ORIGIN = args.label_origin
 
     sets = [s for s in args.sets.split(",") if s]
     tools = [t for t in args.tools.split(",") if t]

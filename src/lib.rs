@@ -30,7 +30,8 @@
 //! | base | [`error`], [`keypoints`], [`bbox`], [`atomic`], [`device`], [`stdout`], [`progress`] | the error type, a set of points, a box by its corners, atomic file writes, device names (and the test suite's device), printing that a closed pipe ends quietly, the progress bar | |
 //!
 //! Coordinate convention used everywhere: a point is `[x, y]` in pixels of the image it belongs to,
-//! as written in the landmark files (no half-pixel shift). Mapping to a map of another size scales by
+//! the first pixel's centre at `[0, 0]` (no half-pixel shift); landmark files that count from
+//! elsewhere (300-W counts from 1) are moved into it on reading (`data.origin`). Mapping to a map of another size scales by
 //! `size_map / size_img`; an integer heatmap pixel `i` stands for coordinate `i`.
 
 pub mod atomic;

@@ -127,4 +127,27 @@ fn bad_sources_are_reported_by_name() {
     let mut c = mixed(tmp.path(), 1.0, 1.0);
     c.data.extra[0].weight = 0.0;
     assert!(c.validate().is_err());
+    let mut c = mixed(tmp.path(), 1.0, 1.0);
+    c.data.extra[0].origin = 2.0;
+    let err = c.validate().err().unwrap().to_string();
+    assert!(err.contains("origin") && err.contains('2'), "{err}");
+}
+
+#[test]
+fn each_source_is_read_in_its_own_pixel_origin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = mixed(tmp.path(), 1.0, 1.0);
+    c.data.origin = 1.0;
+    c.data.extra[0].origin = 0.5;
+    let s = Setup::new(c, &|_| {}).unwrap();
+    for (sample, origin) in [(&s.train_samples[0], 1.0), (&s.train_samples[8], 0.5)] {
+        let file = hmreg::data::read_landmarks(&sample.landmarks_path).unwrap();
+        assert_eq!(
+            sample.points.xy[0],
+            [file[8][0] - origin, file[8][1] - origin]
+        );
+    }
+    let val = &s.val.samples()[0];
+    let file = hmreg::data::read_landmarks(&val.landmarks_path).unwrap();
+    assert_eq!(val.points.xy[0], [file[8][0] - 1.0, file[8][1] - 1.0]);
 }

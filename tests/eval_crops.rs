@@ -63,6 +63,7 @@ fn box_crops_score_every_point_that_a_centre_crop_cuts_away() {
             &c,
             tmp.path(),
             "val",
+            0.0,
             0,
             Some(2),
             &hmreg::device::test_device(),

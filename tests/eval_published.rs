@@ -44,10 +44,10 @@ fn an_eval_set_knows_when_it_holds_a_whole_layout() {
     let device = hmreg::device::test_device();
     // The tiny config selects 5 of the 68 points: not a layout.
     let run = cfg.clone().resolve(None).unwrap();
-    let set = EvalSet::open(&run, &root, "val", 0, None, &device).unwrap();
+    let set = EvalSet::open(&run, &root, "val", 0.0, 0, None, &device).unwrap();
     assert_eq!(set.whole_layout(), None);
     cfg.data.points = "all".parse().unwrap();
     let run = cfg.resolve(Some(68)).unwrap();
-    let set = EvalSet::open(&run, &root, "val", 0, None, &device).unwrap();
+    let set = EvalSet::open(&run, &root, "val", 0.0, 0, None, &device).unwrap();
     assert_eq!(set.whole_layout(), Some(68));
 }

@@ -146,3 +146,46 @@ fn non_finite_loss_stops_with_a_clear_error_and_keeps_the_good_checkpoint() {
     let st = checkpoint::read_state(&last).unwrap();
     assert_eq!(st.progress.global_step, 1);
 }
+
+#[test]
+fn init_weights_start_a_run_from_a_trained_network_and_refuse_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let run = tmp.path().join("run");
+    let mut first = tiny(&data);
+    first.epochs = 1;
+    train(first, &common::quiet(&run)).unwrap();
+    let weights = checkpoint::latest(&run.join("checkpoints"))
+        .unwrap()
+        .unwrap()
+        .join(checkpoint::MODEL_FILE);
+    let device = hmreg::device::test_device();
+    let trained = load_model(&ModelSource::Run(run.clone()), &device).unwrap();
+
+    // Another seed would draw other initial weights: the loaded ones replace them all.
+    let mut cfg = common::tiny_config(&data, 11, 5);
+    cfg.init.weights = Some(weights.clone());
+    let notes = std::sync::Mutex::new(Vec::new());
+    let setup =
+        hmreg::train::Setup::new(cfg, &|m| notes.lock().unwrap().push(m.to_string())).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &device).unwrap();
+    let a = trained.model.forward_t(&x, false).unwrap();
+    let b = setup.model.forward_t(&x, false).unwrap();
+    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+    assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+    assert!(notes
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|n| n.contains("init.weights")));
+
+    // A wider network has other shapes: refused, naming the file.
+    let mut cfg = common::tiny_config(&data, 11, 5);
+    cfg.model.width *= 2.0;
+    cfg.init.weights = Some(weights.clone());
+    let err = hmreg::train::Setup::new(cfg, &|_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+}

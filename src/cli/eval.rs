@@ -11,7 +11,7 @@ use crate::eval::EvalOptions;
 use crate::eval::{choices, dataset};
 use crate::run::load_model;
 use crate::stdout;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Samples shown in each picture of `--out` (the first ones, and the worst ones).
 const SHOWN: usize = 8;
@@ -28,6 +28,10 @@ pub struct EvalArgs {
     /// folder name, or a COCO keypoint file relative to it (`annotations/face_test.json`).
     #[arg(long, default_value = "val")]
     pub split: String,
+    /// Where the split's landmark files put the first pixel's centre: 0, or 1 for files that
+    /// count pixels from 1 (300-W). Default: the run's data.origin with its data root, else 0.
+    #[arg(long, value_name = "0..1")]
+    pub origin: Option<f32>,
     #[command(flatten)]
     pub decoding: DecodeArgs,
     /// Print one JSON document instead of the table.
@@ -55,6 +59,7 @@ impl EvalArgs {
             model: ModelArgs::run(run),
             data: None,
             split: "val".into(),
+            origin: None,
             decoding: DecodeArgs::default(),
             json: true,
             out: None,
@@ -91,7 +96,25 @@ pub fn execute(args: &EvalArgs) -> Result<EvalSummary> {
         other => (other.to_string(), 0),
     };
     let limit = args.limit.unwrap_or(default_limit);
-    let set = dataset::EvalSet::open(cfg, &data_root, &split, limit, args.batch_size, &device)?;
+    let origin = match args.origin {
+        Some(o) if !(0.0..=1.0).contains(&o) => {
+            return Err(Error::config(format!(
+                "--origin must be between 0 and 1 (the first pixel's centre), got {o}"
+            )))
+        }
+        Some(o) => o,
+        None if data_root == cfg.data.root => cfg.data.origin,
+        None => 0.0,
+    };
+    let set = dataset::EvalSet::open(
+        cfg,
+        &data_root,
+        &split,
+        origin,
+        limit,
+        args.batch_size,
+        &device,
+    )?;
     let flip = if args.decoding.flip_test {
         Some(choices::flip_permutation(cfg, Some(set.samples()))?)
     } else {

@@ -6,7 +6,7 @@ use std::path::Path;
 use candle_core::Device;
 
 use super::evaluate::EvalBatch;
-use crate::data::sources::dataset::{load_split, Sample};
+use crate::data::sources::dataset::{load_split, move_origin, Sample};
 use crate::data::{Batch, Loader, LoaderMode, LoaderSpec};
 use crate::run::ResolvedRun;
 use crate::{Error, Result};
@@ -18,15 +18,19 @@ pub struct EvalSet {
 }
 
 impl EvalSet {
+    /// The first `limit` items (0: all) of `root`'s `split`, whose landmark files put the first
+    /// pixel's centre at `origin` (see [`crate::run::DataConfig::origin`]).
     pub fn open(
         cfg: &ResolvedRun,
         root: &Path,
         split: &str,
+        origin: f32,
         limit: usize,
         batch_size: Option<usize>,
         device: &Device,
     ) -> Result<Self> {
         let mut samples = load_split(root, split, &cfg.data.points)?;
+        move_origin(&mut samples, origin);
         if limit > 0 {
             samples.truncate(limit);
         }

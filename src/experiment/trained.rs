@@ -562,6 +562,7 @@ fn validation_set(cfg: &ResolvedRun, device: &Device) -> Result<EvalSet> {
         cfg,
         &cfg.data.root,
         &cfg.data.val_split,
+        cfg.data.origin,
         cfg.data.val_limit,
         None,
         device,

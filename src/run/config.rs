@@ -44,6 +44,11 @@ pub struct DataConfig {
     /// More training sources (`[[data.extra]]`), mixed into every epoch by weight; validation
     /// stays on `root`'s `val_split`.
     pub extra: Vec<ExtraSource>,
+    /// Where `root`'s landmark files put the first pixel's centre: 0 (the crate's convention),
+    /// 1 for files that count pixels from 1 (300-W's MATLAB convention), 0.5 for coordinates on
+    /// pixel edges. Points are moved to the crate's convention on reading, so a horizontal flip
+    /// mirrors them about the image's true centre (see [`crate::data::sources::sample`]).
+    pub origin: f32,
 }
 
 /// One more training source of a run.
@@ -59,6 +64,8 @@ pub struct ExtraSource {
     /// them differently (for example a 68-point set onto a 5-point selection); default: the
     /// run's own `data.points`.
     pub points: Option<PointSelection>,
+    /// This source's pixel origin (see [`DataConfig::origin`]).
+    pub origin: f32,
 }
 
 impl Default for ExtraSource {
@@ -68,6 +75,7 @@ impl Default for ExtraSource {
             split: "train".into(),
             weight: 1.0,
             points: None,
+            origin: 0.0,
         }
     }
 }
@@ -85,6 +93,7 @@ impl Default for DataConfig {
             synth: SynthConfig::default(),
             weight: 1.0,
             extra: Vec::new(),
+            origin: 0.0,
         }
     }
 }
@@ -118,6 +127,11 @@ pub struct InitConfig {
     /// [`crate::hub::source`] for how the two are told apart); empty: random init. Reading the
     /// config never downloads: training fetches.
     pub pretrained: WeightsSource,
+    /// Weights of the whole network to start from (a run's `checkpoints/<tag>/model.safetensors`,
+    /// or `models/face68/model.safetensors`): every tensor of the network must be in the file,
+    /// with its shape. Fine-tuning a trained model on other data or at another input size
+    /// starts here (a convolutional network takes any input size). Applied after `pretrained`.
+    pub weights: Option<PathBuf>,
 }
 
 /// `[logging]`: TensorBoard event files under the run's `tb/` directory.
@@ -276,6 +290,11 @@ impl TrainConfig {
             }
         }
         self.init.pretrained.absolutize();
+        if let Some(w) = &mut self.init.weights {
+            if let Ok(abs) = std::fs::canonicalize(&*w) {
+                *w = abs;
+            }
+        }
     }
 
     /// The config as TOML, every field written out. The derived keys ([`WrittenDerived`]) are
@@ -361,6 +380,14 @@ impl TrainConfig {
         if let Some(w) = weights.into_iter().find(|w| !(w.is_finite() && *w > 0.0)) {
             return Err(Error::config(format!(
                 "data.weight and every data.extra weight must be positive numbers, got {w}"
+            )));
+        }
+        let origins =
+            std::iter::once(self.data.origin).chain(self.data.extra.iter().map(|e| e.origin));
+        if let Some(o) = origins.into_iter().find(|o| !(0.0..=1.0).contains(o)) {
+            return Err(Error::config(format!(
+                "data.origin and every data.extra origin must be between 0 and 1 (the first \
+                 pixel's centre in the landmark files), got {o}"
             )));
         }
         if self.data.train_split.is_empty() || self.data.val_split.is_empty() {

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::loading::loader::MixPart;
-use crate::data::sources::dataset::{load_split, Sample};
+use crate::data::sources::dataset::{load_split, move_origin, Sample};
 use crate::data::{FilePoints, Loader, LoaderMode, LoaderSpec};
 use crate::learn::optim::Adam;
 use crate::learn::precision::Precision;
@@ -69,6 +69,8 @@ impl Setup {
     fn build(mut cfg: TrainConfig, note: &dyn Fn(&str), pretrained: Option<bool>) -> Result<Setup> {
         cfg.check()?;
         let device = cfg.device.open()?;
+        // A resumed run's weights come from its checkpoint.
+        let starting = pretrained.is_some();
         // Before the data: a hub name that cannot be had fails at once.
         let pretrained = match pretrained {
             Some(progress) => crate::hub::resolve(&cfg.init.pretrained, progress, note)?,
@@ -81,6 +83,9 @@ impl Setup {
         let model = build(&cfg.model, &mut store)?;
         if let Some(path) = &pretrained {
             load_pretrained_encoder(path, &store, note)?;
+        }
+        if let (Some(path), true) = (&cfg.init.weights, starting) {
+            load_whole_network(path, &store, note)?;
         }
         // Flips need the point count of the files to mirror a selection of points.
         let file_points = FilePoints {
@@ -133,6 +138,32 @@ fn loader_spec(cfg: &ResolvedRun, mode: LoaderMode, file_points: &FilePoints) ->
         seed: cfg.seed,
         file_points: Some(file_points.clone()),
     }
+}
+
+/// Sets every tensor of the network from `path` (`init.weights`); a file that leaves any of
+/// them out, or has tensors the network lacks, is refused: it is another network.
+fn load_whole_network(path: &Path, store: &ParamStore, note: &dyn Fn(&str)) -> Result<()> {
+    let report = crate::models::load_pretrained(store, path)?;
+    if !report.missing.is_empty() || !report.unused.is_empty() {
+        let sample = |v: &[String]| v.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+        return Err(Error::file(
+            path,
+            format!(
+                "init.weights must hold exactly this network's tensors: {} of the network's are \
+                 missing (e.g. {}), {} of the file's are not the network's (e.g. {})",
+                report.missing.len(),
+                sample(&report.missing),
+                report.unused.len(),
+                sample(&report.unused)
+            ),
+        ));
+    }
+    note(&format!(
+        "init.weights: all {} tensors of the network loaded from {}",
+        report.loaded.len(),
+        path.display()
+    ));
+    Ok(())
 }
 
 /// Loads the encoder's tensors from `path` and tells what was loaded, which encoder tensors kept
@@ -216,6 +247,8 @@ pub fn prepare_data(cfg: &TrainConfig) -> Result<PreparedData> {
     }
     let mut train = load_split(root, &cfg.data.train_split, &cfg.data.points)?;
     let mut val = load_split(root, &cfg.data.val_split, &cfg.data.points)?;
+    move_origin(&mut train, cfg.data.origin);
+    move_origin(&mut val, cfg.data.origin);
     if cfg.data.train_limit > 0 && train.len() > cfg.data.train_limit {
         let mut idx: Vec<usize> = (0..train.len()).collect();
         idx.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_da7a));
@@ -251,7 +284,8 @@ pub fn prepare_data(cfg: &TrainConfig) -> Result<PreparedData> {
             return Err(Error::file(&e.root, "data.extra root does not exist"));
         }
         let selection = e.points.as_ref().unwrap_or(&cfg.data.points);
-        let samples = load_split(&e.root, &e.split, selection)?;
+        let mut samples = load_split(&e.root, &e.split, selection)?;
+        move_origin(&mut samples, e.origin);
         let Some(first) = samples.first() else {
             return Err(Error::file(
                 e.root.join(&e.split),

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use crate::data::sources::image_io::is_image_path;
 use crate::data::sources::landmarks::{read_landmarks, LandmarkFormat};
 use crate::data::sources::points::PointSelection;
-pub use crate::data::sources::sample::Sample;
+pub use crate::data::sources::sample::{move_origin, Sample};
 use crate::{BBox, Error, Keypoints, Result};
 
 /// The splits of a LaPa-layout dataset, in the order they are reported.
