@@ -6,13 +6,20 @@
 //!
 //! Rows: the 1280x720 photo with 3 faces (cut from the group photo the rustface package ships)
 //! with one pass and with two passes per face, upright search only; the same with the search
-//! over the copies turned for tilted heads (the default) and with `--try-rotations`; then an
+//! over the copies turned for tilted heads and the flip test (the defaults), without the flip
+//! test, and with `--try-rotations`; then an
 //! 8000x8000 JPEG (the group photo scaled up above scenery: 64 megapixels, faces of 200-300
 //! pixels) with the defaults, in a child process of its own (the bench re-runs itself with
 //! `--child-big FILE`) so that its peak resident memory is its own: JPEG decode alone, then the
 //! whole prediction (decode, reduced search, full-resolution crops, two passes).
 //!
-//! Options: `--reps R` (5, medians), `--skip small|big`.
+//! Last, `hmreg track`'s speed: frames per second on a 640x480 sequence with one face (a face of
+//! the group photo moving along a circle over a plain background), the tracker (detection on the
+//! first frame and every `--redetect` frames, crops from the previous points otherwise) next to
+//! detection and landmarks on every frame (what `predict` does frame by frame), both on frames in
+//! memory with the defaults of `hmreg track` (no flip test).
+//!
+//! Options: `--reps R` (5, medians), `--skip small|big|track`.
 
 use std::path::Path;
 use std::time::Instant;
@@ -51,10 +58,13 @@ fn predict_once(
     path: &Path,
     search: &SearchOptions,
     two_pass: bool,
+    flip: bool,
 ) -> (usize, f64) {
+    let flip = flip
+        .then(|| hmreg::eval::choices::flip_permutation(&loaded.cfg, None).expect("a face layout"));
     let opts = predict::PredictOptions {
         codec: loaded.cfg.codec().clone(),
-        flip: None,
+        flip,
         batch_size: 8,
         faces: FaceSource::Detect(search.clone()),
         out_dir: None,
@@ -113,8 +123,8 @@ fn main() {
     }
     let tmp = std::env::temp_dir().join(format!("hmreg-bench-photos-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("temp folder");
-    println!("| photo | search | passes | faces | ms per photo | peak RSS MB |");
-    println!("|---|---|---|---|---|---|");
+    println!("| photo | search | passes | flip test | faces | ms per photo | peak RSS MB |");
+    println!("|---|---|---|---|---|---|---|");
     if !skip.contains("small") {
         let path = tmp.join("three.png");
         photos::three_faces(&group)
@@ -128,19 +138,22 @@ fn main() {
             turns: true,
             ..Default::default()
         };
-        for (what, search, two) in [
-            ("upright", &upright, false),
-            ("upright", &upright, true),
-            ("+ tilts -40, 40 (default)", &SearchOptions::default(), true),
-            ("+ tilts, --try-rotations", &turns, true),
+        let default = SearchOptions::default();
+        for (what, search, two, flip) in [
+            ("upright", &upright, false, false),
+            ("upright", &upright, true, false),
+            ("+ tilts -40, 40 (default)", &default, true, false),
+            ("+ tilts -40, 40 (default)", &default, true, true),
+            ("+ tilts, --try-rotations", &turns, true, true),
         ] {
             let mut faces = 0;
             let ms = median_ms(1, reps, || {
-                faces = predict_once(&loaded, &path, search, two).0
+                faces = predict_once(&loaded, &path, search, two, flip).0
             });
             println!(
-                "| 1280x720 PNG, 3 faces | {what} | {} | {faces} | {ms:.0} | |",
-                if two { 2 } else { 1 }
+                "| 1280x720 PNG, 3 faces | {what} | {} | {} | {faces} | {ms:.0} | |",
+                if two { 2 } else { 1 },
+                if flip { "yes" } else { "no" }
             );
         }
     }
@@ -162,7 +175,82 @@ fn main() {
             eprintln!("{}", String::from_utf8_lossy(&out.stderr));
         }
     }
+    if !skip.contains("track") {
+        track_rows(&loaded, &group);
+    }
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// A 640x480 sequence of `n` frames: the first face of the group photo (a square of twice its
+/// detector box, 200 px) moving along a circle of radius 60 px over a plain background.
+fn moving_face(group: &image::RgbImage, n: usize) -> Vec<image::RgbImage> {
+    let three = photos::three_faces(group);
+    let mut det = hmreg::detect::FaceDetector::new(&Default::default()).expect("the detector");
+    let face = det.detect(&three)[0].bbox;
+    let [cx, cy] = face.centre();
+    let side = 2.0 * face.longer_side();
+    let (x0, y0) = (
+        (cx - side / 2.0).max(0.0) as u32,
+        (cy - side / 2.0).max(0.0) as u32,
+    );
+    let cut = image::imageops::crop_imm(&three, x0, y0, side as u32, side as u32).to_image();
+    let patch = image::imageops::resize(&cut, 200, 200, image::imageops::FilterType::Triangle);
+    (0..n)
+        .map(|i| {
+            let mut frame = image::RgbImage::from_pixel(640, 480, image::Rgb([90, 110, 130]));
+            let a = i as f64 / n as f64 * std::f64::consts::TAU;
+            let (x, y) = (220.0 + 60.0 * a.cos(), 140.0 + 60.0 * a.sin());
+            image::imageops::overlay(&mut frame, &patch, x as i64, y as i64);
+            frame
+        })
+        .collect()
+}
+
+fn face_model(loaded: &LoadedModel) -> hmreg::sequence::faces::FaceModel<'_> {
+    hmreg::sequence::faces::FaceModel::new(
+        loaded.model.as_ref(),
+        &loaded.cfg.pipeline,
+        loaded.cfg.codec().clone(),
+        None,
+        &Default::default(),
+        &Device::Cpu,
+    )
+    .expect("the face model")
+}
+
+/// Frames per second of the tracker and of detection plus landmarks on every frame.
+fn track_rows(loaded: &LoadedModel, group: &image::RgbImage) {
+    use hmreg::sequence::tracker::{TrackOptions, Tracker};
+    let frames = moving_face(group, 90);
+    println!();
+    println!("| 640x480 frames, 1 face | frames | faces per frame | frames/s |");
+    println!("|---|---|---|---|");
+    let mut model = face_model(loaded);
+    let start = Instant::now();
+    let mut faces = 0;
+    for f in &frames {
+        faces += model.detect_and_predict(f).expect("predict").len();
+    }
+    let fps = frames.len() as f64 / start.elapsed().as_secs_f64();
+    let per = faces as f64 / frames.len() as f64;
+    println!(
+        "| detection + landmarks every frame (predict) | {} | {per:.2} | {fps:.1} |",
+        frames.len()
+    );
+    let opts = TrackOptions::default();
+    let every = opts.redetect_every;
+    let mut tracker = Tracker::new(opts);
+    let start = Instant::now();
+    let mut faces = 0;
+    for f in &frames {
+        faces += tracker.step(&mut model, f).expect("track").faces.len();
+    }
+    let fps = frames.len() as f64 / start.elapsed().as_secs_f64();
+    let per = faces as f64 / frames.len() as f64;
+    println!(
+        "| track (re-detection every {every} frames) | {} | {per:.2} | {fps:.1} |",
+        frames.len()
+    );
 }
 
 /// The 8000x8000 rows, in a process of their own: decode alone, then the whole prediction.
@@ -172,19 +260,19 @@ fn big_child(loaded: &LoadedModel, path: &Path) {
     let decode_ms = start.elapsed().as_secs_f64() * 1e3;
     drop(img);
     let decode_rss = peak_rss_mb();
-    println!("| 8000x8000 JPEG | decode only | | | {decode_ms:.0} | {decode_rss:.0} |");
-    let (faces, ms) = predict_once(loaded, path, &SearchOptions::default(), true);
+    println!("| 8000x8000 JPEG | decode only | | | | {decode_ms:.0} | {decode_rss:.0} |");
+    let (faces, ms) = predict_once(loaded, path, &SearchOptions::default(), true, true);
     println!(
-        "| 8000x8000 JPEG | defaults (reduced to 1600, tilts) | 2 | {faces} | {ms:.0} | {:.0} |",
+        "| 8000x8000 JPEG | defaults (reduced to 1600, tilts) | 2 | yes | {faces} | {ms:.0} | {:.0} |",
         peak_rss_mb()
     );
     let upright = SearchOptions {
         tilts: Vec::new(),
         ..Default::default()
     };
-    let (faces, ms) = predict_once(loaded, path, &upright, true);
+    let (faces, ms) = predict_once(loaded, path, &upright, true, true);
     println!(
-        "| 8000x8000 JPEG | --no-tilt | 2 | {faces} | {ms:.0} | {:.0} |",
+        "| 8000x8000 JPEG | --no-tilt | 2 | yes | {faces} | {ms:.0} | {:.0} |",
         peak_rss_mb()
     );
 }
