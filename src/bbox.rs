@@ -121,6 +121,14 @@ pub fn serialize_xywh<S: serde::Serializer>(b: &BBox, s: S) -> Result<S::Ok, S::
     serde::Serialize::serialize(&b.xywh(), s)
 }
 
+/// [`serialize_xywh`] for an optional box (`null` for none).
+pub fn serialize_optional_xywh<S: serde::Serializer>(
+    b: &Option<BBox>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&b.map(|b| b.xywh()), s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,16 @@
 //! Points of one image with their visibility.
 
+/// The mean of `points` (`None` for none).
+pub fn mean_point(points: &[[f32; 2]]) -> Option<[f32; 2]> {
+    let n = points.len() as f32;
+    (n > 0.0).then(|| {
+        let s = points
+            .iter()
+            .fold([0.0, 0.0], |a, p| [a[0] + p[0], a[1] + p[1]]);
+        [s[0] / n, s[1] / n]
+    })
+}
+
 /// Landmarks of one image, `[x, y]` in pixels of that image. An invisible point (pushed out of the
 /// frame by augmentation, or missing) keeps its coordinates but must be ignored by losses and metrics.
 #[derive(Clone, Debug, PartialEq)]

@@ -53,7 +53,10 @@ pub struct PointPrediction {
 pub struct FacePrediction {
     /// The face's box (`[x, y, w, h]` in JSON): the detector's, or the one given; `None` for a
     /// whole image taken as one crop.
-    #[serde(rename = "box", serialize_with = "serialize_optional_box")]
+    #[serde(
+        rename = "box",
+        serialize_with = "crate::bbox::serialize_optional_xywh"
+    )]
     pub bbox: Option<BBox>,
     /// The detector's score (`None` when the box was given or there was none).
     pub score: Option<f32>,
@@ -463,13 +466,6 @@ fn write_annotated(
     let file = dir.join(format!("{stem}.png"));
     crate::viz::save_png(&pic, &file)?;
     Ok(file)
-}
-
-fn serialize_optional_box<S: serde::Serializer>(
-    b: &Option<BBox>,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    serde::Serialize::serialize(&b.map(|b| b.xywh()), s)
 }
 
 /// Parses `x,y,w,h` (image pixels, positive size).

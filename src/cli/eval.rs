@@ -9,9 +9,10 @@ use crate::device::DeviceSpec;
 use crate::eval::report::{self, EvalSummary, SummaryContext};
 use crate::eval::EvalOptions;
 use crate::eval::{choices, dataset};
+use crate::run::config::check_origin;
 use crate::run::load_model;
 use crate::stdout;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Samples shown in each picture of `--out` (the first ones, and the worst ones).
 const SHOWN: usize = 8;
@@ -97,13 +98,12 @@ pub fn execute(args: &EvalArgs) -> Result<EvalSummary> {
     };
     let limit = args.limit.unwrap_or(default_limit);
     let origin = match args.origin {
-        Some(o) if !(0.0..=1.0).contains(&o) => {
-            return Err(Error::config(format!(
-                "--origin must be between 0 and 1 (the first pixel's centre), got {o}"
-            )))
+        Some(o) => {
+            check_origin(o, "--origin")?;
+            o
         }
-        Some(o) => o,
-        None if data_root == cfg.data.root => cfg.data.origin,
+        // The run's config holds its root absolute; `--data` may name it another way.
+        None if same_path(&data_root, &cfg.data.root) => cfg.data.origin,
         None => 0.0,
     };
     let set = dataset::EvalSet::open(
@@ -152,4 +152,12 @@ pub fn execute(args: &EvalArgs) -> Result<EvalSummary> {
         report::write_outputs(dir, &outcome, &mut summary)?;
     }
     Ok(summary)
+}
+
+/// Whether two paths name the same file or folder (as written, when either cannot be resolved).
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }

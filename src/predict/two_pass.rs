@@ -5,6 +5,7 @@
 //! the first. A detector's box only approximates that box (its spread is 0.85-1.03 of the side,
 //! see [`crate::detect::LANDMARK_BOX_SCALE`]) and knows nothing of the head's tilt.
 
+use crate::keypoints::mean_point;
 use crate::BBox;
 
 /// A face crop: the box in the face's upright frame (the photo turned by `-roll`
@@ -42,14 +43,7 @@ pub fn eye_points(n: usize) -> Option<(std::ops::Range<usize>, std::ops::Range<u
 /// layout without known eyes.
 pub fn eye_centres(points: &[[f32; 2]]) -> Option<[[f32; 2]; 2]> {
     let (right, left) = eye_points(points.len())?;
-    let mean = |r: std::ops::Range<usize>| {
-        let n = r.len() as f32;
-        let s = points[r]
-            .iter()
-            .fold([0.0, 0.0], |a, p| [a[0] + p[0], a[1] + p[1]]);
-        [s[0] / n, s[1] / n]
-    };
-    Some([mean(right), mean(left)])
+    Some([mean_point(&points[right])?, mean_point(&points[left])?])
 }
 
 /// The crop of the second pass from the first pass's points (photo pixels): the angle of the

@@ -20,6 +20,24 @@ use crate::models::{Arch, ModelConfig};
 use crate::run::checkpoint::CheckpointConfig;
 use crate::{Error, Result};
 
+/// `path` made absolute when it exists (a missing path stays as written, for its error later).
+fn absolutize(path: &mut PathBuf) {
+    if let Ok(abs) = std::fs::canonicalize(&*path) {
+        *path = abs;
+    }
+}
+
+/// Refuses a pixel origin outside 0..=1 ([`DataConfig::origin`]); `what` names the setting.
+pub fn check_origin(origin: f32, what: &str) -> Result<()> {
+    if (0.0..=1.0).contains(&origin) {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "{what} must be between 0 and 1 (the first pixel's centre in the landmark files), got \
+         {origin}"
+    )))
+}
+
 /// `[data]`: where the images are and which points to learn.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -281,19 +299,13 @@ impl TrainConfig {
     /// Makes the data and pretrained-weight paths absolute (when they exist), so that a run's
     /// config.toml works from any directory and compares equal however the paths were written.
     pub fn absolutize_paths(&mut self) {
-        if let Ok(abs) = std::fs::canonicalize(&self.data.root) {
-            self.data.root = abs;
-        }
+        absolutize(&mut self.data.root);
         for e in &mut self.data.extra {
-            if let Ok(abs) = std::fs::canonicalize(&e.root) {
-                e.root = abs;
-            }
+            absolutize(&mut e.root);
         }
         self.init.pretrained.absolutize();
         if let Some(w) = &mut self.init.weights {
-            if let Ok(abs) = std::fs::canonicalize(&*w) {
-                *w = abs;
-            }
+            absolutize(w);
         }
     }
 
@@ -382,13 +394,9 @@ impl TrainConfig {
                 "data.weight and every data.extra weight must be positive numbers, got {w}"
             )));
         }
-        let origins =
-            std::iter::once(self.data.origin).chain(self.data.extra.iter().map(|e| e.origin));
-        if let Some(o) = origins.into_iter().find(|o| !(0.0..=1.0).contains(o)) {
-            return Err(Error::config(format!(
-                "data.origin and every data.extra origin must be between 0 and 1 (the first \
-                 pixel's centre in the landmark files), got {o}"
-            )));
+        check_origin(self.data.origin, "data.origin")?;
+        for e in &self.data.extra {
+            check_origin(e.origin, "every data.extra origin")?;
         }
         if self.data.train_split.is_empty() || self.data.val_split.is_empty() {
             return Err(Error::config(

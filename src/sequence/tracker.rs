@@ -13,6 +13,7 @@ use image::RgbImage;
 
 use super::faces::{points_box, FaceModel, FacePoints};
 use super::one_euro::{OneEuroSettings, PointsFilter};
+use crate::keypoints::mean_point;
 use crate::predict::PointPrediction;
 use crate::{BBox, Result};
 
@@ -96,17 +97,12 @@ struct Track {
 
 /// The mean of finite points (`None` without any).
 fn centre(points: &[[f32; 2]]) -> Option<[f32; 2]> {
-    let finite: Vec<&[f32; 2]> = points
+    let finite: Vec<[f32; 2]> = points
         .iter()
+        .copied()
         .filter(|p| p.iter().all(|v| v.is_finite()))
         .collect();
-    let n = finite.len() as f32;
-    (n > 0.0).then(|| {
-        let s = finite
-            .iter()
-            .fold([0.0, 0.0], |a, p| [a[0] + p[0], a[1] + p[1]]);
-        [s[0] / n, s[1] / n]
-    })
+    mean_point(&finite)
 }
 
 /// A dropped track: its id, last landmark box and the frame it was lost in.
