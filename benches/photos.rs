@@ -9,7 +9,8 @@
 //! over the copies turned for tilted heads and the flip test (the defaults), without the flip
 //! test, and with `--try-rotations`; then an
 //! 8000x8000 JPEG (the group photo scaled up above scenery: 64 megapixels, faces of 200-300
-//! pixels) with the defaults, in a child process of its own (the bench re-runs itself with
+//! pixels) and one with a single face of about 1,800 pixels (a phone portrait), each with the
+//! defaults and without the tilted search, in a child process of its own (the bench re-runs itself with
 //! `--child-big FILE`) so that its peak resident memory is its own: JPEG decode alone, then the
 //! whole prediction (decode, reduced search, full-resolution crops, two passes).
 //!
@@ -158,21 +159,25 @@ fn main() {
         }
     }
     if !skip.contains("big") {
-        let path = tmp.join("big.jpg");
-        let big = photos::big_photo(&group);
-        let file = std::fs::File::create(&path).expect("write the photo");
-        image::codecs::jpeg::JpegEncoder::new_with_quality(std::io::BufWriter::new(file), 90)
-            .encode_image(&big)
-            .expect("encode the photo");
-        drop(big);
-        let out = std::process::Command::new(std::env::current_exe().expect("this bench"))
-            .arg("--child-big")
-            .arg(&path)
-            .output()
-            .expect("run the child");
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        if !out.status.success() {
-            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        for (name, big) in [
+            ("group", photos::big_photo(&group)),
+            ("portrait", photos::big_portrait(&face_square(&group))),
+        ] {
+            let path = tmp.join(format!("{name}.jpg"));
+            let file = std::fs::File::create(&path).expect("write the photo");
+            image::codecs::jpeg::JpegEncoder::new_with_quality(std::io::BufWriter::new(file), 90)
+                .encode_image(&big)
+                .expect("encode the photo");
+            drop(big);
+            let out = std::process::Command::new(std::env::current_exe().expect("this bench"))
+                .arg("--child-big")
+                .arg(&path)
+                .output()
+                .expect("run the child");
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            if !out.status.success() {
+                eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            }
         }
     }
     if !skip.contains("track") {
@@ -181,9 +186,8 @@ fn main() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
-/// A 640x480 sequence of `n` frames: the first face of the group photo (a square of twice its
-/// detector box, 200 px) moving along a circle of radius 60 px over a plain background.
-fn moving_face(group: &image::RgbImage, n: usize) -> Vec<image::RgbImage> {
+/// The first face of the 3-face photo: a square of twice its detector box (about 580 px).
+fn face_square(group: &image::RgbImage) -> image::RgbImage {
     let three = photos::three_faces(group);
     let mut det = hmreg::detect::FaceDetector::new(&Default::default()).expect("the detector");
     let face = det.detect(&three)[0].bbox;
@@ -193,7 +197,13 @@ fn moving_face(group: &image::RgbImage, n: usize) -> Vec<image::RgbImage> {
         (cx - side / 2.0).max(0.0) as u32,
         (cy - side / 2.0).max(0.0) as u32,
     );
-    let cut = image::imageops::crop_imm(&three, x0, y0, side as u32, side as u32).to_image();
+    image::imageops::crop_imm(&three, x0, y0, side as u32, side as u32).to_image()
+}
+
+/// A 640x480 sequence of `n` frames: the first face of the group photo (`face_square`, scaled to
+/// 200 px) moving along a circle of radius 60 px over a plain background.
+fn moving_face(group: &image::RgbImage, n: usize) -> Vec<image::RgbImage> {
+    let cut = face_square(group);
     let patch = image::imageops::resize(&cut, 200, 200, image::imageops::FilterType::Triangle);
     (0..n)
         .map(|i| {
@@ -255,15 +265,20 @@ fn track_rows(loaded: &LoadedModel, group: &image::RgbImage) {
 
 /// The 8000x8000 rows, in a process of their own: decode alone, then the whole prediction.
 fn big_child(loaded: &LoadedModel, path: &Path) {
+    let photo = if path.file_stem().is_some_and(|s| s == "portrait") {
+        "8000x8000 JPEG, 1 face"
+    } else {
+        "8000x8000 JPEG, 29 faces"
+    };
     let start = Instant::now();
     let (img, _) = hmreg::data::sources::image_io::read_rgb_upright(path).expect("decode");
     let decode_ms = start.elapsed().as_secs_f64() * 1e3;
     drop(img);
     let decode_rss = peak_rss_mb();
-    println!("| 8000x8000 JPEG | decode only | | | | {decode_ms:.0} | {decode_rss:.0} |");
+    println!("| {photo} | decode only | | | | {decode_ms:.0} | {decode_rss:.0} |");
     let (faces, ms) = predict_once(loaded, path, &SearchOptions::default(), true, true);
     println!(
-        "| 8000x8000 JPEG | defaults (reduced to 1600, tilts) | 2 | yes | {faces} | {ms:.0} | {:.0} |",
+        "| {photo} | defaults (reduced to 1600, tilts) | 2 | yes | {faces} | {ms:.0} | {:.0} |",
         peak_rss_mb()
     );
     let upright = SearchOptions {
@@ -272,7 +287,7 @@ fn big_child(loaded: &LoadedModel, path: &Path) {
     };
     let (faces, ms) = predict_once(loaded, path, &upright, true, true);
     println!(
-        "| 8000x8000 JPEG | --no-tilt | 2 | yes | {faces} | {ms:.0} | {:.0} |",
+        "| {photo} | --no-tilt | 2 | yes | {faces} | {ms:.0} | {:.0} |",
         peak_rss_mb()
     );
 }

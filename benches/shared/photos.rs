@@ -81,10 +81,25 @@ pub fn big_photo(group: &RgbImage) -> RgbImage {
     let side = 8000;
     let gh = (group.height() as f32 * side as f32 / group.width() as f32).round() as u32;
     let top = image::imageops::resize(group, side, gh, image::imageops::FilterType::Triangle);
-    let mut out = RgbImage::from_fn(side, side, |x, y| {
-        let v = ((x as f32 / 97.0).sin() * 50.0 + (y as f32 / 61.0).cos() * 50.0 + 128.0) as u8;
-        Rgb([v, v / 2 + 50, 255 - v])
-    });
+    let mut out = scenery(side);
     image::imageops::replace(&mut out, &top, 0, 0);
     out
+}
+
+/// The photo most phones take: one face of about 1,800 pixels (a 3600x3600 square of `face`, a
+/// face with the same amount of margin around it) over 8000x8000 of smooth scenery.
+pub fn big_portrait(face: &RgbImage) -> RgbImage {
+    let side = 8000;
+    let patch = image::imageops::resize(face, 3600, 3600, image::imageops::FilterType::Triangle);
+    let mut out = scenery(side);
+    image::imageops::replace(&mut out, &patch, 2200, 1800);
+    out
+}
+
+/// Smooth colour waves: scenery with no face-like texture, cheap to compress.
+fn scenery(side: u32) -> RgbImage {
+    RgbImage::from_fn(side, side, |x, y| {
+        let v = ((x as f32 / 97.0).sin() * 50.0 + (y as f32 / 61.0).cos() * 50.0 + 128.0) as u8;
+        Rgb([v, v / 2 + 50, 255 - v])
+    })
 }
