@@ -300,11 +300,16 @@ fn what_cannot_be_expressed_is_refused_with_a_message() {
     assert!(e.contains("stride 8"), "{e}");
 }
 
-/// The command on the built-in face68 model (HRNet-W18 at width 1/4, 68 points, 128 input): the
-/// file it writes gives the model's maps and its top-k points in tract, carries the metadata, and
-/// a decoder without an in-graph form is a usage error that writes nothing.
+/// The command on the built-in face68 model (HRNet-W18 at width 1/4, 68 points, its config's
+/// input size): the file it writes gives the model's maps and its top-k points in tract, carries
+/// the metadata, and a decoder without an in-graph form is a usage error that writes nothing.
 #[test]
 fn the_command_exports_the_builtin_model() {
+    let loaded = hmreg::run::load_model(&hmreg::run::ModelSource::Builtin, &Device::Cpu).unwrap();
+    let (input, map) = (
+        loaded.cfg.codec().input_size(),
+        loaded.cfg.codec().map_size(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("face68.onnx");
     let o = common::hmreg()
@@ -320,11 +325,11 @@ fn the_command_exports_the_builtin_model() {
         String::from_utf8_lossy(&o.stderr)
     );
     for want in [
-        "image (N, 3, 128, 128)",
-        "heatmaps (N, 68, 32, 32)",
-        "points (N, 68, 2)",
+        format!("image (N, 3, {input}, {input})"),
+        format!("heatmaps (N, 68, {map}, {map})"),
+        "points (N, 68, 2)".to_string(),
     ] {
-        assert!(stdout.contains(want), "`{want}` not in:\n{stdout}");
+        assert!(stdout.contains(want.as_str()), "`{want}` not in:\n{stdout}");
     }
     assert!(
         stdout.contains("nodes:") && stdout.contains("bytes"),
@@ -333,7 +338,7 @@ fn the_command_exports_the_builtin_model() {
     let bytes = std::fs::read(&out).unwrap();
     let s = summarize(&bytes).unwrap();
     let meta: std::collections::BTreeMap<_, _> = s.metadata.iter().cloned().collect();
-    assert_eq!(meta["input_size"], "128");
+    assert_eq!(meta["input_size"], input.to_string());
     assert_eq!(meta["heatmap_stride"], "4");
     assert_eq!(meta["points"], "68");
     assert_eq!(meta["layout"], "iBUG-68");
@@ -346,8 +351,7 @@ fn the_command_exports_the_builtin_model() {
     );
     assert_eq!(meta["hmreg_version"], env!("CARGO_PKG_VERSION"));
 
-    let loaded = hmreg::run::load_model(&hmreg::run::ModelSource::Builtin, &Device::Cpu).unwrap();
-    let x = Tensor::randn(0f32, 1.0, (1, 3, 128, 128), &Device::Cpu).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (1, 3, input, input), &Device::Cpu).unwrap();
     let want = loaded.model.forward_t(&x, false).unwrap();
     let outs = run_tract(&bytes, &x);
     let want_v: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
