@@ -115,6 +115,7 @@ fn model(name: &str) -> Result<Model> {
         layout: "custom".into(),
         flip_pairs: None,
         decoder: Some(DECODER.to_string()),
+        point_offset: [0.0; 2],
         arch: arch.to_string(),
         head: "binary".into(),
         run: format!("random {arch}"),

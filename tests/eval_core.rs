@@ -125,6 +125,40 @@ fn flip_test_swaps_identities_with_the_permutation() {
     assert!(eval::infer(&model, &x, &self::codec(S), None).is_err());
 }
 
+#[test]
+fn the_point_offset_moves_every_point_after_the_flip_test() {
+    // A flip-trained model is mirror-symmetric; the calibration must survive the flip test's
+    // average (an offset inside the decoder would cancel there) and move every point by itself.
+    let peaks = vec![[1usize, 2usize], [6, 3], [4, 7]];
+    let model = Fixed { peaks };
+    let x = Tensor::zeros(
+        (2, 3, S, S),
+        candle_core::DType::F32,
+        &hmreg::device::test_device(),
+    )
+    .unwrap();
+    let offset = [0.75f32, -0.25];
+    let shifted = codec(S / 4).with_point_offset(offset).unwrap();
+    assert_eq!(shifted.point_offset(), offset);
+    for flip in [None, Some(&[1usize, 0, 2][..])] {
+        let plain = eval::infer(&model, &x, &codec(S / 4), flip).unwrap();
+        let moved = eval::infer(&model, &x, &shifted, flip).unwrap();
+        for (a, b) in plain.points.iter().zip(&moved.points) {
+            for (p, q) in a.xy.iter().zip(&b.xy) {
+                assert_eq!([p[0] + offset[0], p[1] + offset[1]], *q, "flip {flip:?}");
+            }
+        }
+        // The maps and confidences are the model's own.
+        assert_eq!(plain.confidence, moved.confidence);
+        assert_eq!(plain.sample_maps(1).unwrap(), moved.sample_maps(1).unwrap());
+    }
+    // Not a number of pixels, or past the input: refused with the key's name.
+    for bad in [[f32::NAN, 0.0], [0.0, S as f32], [f32::INFINITY, 1.0]] {
+        let e = codec(S / 4).with_point_offset(bad).unwrap_err().to_string();
+        assert!(e.contains("metrics.point_offset"), "{e}");
+    }
+}
+
 /// An argmax codec for `S x S` inputs and `map x map` maps.
 fn codec(map: usize) -> Codec {
     Codec::new(S, map, TargetEncoder::default(), Decoder::Argmax).unwrap()
@@ -295,4 +329,14 @@ fn report_text_json_and_output_folder() {
     assert!(csv.contains("\"b,c\""));
     let text = eval::report::to_text(&summary);
     assert!(text.contains("NMAE") && text.contains("FR@10%") && text.contains("AUC@10%"));
+    // Sample i's point 2 is labelled 2i pixels below the prediction: the mean error over the
+    // 9 points is (0, -6/9), in the text and the JSON.
+    assert_eq!(out.mean_error, [0.0, -6.0 / 9.0]);
+    assert!(
+        text.contains("mean error x, y (input px)     +0.000, -0.667"),
+        "{text}"
+    );
+    let e = doc["mean_error_px"].as_array().unwrap();
+    assert_eq!(e[0].as_f64(), Some(0.0));
+    assert!((e[1].as_f64().unwrap() + 6.0 / 9.0).abs() < 1e-12);
 }

@@ -63,6 +63,7 @@ fn metadata(cfg: &ModelConfig) -> ExportMetadata {
         layout: "custom".into(),
         flip_pairs: None,
         decoder: None,
+        point_offset: [0.0; 2],
         arch: cfg.arch.to_string(),
         head: "binary".into(),
         run: "test".into(),
@@ -358,7 +359,14 @@ fn the_command_exports_the_builtin_model() {
     assert_close_relative(&outs[0].1, &want_v, "face68");
     let codec = loaded.cfg.codec_with(Decoder::TopK { k: 9 }).unwrap();
     let pred = codec.decode(&want).unwrap();
+    // The graph's points carry the model's calibration, as `hmreg predict`'s do.
+    let offset = codec.point_offset();
+    assert_eq!(
+        meta["point_offset"],
+        format!("[{}, {}]", offset[0], offset[1])
+    );
     for (p, exp) in pred.points[0].xy.iter().enumerate() {
+        let exp = [exp[0] + offset[0], exp[1] + offset[1]];
         let got = [outs[1].1[2 * p], outs[1].1[2 * p + 1]];
         let err = (got[0] - exp[0]).abs().max((got[1] - exp[1]).abs());
         assert!(err <= 1e-3, "point {p}: {got:?} vs {exp:?}");

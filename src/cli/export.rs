@@ -94,6 +94,7 @@ pub fn metadata_for(loaded: &LoadedModel, decoder: Option<&Decoder>) -> ExportMe
             .ok()
             .map(|p| metadata::pairs_of_permutation(&p)),
         decoder: decoder.map(|d| d.to_string()),
+        point_offset: cfg.codec().point_offset(),
         arch: cfg.model.arch.to_string(),
         head: match cfg.model.head {
             crate::models::HeadKind::Binary => "binary".into(),

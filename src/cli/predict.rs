@@ -115,6 +115,8 @@ struct PredictDoc<'a> {
     flip_test: bool,
     /// Whether each face was predicted twice (see `--single-pass`).
     two_pass: bool,
+    /// The model's calibration in input pixels, already in the points (`metrics.point_offset`).
+    point_offset: [f32; 2],
     /// How faces were found: "detector (SeetaFace, rustface)", "boxes given", "whole image".
     faces: &'static str,
     predictions: &'a [predict::ImagePrediction],
@@ -266,6 +268,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         decoder: codec.decoder().to_string(),
         flip_test: flip.is_some(),
         two_pass: opts.two_pass,
+        point_offset: codec.point_offset(),
         faces: how,
         predictions: &preds,
         failures: &failures,

@@ -19,6 +19,9 @@ pub struct Codec {
     map_size: usize,
     encoder: TargetEncoder,
     decoder: Decoder,
+    /// Input pixels added to every predicted point once inference is done (see
+    /// [`Codec::with_point_offset`]).
+    point_offset: [f32; 2],
 }
 
 /// What encoding one sample gives besides its maps.
@@ -63,9 +66,34 @@ impl Codec {
             map_size,
             encoder,
             decoder: Decoder::Argmax,
+            point_offset: [0.0; 2],
         };
         codec.decoder = codec.resolve_decoder(decoder)?;
         Ok(codec)
+    }
+
+    /// The same codec with `offset` (input pixels, x and y) added to every point that
+    /// inference reports, after the flip test ([`crate::eval::infer`]): a calibration for
+    /// labels whose convention a flip-trained model cannot learn. 300-W's points sit to the
+    /// right of their own mirror axis; a model trained with flips is mirror-symmetric and so
+    /// predicts the axis, and only a constant added after the flip test's average gives the
+    /// labels' convention back (averaging undoes any offset inside the decoder). Not applied by
+    /// [`Codec::decode`], which stays the maps' own reading.
+    pub fn with_point_offset(mut self, offset: [f32; 2]) -> Result<Codec> {
+        let bound = self.input_size as f32;
+        if offset.iter().any(|v| !v.is_finite() || v.abs() >= bound) {
+            return Err(Error::config(format!(
+                "metrics.point_offset: {offset:?} must be two finite numbers of input pixels, \
+                 each smaller than the input size ({bound}) in magnitude"
+            )));
+        }
+        self.point_offset = offset;
+        Ok(self)
+    }
+
+    /// Input pixels added to inference's points (zero unless a calibration was given).
+    pub fn point_offset(&self) -> [f32; 2] {
+        self.point_offset
     }
 
     fn resolve_decoder(&self, decoder: Decoder) -> Result<Decoder> {

@@ -81,6 +81,10 @@ pub struct SampleRecord {
 
 pub struct EvalOutcome {
     pub report: MetricReport,
+    /// Mean of prediction minus label over the labelled points, in input pixels (x, y): a
+    /// model's constant offset from its labels' convention (zero for an unbiased model; see
+    /// `metrics.point_offset`). NaN without labelled points.
+    pub mean_error: [f64; 2],
     pub samples: Vec<SampleRecord>,
     pub first: Vec<Shown>,
     /// Worst first.
@@ -100,6 +104,7 @@ pub fn evaluate(
     let mut samples = Vec::new();
     let mut first: Vec<Shown> = Vec::new();
     let mut worst: Vec<Shown> = Vec::new();
+    let mut error = MeanError::default();
     for batch in batches {
         let batch = batch?;
         let inf: Inference = tta::infer(model, &batch.images, &opts.codec, opts.flip.as_deref())?;
@@ -111,6 +116,7 @@ pub fn evaluate(
         }
         let (map_h, map_w) = inf.map_size()?;
         for (i, (pred, gt)) in inf.points.iter().zip(&batch.points).enumerate() {
+            error.add(pred, gt);
             let nme = sample_nme(&opts.metrics, pred, gt, size);
             let id = batch
                 .ids
@@ -161,10 +167,36 @@ pub fn evaluate(
     };
     Ok(EvalOutcome {
         report,
+        mean_error: error.mean(),
         samples,
         first,
         worst,
     })
+}
+
+/// Running sums of prediction minus label over labelled points.
+#[derive(Default)]
+struct MeanError {
+    sum: [f64; 2],
+    count: usize,
+}
+
+impl MeanError {
+    fn add(&mut self, pred: &Keypoints, gt: &Keypoints) {
+        for ((p, g), &seen) in pred.xy.iter().zip(&gt.xy).zip(&gt.visible) {
+            if seen {
+                self.sum[0] += f64::from(p[0] - g[0]);
+                self.sum[1] += f64::from(p[1] - g[1]);
+                self.count += 1;
+            }
+        }
+    }
+
+    fn mean(&self) -> [f64; 2] {
+        let n = self.count as f64;
+        // 0 / 0 is NaN: no labelled point, no figure.
+        [self.sum[0] / n, self.sum[1] / n]
+    }
 }
 
 /// The NME of the least bad sample among the kept worst ones.

@@ -42,6 +42,8 @@ pub struct EvalSummary {
     pub flip_test: bool,
     pub images: usize,
     pub metrics: MetricReport,
+    /// Mean prediction minus label, input pixels (x, y); null without labelled points.
+    pub mean_error_px: [Option<f64>; 2],
     pub per_point: Vec<PointRow>,
     pub worst: Vec<WorstRow>,
     /// Published figures for the same layout and normaliser (other data and training: a
@@ -96,6 +98,7 @@ pub fn summarize(out: &EvalOutcome, ctx: &SummaryContext) -> EvalSummary {
         flip_test: ctx.flip_test,
         images: out.report.count,
         metrics: out.report.clone(),
+        mean_error_px: out.mean_error.map(|v| v.is_finite().then_some(v)),
         per_point,
         worst,
         published: ctx
@@ -153,6 +156,13 @@ pub fn to_text(s: &EvalSummary) -> String {
     );
     let _ = writeln!(t, "  FR@{thr:.0}%                         {}", pct(m.fr));
     let _ = writeln!(t, "  AUC@{thr:.0}%                        {:.4}", m.auc);
+    if let [Some(x), Some(y)] = s.mean_error_px {
+        let _ = writeln!(
+            t,
+            "  mean error x, y (input px)     {x:+.3}, {y:+.3}   (prediction minus label; \
+             metrics.point_offset less this cancels it)"
+        );
+    }
     if m.points_unscored > 0 {
         let _ = writeln!(
             t,

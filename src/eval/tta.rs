@@ -95,8 +95,21 @@ pub fn check_flip_permutation(perm: &[usize], points: usize) -> Result<()> {
     Ok(())
 }
 
+/// Adds the codec's calibration to every point (after the flip test's average, which would
+/// cancel an offset inside the decoder).
+fn shift(points: &mut [Keypoints], offset: [f32; 2]) {
+    if offset == [0.0; 2] {
+        return;
+    }
+    for xy in points.iter_mut().flat_map(|kp| kp.xy.iter_mut()) {
+        xy[0] += offset[0];
+        xy[1] += offset[1];
+    }
+}
+
 /// Runs `model` on normalised images `x` `(N, 3, H, W)`, decodes with `codec` and returns
 /// points in input pixels. With `flip = Some(perm)`, averages with the mirrored prediction.
+/// The codec's point offset is added last.
 pub fn infer(
     model: &dyn KeypointNet,
     x: &Tensor,
@@ -111,6 +124,7 @@ pub fn infer(
         mut confidence,
     } = codec.decode(&output)?;
     let Some(perm) = flip else {
+        shift(&mut points, codec.point_offset());
         return Ok(Inference {
             points,
             confidence,
@@ -130,6 +144,7 @@ pub fn infer(
             confidence[i][p] = 0.5 * (confidence[i][p] + fdec.confidence[i][perm[p]]);
         }
     }
+    shift(&mut points, codec.point_offset());
     Ok(Inference {
         points,
         confidence,

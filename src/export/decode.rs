@@ -24,6 +24,8 @@ pub struct MapGeometry {
     pub w: usize,
     /// Input pixels per map pixel.
     pub scale: f32,
+    /// Input pixels added to every decoded point (the run's calibration).
+    pub offset: [f32; 2],
 }
 
 /// Whether `dec` can be written as nodes; the error says why not and what to do instead.
@@ -59,8 +61,8 @@ pub fn add_decoder(
     let grid: Vec<f32> = (0..hw)
         .flat_map(|i| {
             [
-                (i % geo.w) as f32 * geo.scale,
-                (i / geo.w) as f32 * geo.scale,
+                (i % geo.w) as f32 * geo.scale + geo.offset[0],
+                (i / geo.w) as f32 * geo.scale + geo.offset[1],
             ]
         })
         .collect();

@@ -21,6 +21,9 @@ pub struct ExportMetadata {
     pub flip_pairs: Option<Vec<(usize, usize)>>,
     /// The in-graph decoder (`topk:9`), `None` for heatmaps only.
     pub decoder: Option<String>,
+    /// Input pixels `[x, y]` added to decoded points (the run's `metrics.point_offset`): the
+    /// graph's `points` include it; whoever decodes the heatmaps adds it.
+    pub point_offset: [f32; 2],
     pub arch: String,
     pub head: String,
     /// The run directory or checkpoint the weights came from.
@@ -38,6 +41,7 @@ pub mod keys {
     pub const LAYOUT: &str = "layout";
     pub const FLIP_PAIRS: &str = "flip_pairs";
     pub const DECODER: &str = "decoder";
+    pub const POINT_OFFSET: &str = "point_offset";
     pub const ARCH: &str = "arch";
     pub const HEAD: &str = "head";
     pub const HMREG_VERSION: &str = "hmreg_version";
@@ -84,6 +88,7 @@ impl ExportMetadata {
             keys::DECODER,
             self.decoder.clone().unwrap_or_else(|| "none".into()),
         ));
+        kv.push((keys::POINT_OFFSET, list(&self.point_offset)));
         kv.push((keys::ARCH, self.arch.clone()));
         kv.push((keys::HEAD, self.head.clone()));
         kv.push((keys::HMREG_VERSION, env!("CARGO_PKG_VERSION").to_string()));

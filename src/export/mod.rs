@@ -157,6 +157,8 @@ pub fn export_model(
             h,
             w,
             scale: s as f32 / w as f32,
+            // Every decoder's weights sum to one, so an offset on the grid is one on the points.
+            offset: meta.point_offset,
         };
         decode::add_decoder(&mut g, &maps, geo, dec)?;
         outputs.push(value_info(

@@ -84,7 +84,11 @@ pub fn find_faces(det: &mut FaceDetector, img: &RgbImage, opts: &SearchOptions) 
     let upright = scaled_gray(img, k);
     collect(det, &upright, w, h, 0.0, &mut found);
     if !opts.tilts.is_empty() {
-        let small = scaled_gray(img, k * TILT_SCALE);
+        // Reduced from the upright copy, not from the photo: reducing a 64-megapixel photo a
+        // second time cost more than searching both tilted copies.
+        let (sw, sh) = scaled_size(w, h, k * TILT_SCALE);
+        let small =
+            image::imageops::resize(&upright, sw, sh, image::imageops::FilterType::Triangle);
         for &deg in &opts.tilts {
             collect(det, &small, w, h, deg, &mut found);
         }
@@ -105,10 +109,7 @@ pub fn find_faces(det: &mut FaceDetector, img: &RgbImage, opts: &SearchOptions) 
 /// colour one: a 64-megapixel photo is reduced in colour first, never turned gray whole.
 fn scaled_gray(img: &RgbImage, k: f32) -> GrayImage {
     let (w, h) = img.dimensions();
-    let (nw, nh) = (
-        ((w as f32 * k).round() as u32).max(1),
-        ((h as f32 * k).round() as u32).max(1),
-    );
+    let (nw, nh) = scaled_size(w, h, k);
     if (nw, nh) == (w, h) {
         image::imageops::grayscale(img)
     } else if nw < w {
@@ -117,6 +118,14 @@ fn scaled_gray(img: &RgbImage, k: f32) -> GrayImage {
         let gray = image::imageops::grayscale(img);
         image::imageops::resize(&gray, nw, nh, image::imageops::FilterType::Triangle)
     }
+}
+
+/// The size of a `w x h` photo at scale `k`.
+fn scaled_size(w: u32, h: u32, k: f32) -> (u32, u32) {
+    (
+        ((w as f32 * k).round() as u32).max(1),
+        ((h as f32 * k).round() as u32).max(1),
+    )
 }
 
 /// Searches `gray` (the `w x h` photo at some scale) turned by `deg` degrees clockwise, and

@@ -124,6 +124,12 @@ pub struct ValidationConfig {
     /// Also report the write-up's NMAE against decoded target maps (`nmae_vs_target`).
     pub vs_target: bool,
     pub accuracy: MetricConfig,
+    /// Input pixels `[x, y]` added to every predicted point after the flip test (evaluation,
+    /// `predict`, `track`, the exported graph): a calibration, set after training to the
+    /// model's mean signed error on its training faces (`hmreg eval --split train` prints it)
+    /// for labels a flip-trained model cannot match, such as 300-W's (see
+    /// [`crate::codec::Codec::with_point_offset`]). Zero: the model's points as they are.
+    pub point_offset: [f32; 2],
 }
 
 impl Default for ValidationConfig {
@@ -132,6 +138,7 @@ impl Default for ValidationConfig {
             decoder: Decoder::default(),
             vs_target: true,
             accuracy: MetricConfig::default(),
+            point_offset: [0.0; 2],
         }
     }
 }

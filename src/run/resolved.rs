@@ -59,7 +59,8 @@ impl ResolvedRun {
                 target.validate(model.input_size)?,
                 target.encoder.clone(),
                 config.metrics.decoder.clone(),
-            )?,
+            )?
+            .with_point_offset(config.metrics.point_offset)?,
             model,
             target,
             config,
@@ -93,7 +94,8 @@ impl ResolvedRun {
             self.codec.map_size(),
             self.target.encoder.clone(),
             decoder,
-        )
+        )?
+        .with_point_offset(self.codec.point_offset())
     }
 
     /// Input and map sizes, the target encoder and the validation decoder.
