@@ -64,7 +64,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub single_pass: bool,
     /// Skip the flip test that face models get by default (it averages each face with its
-    /// mirror image: 3.51 -> 3.46 % NME on 300-W HELEN val for the built-in model, for twice the
+    /// mirror image: 3.44 -> 3.38 % NME on 300-W HELEN val for the built-in model, for twice the
     /// network's time, which is small beside detection's).
     #[arg(long, conflicts_with = "flip_test")]
     pub no_flip_test: bool,
