@@ -91,6 +91,9 @@ fn predict_once(
 }
 
 fn main() {
+    // The allocator settings `hmreg` starts with (src/main.rs), so that the rows time what the
+    // command does.
+    hmreg::ops::alloc::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |name: &str| {
         args.iter()

@@ -94,6 +94,11 @@ impl FaceDetector {
         })
     }
 
+    /// The options it was made with.
+    pub fn options(&self) -> &DetectOptions {
+        &self.opts
+    }
+
     /// The faces of `img`, highest score first (at most `max_faces`), searched at the scale that
     /// makes a `min_face` face as large as the cascade's window.
     pub fn detect(&mut self, img: &RgbImage) -> Vec<Detection> {

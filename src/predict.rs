@@ -163,10 +163,10 @@ pub fn predict_files(
     device: &Device,
     on_image: &mut dyn FnMut(),
 ) -> Result<(Vec<ImagePrediction>, Vec<Failure>)> {
-    let mut detector = match &opts.faces {
-        FaceSource::Detect(d) => Some(FaceDetector::new(&d.detect)?),
-        _ => None,
-    };
+    if let FaceSource::Detect(d) = &opts.faces {
+        // A detector that cannot start fails the call, not each image.
+        FaceDetector::new(&d.detect)?;
+    }
     let mut preds = Vec::new();
     let mut failures = Vec::new();
     let fail = |path: &Path, e: &dyn std::fmt::Display| Failure {
@@ -174,18 +174,11 @@ pub fn predict_files(
         error: e.to_string(),
     };
     for chunk in paths.chunks(opts.batch_size.max(1)) {
-        // Decoding and cropping run on all cores; the detector (one instance, stateful) takes
-        // the images one after the other.
-        let loaded: Vec<Result<ImageJob>> = match detector.as_mut() {
-            Some(d) => chunk
-                .iter()
-                .map(|path| load_and_prepare(path, prepare, &opts.faces, Some(&mut *d)))
-                .collect(),
-            None => chunk
-                .par_iter()
-                .map(|path| load_and_prepare(path, prepare, &opts.faces, None))
-                .collect(),
-        };
+        // Decoding, detection (a detector per thread) and cropping run on all cores.
+        let loaded: Vec<Result<ImageJob>> = chunk
+            .par_iter()
+            .map(|path| load_and_prepare(path, prepare, &opts.faces))
+            .collect();
         let mut ready: Vec<ImageJob> = Vec::new();
         for (path, job) in chunk.iter().zip(loaded) {
             match job {
@@ -255,7 +248,6 @@ fn load_and_prepare<'a>(
     path: &'a PathBuf,
     prepare: &Prepare,
     faces: &FaceSource,
-    detector: Option<&mut FaceDetector>,
 ) -> Result<ImageJob<'a>> {
     // Phones store portraits sideways with an orientation tag: the detector needs the face
     // upright, and users expect points in the frame their viewer shows.
@@ -271,9 +263,7 @@ fn load_and_prepare<'a>(
                 crop: Some(Crop::upright(b)),
             })
             .collect(),
-        FaceSource::Detect(search) => detector
-            .map(|d| find_faces(d, &image, search))
-            .unwrap_or_default()
+        FaceSource::Detect(search) => find_faces(&image, search)?
             .into_iter()
             .map(|f| FaceBox {
                 shown: Some(f.bbox),

@@ -416,3 +416,25 @@ fn a_big_photo_searched_reduced_gives_the_full_resolution_points() {
         assert!(err < 0.02, "{err}");
     }
 }
+
+/// The search's copies (upright, the two tilts, the quarter turns) run on the thread pool, each
+/// thread with a detector of its own: on one thread or more, the same faces in the same order.
+#[test]
+fn the_parallel_search_finds_what_the_sequential_one_does() {
+    let (photo, _) = photos::turned(&three_faces(), 40.0);
+    let opts = predict::SearchOptions {
+        turns: true,
+        ..Default::default()
+    };
+    let search = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| predict::find_faces(&photo, &opts).unwrap())
+    };
+    let one = search(1);
+    assert!(one.len() >= 3, "{one:?}");
+    assert_eq!(search(2), one);
+    assert_eq!(search(3), one);
+}

@@ -6,12 +6,15 @@
 //! copy it was found in: its crop is made turned by that angle, so the landmark model sees the
 //! face about upright.
 
+use std::cell::Cell;
+
 use image::{GrayImage, Luma, RgbImage};
 use imageproc::geometric_transformations::{warp_into, Border, Interpolation, Projection};
+use rayon::prelude::*;
 
 use crate::data::transforms::warp::{self, Mat3};
 use crate::detect::{DetectOptions, FaceDetector, WINDOW};
-use crate::BBox;
+use crate::{BBox, Result};
 
 /// How hard to look for faces.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,8 +73,9 @@ impl FoundFace {
     }
 }
 
-/// The faces of `img`, highest score first, at most `max_faces` of them.
-pub fn find_faces(det: &mut FaceDetector, img: &RgbImage, opts: &SearchOptions) -> Vec<FoundFace> {
+/// The faces of `img`, highest score first, at most `max_faces` of them. The copies are
+/// searched on the thread pool, each thread with a detector of its own ([`with_detector`]).
+pub fn find_faces(img: &RgbImage, opts: &SearchOptions) -> Result<Vec<FoundFace>> {
     let (w, h) = img.dimensions();
     let longer = w.max(h) as f32;
     // The scale at which a face of the smallest wanted size fills the cascade's window; a
@@ -80,29 +84,35 @@ pub fn find_faces(det: &mut FaceDetector, img: &RgbImage, opts: &SearchOptions) 
     if opts.max_side > 0 {
         k = k.min(opts.max_side as f32 / longer);
     }
-    let mut found = Vec::new();
     let upright = scaled_gray(img, k);
-    collect(det, &upright, w, h, 0.0, &mut found);
-    if !opts.tilts.is_empty() {
-        // Reduced from the upright copy, not from the photo: reducing a 64-megapixel photo a
-        // second time cost more than searching both tilted copies.
+    // Reduced from the upright copy: no second pass over a 64-megapixel photo.
+    let small = (!opts.tilts.is_empty()).then(|| {
         let (sw, sh) = scaled_size(w, h, k * TILT_SCALE);
-        let small =
-            image::imageops::resize(&upright, sw, sh, image::imageops::FilterType::Triangle);
-        for &deg in &opts.tilts {
-            collect(det, &small, w, h, deg, &mut found);
-        }
+        image::imageops::resize(&upright, sw, sh, image::imageops::FilterType::Triangle)
+    });
+    let mut copies: Vec<(&GrayImage, f32)> = vec![(&upright, 0.0)];
+    if let Some(small) = &small {
+        copies.extend(opts.tilts.iter().map(|&deg| (small, deg)));
     }
     if opts.turns {
-        for deg in [90.0, 180.0, 270.0] {
-            collect(det, &upright, w, h, deg, &mut found);
-        }
+        copies.extend([90.0, 180.0, 270.0].map(|deg| (&upright, deg)));
     }
+    // The cascade runs on one thread; the copies are independent, so they share the cores,
+    // and are merged in a fixed order for the suppression.
+    let search = |&(gray, deg): &(&GrayImage, f32)| {
+        with_detector(&opts.detect, |d| collect(d, gray, w, h, deg))
+    };
+    let found: Vec<Vec<FoundFace>> = if copies.len() > 1 {
+        copies.par_iter().map(search).collect::<Result<_>>()?
+    } else {
+        copies.iter().map(search).collect::<Result<_>>()?
+    };
+    let found = found.concat();
     let mut kept = suppress(found);
     if opts.detect.max_faces > 0 {
         kept.truncate(opts.detect.max_faces);
     }
-    kept
+    Ok(kept)
 }
 
 /// The photo in gray at scale `k` (antialiased when reduced). A gray image is a third of the
@@ -128,36 +138,48 @@ fn scaled_size(w: u32, h: u32, k: f32) -> (u32, u32) {
     )
 }
 
-/// Searches `gray` (the `w x h` photo at some scale) turned by `deg` degrees clockwise, and
-/// adds what it finds in photo pixels.
-fn collect(
-    det: &mut FaceDetector,
-    gray: &GrayImage,
-    w: u32,
-    h: u32,
-    deg: f32,
-    out: &mut Vec<FoundFace>,
-) {
+thread_local! {
+    /// This thread's detector (rustface's is neither `Send` nor shareable), kept from call to
+    /// call: a fresh one pays for growing its buffers on its first photos.
+    static DETECTOR: Cell<Option<FaceDetector>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with this thread's detector for `opts`, made on first use. The detector is taken out
+/// while `f` runs, so a nested call on the same thread makes its own instead of sharing it.
+fn with_detector<R>(opts: &DetectOptions, f: impl FnOnce(&mut FaceDetector) -> R) -> Result<R> {
+    let mut det = match DETECTOR.take().filter(|d| d.options() == opts) {
+        Some(d) => d,
+        None => FaceDetector::new(opts)?,
+    };
+    let out = f(&mut det);
+    DETECTOR.set(Some(det));
+    Ok(out)
+}
+
+/// Searches `gray` (the `w x h` photo at some scale) turned by `deg` degrees clockwise: what it
+/// finds, in photo pixels.
+fn collect(det: &mut FaceDetector, gray: &GrayImage, w: u32, h: u32, deg: f32) -> Vec<FoundFace> {
     let (gw, gh) = gray.dimensions();
     // Photo pixels to the scaled copy's (the centre-aligned resampling of the resizers).
     let to_scaled = warp::resample_matrix(w, h, gw, gh);
     let (turned, to_turned) = turn(gray, deg);
     let Some(back) = to_turned.mul(&to_scaled).inverse() else {
-        return;
+        return Vec::new();
     };
     let scale = w as f32 / gw as f32;
-    for d in det.detect_gray(&turned) {
-        let Some([cx, cy]) = back.apply(d.bbox.centre()) else {
-            continue;
-        };
-        let (bw, bh) = (d.bbox.width() * scale, d.bbox.height() * scale);
-        out.push(FoundFace {
-            bbox: BBox::from_xywh([cx - bw / 2.0, cy - bh / 2.0, bw, bh]),
-            score: d.score,
-            // Upright in a copy turned by `deg` clockwise: turned by `deg` anticlockwise here.
-            roll: -deg.to_radians(),
-        });
-    }
+    det.detect_gray(&turned)
+        .into_iter()
+        .filter_map(|d| {
+            let [cx, cy] = back.apply(d.bbox.centre())?;
+            let (bw, bh) = (d.bbox.width() * scale, d.bbox.height() * scale);
+            Some(FoundFace {
+                bbox: BBox::from_xywh([cx - bw / 2.0, cy - bh / 2.0, bw, bh]),
+                score: d.score,
+                // Upright in a copy turned by `deg` clockwise: turned by `deg` anticlockwise here.
+                roll: -deg.to_radians(),
+            })
+        })
+        .collect()
 }
 
 /// `gray` turned by `deg` degrees clockwise on a canvas that holds all of it, and the matrix
