@@ -27,6 +27,11 @@
 //! encode/decode time for the training case of 64 images x 106 points on 64x64 maps (no reference:
 //! fastai has no heatmap codec).
 //!
+//! With `python3 -c "import onnxruntime"` working too, each architecture's child also exports the
+//! model it timed (`hmreg export`'s exporter: BatchNorm folded, heatmaps out) and
+//! benches/ort_reference.py times ONNX Runtime on that file with the same threads (intra-op), at
+//! batch 1 and `--batch`: the bar for inference on a CPU, printed as hmreg/ONNX Runtime per row.
+//!
 //! On a GPU (`--device cuda[:N]`, a build with `--features cuda`): the same model rows on the
 //! device, with `--precision f32|bf16|f16` (mixed precision: autocast in PyTorch), each step
 //! synchronised before the clock stops, and the peak device memory of each child process as
@@ -94,6 +99,8 @@ struct Opts {
     reference: bool,
     layers: bool,
     child: bool,
+    /// The child writes its model as ONNX here (for ONNX Runtime's row).
+    onnx_out: Option<PathBuf>,
     data: PathBuf,
     skip: Vec<String>,
     device: DeviceSpec,
@@ -165,6 +172,9 @@ struct Args {
     /// One architecture's measurement, in the child process the bench starts for it.
     #[arg(long, hide = true)]
     child: bool,
+    /// The child also writes the model it timed as ONNX to this file.
+    #[arg(long, hide = true, value_name = "FILE")]
+    onnx_out: Option<PathBuf>,
     /// Added by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -190,6 +200,7 @@ fn parse_opts() -> Result<Opts, clap::Error> {
         reference: !a.no_reference,
         layers: a.layers,
         child: a.child,
+        onnx_out: a.onnx_out,
         data: a.data.unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/300w-helen/train")
         }),
@@ -353,6 +364,9 @@ fn bench_arch(arch: &str, o: &Opts) -> candle_core::Result<Row> {
         cpu_model.forward_t(&one, false)?;
         (ops::conv::forward_macs() - before) * o.batch as u64
     };
+    if let Some(path) = &o.onnx_out {
+        write_onnx(model.as_ref(), &cfg, path).map_err(msg)?;
+    }
     Ok(Row {
         arch: arch.to_string(),
         params,
@@ -430,12 +444,117 @@ fn run_measured(mut cmd: Command, o: &Opts, what: &str) -> Result<Row, String> {
     Ok(row)
 }
 
-/// Runs this bench again as a child for one architecture and reads its JSON row.
-fn run_child(arch: &str, o: &Opts) -> Result<Row, String> {
+/// Runs this bench again as a child for one architecture and reads its JSON row; with `onnx`,
+/// the child also exports its model there.
+fn run_child(arch: &str, o: &Opts, onnx: Option<&std::path::Path>) -> Result<Row, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(exe);
     cmd.args(["--child", "--arch", arch]).args(shared_args(o));
+    if let Some(path) = onnx {
+        cmd.arg("--onnx-out").arg(path);
+    }
     run_measured(cmd, o, &format!("hmreg child for {arch}"))
+}
+
+/// The timed network as `hmreg export` writes it (dynamic batch, heatmaps only).
+fn write_onnx(
+    net: &dyn hmreg::models::KeypointNet,
+    cfg: &ModelConfig,
+    path: &std::path::Path,
+) -> hmreg::Result<()> {
+    let meta = hmreg::export::ExportMetadata {
+        input_size: cfg.input_size,
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+        heatmap_stride: cfg.stride(),
+        points: cfg.points,
+        layout: "custom".into(),
+        flip_pairs: None,
+        decoder: None,
+        point_offset: [0.0; 2],
+        arch: cfg.arch.to_string(),
+        head: "binary".into(),
+        run: "speed bench (random weights)".into(),
+    };
+    let opts = hmreg::export::ExportOptions::default();
+    let model = hmreg::export::export_model(net, cfg, &opts, &meta)?;
+    hmreg::atomic::write_atomic(path, &hmreg::export::to_bytes(&model))
+}
+
+/// ONNX Runtime's inference times on an exported model (benches/ort_reference.py).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+struct OrtRow {
+    onnxruntime: String,
+    infer1_ms: f64,
+    infer8_ms: f64,
+}
+
+/// Whether ONNX Runtime's row can be measured: the CPU, and onnxruntime importable.
+fn ort_available(o: &Opts) -> bool {
+    o.reference
+        && o.device == DeviceSpec::Cpu
+        && Command::new("python3")
+            .args(["-c", "import onnxruntime"])
+            .output()
+            .is_ok_and(|p| p.status.success())
+}
+
+fn run_ort(model: &std::path::Path, o: &Opts) -> Result<OrtRow, String> {
+    let out = Command::new("python3")
+        .arg(reference::script_path("ort_reference.py"))
+        .arg("--model")
+        .arg(model)
+        .args(["--threads", &o.threads.to_string()])
+        .args(["--batch", &o.batch.to_string()])
+        .args(["--size", &o.size.to_string()])
+        .args(["--reps", &o.reps.to_string()])
+        .args(["--warmup", &o.warmup.to_string()])
+        .arg("--json")
+        .output()
+        .map_err(|e| format!("python3 ort_reference.py: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ort_reference.py failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ));
+    }
+    reference::last_json(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// hmreg's inference rows next to ONNX Runtime's on the same exported network.
+fn print_ort_table(o: &Opts, rows: &[(Row, OrtRow)]) {
+    let Some((_, first)) = rows.first() else {
+        return;
+    };
+    println!(
+        "
+ONNX Runtime {} on the file hmreg's exporter writes (BatchNorm folded), CPU, {} \
+         intra-op threads, median of {} runs after {} warm-up",
+        first.onnxruntime, o.threads, o.reps, o.warmup
+    );
+    println!(
+        "{:<14} {:<26} {:>12} {:>12} {:>14}",
+        "model", "row", "hmreg", "onnxruntime", "hmreg/ort"
+    );
+    for (h, r) in rows {
+        for (i, (name, mine, theirs)) in [
+            ("infer batch 1 (ms)".to_string(), h.infer1_ms, r.infer1_ms),
+            (
+                format!("infer batch {} (ms)", o.batch),
+                h.infer8_ms,
+                r.infer8_ms,
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let model = if i == 0 { h.arch.as_str() } else { "" };
+            println!(
+                "{model:<14} {name:<26} {mine:>12.1} {theirs:>12.1} {:>14.2}",
+                mine / theirs
+            );
+        }
+    }
 }
 
 /// PyTorch's rows, when torch is importable.
@@ -753,15 +872,34 @@ fn main() {
     } else {
         &o.archs[..]
     };
+    let ort = !archs.is_empty() && ort_available(&o);
+    if o.reference && !archs.is_empty() && !ort {
+        eprintln!("speed: no ONNX Runtime row (CPU only; pip install onnxruntime)");
+    }
+    let mut ort_rows = Vec::new();
     for arch in archs {
         eprintln!("measuring hmreg {arch} ...");
-        let h = match run_child(arch, &o) {
+        let onnx = ort.then(|| {
+            std::env::temp_dir().join(format!("hmreg-speed-{arch}-{}.onnx", std::process::id()))
+        });
+        let h = match run_child(arch, &o, onnx.as_deref()) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("speed: {e}");
                 std::process::exit(1);
             }
         };
+        if let Some(file) = &onnx {
+            eprintln!("measuring onnxruntime {arch} ...");
+            match run_ort(file, &o) {
+                Ok(r) => {
+                    eprintln!("ort:     {}", serde_json::to_string(&r).unwrap_or_default());
+                    ort_rows.push((h.clone(), r));
+                }
+                Err(e) => eprintln!("speed: no ONNX Runtime row: {e}"),
+            }
+            let _ = std::fs::remove_file(file);
+        }
         let p = if o.reference {
             eprintln!("measuring pytorch {arch} ...");
             match run_reference(arch, &o) {
@@ -784,6 +922,7 @@ fn main() {
     if !rows.is_empty() {
         print_table(&o, &rows);
     }
+    print_ort_table(&o, &ort_rows);
     if !skip("photo") {
         match bench_photo(&o) {
             Ok((faces, per_s)) => {
