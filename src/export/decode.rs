@@ -1,7 +1,8 @@
 //! hmreg's decoders as ONNX nodes, so that one call of a runtime gives landmarks: `points`
 //! `(N, L, 2)` in input pixels and `scores` `(N, L)`, the same numbers as
 //! [`crate::codec::Codec::decode`] (positions scaled by input size / map size, no half-pixel
-//! shift; the score is the map's largest raw value, as for every hmreg decoder).
+//! shift; the score is the map's largest raw value, as for every hmreg decoder) plus the run's
+//! point offset, as `hmreg predict` reports them without the flip test.
 //!
 //! Positions come from a constant table `grid` of `(x, y)` per flat map index, already in input
 //! pixels: argmax gathers one row of it, top-k gathers k rows and weights them with the softmax
