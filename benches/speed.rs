@@ -462,20 +462,13 @@ fn write_onnx(
     cfg: &ModelConfig,
     path: &std::path::Path,
 ) -> hmreg::Result<()> {
-    let meta = hmreg::export::ExportMetadata {
-        input_size: cfg.input_size,
-        mean: [0.485, 0.456, 0.406],
-        std: [0.229, 0.224, 0.225],
-        heatmap_stride: cfg.stride(),
-        points: cfg.points,
-        layout: "custom".into(),
-        flip_pairs: None,
-        decoder: None,
-        point_offset: [0.0; 2],
-        arch: cfg.arch.to_string(),
-        head: "binary".into(),
-        run: "speed bench (random weights)".into(),
-    };
+    let norm = hmreg::data::NormalizeConfig::default();
+    let meta = hmreg::export::ExportMetadata::for_network(
+        cfg,
+        norm.mean,
+        norm.std,
+        "speed bench (random weights)",
+    );
     let opts = hmreg::export::ExportOptions::default();
     let model = hmreg::export::export_model(net, cfg, &opts, &meta)?;
     hmreg::atomic::write_atomic(path, &hmreg::export::to_bytes(&model))

@@ -106,19 +106,15 @@ fn model(name: &str) -> Result<Model> {
     let net = build(&cfg, &mut store)?;
     randomize(&store)?;
     let map = cfg.input_size / cfg.stride();
+    let norm = hmreg::data::NormalizeConfig::default();
     let meta = hmreg::export::ExportMetadata {
-        input_size: cfg.input_size,
-        mean: [0.485, 0.456, 0.406],
-        std: [0.229, 0.224, 0.225],
-        heatmap_stride: cfg.stride(),
-        points: cfg.points,
-        layout: "custom".into(),
-        flip_pairs: None,
         decoder: Some(DECODER.to_string()),
-        point_offset: [0.0; 2],
-        arch: arch.to_string(),
-        head: "binary".into(),
-        run: format!("random {arch}"),
+        ..hmreg::export::ExportMetadata::for_network(
+            &cfg,
+            norm.mean,
+            norm.std,
+            &format!("random {arch}"),
+        )
     };
     let codec = hmreg::codec::Codec::new(
         cfg.input_size,

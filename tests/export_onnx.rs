@@ -54,20 +54,7 @@ fn config(arch: Arch, width: f32, stride: usize, head: HeadKind) -> ModelConfig 
 }
 
 fn metadata(cfg: &ModelConfig) -> ExportMetadata {
-    ExportMetadata {
-        input_size: cfg.input_size,
-        mean: [0.485, 0.456, 0.406],
-        std: [0.229, 0.224, 0.225],
-        heatmap_stride: cfg.stride(),
-        points: cfg.points,
-        layout: "custom".into(),
-        flip_pairs: None,
-        decoder: None,
-        point_offset: [0.0; 2],
-        arch: cfg.arch.to_string(),
-        head: "binary".into(),
-        run: "test".into(),
-    }
+    ExportMetadata::for_network(cfg, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "test")
 }
 
 /// Runs `bytes` in tract on `x` and returns every output as (shape, values).

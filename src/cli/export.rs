@@ -96,10 +96,7 @@ pub fn metadata_for(loaded: &LoadedModel, decoder: Option<&Decoder>) -> ExportMe
         decoder: decoder.map(|d| d.to_string()),
         point_offset: cfg.codec().point_offset(),
         arch: cfg.model.arch.to_string(),
-        head: match cfg.model.head {
-            crate::models::HeadKind::Binary => "binary".into(),
-            crate::models::HeadKind::TwoChannel => "two-channel (exported as fg - bg)".into(),
-        },
+        head: metadata::head_name(cfg.model.head),
         run: loaded.checkpoint.display().to_string(),
     }
 }

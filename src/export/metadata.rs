@@ -3,6 +3,7 @@
 //! where the file came from (hmreg version, run).
 
 use super::onnx_proto::StringStringEntryProto;
+use crate::models::{HeadKind, ModelConfig};
 
 /// What the exported file says about its model.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,7 +65,35 @@ pub fn pairs_of_permutation(perm: &[usize]) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// How a head is described in the metadata.
+pub fn head_name(head: HeadKind) -> String {
+    match head {
+        HeadKind::Binary => "binary".into(),
+        HeadKind::TwoChannel => "two-channel (exported as fg - bg)".into(),
+    }
+}
+
 impl ExportMetadata {
+    /// The metadata of a network built from `cfg` outside a run (fresh or test weights), its
+    /// inputs normalised with `mean` and `std`: a custom layout, no flip pairs, no in-graph
+    /// decoder, no point offset.
+    pub fn for_network(cfg: &ModelConfig, mean: [f32; 3], std: [f32; 3], run: &str) -> Self {
+        ExportMetadata {
+            input_size: cfg.input_size,
+            mean,
+            std,
+            heatmap_stride: cfg.stride(),
+            points: cfg.points,
+            layout: "custom".into(),
+            flip_pairs: None,
+            decoder: None,
+            point_offset: [0.0; 2],
+            arch: cfg.arch.to_string(),
+            head: head_name(cfg.head),
+            run: run.into(),
+        }
+    }
+
     /// The properties in a fixed order; lists are JSON.
     pub fn props(&self) -> Vec<StringStringEntryProto> {
         let s = self.input_size;
