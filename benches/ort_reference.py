@@ -13,22 +13,14 @@ core count. Inputs are uniform in [-2, 2), as the hmreg rows use. Prints the med
 """
 import argparse
 import json
-import statistics
-import time
+import os
+import sys
 
 import numpy as np
 import onnxruntime as ort
 
-
-def median_ms(run, warmup, reps):
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(max(1, reps)):
-        t = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_pytorch import median_ms  # noqa: E402 (imports torch only when a model is built)
 
 
 def main():
@@ -52,7 +44,7 @@ def main():
     row = {"onnxruntime": ort.__version__}
     for key, b in (("infer1_ms", 1), ("infer8_ms", a.batch)):
         x = rng.uniform(-2.0, 2.0, (b, 3, a.size, a.size)).astype(np.float32)
-        row[key] = median_ms(lambda: sess.run(None, {name: x}), a.warmup, a.reps)
+        row[key] = median_ms(lambda: sess.run(None, {name: x}), a.warmup, max(1, a.reps))
     if a.json:
         print(json.dumps(row))
     else:

@@ -484,34 +484,23 @@ struct OrtRow {
 
 /// Whether ONNX Runtime's row can be measured: the CPU, and onnxruntime importable.
 fn ort_available(o: &Opts) -> bool {
-    o.reference
-        && o.device == DeviceSpec::Cpu
-        && Command::new("python3")
-            .args(["-c", "import onnxruntime"])
-            .output()
-            .is_ok_and(|p| p.status.success())
+    o.reference && o.device == DeviceSpec::Cpu && reference::python_imports("onnxruntime")
 }
 
 fn run_ort(model: &std::path::Path, o: &Opts) -> Result<OrtRow, String> {
-    let out = Command::new("python3")
-        .arg(reference::script_path("ort_reference.py"))
-        .arg("--model")
-        .arg(model)
-        .args(["--threads", &o.threads.to_string()])
-        .args(["--batch", &o.batch.to_string()])
-        .args(["--size", &o.size.to_string()])
-        .args(["--reps", &o.reps.to_string()])
-        .args(["--warmup", &o.warmup.to_string()])
-        .arg("--json")
-        .output()
-        .map_err(|e| format!("python3 ort_reference.py: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ort_reference.py failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim_end()
-        ));
-    }
-    reference::last_json(&String::from_utf8_lossy(&out.stdout))
+    let mut args = vec!["--model".to_string(), model.display().to_string()];
+    args.extend(
+        [
+            ("--threads", o.threads),
+            ("--batch", o.batch),
+            ("--size", o.size),
+            ("--reps", o.reps),
+            ("--warmup", o.warmup),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_string(), v.to_string()]),
+    );
+    reference::run_script("ort_reference.py", &args)
 }
 
 /// hmreg's inference rows next to ONNX Runtime's on the same exported network.
@@ -552,10 +541,7 @@ ONNX Runtime {} on the file hmreg's exporter writes (BatchNorm folded), CPU, {} 
 
 /// PyTorch's rows, when torch is importable.
 fn run_reference(arch: &str, o: &Opts) -> Result<Row, String> {
-    let probe = Command::new("python3")
-        .args(["-c", "import torch"])
-        .output();
-    if !probe.map(|p| p.status.success()).unwrap_or(false) {
+    if !reference::python_imports("torch") {
         return Err("python3 cannot import torch (pip install torch fastai)".into());
     }
     let script = reference::script_path("reference_pytorch.py");

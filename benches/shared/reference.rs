@@ -18,9 +18,19 @@ pub fn script_path(script: &str) -> PathBuf {
     }
 }
 
-/// Runs `python3 benches/<script> <args>` and returns the `images_per_second` of the last JSON
-/// line it prints (the scripts' `--json` output).
-pub fn images_per_second<S: AsRef<OsStr>>(script: &str, args: &[S]) -> Result<f64, String> {
+/// Whether `python3 -c "import <module>"` works (a reference's packages are installed).
+pub fn python_imports(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|p| p.status.success())
+}
+
+/// Runs `python3 benches/<script> <args> --json` and parses the last JSON line it prints.
+pub fn run_script<T: serde::de::DeserializeOwned, S: AsRef<OsStr>>(
+    script: &str,
+    args: &[S],
+) -> Result<T, String> {
     let path = script_path(script);
     let out = Command::new("python3")
         .arg(&path)
@@ -32,8 +42,13 @@ pub fn images_per_second<S: AsRef<OsStr>>(script: &str, args: &[S]) -> Result<f6
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(format!("{script} failed: {}", err.trim_end()));
     }
-    let row: serde_json::Value =
-        last_json(&String::from_utf8_lossy(&out.stdout)).map_err(|e| format!("{script}: {e}"))?;
+    last_json(&String::from_utf8_lossy(&out.stdout)).map_err(|e| format!("{script}: {e}"))
+}
+
+/// Runs `python3 benches/<script> <args>` and returns the `images_per_second` of the last JSON
+/// line it prints (the scripts' `--json` output).
+pub fn images_per_second<S: AsRef<OsStr>>(script: &str, args: &[S]) -> Result<f64, String> {
+    let row: serde_json::Value = run_script(script, args)?;
     row["images_per_second"]
         .as_f64()
         .ok_or_else(|| format!("{script}: no images_per_second in {row}"))

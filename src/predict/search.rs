@@ -102,11 +102,7 @@ pub fn find_faces(img: &RgbImage, opts: &SearchOptions) -> Result<Vec<FoundFace>
     let search = |&(gray, deg): &(&GrayImage, f32)| {
         with_detector(&opts.detect, |d| collect(d, gray, w, h, deg))
     };
-    let found: Vec<Vec<FoundFace>> = if copies.len() > 1 {
-        copies.par_iter().map(search).collect::<Result<_>>()?
-    } else {
-        copies.iter().map(search).collect::<Result<_>>()?
-    };
+    let found: Vec<Vec<FoundFace>> = copies.par_iter().map(search).collect::<Result<_>>()?;
     let found = found.concat();
     let mut kept = suppress(found);
     if opts.detect.max_faces > 0 {
