@@ -764,57 +764,133 @@ fn print_codec(o: &Opts, rows: &[(String, f64)]) {
     }
 }
 
-/// Conv layer shapes of ResNet18/UNet at batch 8: ours against Candle's conv2d.
+/// Convolution layers of the two models (ResNet18/UNet, then HRNet-W18, at a 256x256 input),
+/// batch `--batch`: each CPU algorithm forced in turn, the direct kernel at each vector width
+/// this machine runs, and Candle's conv2d.
+/// How `--layers` runs a convolution.
+#[derive(Clone, Copy, PartialEq)]
+enum Layer {
+    /// hmreg's op with one algorithm (and vector width) forced, its weight gradient following.
+    Forced(ops::ConvAlgo, Option<ops::VectorWidth>),
+    /// hmreg's op as a model runs it: the usual algorithm, width and weight gradient.
+    Usual,
+    /// Candle's own convolution.
+    Candle,
+}
+
+impl Layer {
+    fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        match self {
+            Layer::Forced(algo, Some(width)) => {
+                ops::with_vector_width(width, || ops::with_conv_algo(algo, f))
+            }
+            Layer::Forced(algo, None) => ops::with_conv_algo(algo, f),
+            Layer::Usual | Layer::Candle => f(),
+        }
+    }
+}
+
 fn bench_layers(o: &Opts) {
+    use hmreg::ops::{conv_direct, conv_winograd, simd, ConvAlgo, VectorWidth};
+    // (C_in, H = W, C_out, kernel, stride, padding, model)
     let shapes = [
-        (3, 256, 64, 7, 2, 3),
-        (64, 64, 64, 3, 1, 1),
-        (64, 64, 128, 3, 2, 1),
-        (128, 32, 128, 3, 1, 1),
-        (256, 16, 256, 3, 1, 1),
-        (512, 8, 512, 3, 1, 1),
-        (256, 64, 64, 1, 1, 0),
-        (96, 256, 96, 3, 1, 1),
+        (3, 256, 64, 7, 2, 3, "resnet stem"),
+        (64, 64, 64, 3, 1, 1, "resnet layer1"),
+        (64, 64, 128, 3, 2, 1, "resnet down"),
+        (128, 32, 128, 3, 1, 1, "resnet layer2"),
+        (256, 16, 256, 3, 1, 1, "resnet layer3"),
+        (512, 8, 512, 3, 1, 1, "resnet layer4"),
+        (256, 64, 64, 1, 1, 0, "unet 1x1"),
+        (96, 256, 96, 3, 1, 1, "unet decoder"),
+        (3, 256, 64, 3, 2, 1, "hrnet stem 1"),
+        (64, 128, 64, 3, 2, 1, "hrnet stem 2"),
+        (64, 64, 64, 3, 1, 1, "hrnet layer1"),
+        (256, 64, 18, 3, 1, 1, "hrnet transition"),
+        (18, 64, 18, 3, 1, 1, "hrnet branch 1"),
+        (36, 32, 36, 3, 1, 1, "hrnet branch 2"),
+        (72, 16, 72, 3, 1, 1, "hrnet branch 3"),
+        (144, 8, 144, 3, 1, 1, "hrnet branch 4"),
+        (18, 64, 36, 3, 2, 1, "hrnet fuse down"),
+        (36, 32, 72, 3, 2, 1, "hrnet fuse down"),
+        (72, 16, 144, 3, 2, 1, "hrnet fuse down"),
     ];
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let n = o.batch;
     println!(
-        "conv layers, batch {n}, {} threads: fwd / fwd+bwd (ms)",
+        "conv layers, batch {n}, {} threads: forward / forward+backward ms (GFLOP/s); * the \
+         usual choice",
         o.threads
     );
-    for (c, h, co, k, s, p) in shapes {
+    let mut variants = vec![("gemm", Layer::Forced(ConvAlgo::Gemm, None))];
+    for w in simd::available() {
+        let name = if w == VectorWidth::Avx2 {
+            "direct AVX2"
+        } else {
+            "direct AVX-512"
+        };
+        variants.push((name, Layer::Forced(ConvAlgo::Direct, Some(w))));
+    }
+    variants.push(("winograd", Layer::Forced(ConvAlgo::Winograd, None)));
+    variants.push(("usual", Layer::Usual));
+    variants.push(("candle", Layer::Candle));
+    for (c, h, co, k, s, p, model) in shapes {
         let x = Var::from_tensor(&random_tensor(&mut rng, &[n, c, h, h], -1.0, 1.0)).expect("x");
         let w = Var::from_tensor(&random_tensor(&mut rng, &[co, c, k, k], -0.1, 0.1)).expect("w");
-        let oh = (h + 2 * p - k) / s + 1;
+        let geom = hmreg::ops::conv_cpu::ConvGeom {
+            n,
+            c_in: c,
+            h,
+            w: h,
+            c_out: co,
+            kh: k,
+            kw: k,
+            stride: s,
+            padding: p,
+        };
+        let oh = geom.out_h();
         let gflop = 2.0 * (n * co * oh * oh * c * k * k) as f64 / 1e9;
-        let mut line = format!("c{c:<3} {h:>3}x{h:<3} -> {co:<3} k{k} s{s} ({gflop:5.1} GFLOP):");
-        // Candle's own backward would run a transposed conv for hours at full resolution.
-        let candle_too = h * h * c < 128 * 128 * 96;
-        for ours in [true, false] {
-            if !ours && !candle_too {
-                break;
+        let usual = hmreg::ops::conv_algo::forward(&geom);
+        println!("{model}: c{c} {h}x{h} -> {co} k{k} s{s} ({gflop:.2} GFLOP)");
+        for &(name, variant) in &variants {
+            let supported = match variant {
+                Layer::Forced(ConvAlgo::Direct, _) => conv_direct::supports(&geom),
+                Layer::Forced(ConvAlgo::Winograd, _) => conv_winograd::supports(&geom),
+                _ => true,
+            };
+            // Candle's own backward would run a transposed conv for hours at full resolution.
+            if !supported || (variant == Layer::Candle && h * h * c >= 128 * 128 * 96) {
+                continue;
             }
             let run = |bwd: bool| {
-                let y = if ours {
-                    ops::conv2d(x.as_tensor(), w.as_tensor(), None, s, p, 1)
-                } else {
-                    x.as_tensor().conv2d(w.as_tensor(), p, s, 1, 1)
-                }
-                .expect("conv");
+                let y = variant
+                    .run(|| match variant {
+                        Layer::Candle => x.as_tensor().conv2d(w.as_tensor(), p, s, 1, 1),
+                        _ => ops::conv2d(x.as_tensor(), w.as_tensor(), None, s, p, 1),
+                    })
+                    .expect("conv");
                 if bwd {
-                    y.sum_all().and_then(|l| l.backward()).expect("backward");
+                    variant
+                        .run(|| y.sum_all().and_then(|l| l.backward()))
+                        .expect("backward");
                 }
             };
             let f = median_ms(o.warmup, o.reps, || run(false));
             let fb = median_ms(o.warmup, o.reps, || run(true));
-            line += &format!(
-                "  {} {f:7.1} / {fb:7.1} ({:4.0} / {:4.0} GFLOP/s)",
-                if ours { "hmreg" } else { "candle" },
+            let usual_width = conv_direct::tile_width(&geom);
+            let mark = match variant {
+                Layer::Forced(algo, width)
+                    if algo == usual && width.is_none_or(|w| w == usual_width) =>
+                {
+                    "*"
+                }
+                _ => " ",
+            };
+            println!(
+                "  {mark}{name:<15} {f:8.1} / {fb:8.1}  ({:5.0} / {:5.0})",
                 gflop / f * 1e3,
                 3.0 * gflop / fb * 1e3
             );
         }
-        println!("{line}");
     }
 }
 

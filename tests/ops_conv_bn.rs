@@ -3,27 +3,38 @@
 //! Our side of every comparison runs in rayon pools of 1, 2 and 7 threads (the kernels split
 //! their work by the current pool's size: serially, in a few tasks, in more tasks than samples),
 //! with NaN poisoning of the kernels' output buffers on, so that an element a kernel fails to
-//! write fails the comparison whatever the build profile.
+//! write fails the comparison whatever the build profile. The direct kernel runs at every vector
+//! width the machine has (AVX2 and, where present, AVX-512).
 
 use candle_core::{Tensor, Var};
-use hmreg::ops::{self, BatchNormConfig, BatchNormParams, ConvAlgo};
+use hmreg::ops::{self, simd, BatchNormConfig, BatchNormParams, ConvAlgo, VectorWidth};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod common;
 use common::for_each_pool;
 
-/// A description of the current pool, for failure messages.
+/// A description of the current pool and vector width, for failure messages.
 fn pool() -> String {
-    format!("{} threads", rayon::current_num_threads())
+    format!(
+        "{} threads, {:?}",
+        rayon::current_num_threads(),
+        ops::simd::current()
+    )
 }
 
 /// Runs `f` in every pool of [`for_each_pool`] with each convolution algorithm forced in turn
-/// (where it supports the geometry; elsewhere the usual choice runs).
+/// (where it supports the geometry; elsewhere the usual choice runs), the direct kernel at each
+/// vector width the machine runs.
 fn for_each_pool_and_algo(f: impl Fn(ConvAlgo) + Sync) {
     for_each_pool(|| {
-        for algo in [ConvAlgo::Gemm, ConvAlgo::Direct, ConvAlgo::Winograd] {
+        for algo in [ConvAlgo::Gemm, ConvAlgo::Winograd] {
             ops::with_conv_algo(algo, || f(algo));
+        }
+        for width in ops::simd::available() {
+            ops::with_vector_width(width, || {
+                ops::with_conv_algo(ConvAlgo::Direct, || f(ConvAlgo::Direct))
+            });
         }
     });
 }
@@ -310,12 +321,53 @@ fn direct_and_winograd_edge_geometries() {
         ([2, 3, 5, 27], 6, 1),
         ([2, 6, 11, 13], 5, 0),
         ([3, 2, 6, 10], 9, 2),
+        // AVX-512: rows of 16 to 31 outputs with a tail, and rows of 4 vectors and more.
+        ([2, 4, 5, 23], 7, 1),
+        ([1, 3, 4, 70], 8, 1),
     ] {
         check_conv(ConvCase {
             x,
             c_out,
             k: (3, 3),
             stride: 1,
+            pad,
+        });
+    }
+}
+
+#[test]
+fn direct_stride_two_edge_geometries() {
+    // Stride 2 reads rows split into even and odd columns: odd and even widths, rows of 8 to 15
+    // outputs (AVX2 tiles at both widths), of 16 and more with and without a tail, kernels of
+    // 3, 5 and 7 columns (the stems' 7x7), padding 0 to 3.
+    for (x, c_out, k, pad) in [
+        ([2, 3, 9, 17], 7, 3, 1),
+        ([1, 4, 6, 40], 13, 3, 1),
+        ([3, 2, 5, 35], 6, 3, 0),
+        ([2, 3, 7, 70], 9, 5, 2),
+        ([1, 3, 9, 31], 5, 7, 3),
+        ([2, 5, 8, 64], 4, 3, 1),
+    ] {
+        let g = hmreg::ops::conv_cpu::ConvGeom {
+            n: x[0],
+            c_in: x[1],
+            h: x[2],
+            w: x[3],
+            c_out,
+            kh: k,
+            kw: k,
+            stride: 2,
+            padding: pad,
+        };
+        // Forcing the direct kernel runs it, not the usual choice (and its weight gradient too
+        // for three kernel columns).
+        assert!(hmreg::ops::conv_direct::supports(&g), "{g:?}");
+        assert_eq!(hmreg::ops::conv_direct::supports_weight_grad(&g), k == 3);
+        check_conv(ConvCase {
+            x,
+            c_out,
+            k: (k, k),
+            stride: 2,
             pad,
         });
     }
@@ -336,32 +388,36 @@ fn the_usual_choice_picks_each_algorithm_on_model_layers() {
         stride,
         padding: k / 2,
     };
-    // UNet's decoder and ResNet's wide layers: Winograd; HRNet's narrow branches: direct (when
-    // the CPU has AVX2); strided, pointwise, 8x8 and very wide-input layers: im2col + gemm.
-    assert_eq!(
-        conv_algo::forward(&layer(99, 256, 99, 3, 1)),
-        ConvAlgo::Winograd
-    );
-    assert_eq!(
-        conv_algo::forward(&layer(256, 64, 256, 3, 1)),
-        ConvAlgo::Winograd
-    );
-    assert_eq!(
-        conv_algo::forward(&layer(64, 64, 256, 1, 1)),
-        ConvAlgo::Gemm
-    );
-    assert_eq!(conv_algo::forward(&layer(18, 64, 36, 3, 2)), ConvAlgo::Gemm);
-    assert_eq!(
-        conv_algo::forward(&layer(512, 8, 512, 3, 1)),
-        ConvAlgo::Gemm
-    );
-    let narrow = if hmreg::ops::conv_direct::available() {
-        ConvAlgo::Direct
-    } else {
-        ConvAlgo::Gemm
+    // UNet's decoder and ResNet's wide layers: Winograd; pointwise and very wide-input layers:
+    // im2col + gemm, at every vector width.
+    for width in [VectorWidth::Avx2, VectorWidth::Avx512] {
+        simd::with_vector_width(width, || {
+            let algo = |l| conv_algo::forward(&l);
+            assert_eq!(algo(layer(99, 256, 99, 3, 1)), ConvAlgo::Winograd);
+            assert_eq!(algo(layer(256, 64, 256, 3, 1)), ConvAlgo::Winograd);
+            assert_eq!(algo(layer(64, 64, 256, 1, 1)), ConvAlgo::Gemm);
+            assert_eq!(algo(layer(512, 8, 512, 3, 1)), ConvAlgo::Gemm);
+        });
+    }
+    // HRNet's narrow branches: direct, when the CPU has the kernels.
+    let direct = |yes: bool| match hmreg::ops::conv_direct::available() && yes {
+        true => ConvAlgo::Direct,
+        false => ConvAlgo::Gemm,
     };
-    assert_eq!(conv_algo::forward(&layer(18, 64, 18, 3, 1)), narrow);
-    assert_eq!(conv_algo::forward(&layer(36, 32, 36, 3, 1)), narrow);
+    let wide = simd::widest() == Some(VectorWidth::Avx512);
+    simd::with_vector_width(VectorWidth::Avx2, || {
+        // AVX2 tiles: stride 1 and K ≤ 1728, rows of 8 and more.
+        assert_eq!(conv_algo::forward(&layer(18, 64, 18, 3, 1)), direct(true));
+        assert_eq!(conv_algo::forward(&layer(144, 8, 144, 3, 1)), direct(true));
+        assert_eq!(conv_algo::forward(&layer(18, 64, 36, 3, 2)), direct(false));
+        assert_eq!(conv_algo::forward(&layer(256, 64, 18, 3, 1)), direct(false));
+    });
+    // At the machine's width: AVX-512 tiles also take stride 2 and K ≤ 2304, not 8-wide rows.
+    assert_eq!(conv_algo::forward(&layer(36, 32, 36, 3, 1)), direct(true));
+    assert_eq!(conv_algo::forward(&layer(144, 8, 144, 3, 1)), direct(!wide));
+    assert_eq!(conv_algo::forward(&layer(18, 64, 36, 3, 2)), direct(wide));
+    assert_eq!(conv_algo::forward(&layer(3, 256, 64, 7, 2)), direct(wide));
+    assert_eq!(conv_algo::forward(&layer(256, 64, 18, 3, 1)), direct(wide));
 }
 
 #[test]

@@ -16,18 +16,12 @@ pub fn header(threads: usize) -> String {
             .map(|(_, v)| v.trim().to_string())
     };
     let model = field("model name").unwrap_or_else(|| "unknown CPU".into());
-    let flags = field("flags").unwrap_or_default();
-    let simd = if flags.split(' ').any(|f| f == "avx512f") {
-        "AVX-512"
-    } else if flags.split(' ').any(|f| f == "avx2") {
-        "AVX2"
-    } else {
-        "no AVX2"
-    };
+    // The width hmreg's own kernels run at, as they detect it (AVX-512 needs F and VL).
+    let simd = hmreg::ops::simd::widest().map_or("no AVX2 kernels", |w| w.name());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let peak = matmul_gflops().map_or("-".into(), |g| format!("{g:.0}"));
     format!(
-        "machine: {model} ({simd}), {cores} logical cores, {threads} threads used; 2048³ f32 \
+        "machine: {model} (kernels: {simd}), {cores} logical cores, {threads} threads used; 2048³ f32 \
          matrix product: {peak} GFLOP/s"
     )
 }

@@ -1,7 +1,7 @@
 //! Which CPU algorithm computes a convolution: im2col + gemm, the direct kernel or Winograd.
 //!
-//! The choice follows per-layer timings of the speed bench's models (batch 8, 256x256, 2 cores,
-//! AVX2 AMD EPYC; `benches/README.md`):
+//! The choice follows per-layer timings of the speed bench's models (`cargo bench --bench speed
+//! -- --layers`: batch 8, 256x256, 2 cores; `benches/README.md`). On an AVX2 AMD EPYC:
 //! - Winograd F(2x2, 3x3) for 3x3 stride-1 layers with 64 or more channels in and out on planes
 //!   of at least 16x16: UNet's 99-channel decoder at 256x256 went from 137 to 204 effective
 //!   GFLOP/s, ResNet's 256-channel 64x64 layers from 163 to 290. Narrower layers lose to the
@@ -14,12 +14,30 @@
 //!   18 channels: 228 to 168 ms per step); on 8x8 planes its per-tile sums cost more than the
 //!   products.
 //!
+//! On an AVX-512 Intel Xeon, where gemm runs 16-lane kernels too, the direct kernel's 16-lane
+//! tiles change three of those choices (forward ms, direct against gemm):
+//! - Stride-2 layers go to the direct kernel: HRNet's second stem layer 13.2 against 18.5,
+//!   ResNet's 7x7 stem 9.6 against 14.8, HRNet's 18-channel fuse downsampling 0.6 against 1.0.
+//!   (The AVX2 tiles' stride 2 is tested but not chosen: no AVX2-only machine has timed it.)
+//! - Wider inputs too, up to K = 2,304: HRNet's transition from 256 to 18 channels, 12.1
+//!   against 23.7 (gemm's 18 columns fill few of its registers).
+//! - Rows narrower than a 16-float vector stay with gemm: HRNet's 144 channels at 8x8, 1.4
+//!   (8-lane tiles) against 0.8.
+//!
+//! The Winograd choice stands there. The direct weight gradient keeps its lead on the narrow
+//! layers it was tuned on (HRNet's 18 channels at 64x64: 3.8 ms forward and backward against
+//! gemm's 5.6; its transition from 256 to 18 channels: 54 against 85) but loses from 64 output
+//! channels, where gemm's blocking pays (UNet's 96-channel decoder: 1,127 against 929, ResNet's
+//! 128 channels at 32x32: 36 against 23), so it now needs fewer than 64 output channels at
+//! either width (on AVX2 only the narrow layers were ever timed).
+//!
 //! Tests force one algorithm for the current thread ([`with_conv_algo`]) to check each against
 //! the definition on every geometry it supports.
 
 use std::cell::Cell;
 
 use super::conv_geom::ConvGeom;
+use super::simd::{self, VectorWidth};
 use super::{conv_direct, conv_winograd};
 
 /// A CPU convolution algorithm.
@@ -27,7 +45,7 @@ use super::{conv_direct, conv_winograd};
 pub enum ConvAlgo {
     /// im2col tiles times the weights through gemm (every geometry).
     Gemm,
-    /// Register-tiled direct convolution (AVX2 + FMA, stride 1).
+    /// Register-tiled direct convolution (AVX2 + FMA or AVX-512, stride 1 or 2).
     Direct,
     /// Winograd F(2x2, 3x3) (3x3 kernels, stride 1).
     Winograd,
@@ -74,10 +92,21 @@ pub fn forward(g: &ConvGeom) -> ConvAlgo {
         && g.out_w() >= 16
     {
         ConvAlgo::Winograd
-    } else if supports(ConvAlgo::Direct, g) && !pointwise && g.k() <= 1728 {
+    } else if supports(ConvAlgo::Direct, g) && !pointwise && direct_pays(g) {
         ConvAlgo::Direct
     } else {
         ConvAlgo::Gemm
+    }
+}
+
+/// Whether the direct kernel beats gemm on a layer it supports, at the vector width its tiles
+/// would use on this thread (see the module's timings).
+fn direct_pays(g: &ConvGeom) -> bool {
+    match simd::current() {
+        Some(VectorWidth::Avx512) => {
+            conv_direct::tile_width(g) == VectorWidth::Avx512 && g.k() <= 2304
+        }
+        _ => g.stride == 1 && g.k() <= 1728,
     }
 }
 
@@ -87,6 +116,8 @@ pub fn direct_weight_grad(g: &ConvGeom) -> bool {
     match FORCED.get() {
         Some(ConvAlgo::Direct) => supported,
         Some(_) => false,
-        None => supported && g.out_h() * g.out_w() >= 1024,
+        // Stride 2 ties with gemm on AVX-512 (HRNet's stem: 49 against 47 ms of backward), and
+        // from 64 output channels gemm's blocking wins (module docs).
+        None => supported && g.stride == 1 && g.c_out < 64 && g.out_h() * g.out_w() >= 1024,
     }
 }

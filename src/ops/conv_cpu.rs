@@ -292,7 +292,7 @@ fn forward_plan(g: &ConvGeom, threads: usize) -> ForwardPlan {
 enum Kernels {
     Gemm,
     /// [`conv_direct::pack_weights`].
-    Direct(Vec<f32>),
+    Direct(conv_direct::Packed),
     /// [`conv_winograd::transform_weights`].
     Winograd(Vec<f32>),
 }

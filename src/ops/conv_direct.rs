@@ -1,20 +1,34 @@
-//! Direct convolution for stride-1 layers (AVX2 + FMA), without a column matrix.
+//! Direct convolution for stride-1 and stride-2 layers (AVX2 + FMA or AVX-512), without a
+//! column matrix.
 //!
 //! im2col writes every input value `KH · KW` times into a column matrix that gemm then packs
 //! again; in narrow layers (HRNet's 18 and 36 channels) that copying cost as much as the
-//! multiplication. Here each output tile of 6 channels x 16 pixels of one row is accumulated in
-//! twelve AVX registers, straight from a zero-padded copy of the input rows (one copy instead of
-//! nine): for every input channel and kernel offset, two unaligned loads of the shifted row, six
-//! weight broadcasts and twelve fused multiply-adds. The [`Epilogue`] (folded BatchNorm, bias,
-//! ReLU) is applied to the registers before the store.
+//! multiplication. Here each output tile of 6 channels x up to 2 vectors (AVX2: 16 pixels, 12
+//! registers) or 4 vectors (AVX-512: 64 pixels, 24 registers) is accumulated in registers,
+//! straight from a zero-padded copy of the input rows (one copy instead of nine): for every input
+//! channel and kernel offset, one unaligned load per vector of the shifted row, six weight
+//! broadcasts and a fused multiply-add per channel and vector. The [`Epilogue`] (folded
+//! BatchNorm, bias, ReLU) is applied to the registers before the store.
+//!
+//! Stride 2 (HRNet's stem and fuse downsampling) reads the same way from padded rows stored as
+//! their even columns followed by their odd columns: output column `c` under kernel column `j`
+//! reads padded column `2c + j`, which is entry `c + j/2` of the even or odd half, so a vector
+//! of outputs is again one contiguous load.
 //!
 //! Parallel work items are (sample, output rows) tiles as in the im2col path; inside a tile the
 //! rows are walked a few at a time for every block of output channels, so the padded rows and a
-//! block's weights stay in cache while they are reused.
+//! block's weights stay in cache while they are reused. The vector width is chosen on the calling
+//! thread ([`super::simd::current`]), so tests can run the AVX2 tiles on an AVX-512 machine.
 
 use rayon::prelude::*;
 
 use super::conv_geom::{ConvGeom, Epilogue};
+use super::simd::{self, VectorWidth};
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// Output channels per register tile.
 const BLOCK: usize = 6;
@@ -22,33 +36,50 @@ const BLOCK: usize = 6;
 /// Output rows walked for one block of channels before the next block (cache reuse).
 const ROW_GROUP: usize = 4;
 
-/// Whether this machine runs the direct kernels (checked once; false off x86-64).
+/// The most vectors of pixels one tile holds (AVX-512's; AVX2 tiles hold two).
+const MAX_VECTORS: usize = 4;
+
+/// Whether this machine runs the direct kernels (AVX2 + FMA at least; false off x86-64).
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    simd::widest().is_some()
 }
 
-/// Whether the direct kernel handles this geometry: stride 1, padding inside the kernel and
-/// output rows of at least one vector (8 floats).
+/// Whether the direct kernel handles this geometry: stride 1 or 2, padding inside the kernel
+/// and output rows of at least one AVX2 vector (8 floats).
 pub fn supports(g: &ConvGeom) -> bool {
-    g.stride == 1 && g.padding < g.kh && g.padding < g.kw && g.out_w() >= 8 && g.out_h() >= 1
+    (g.stride == 1 || g.stride == 2)
+        && g.padding < g.kh
+        && g.padding < g.kw
+        && g.out_w() >= 8
+        && g.out_h() >= 1
 }
 
-/// The weights `(C_out, C_in, KH, KW)` repacked for [`forward_rows`] in blocks of output
-/// channels, `[block][c_in][kh][kw][BLOCK]` (the channels past `C_out` in the last block are
-/// zero, computed and not stored).
-pub fn pack_weights(w: &[f32], g: &ConvGeom) -> Vec<f32> {
+/// The vector width a layer's tiles use at the calling thread's width: AVX-512 tiles need rows
+/// of a whole 16-float vector (narrower rows take the AVX2 tiles, which AVX-512 machines have).
+pub fn tile_width(g: &ConvGeom) -> VectorWidth {
+    match simd::current() {
+        Some(VectorWidth::Avx512) if g.out_w() >= 16 => VectorWidth::Avx512,
+        _ => VectorWidth::Avx2,
+    }
+}
+
+/// A layer's weights laid out for [`forward_rows`], with the vector width its tiles use.
+pub struct Packed {
+    weights: Vec<f32>,
+    width: VectorWidth,
+}
+
+impl Packed {
+    /// The vector width of the layer's tiles.
+    pub fn width(&self) -> VectorWidth {
+        self.width
+    }
+}
+
+/// The weights `(C_out, C_in, KH, KW)` repacked in blocks of output channels,
+/// `[block][c_in][kh][kw][BLOCK]` (the channels past `C_out` in the last block are zero,
+/// computed and not stored), for the calling thread's vector width.
+pub fn pack_weights(w: &[f32], g: &ConvGeom) -> Packed {
     let (k, kk) = (g.k(), g.kh * g.kw);
     let blocks = g.c_out.div_ceil(BLOCK);
     let mut packed = vec![0f32; blocks * k * BLOCK];
@@ -60,7 +91,10 @@ pub fn pack_weights(w: &[f32], g: &ConvGeom) -> Vec<f32> {
             }
         }
     }
-    packed
+    Packed {
+        weights: packed,
+        width: tile_width(g),
+    }
 }
 
 thread_local! {
@@ -86,30 +120,56 @@ fn with_padded_rows<R>(
     })
 }
 
+/// Input rows read by output rows `[oh0, oh1)`.
+fn padded_row_count(g: &ConvGeom, oh0: usize, oh1: usize) -> usize {
+    (oh1 - oh0 - 1) * g.stride + g.kh
+}
+
+/// Where kernel column `j`'s input starts in a padded row: column `j` at stride 1, entry `j/2`
+/// of the even or odd half at stride 2.
+fn kernel_columns(g: &ConvGeom) -> Vec<usize> {
+    let half = (g.w + 2 * g.padding).div_ceil(2);
+    (0..g.kw)
+        .map(|j| match g.stride {
+            1 => j,
+            _ => j % 2 * half + j / 2,
+        })
+        .collect()
+}
+
 /// Fills `out` with the input rows a tile of output rows `[oh0, oh1)` reads, zero-padded on
-/// every side: `C_in` planes of `(oh1 − oh0 + KH − 1)` rows of `W + 2P` floats.
+/// every side: `C_in` planes of [`padded_row_count`] rows of `W + 2P` floats, each row at
+/// stride 2 stored as its even columns, then its odd ones.
 fn pad_rows(xs: &[f32], g: &ConvGeom, oh0: usize, oh1: usize, out: &mut Vec<f32>) {
     let (p, wp) = (g.padding, g.w + 2 * g.padding);
-    let rows = oh1 - oh0 + g.kh - 1;
+    let rows = padded_row_count(g, oh0, oh1);
     out.clear();
     out.reserve(g.c_in * rows * wp);
     for c in 0..g.c_in {
         let plane = &xs[c * g.h * g.w..(c + 1) * g.h * g.w];
         for r in 0..rows {
-            let ih = (oh0 + r) as isize - p as isize;
+            let ih = (oh0 * g.stride + r) as isize - p as isize;
             if ih < 0 || ih >= g.h as isize {
                 out.resize(out.len() + wp, 0.0);
+                continue;
+            }
+            let row = &plane[ih as usize * g.w..(ih as usize + 1) * g.w];
+            if g.stride == 1 {
+                out.resize(out.len() + p, 0.0);
+                out.extend_from_slice(row);
+                out.resize(out.len() + p, 0.0);
             } else {
-                let ih = ih as usize;
-                out.resize(out.len() + p, 0.0);
-                out.extend_from_slice(&plane[ih * g.w..(ih + 1) * g.w]);
-                out.resize(out.len() + p, 0.0);
+                // Padded column q holds row[q − P] (zero outside the row).
+                let at = |q: usize| q.checked_sub(p).and_then(|i| row.get(i)).copied();
+                for phase in 0..2 {
+                    out.extend((phase..wp).step_by(2).map(|q| at(q).unwrap_or(0.0)));
+                }
             }
         }
     }
 }
 
-/// One register tile: `V` vectors of 8 output pixels, vector `v` at output offset `out[v]`
+/// One register tile: `vectors` vectors of output pixels, vector `v` at output offset `out[v]`
 /// (from the tile's first output) reading the padded input at offset `inp[v]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Tile {
@@ -117,56 +177,51 @@ struct Tile {
     oh: usize,
     ow: usize,
     vectors: usize,
-    out: [usize; 2],
-    inp: [usize; 2],
+    out: [usize; MAX_VECTORS],
+    inp: [usize; MAX_VECTORS],
 }
 
-/// The register tiles of output rows `[oh0, oh1)` (`ow ≥ 8` columns, padded rows `wp` floats
-/// apart), in row order. Rows of 16 columns or more: 16-wide tiles, then one 8-wide tile if 8 or
-/// more columns remain, then a last 8-wide tile ending at the row's end (overlapping the previous
-/// one: it recomputes and rewrites the same values). Narrower rows (8 to 15 columns) are taken
-/// two at a time, one vector per row, so that the kernel still holds twelve accumulators.
-fn tiles(oh0: usize, oh1: usize, ow: usize, wp: usize) -> Vec<Tile> {
-    debug_assert!(ow >= 8);
-    let mut starts = Vec::new();
-    let mut x = 0;
-    while x + 16 <= ow {
-        starts.push((x, 2));
-        x += 16;
+/// The register tiles of output rows `[oh0, oh1)` (`ow ≥ lanes` columns; consecutive output
+/// rows' inputs `row_step` floats apart in the padded rows), in row order. Every row is cut into
+/// vectors of `lanes` pixels, the last one ending at the row's end (overlapping the previous one
+/// when `lanes` does not divide `ow`: it recomputes and rewrites the same values); the vectors
+/// of all the rows, in order, are then taken `per_tile` at a time, so that narrow rows still fill
+/// a tile's registers.
+fn tiles(
+    oh0: usize,
+    oh1: usize,
+    ow: usize,
+    row_step: usize,
+    lanes: usize,
+    per_tile: usize,
+) -> Vec<Tile> {
+    debug_assert!(ow >= lanes && per_tile <= MAX_VECTORS);
+    let mut cols: Vec<usize> = (0..ow / lanes).map(|i| i * lanes).collect();
+    if ow % lanes != 0 {
+        cols.push(ow - lanes);
     }
-    if x + 8 <= ow {
-        starts.push((x, 1));
-        x += 8;
-    }
-    if x < ow {
-        starts.push((ow - 8, 1));
-    }
-    let mut out = Vec::new();
-    let mut oh = oh0;
-    while oh < oh1 {
-        let pair = ow < 16 && oh + 1 < oh1;
-        for &(x, vectors) in &starts {
-            out.push(if pair {
-                Tile {
-                    oh,
-                    ow: x,
-                    vectors: 2,
-                    out: [0, ow],
-                    inp: [0, wp],
-                }
-            } else {
-                Tile {
-                    oh,
-                    ow: x,
-                    vectors,
-                    out: [0, 8],
-                    inp: [0, 8],
-                }
-            });
-        }
-        oh += if pair { 2 } else { 1 };
-    }
-    out
+    let vectors: Vec<(usize, usize)> = (oh0..oh1)
+        .flat_map(|r| cols.iter().map(move |&c| (r, c)))
+        .collect();
+    vectors
+        .chunks(per_tile)
+        .map(|chunk| {
+            let (oh, ow0) = chunk[0];
+            let mut t = Tile {
+                oh,
+                ow: ow0,
+                vectors: chunk.len(),
+                out: [0; MAX_VECTORS],
+                inp: [0; MAX_VECTORS],
+            };
+            for (v, &(r, c)) in chunk.iter().enumerate() {
+                // Later vectors come later in the row-major order: neither offset is negative.
+                t.out[v] = (r - oh) * ow + c - ow0;
+                t.inp[v] = (r - oh) * row_step + c - ow0;
+            }
+            t
+        })
+        .collect()
 }
 
 /// Forward convolution of one sample's output rows `[oh0, oh1)` into `y` (the sample's
@@ -177,53 +232,108 @@ fn tiles(oh0: usize, oh1: usize, ow: usize, wp: usize) -> Vec<Tile> {
 /// `[oh0, oh1)` of every channel must be this call's alone while it runs.
 pub unsafe fn forward_rows(
     xs: &[f32],
-    packed: &[f32],
+    packed: &Packed,
     g: &ConvGeom,
     oh0: usize,
     oh1: usize,
     epi: &Epilogue,
     y: *mut f32,
 ) {
-    assert!(available() && supports(g));
+    assert!(supports(g) && simd::widest() >= Some(packed.width));
     let wp = g.w + 2 * g.padding;
+    let (lanes, per_tile) = match packed.width {
+        VectorWidth::Avx2 => (8, 2),
+        VectorWidth::Avx512 => (16, MAX_VECTORS),
+    };
+    let cols = kernel_columns(g);
     with_padded_rows(xs, g, oh0, oh1, |rows| {
-        let plane = (oh1 - oh0 + g.kh - 1) * wp;
+        let plane = padded_row_count(g, oh0, oh1) * wp;
         let (ohw, ow_n, k) = (g.out_h() * g.out_w(), g.out_w(), g.k());
+        let row_step = g.stride * wp;
         for group in (oh0..oh1).step_by(ROW_GROUP) {
-            let group_tiles = tiles(group, (group + ROW_GROUP).min(oh1), ow_n, wp);
-            for (b, wb) in packed.chunks_exact(k * BLOCK).enumerate() {
+            let group_tiles = tiles(
+                group,
+                (group + ROW_GROUP).min(oh1),
+                ow_n,
+                row_step,
+                lanes,
+                per_tile,
+            );
+            for (b, wb) in packed.weights.chunks_exact(k * BLOCK).enumerate() {
                 let co0 = b * BLOCK;
                 let valid = BLOCK.min(g.c_out - co0);
                 let (scale, bias) = epilogue_lanes(epi, co0, valid);
                 for t in &group_tiles {
-                    // SAFETY: `available()` checked AVX2 and FMA. For every input channel c, kernel
-                    // row i and column j the tile reads 8 floats at each of its vectors' inputs,
-                    // rows[c·plane + (oh − oh0 + i)·wp + ow + inp[v] + j]: a vector's 8 outputs lie
-                    // in one output row (of OW ≤ wp − KW + 1 columns) of the tile's rows, so its
-                    // reads stay in that channel's padded rows. `wb` holds C_in·KH·KW·BLOCK weights.
-                    // The stores go to channels co0..co0+valid at the vectors' outputs, inside rows
-                    // [oh0, oh1) of `y`, which the caller gives this call alone.
-                    unsafe {
-                        let args = TileArgs {
-                            x: rows.as_ptr().add((t.oh - oh0) * wp + t.ow),
-                            plane,
-                            row: wp,
-                            g,
-                            w: wb.as_ptr(),
-                            inp: t.inp,
-                            out: t.out,
-                        };
-                        let dst = y.add(co0 * ohw + t.oh * ow_n + t.ow);
-                        if t.vectors == 2 {
-                            avx2::tile::<2>(&args, dst, ohw, valid, &scale, &bias, epi.relu);
-                        } else {
-                            avx2::tile::<1>(&args, dst, ohw, valid, &scale, &bias, epi.relu);
-                        }
-                    }
+                    let args = TileArgs {
+                        // In bounds: the tile's first row and column.
+                        x: rows[(t.oh - oh0) * row_step + t.ow..].as_ptr(),
+                        plane,
+                        row: wp,
+                        c_in: g.c_in,
+                        kh: g.kh,
+                        cols: &cols,
+                        w: wb.as_ptr(),
+                        inp: t.inp,
+                        out: t.out,
+                    };
+                    let out = Out {
+                        // Inside the sample's outputs: channel co0, the tile's first pixel.
+                        dst: y.wrapping_add(co0 * ohw + t.oh * ow_n + t.ow),
+                        stride: ohw,
+                        valid,
+                        scale: &scale,
+                        bias: &bias,
+                        relu: epi.relu,
+                    };
+                    // SAFETY: `packed.width` is at most what the machine runs. For every input
+                    // channel c, kernel row i and column j, vector v reads `lanes` floats at
+                    // rows[c·plane + (oh − oh0)·row_step + i·wp + ow + inp[v] + cols[j]]: its
+                    // outputs lie in one output row (r) of the tile's rows, whose kernel row i
+                    // is padded row (r − oh0)·stride + i < padded_row_count, and its columns
+                    // (at stride 2 its half's entries) stay inside that padded row. `wb` holds
+                    // C_in·KH·KW·BLOCK weights. The stores go to channels co0..co0+valid at the
+                    // vectors' outputs, inside rows [oh0, oh1) of `y`, the caller's to this call.
+                    unsafe { run_tile(packed.width, t.vectors, &args, &out) };
                 }
             }
         }
     })
+}
+
+/// Where a tile's results go: channel `c < valid`'s outputs from `dst + c·stride`, after
+/// `max?(0, acc·scale[c] + bias[c])`.
+struct Out<'a> {
+    dst: *mut f32,
+    stride: usize,
+    valid: usize,
+    scale: &'a [f32; BLOCK],
+    bias: &'a [f32; BLOCK],
+    relu: bool,
+}
+
+/// Runs the tile kernel of `width` with `vectors` vectors.
+///
+/// # Safety
+/// What [`forward_rows`] states for `t` and `o`, and `width` supported by the machine.
+unsafe fn run_tile(width: VectorWidth, vectors: usize, t: &TileArgs, o: &Out) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's.
+    unsafe {
+        let (d, s, v, a, b, r) = (o.dst, o.stride, o.valid, o.scale, o.bias, o.relu);
+        match (width, vectors) {
+            (VectorWidth::Avx2, 1) => avx2::tile::<1>(t, d, s, v, a, b, r),
+            (VectorWidth::Avx2, _) => avx2::tile::<2>(t, d, s, v, a, b, r),
+            (VectorWidth::Avx512, 1) => avx512::tile::<1>(t, d, s, v, a, b, r),
+            (VectorWidth::Avx512, 2) => avx512::tile::<2>(t, d, s, v, a, b, r),
+            (VectorWidth::Avx512, 3) => avx512::tile::<3>(t, d, s, v, a, b, r),
+            (VectorWidth::Avx512, _) => avx512::tile::<4>(t, d, s, v, a, b, r),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (width, vectors, t, o);
+        unreachable!("direct convolution kernels need x86-64 with AVX2")
+    }
 }
 
 /// The epilogue's scale and bias for output channels `co0..co0 + valid` (identity elsewhere).
@@ -236,37 +346,51 @@ fn epilogue_lanes(epi: &Epilogue, co0: usize, valid: usize) -> ([f32; BLOCK], [f
     (scale, bias)
 }
 
-/// Output channels per weight-gradient tile: with the three kernel columns, twelve
-/// accumulators.
-const DW_BLOCK: usize = 4;
-
 /// Whether [`weight_grad`] handles this geometry: what [`supports`] needs, and three kernel
 /// columns.
 pub fn supports_weight_grad(g: &ConvGeom) -> bool {
     supports(g) && g.kw == 3
 }
 
+/// Output channels of one weight-gradient tile at the calling thread's vector width.
+fn weight_grad_block_size() -> usize {
+    match simd::current() {
+        #[cfg(target_arch = "x86_64")]
+        Some(VectorWidth::Avx512) => avx512::DW_BLOCK,
+        #[cfg(target_arch = "x86_64")]
+        _ => avx2::DW_BLOCK,
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => 1,
+    }
+}
+
 /// The weight gradient `dW = Σ_n Σ_pixels dY · X(shifted)`, `(C_out, C_in, KH, KW)` row-major.
 ///
-/// Each tile keeps 4 output channels x 3 kernel columns of one input channel and kernel row in
-/// twelve vector accumulators over 8 output columns at a time: per 8 pixels, four loads of
-/// `dY`, three shifted loads of the padded input and twelve multiply-adds. Output rows are
-/// walked in groups of about 512 pixels so that a group's `dY` and input rows stay in cache
-/// while every input channel and kernel row reuses them. With at least as many samples as
-/// threads each thread sums its own samples (the parts are added in a fixed order, so results
-/// do not depend on timing); otherwise the blocks of output channels run in parallel.
+/// Each tile keeps a block of output channels (AVX2: 4, AVX-512: 8) x 3 kernel columns of one
+/// input channel and kernel row in vector accumulators over a vector of output columns at a
+/// time: per vector of pixels, one load of `dY` per channel, three shifted loads of the padded
+/// input and a multiply-add per channel and column. Output rows are walked in groups of about
+/// 512 pixels so that a group's `dY` and input rows stay in cache while every input channel and
+/// kernel row reuses them. With at least as many samples as threads each thread sums its own
+/// samples (the parts are added in a fixed order, so results do not depend on timing);
+/// otherwise the blocks of output channels run in parallel.
 pub fn weight_grad(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
     assert!(available() && supports_weight_grad(g));
     assert_eq!(x.len(), g.n * g.in_len());
     assert_eq!(dy.len(), g.n * g.out_len());
+    let width = simd::current().expect("available() checked a vector width");
+    let block = weight_grad_block_size();
     let len = g.c_out * g.k();
-    let blocks = g.c_out.div_ceil(DW_BLOCK);
+    let blocks = g.c_out.div_ceil(block);
     let threads = rayon::current_num_threads().max(1);
     let sample = |s: usize| {
         (
             &x[s * g.in_len()..(s + 1) * g.in_len()],
             &dy[s * g.out_len()..(s + 1) * g.out_len()],
         )
+    };
+    let tile = |padded: &[f32], dys: &[f32], b: usize, out: &mut [f32]| {
+        weight_grad_block(padded, dys, g, width, b * block, block, out)
     };
     if g.n >= threads {
         let chunk = g.n.div_ceil(threads);
@@ -280,7 +404,7 @@ pub fn weight_grad(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
                     let (xs, dys) = sample(s);
                     with_padded_rows(xs, g, 0, g.out_h(), |padded| {
                         for b in 0..blocks {
-                            weight_grad_block(padded, dys, g, b, &mut part[b * DW_BLOCK * g.k()..]);
+                            tile(padded, dys, b, &mut part[b * block * g.k()..]);
                         }
                     });
                 }
@@ -297,39 +421,74 @@ pub fn weight_grad(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
         for s in 0..g.n {
             let (xs, dys) = sample(s);
             pad_rows(xs, g, 0, g.out_h(), &mut padded);
-            dw.par_chunks_mut(DW_BLOCK * g.k())
+            dw.par_chunks_mut(block * g.k())
                 .enumerate()
-                .for_each(|(b, out)| weight_grad_block(&padded, dys, g, b, out));
+                .for_each(|(b, out)| tile(&padded, dys, b, out));
         }
         dw
     }
 }
 
-/// Adds one sample's weight gradient for output channels `b·4 .. b·4 + 4` to `out` (those
-/// channels' rows of dW, `C_in · KH · 3` floats each, starting at the block's first channel).
-fn weight_grad_block(padded: &[f32], dys: &[f32], g: &ConvGeom, b: usize, out: &mut [f32]) {
+/// Adds one sample's weight gradient for output channels `co0 .. co0 + block` (those that
+/// exist) to `out`: those channels' rows of dW, `C_in · KH · 3` floats each, from `co0`'s.
+fn weight_grad_block(
+    padded: &[f32],
+    dys: &[f32],
+    g: &ConvGeom,
+    width: VectorWidth,
+    co0: usize,
+    block: usize,
+    out: &mut [f32],
+) {
     let (oh_n, ow_n) = (g.out_h(), g.out_w());
     let (wp, ohw, k) = (g.w + 2 * g.padding, oh_n * ow_n, g.k());
-    let plane = (oh_n + g.kh - 1) * wp;
-    let co0 = b * DW_BLOCK;
-    let valid = DW_BLOCK.min(g.c_out - co0);
+    let plane = padded_row_count(g, 0, oh_n) * wp;
+    let cols = kernel_columns(g);
+    let cols = [cols[0], cols[1], cols[2]];
+    let valid = block.min(g.c_out - co0);
     let group = (512 / ow_n).clamp(1, oh_n);
     for r0 in (0..oh_n).step_by(group) {
         let rows = group.min(oh_n - r0);
         // Channels past C_out repeat the last valid one; their sums are dropped.
-        let dy_rows: [*const f32; DW_BLOCK] =
-            std::array::from_fn(|c| dys[(co0 + c.min(valid - 1)) * ohw + r0 * ow_n..].as_ptr());
+        let dy_row = |c: usize| dys[(co0 + c.min(valid - 1)) * ohw + r0 * ow_n..].as_ptr();
         for ci in 0..g.c_in {
             for ki in 0..g.kh {
-                let x = padded[ci * plane + (r0 + ki) * wp..].as_ptr();
-                // SAFETY: `available()` checked AVX2 and FMA. Row r < rows of the tile reads
-                // dY[co][r0 + r][0..OW] of valid channels (inside `dys`) and the padded input
-                // row r0 + r + ki of channel ci, columns [0, OW + 2] (W + 2P = OW + KW − 1 =
-                // OW + 2 floats per padded row, OH + KH − 1 rows per channel).
-                let sums = unsafe { avx2::weight_tile(&dy_rows, x, rows, ow_n, wp) };
-                for c in 0..valid {
+                let x = padded[ci * plane + (r0 * g.stride + ki) * wp..].as_ptr();
+                let mut add = |c: usize, sums: &[f32; 3]| {
                     let row = &mut out[c * k + (ci * g.kh + ki) * 3..][..3];
-                    row.iter_mut().zip(&sums[c]).for_each(|(d, s)| *d += s);
+                    row.iter_mut().zip(sums).for_each(|(d, s)| *d += s);
+                };
+                // SAFETY: the width is one the machine runs. Row r < rows of the tile reads
+                // dY[co][r0 + r][0..OW] of valid channels (inside `dys`) and, for each kernel
+                // column j, OW floats from cols[j] of padded row (r0 + r)·stride + ki of channel
+                // ci: the inputs of output columns [0, OW) under that kernel column, inside the
+                // padded row (OH·stride + KH − stride ≤ the padded rows of the channel).
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    let x_row = g.stride * wp;
+                    match width {
+                        VectorWidth::Avx2 => {
+                            let dy = std::array::from_fn(dy_row);
+                            let sums = avx2::weight_tile(&dy, x, cols, rows, ow_n, x_row);
+                            sums.iter()
+                                .take(valid)
+                                .enumerate()
+                                .for_each(|(c, s)| add(c, s));
+                        }
+                        VectorWidth::Avx512 => {
+                            let dy = std::array::from_fn(dy_row);
+                            let sums = avx512::weight_tile(&dy, x, cols, rows, ow_n, x_row);
+                            sums.iter()
+                                .take(valid)
+                                .enumerate()
+                                .for_each(|(c, s)| add(c, s));
+                        }
+                    }
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    let _ = (width, x, rows, &mut add, dy_row, cols);
+                    unreachable!("direct convolution kernels need x86-64 with AVX2")
                 }
             }
         }
@@ -338,204 +497,21 @@ fn weight_grad_block(padded: &[f32], dys: &[f32], g: &ConvGeom, b: usize, out: &
 
 /// What one register tile reads.
 struct TileArgs<'a> {
-    /// First input float of the tile (channel 0, kernel row 0, column `ow`).
+    /// First input float of the tile (channel 0, kernel row 0, the tile's first column).
     x: *const f32,
     /// Floats between input channels in the padded rows.
     plane: usize,
-    /// Floats between padded rows.
+    /// Floats between padded rows (kernel rows).
     row: usize,
-    g: &'a ConvGeom,
+    c_in: usize,
+    kh: usize,
+    /// Where each kernel column's input starts in a padded row ([`kernel_columns`]).
+    cols: &'a [usize],
     /// The block's packed weights.
     w: *const f32,
     /// Offsets of each vector's input from `x` and of its output from the tile's destination.
-    inp: [usize; 2],
-    out: [usize; 2],
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    use super::{TileArgs, BLOCK, DW_BLOCK};
-
-    /// `BLOCK` output channels x `8·V` pixels, written to `dst + c·stride` for the first `valid`
-    /// channels after `max?(0, acc·scale + bias)`.
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available; `t` must describe readable input and weights (see the
-    /// caller), and `dst + c·stride .. + 8·V` writable by this thread alone for `c < valid`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile<const V: usize>(
-        t: &TileArgs,
-        dst: *mut f32,
-        stride: usize,
-        valid: usize,
-        scale: &[f32; BLOCK],
-        bias: &[f32; BLOCK],
-        relu: bool,
-    ) {
-        let mut acc = [[_mm256_setzero_ps(); V]; BLOCK];
-        let mut w = t.w;
-        for ci in 0..t.g.c_in {
-            for ki in 0..t.g.kh {
-                // SAFETY: inside the padded rows (the caller's bound).
-                let x_row = unsafe { t.x.add(ci * t.plane + ki * t.row) };
-                for kj in 0..t.g.kw {
-                    let mut xv = [_mm256_setzero_ps(); V];
-                    for (v, xv) in xv.iter_mut().enumerate() {
-                        // SAFETY: 8 floats inside the padded rows (the caller's bound).
-                        *xv = unsafe { _mm256_loadu_ps(x_row.add(kj + t.inp[v])) };
-                    }
-                    for (c, acc) in acc.iter_mut().enumerate() {
-                        // SAFETY: `w` walks the block's C_in·KH·KW·BLOCK packed weights.
-                        let wv = unsafe { _mm256_broadcast_ss(&*w.add(c)) };
-                        for v in 0..V {
-                            acc[v] = _mm256_fmadd_ps(wv, xv[v], acc[v]);
-                        }
-                    }
-                    // SAFETY: one kernel offset's BLOCK weights further, at most to the end.
-                    w = unsafe { w.add(BLOCK) };
-                }
-            }
-        }
-        let zero = _mm256_setzero_ps();
-        for (c, acc) in acc.iter().enumerate().take(valid) {
-            let a = _mm256_set1_ps(scale[c]);
-            let b = _mm256_set1_ps(bias[c]);
-            for (v, &acc) in acc.iter().enumerate() {
-                let mut out = _mm256_fmadd_ps(acc, a, b);
-                if relu {
-                    out = _mm256_max_ps(out, zero);
-                }
-                // SAFETY: channel c < valid, 8 floats of this tile's columns (caller's bound).
-                unsafe { _mm256_storeu_ps(dst.add(c * stride + t.out[v]), out) };
-            }
-        }
-    }
-
-    /// Sums over `rows` rows of `OW` pixels of `dY[c] · X(shifted by kj)` for the four
-    /// channels `dy[c]` and kernel columns kj = 0, 1, 2, where `x` is the padded input row
-    /// matching dY's first row (rows `wp` floats apart, `dy` rows `ow` floats apart).
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available; every `dy[c]` must be readable for `rows · ow` floats,
-    /// `x` for `(rows − 1) · wp + ow + 2` floats, and `ow ≥ 8`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn weight_tile(
-        dy: &[*const f32; DW_BLOCK],
-        x: *const f32,
-        rows: usize,
-        ow: usize,
-        wp: usize,
-    ) -> [[f32; 3]; DW_BLOCK] {
-        let mut acc = [[_mm256_setzero_ps(); 3]; DW_BLOCK];
-        let full = ow / 8 * 8;
-        for r in 0..rows {
-            // SAFETY: row r of the padded input and of each dY channel (the caller's bounds).
-            let (xr, dyr) = unsafe { (x.add(r * wp), dy.map(|d| d.add(r * ow))) };
-            for at in (0..full).step_by(8) {
-                // SAFETY: columns [at, at + 10) of the padded row and [at, at + 8) of the dY
-                // rows, at + 8 ≤ OW (the caller's bounds).
-                unsafe { accumulate(&mut acc, xr.add(at), dyr, at, None) };
-            }
-            if full < ow {
-                // The last vector of the row overlaps the previous one: it keeps only the
-                // lanes not summed yet.
-                let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-                let keep = _mm256_cmpgt_epi32(lanes, _mm256_set1_epi32((7 - ow % 8) as i32));
-                let at = ow - 8;
-                // SAFETY: as above, at = OW − 8.
-                unsafe {
-                    accumulate(
-                        &mut acc,
-                        xr.add(at),
-                        dyr,
-                        at,
-                        Some(_mm256_castsi256_ps(keep)),
-                    )
-                };
-            }
-        }
-        let mut out = [[0f32; 3]; DW_BLOCK];
-        for (o, a) in out.iter_mut().zip(&acc) {
-            for j in 0..3 {
-                o[j] = hsum(a[j]);
-            }
-        }
-        out
-    }
-
-    /// One step of [`weight_tile`]: 8 pixels of four dY rows (from column `at`, lanes outside
-    /// `keep` zeroed) times the padded input at `x`, `x + 1`, `x + 2`.
-    ///
-    /// # Safety
-    /// AVX2 and FMA; `x` readable for 10 floats, each `dy[c] + at` for 8.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn accumulate(
-        acc: &mut [[__m256; 3]; DW_BLOCK],
-        x: *const f32,
-        dy: [*const f32; DW_BLOCK],
-        at: usize,
-        keep: Option<__m256>,
-    ) {
-        // SAFETY: the caller's bounds.
-        let (x0, x1, x2) = unsafe {
-            (
-                _mm256_loadu_ps(x),
-                _mm256_loadu_ps(x.add(1)),
-                _mm256_loadu_ps(x.add(2)),
-            )
-        };
-        for c in 0..DW_BLOCK {
-            // SAFETY: the caller's bounds.
-            let mut d = unsafe { _mm256_loadu_ps(dy[c].add(at)) };
-            if let Some(keep) = keep {
-                d = _mm256_and_ps(d, keep);
-            }
-            acc[c][0] = _mm256_fmadd_ps(d, x0, acc[c][0]);
-            acc[c][1] = _mm256_fmadd_ps(d, x1, acc[c][1]);
-            acc[c][2] = _mm256_fmadd_ps(d, x2, acc[c][2]);
-        }
-    }
-
-    /// The sum of a vector's 8 lanes.
-    #[target_feature(enable = "avx2,fma")]
-    fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-mod avx2 {
-    use super::{TileArgs, BLOCK, DW_BLOCK};
-
-    /// Never called: [`super::available`] is false off x86-64.
-    pub(super) unsafe fn tile<const V: usize>(
-        _: &TileArgs,
-        _: *mut f32,
-        _: usize,
-        _: usize,
-        _: &[f32; BLOCK],
-        _: &[f32; BLOCK],
-        _: bool,
-    ) {
-        unreachable!("direct convolution kernels need x86-64 with AVX2")
-    }
-
-    /// Never called: [`super::available`] is false off x86-64.
-    pub(super) unsafe fn weight_tile(
-        _: &[*const f32; DW_BLOCK],
-        _: *const f32,
-        _: usize,
-        _: usize,
-        _: usize,
-    ) -> [[f32; 3]; DW_BLOCK] {
-        unreachable!("direct convolution kernels need x86-64 with AVX2")
-    }
+    inp: [usize; MAX_VECTORS],
+    out: [usize; MAX_VECTORS],
 }
 
 #[cfg(test)]
@@ -544,30 +520,80 @@ mod tests {
 
     #[test]
     fn tiles_cover_each_output_once_up_to_recomputation() {
-        for ow in 8..60 {
-            for rows in 1..6 {
-                let wp = ow + 2;
-                let mut seen = vec![0u32; rows * ow];
-                let mut last = None;
-                for t in tiles(0, rows, ow, wp) {
-                    for v in 0..t.vectors {
-                        let first = t.oh * ow + t.ow + t.out[v];
-                        // A vector's outputs lie in one row and read that row's padded input.
-                        let row = first / ow;
-                        assert!(first % ow + 8 <= ow, "ow {ow} rows {rows}: {t:?}");
-                        assert_eq!(t.oh * wp + t.ow + t.inp[v], row * wp + first % ow);
-                        seen[first..first + 8].iter_mut().for_each(|s| *s += 1);
+        for (lanes, per_tile) in [(8, 2), (16, MAX_VECTORS)] {
+            for ow in lanes..70 {
+                for rows in 1..6 {
+                    for stride in [1, 2] {
+                        let wp = ow * stride + 2;
+                        let mut seen = vec![0u32; rows * ow];
+                        let all = tiles(0, rows, ow, stride * wp, lanes, per_tile);
+                        for t in &all {
+                            assert!((1..=per_tile).contains(&t.vectors));
+                            for v in 0..t.vectors {
+                                let first = t.oh * ow + t.ow + t.out[v];
+                                // A vector's outputs lie in one row and read that row's input.
+                                let (row, col) = (first / ow, first % ow);
+                                assert!(col + lanes <= ow, "ow {ow} rows {rows}: {t:?}");
+                                let inp = t.oh * stride * wp + t.ow + t.inp[v];
+                                assert_eq!(inp, row * stride * wp + col, "{t:?}");
+                                seen[first..first + lanes].iter_mut().for_each(|s| *s += 1);
+                            }
+                        }
+                        // Every output written; only the overlapping last vector of a row
+                        // twice.
+                        assert!(
+                            seen.iter().all(|&c| c == 1 || c == 2),
+                            "ow {ow} rows {rows}"
+                        );
+                        let twice = seen.iter().filter(|&&c| c == 2).count();
+                        let overlap = if ow % lanes == 0 {
+                            0
+                        } else {
+                            lanes - ow % lanes
+                        };
+                        assert_eq!(twice, rows * overlap);
+                        // Tiles are full but for the last one.
+                        let short = all.iter().filter(|t| t.vectors < per_tile).count();
+                        assert!(short <= 1 && all.last().is_some());
                     }
-                    last = Some(t);
                 }
-                assert!(last.is_some());
-                // Every output written; only the overlapping last tile of a row twice.
-                assert!(
-                    seen.iter().all(|&c| c == 1 || c == 2),
-                    "ow {ow} rows {rows}"
-                );
-                let twice = seen.iter().filter(|&&c| c == 2).count();
-                assert_eq!(twice, if ow % 8 == 0 { 0 } else { rows * (8 - ow % 8) });
+            }
+        }
+    }
+
+    #[test]
+    fn stride_two_rows_hold_the_even_then_the_odd_padded_columns() {
+        let g = ConvGeom {
+            n: 1,
+            c_in: 2,
+            h: 5,
+            w: 5,
+            c_out: 1,
+            kh: 3,
+            kw: 3,
+            stride: 2,
+            padding: 1,
+        };
+        let xs: Vec<f32> = (1..=50).map(|v| v as f32).collect();
+        let mut out = Vec::new();
+        // Output rows 1..3 read input rows 1..=5 (padded rows 2..=6: the last is padding).
+        pad_rows(&xs, &g, 1, 3, &mut out);
+        let wp = 7;
+        assert_eq!(out.len(), 2 * 5 * wp);
+        // Input row 1 of channel 0 is 6..=10; padded: 0 6 7 8 9 10 0.
+        assert_eq!(&out[..wp], &[0.0, 7.0, 9.0, 0.0, 6.0, 8.0, 10.0]);
+        assert!(out[4 * wp..5 * wp].iter().all(|&v| v == 0.0));
+        // Channel 1's first row is its input row 1 (31..=35).
+        assert_eq!(
+            &out[5 * wp..6 * wp],
+            &[0.0, 32.0, 34.0, 0.0, 31.0, 33.0, 35.0]
+        );
+        // Kernel column j of output column c reads padded column 2c + j.
+        let cols = kernel_columns(&g);
+        let padded = [0.0, 6.0, 7.0, 8.0, 9.0, 10.0, 0.0];
+        for c in 0..g.out_w() {
+            for (j, &at) in cols.iter().enumerate() {
+                assert_eq!(out[at + c], padded[2 * c + j]);
             }
         }
     }
