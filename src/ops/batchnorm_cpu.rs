@@ -2,11 +2,15 @@
 //!
 //! One pass for the statistics, one for the normalisation; the backward pass needs one
 //! reduction pass and one pass writing the input gradient. Work is spread over channels for the
-//! reductions and over `(n, c)` planes for the element-wise passes.
+//! reductions and over `(n, c)` planes for the element-wise passes. The sums run in 16 f32 lanes
+//! at every vector width ([`super::lane_sums`]) and the element-wise loops are compiled for the
+//! machine's ([`simd::vectorized`]), so results are the same on every machine.
 
 use rayon::prelude::*;
 
 use super::buffer::OutBuf;
+use super::lane_sums::{self, relu_grad};
+use super::simd::{self, Kernel};
 
 /// Planes of fewer elements than this are grouped so rayon tasks stay worth their overhead.
 const MIN_TASK_ELEMS: usize = 16 * 1024;
@@ -18,6 +22,7 @@ fn min_planes(hw: usize) -> usize {
 /// Per-channel mean and biased variance of `x` `(N, C, HW)`, accumulated in f64 around a pivot
 /// (the channel's first value) so that large means do not cancel the variance.
 pub fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize) -> (Vec<f32>, Vec<f32>) {
+    let width = simd::current();
     let stats: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
         .map(|ch| {
@@ -25,23 +30,9 @@ pub fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize) -> (Vec<f32>, Vec
             let (mut s, mut ss) = (0f64, 0f64);
             for b in 0..n {
                 let plane = &x[(b * c + ch) * hw..(b * c + ch + 1) * hw];
-                // 8 independent f32 lanes per plane (vectorisable), then into f64.
-                let (mut a, mut q) = ([0f32; 8], [0f32; 8]);
-                let mut chunks = plane.chunks_exact(8);
-                for ck in &mut chunks {
-                    for i in 0..8 {
-                        let d = ck[i] - pivot;
-                        a[i] += d;
-                        q[i] += d * d;
-                    }
-                }
-                for &v in chunks.remainder() {
-                    let d = v - pivot;
-                    a[0] += d;
-                    q[0] += d * d;
-                }
-                s += a.iter().map(|&v| v as f64).sum::<f64>();
-                ss += q.iter().map(|&v| v as f64).sum::<f64>();
+                let (a, q) = lane_sums::shifted_sums(width, plane, pivot);
+                s += a;
+                ss += q;
             }
             let m = (n * hw) as f64;
             let mean_d = s / m;
@@ -61,6 +52,7 @@ pub fn affine(
     hw: usize,
     relu: bool,
 ) -> Vec<f32> {
+    let width = simd::current();
     let mut y = OutBuf::new(x.len());
     y.par_chunks_mut(hw)
         .zip(x.par_chunks(hw))
@@ -68,19 +60,47 @@ pub fn affine(
         .with_min_len(min_planes(hw))
         .for_each(|(i, (yp, xp))| {
             let (a, b) = (scale[i % c], shift[i % c]);
-            if relu {
-                yp.iter_mut().zip(xp).for_each(|(y, &x)| {
-                    y.write((x * a + b).max(0.0));
-                });
-            } else {
-                yp.iter_mut().zip(xp).for_each(|(y, &x)| {
-                    y.write(x * a + b);
-                });
-            }
+            simd::vectorized(
+                width,
+                Affine {
+                    x: xp,
+                    y: yp,
+                    a,
+                    b,
+                    relu,
+                },
+            );
         });
     // SAFETY: `y` has the length of `x` and both are cut into the same `hw`-long planes; the
     // zipped loop above wrote every element of every plane of `y`.
     unsafe { y.assume_init() }
+}
+
+/// One plane of [`affine`].
+struct Affine<'a> {
+    x: &'a [f32],
+    y: &'a mut [std::mem::MaybeUninit<f32>],
+    a: f32,
+    b: f32,
+    relu: bool,
+}
+
+impl Kernel for Affine<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let (a, b) = (self.a, self.b);
+        if self.relu {
+            for (y, &x) in self.y.iter_mut().zip(self.x) {
+                y.write((x * a + b).max(0.0));
+            }
+        } else {
+            for (y, &x) in self.y.iter_mut().zip(self.x) {
+                y.write(x * a + b);
+            }
+        }
+    }
 }
 
 /// The inputs of [`backward`]: tensors `(N, C, HW)` and per-channel values of one batch norm.
@@ -132,25 +152,18 @@ pub fn backward(args: &BackwardArgs) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
         train,
         need_dx,
     } = *args;
-    // Σ dy and Σ dy·(x − mean) per channel, 8 f32 lanes per plane (vectorisable), then f64.
+    let width = simd::current();
+    // Σ dy and Σ dy·(x − mean) per channel (dy masked by the ReLU).
     let sums: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
         .map(|ch| {
             let (mut s, mut sx) = (0f64, 0f64);
-            let mu = mean[ch];
             for b in 0..n {
                 let r = (b * c + ch) * hw..(b * c + ch + 1) * hw;
                 let (xp, yp, dp) = (&x[r.clone()], &y[r.clone()], &dy[r]);
-                let (mut a, mut q) = ([0f32; 8], [0f32; 8]);
-                for ((xc, yc), dc) in xp.chunks(8).zip(yp.chunks(8)).zip(dp.chunks(8)) {
-                    for i in 0..xc.len() {
-                        let d = if relu && yc[i] <= 0.0 { 0.0 } else { dc[i] };
-                        a[i] += d;
-                        q[i] += d * (xc[i] - mu);
-                    }
-                }
-                s += a.iter().map(|&v| v as f64).sum::<f64>();
-                sx += q.iter().map(|&v| v as f64).sum::<f64>();
+                let (a, q) = lane_sums::gradient_sums(width, xp, yp, dp, mean[ch], relu);
+                s += a;
+                sx += q;
             }
             (s as f32, (sx * invstd[ch] as f64) as f32)
         })
@@ -176,14 +189,42 @@ pub fn backward(args: &BackwardArgs) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
                 } else {
                     (k, 0.0, 0.0)
                 };
-                let grad = |yv: f32, dv: f32| if relu && yv <= 0.0 { 0.0 } else { dv };
-                for (((d, &xv), &yv), &dv) in dxp.iter_mut().zip(xp).zip(yp).zip(dp) {
-                    d.write(a * grad(yv, dv) + b * xv + cst);
-                }
+                let plane = InputGrad {
+                    x: xp,
+                    y: yp,
+                    dy: dp,
+                    dx: dxp,
+                    coef: [a, b, cst],
+                    relu,
+                };
+                simd::vectorized(width, plane);
             });
         // SAFETY: `dx` has the length of `x`, `y` and `dy`, all cut into the same `hw`-long
         // planes; the zipped loop above wrote every element of every plane of `dx`.
         unsafe { dx.assume_init() }
     });
     (dx, dgamma, dbeta)
+}
+
+/// One plane of the input gradient: `dx = a·g + b·x + c` with `[a, b, c] = coef`.
+struct InputGrad<'a> {
+    x: &'a [f32],
+    y: &'a [f32],
+    dy: &'a [f32],
+    dx: &'a mut [std::mem::MaybeUninit<f32>],
+    coef: [f32; 3],
+    relu: bool,
+}
+
+impl Kernel for InputGrad<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let [a, b, c] = self.coef;
+        let points = self.x.iter().zip(self.y).zip(self.dy);
+        for (d, ((&xv, &yv), &dv)) in self.dx.iter_mut().zip(points) {
+            d.write(a * relu_grad(self.relu, yv, dv) + b * xv + c);
+        }
+    }
 }

@@ -13,6 +13,7 @@ pub mod conv_geom;
 pub mod conv_winograd;
 pub mod cpu_data;
 pub mod eltwise;
+pub mod lane_sums;
 pub mod maxpool;
 pub mod pixel_shuffle;
 pub mod portable;

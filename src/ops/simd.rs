@@ -92,3 +92,44 @@ pub fn with_vector_width<R>(width: VectorWidth, f: impl FnOnce() -> R) -> R {
     let _restore = Restore(LIMIT.replace(Some(width)));
     f()
 }
+
+/// A loop to compile for each vector width: its `run` must be `#[inline(always)]`, so that it
+/// is compiled inside [`vectorized`]'s per-extension copies (a closure would stay one baseline
+/// function that every copy calls).
+pub trait Kernel {
+    type Output;
+    fn run(self) -> Self::Output;
+}
+
+/// Runs `k` compiled for `width` (where the machine runs it; otherwise as built): its loops are
+/// auto-vectorised for that extension instead of the baseline SSE2. Read the width on the
+/// calling thread ([`current`]) and hand it to rayon's workers, which call this.
+///
+/// The arithmetic is the same at every width (Rust never fuses a multiply and an add on its
+/// own), so results do not depend on the machine as long as `k`'s own summation order does not.
+#[inline(always)]
+pub fn vectorized<K: Kernel>(width: Option<VectorWidth>, k: K) -> K::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: each extension is enabled only where `widest` found it on this machine.
+        match width.filter(|&w| Some(w) <= widest()) {
+            Some(VectorWidth::Avx512) => return unsafe { run_avx512(k) },
+            Some(VectorWidth::Avx2) => return unsafe { run_avx2(k) },
+            None => {}
+        }
+    }
+    let _ = width;
+    k.run()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+unsafe fn run_avx512<K: Kernel>(k: K) -> K::Output {
+    k.run()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2<K: Kernel>(k: K) -> K::Output {
+    k.run()
+}
