@@ -28,6 +28,7 @@ use rayon::prelude::*;
 use super::buffer::OutBuf;
 use super::conv_algo::{self, ConvAlgo};
 pub use super::conv_geom::{ConvGeom, Epilogue};
+use super::simd;
 use super::{conv_direct, conv_winograd};
 
 /// The output columns `[lo, hi)` of valid input for kernel offset `k` along one axis.
@@ -317,13 +318,20 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], g: &ConvGeom, epi: Epilogue) -> Vec<
         ConvAlgo::Direct => Kernels::Direct(conv_direct::pack_weights(w, g)),
         ConvAlgo::Winograd => Kernels::Winograd(conv_winograd::transform_weights(w, g)),
     };
+    // Read here: the tiles run on rayon's workers.
+    let width = simd::current();
     let run = |col: &mut Option<OutBuf>, (s, oh0, oh1): (usize, usize, usize), par: Parallelism| {
         let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
         // Sample `s`'s C_out·OH·OW outputs, inside `y` (N·C_out·OH·OW floats).
         let ys = yp.get().wrapping_add(s * g.out_len());
         match &kernels {
             Kernels::Winograd(u) => {
-                let layer = conv_winograd::Layer { u, g, epi: &epi };
+                let layer = conv_winograd::Layer {
+                    u,
+                    g,
+                    epi: &epi,
+                    width,
+                };
                 // SAFETY: `ys` is sample `s`'s outputs, and the plan's tiles partition every
                 // sample's rows: rows [oh0, oh1) are this tile's alone.
                 unsafe { layer.forward_rows(xs, oh0, oh1, ys) };

@@ -17,6 +17,7 @@
 use gemm::Parallelism;
 
 use super::conv_geom::{ConvGeom, Epilogue};
+use super::simd::{self, Kernel, VectorWidth};
 
 /// Upper bound on the floats of one strip's transformed inputs and products.
 const STRIP_FLOATS: usize = 1 << 20;
@@ -81,6 +82,8 @@ pub struct Layer<'a> {
     pub u: &'a [f32],
     pub g: &'a ConvGeom,
     pub epi: &'a Epilogue<'a>,
+    /// The vector width the transforms are compiled for (read on the calling thread).
+    pub width: Option<VectorWidth>,
 }
 
 impl Layer<'_> {
@@ -126,12 +129,21 @@ unsafe fn strip_rows(
 ) {
     let (u, g, epi) = (layer.u, layer.g, layer.epi);
     let (ci_n, co_n) = (g.c_in, g.c_out);
-    let (oh_n, ow_n) = (g.out_h(), g.out_w());
+    let ow_n = g.out_w();
     let (th, tw) = ((oh1 - oh0).div_ceil(2), ow_n.div_ceil(2));
     let t_n = th * tw;
     scratch.v.resize(16 * ci_n * t_n, 0.0);
     scratch.m.resize(16 * co_n * t_n, 0.0);
-    input_transform(xs, g, oh0, th, tw, &mut scratch.v, &mut scratch.rows);
+    let inputs = InputTransform {
+        xs,
+        g,
+        oh0,
+        th,
+        tw,
+        v: &mut scratch.v,
+        rows: &mut scratch.rows,
+    };
+    simd::vectorized(layer.width, inputs);
     for xi in 0..16 {
         let ux = &u[xi * co_n * ci_n..][..co_n * ci_n];
         let vx = &scratch.v[xi * ci_n * t_n..][..ci_n * t_n];
@@ -163,51 +175,100 @@ unsafe fn strip_rows(
             );
         }
     }
-    let ohw = oh_n * ow_n;
-    let plane = co_n * t_n;
-    let (m, rows) = (&scratch.m, &mut scratch.rows);
-    // Aᵀ m A with Aᵀ = [1 1 1 0; 0 1 −1 −1], a tile row at a time (tiles contiguous in each
-    // plane of M): row r of Aᵀ m for the four columns, then its two output columns.
-    rows.resize(6 * tw, 0.0);
-    let (s, v) = rows.split_at_mut(4 * tw);
-    let (v0, v1) = v.split_at_mut(tw);
-    for co in 0..co_n {
-        let ab = epi.channel(co);
-        for ty in 0..th {
-            let base = co * t_n + ty * tw;
-            let at = |i: usize, j: usize| &m[(i * 4 + j) * plane + base..][..tw];
-            for r in 0..2 {
-                let oh = oh0 + 2 * ty + r;
-                if oh >= oh1 {
-                    break;
-                }
-                for (j, s) in s.chunks_exact_mut(tw).enumerate() {
-                    let (m0, m1, m2, m3) = (at(0, j), at(1, j), at(2, j), at(3, j));
-                    if r == 0 {
-                        for (((s, x), y), z) in s.iter_mut().zip(m0).zip(m1).zip(m2) {
-                            *s = x + y + z;
-                        }
-                    } else {
-                        for (((s, x), y), z) in s.iter_mut().zip(m1).zip(m2).zip(m3) {
-                            *s = x - y - z;
+    let outputs = OutputTransform {
+        m: &scratch.m,
+        g,
+        epi,
+        oh0,
+        oh1,
+        th,
+        tw,
+        y,
+        rows: &mut scratch.rows,
+    };
+    // Writes only rows [oh0, oh1) of `y`, which this function's contract gives it.
+    simd::vectorized(layer.width, outputs);
+}
+
+/// `Aᵀ m A` of a strip's products into output rows `[oh0, oh1)`, epilogue applied.
+struct OutputTransform<'a> {
+    m: &'a [f32],
+    g: &'a ConvGeom,
+    epi: &'a Epilogue<'a>,
+    oh0: usize,
+    oh1: usize,
+    th: usize,
+    tw: usize,
+    /// The sample's outputs; rows `[oh0, oh1)` of every channel this call's alone.
+    y: *mut f32,
+    rows: &'a mut Vec<f32>,
+}
+
+impl Kernel for OutputTransform<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let OutputTransform {
+            m,
+            g,
+            epi,
+            oh0,
+            oh1,
+            th,
+            tw,
+            y,
+            rows,
+        } = self;
+        let co_n = g.c_out;
+        let (oh_n, ow_n) = (g.out_h(), g.out_w());
+        let t_n = th * tw;
+        let ohw = oh_n * ow_n;
+        let plane = co_n * t_n;
+        // Aᵀ m A with Aᵀ = [1 1 1 0; 0 1 −1 −1], a tile row at a time (tiles contiguous in each
+        // plane of M): row r of Aᵀ m for the four columns, then its two output columns.
+        rows.resize(6 * tw, 0.0);
+        let (s, v) = rows.split_at_mut(4 * tw);
+        let (v0, v1) = v.split_at_mut(tw);
+        for co in 0..co_n {
+            let ab = epi.channel(co);
+            for ty in 0..th {
+                let base = co * t_n + ty * tw;
+                let at = |i: usize, j: usize| &m[(i * 4 + j) * plane + base..][..tw];
+                for r in 0..2 {
+                    let oh = oh0 + 2 * ty + r;
+                    if oh >= oh1 {
+                        break;
+                    }
+                    for (j, s) in s.chunks_exact_mut(tw).enumerate() {
+                        let (m0, m1, m2, m3) = (at(0, j), at(1, j), at(2, j), at(3, j));
+                        if r == 0 {
+                            for (((s, x), y), z) in s.iter_mut().zip(m0).zip(m1).zip(m2) {
+                                *s = x + y + z;
+                            }
+                        } else {
+                            for (((s, x), y), z) in s.iter_mut().zip(m1).zip(m2).zip(m3) {
+                                *s = x - y - z;
+                            }
                         }
                     }
-                }
-                let (s0, rest) = s.split_at(tw);
-                let (s1, rest) = rest.split_at(tw);
-                let (s2, s3) = rest.split_at(tw);
-                for i in 0..tw {
-                    v0[i] = epi.map(s0[i] + s1[i] + s2[i], ab);
-                    v1[i] = epi.map(s1[i] - s2[i] - s3[i], ab);
-                }
-                // SAFETY: row oh ∈ [oh0, oh1) of channel co: OW floats inside the sample's
-                // outputs, this call's alone (the caller's contract).
-                let row =
-                    unsafe { std::slice::from_raw_parts_mut(y.add(co * ohw + oh * ow_n), ow_n) };
-                for (pair, (&e, &f)) in row.chunks_mut(2).zip(v0.iter().zip(v1.iter())) {
-                    pair[0] = e;
-                    if let Some(second) = pair.get_mut(1) {
-                        *second = f;
+                    let (s0, rest) = s.split_at(tw);
+                    let (s1, rest) = rest.split_at(tw);
+                    let (s2, s3) = rest.split_at(tw);
+                    for i in 0..tw {
+                        v0[i] = epi.map(s0[i] + s1[i] + s2[i], ab);
+                        v1[i] = epi.map(s1[i] - s2[i] - s3[i], ab);
+                    }
+                    // SAFETY: row oh ∈ [oh0, oh1) of channel co: OW floats inside the sample's
+                    // outputs, this call's alone (the caller's contract).
+                    let row = unsafe {
+                        std::slice::from_raw_parts_mut(y.add(co * ohw + oh * ow_n), ow_n)
+                    };
+                    for (pair, (&e, &f)) in row.chunks_mut(2).zip(v0.iter().zip(v1.iter())) {
+                        pair[0] = e;
+                        if let Some(second) = pair.get_mut(1) {
+                            *second = f;
+                        }
                     }
                 }
             }
@@ -218,6 +279,35 @@ unsafe fn strip_rows(
 /// `V = Bᵀ d B` of every 4x4 input block of the strip's `th x tw` tiles, laid out
 /// `[16][C_in][T]`. Tile (ty, tx) covers output rows `oh0 + 2ty ..+2` and columns `2tx ..+2`
 /// and reads input rows `oh0 + 2ty − P ..+4`, columns `2tx − P ..+4` (zero outside the image).
+struct InputTransform<'a> {
+    xs: &'a [f32],
+    g: &'a ConvGeom,
+    oh0: usize,
+    th: usize,
+    tw: usize,
+    v: &'a mut [f32],
+    rows: &'a mut Vec<f32>,
+}
+
+impl Kernel for InputTransform<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let InputTransform {
+            xs,
+            g,
+            oh0,
+            th,
+            tw,
+            v,
+            rows,
+        } = self;
+        input_transform(xs, g, oh0, th, tw, v, rows)
+    }
+}
+
+#[inline(always)]
 fn input_transform(
     xs: &[f32],
     g: &ConvGeom,
