@@ -197,7 +197,7 @@ fn tiles(
 ) -> Vec<Tile> {
     debug_assert!(ow >= lanes && per_tile <= MAX_VECTORS);
     let mut cols: Vec<usize> = (0..ow / lanes).map(|i| i * lanes).collect();
-    if ow % lanes != 0 {
+    if !ow.is_multiple_of(lanes) {
         cols.push(ow - lanes);
     }
     let vectors: Vec<(usize, usize)> = (oh0..oh1)
@@ -546,11 +546,7 @@ mod tests {
                             "ow {ow} rows {rows}"
                         );
                         let twice = seen.iter().filter(|&&c| c == 2).count();
-                        let overlap = if ow % lanes == 0 {
-                            0
-                        } else {
-                            lanes - ow % lanes
-                        };
+                        let overlap = (lanes - ow % lanes) % lanes;
                         assert_eq!(twice, rows * overlap);
                         // Tiles are full but for the last one.
                         let short = all.iter().filter(|t| t.vectors < per_tile).count();

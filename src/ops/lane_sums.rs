@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn every_width_gives_the_same_bits_as_the_portable_sums() {
         let values = |n: usize, k: f32| -> Vec<f32> {
-            (0..n).map(|i| ((i as f32 * k).sin() * 3.0 + 0.5)).collect()
+            (0..n).map(|i| (i as f32 * k).sin() * 3.0 + 0.5).collect()
         };
         for n in [1, 15, 16, 17, 64, 100, 1031] {
             let (x, y, dy) = (values(n, 0.37), values(n, 1.3), values(n, 0.11));

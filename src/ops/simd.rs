@@ -111,9 +111,10 @@ pub trait Kernel {
 pub fn vectorized<K: Kernel>(width: Option<VectorWidth>, k: K) -> K::Output {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: each extension is enabled only where `widest` found it on this machine.
         match width.filter(|&w| Some(w) <= widest()) {
+            // SAFETY: `widest` found AVX-512 F and VL (and AVX2 + FMA) on this machine.
             Some(VectorWidth::Avx512) => return unsafe { run_avx512(k) },
+            // SAFETY: `widest` found at least AVX2 + FMA on this machine.
             Some(VectorWidth::Avx2) => return unsafe { run_avx2(k) },
             None => {}
         }
