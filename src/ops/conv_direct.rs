@@ -466,23 +466,20 @@ fn weight_grad_block(
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
                     let x_row = g.stride * wp;
+                    let mut sums = [[0f32; 3]; avx512::DW_BLOCK];
                     match width {
                         VectorWidth::Avx2 => {
                             let dy = std::array::from_fn(dy_row);
-                            let sums = avx2::weight_tile(&dy, x, cols, rows, ow_n, x_row);
-                            sums.iter()
-                                .take(valid)
-                                .enumerate()
-                                .for_each(|(c, s)| add(c, s));
+                            let tile = avx2::weight_tile(&dy, x, cols, rows, ow_n, x_row);
+                            sums[..avx2::DW_BLOCK].copy_from_slice(&tile);
                         }
                         VectorWidth::Avx512 => {
                             let dy = std::array::from_fn(dy_row);
-                            let sums = avx512::weight_tile(&dy, x, cols, rows, ow_n, x_row);
-                            sums.iter()
-                                .take(valid)
-                                .enumerate()
-                                .for_each(|(c, s)| add(c, s));
+                            sums = avx512::weight_tile(&dy, x, cols, rows, ow_n, x_row);
                         }
+                    }
+                    for (c, s) in sums.iter().take(valid).enumerate() {
+                        add(c, s);
                     }
                 }
                 #[cfg(not(target_arch = "x86_64"))]
