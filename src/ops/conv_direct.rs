@@ -69,13 +69,6 @@ pub struct Packed {
     width: VectorWidth,
 }
 
-impl Packed {
-    /// The vector width of the layer's tiles.
-    pub fn width(&self) -> VectorWidth {
-        self.width
-    }
-}
-
 /// The weights `(C_out, C_in, KH, KW)` repacked in blocks of output channels,
 /// `[block][c_in][kh][kw][BLOCK]` (the channels past `C_out` in the last block are zero,
 /// computed and not stored), for the calling thread's vector width.
@@ -241,9 +234,10 @@ pub unsafe fn forward_rows(
 ) {
     assert!(supports(g) && simd::widest() >= Some(packed.width));
     let wp = g.w + 2 * g.padding;
-    let (lanes, per_tile) = match packed.width {
-        VectorWidth::Avx2 => (8, 2),
-        VectorWidth::Avx512 => (16, MAX_VECTORS),
+    let lanes = packed.width.lanes();
+    let per_tile = match packed.width {
+        VectorWidth::Avx2 => 2,
+        VectorWidth::Avx512 => MAX_VECTORS,
     };
     let cols = kernel_columns(g);
     with_padded_rows(xs, g, oh0, oh1, |rows| {
@@ -352,11 +346,11 @@ pub fn supports_weight_grad(g: &ConvGeom) -> bool {
     supports(g) && g.kw == 3
 }
 
-/// Output channels of one weight-gradient tile at the calling thread's vector width.
-fn weight_grad_block_size() -> usize {
-    match simd::current() {
+/// Output channels of one weight-gradient tile at `width`.
+fn weight_grad_block_size(width: VectorWidth) -> usize {
+    match width {
         #[cfg(target_arch = "x86_64")]
-        Some(VectorWidth::Avx512) => avx512::DW_BLOCK,
+        VectorWidth::Avx512 => avx512::DW_BLOCK,
         #[cfg(target_arch = "x86_64")]
         _ => avx2::DW_BLOCK,
         #[cfg(not(target_arch = "x86_64"))]
@@ -379,7 +373,7 @@ pub fn weight_grad(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
     assert_eq!(x.len(), g.n * g.in_len());
     assert_eq!(dy.len(), g.n * g.out_len());
     let width = simd::current().expect("available() checked a vector width");
-    let block = weight_grad_block_size();
+    let block = weight_grad_block_size(width);
     let len = g.c_out * g.k();
     let blocks = g.c_out.div_ceil(block);
     let threads = rayon::current_num_threads().max(1);

@@ -303,75 +303,62 @@ impl Kernel for InputTransform<'_> {
             v,
             rows,
         } = self;
-        input_transform(xs, g, oh0, th, tw, v, rows)
-    }
-}
-
-#[inline(always)]
-fn input_transform(
-    xs: &[f32],
-    g: &ConvGeom,
-    oh0: usize,
-    th: usize,
-    tw: usize,
-    v: &mut [f32],
-    rows: &mut Vec<f32>,
-) {
-    let (p, t_n) = (g.padding, th * tw);
-    // Each input row zero-padded (image column c at c + P) and split into its even and odd
-    // columns, tw + 1 of each: tile tx reads even columns tx, tx + 1 and odd columns tx, tx + 1,
-    // so every step below is a contiguous loop over the tile row's tiles.
-    let half = tw + 1;
-    let width = 2 * half;
-    rows.resize(6 * width, 0.0);
-    let (d, rest) = rows.split_at_mut(4 * width);
-    let (padded, tr) = rest.split_at_mut(width);
-    for ci in 0..g.c_in {
-        let plane = &xs[ci * g.h * g.w..][..g.h * g.w];
-        for ty in 0..th {
-            let ih0 = (oh0 + 2 * ty) as isize - p as isize;
-            for (k, dst) in d.chunks_exact_mut(width).enumerate() {
-                let ih = ih0 + k as isize;
-                padded.fill(0.0);
-                if ih >= 0 && (ih as usize) < g.h {
-                    let n = g.w.min(width - p);
-                    padded[p..p + n].copy_from_slice(&plane[ih as usize * g.w..][..n]);
+        let (p, t_n) = (g.padding, th * tw);
+        // Each input row zero-padded (image column c at c + P) and split into its even and odd
+        // columns, tw + 1 of each: tile tx reads even columns tx, tx + 1 and odd columns tx, tx + 1,
+        // so every step below is a contiguous loop over the tile row's tiles.
+        let half = tw + 1;
+        let width = 2 * half;
+        rows.resize(6 * width, 0.0);
+        let (d, rest) = rows.split_at_mut(4 * width);
+        let (padded, tr) = rest.split_at_mut(width);
+        for ci in 0..g.c_in {
+            let plane = &xs[ci * g.h * g.w..][..g.h * g.w];
+            for ty in 0..th {
+                let ih0 = (oh0 + 2 * ty) as isize - p as isize;
+                for (k, dst) in d.chunks_exact_mut(width).enumerate() {
+                    let ih = ih0 + k as isize;
+                    padded.fill(0.0);
+                    if ih >= 0 && (ih as usize) < g.h {
+                        let n = g.w.min(width - p);
+                        padded[p..p + n].copy_from_slice(&plane[ih as usize * g.w..][..n]);
+                    }
+                    let (even, odd) = dst.split_at_mut(half);
+                    for ((e, o), pair) in even.iter_mut().zip(odd).zip(padded.chunks_exact(2)) {
+                        (*e, *o) = (pair[0], pair[1]);
+                    }
                 }
-                let (even, odd) = dst.split_at_mut(half);
-                for ((e, o), pair) in even.iter_mut().zip(odd).zip(padded.chunks_exact(2)) {
-                    (*e, *o) = (pair[0], pair[1]);
-                }
-            }
-            // Bᵀ along the rows: t0 = d0 − d2, t1 = d1 + d2, t2 = d2 − d1, t3 = d1 − d3
-            // (even and odd halves alike).
-            let row = |k: usize| &d[k * width..][..width];
-            for i in 0..4 {
-                let (x, y, sign) = match i {
-                    0 => (row(0), row(2), -1.0),
-                    1 => (row(1), row(2), 1.0),
-                    2 => (row(2), row(1), -1.0),
-                    _ => (row(1), row(3), -1.0),
-                };
-                for ((o, &x), &y) in tr.iter_mut().zip(x).zip(y) {
-                    *o = x + sign * y;
-                }
-                // B along the columns: with E, O the even and odd halves,
-                // v0 = E[tx] − E[tx+1], v1 = O[tx] + E[tx+1], v2 = E[tx+1] − O[tx],
-                // v3 = O[tx] − O[tx+1].
-                let (e, o) = tr.split_at(half);
-                let t0 = ty * tw;
-                for (j, (x, y, sign)) in [
-                    (&e[..tw], &e[1..], -1.0f32),
-                    (&o[..tw], &e[1..], 1.0),
-                    (&e[1..], &o[..tw], -1.0),
-                    (&o[..tw], &o[1..], -1.0),
-                ]
-                .into_iter()
-                .enumerate()
-                {
-                    let out = &mut v[((i * 4 + j) * g.c_in + ci) * t_n + t0..][..tw];
-                    for ((o, &x), &y) in out.iter_mut().zip(x).zip(y) {
+                // Bᵀ along the rows: t0 = d0 − d2, t1 = d1 + d2, t2 = d2 − d1, t3 = d1 − d3
+                // (even and odd halves alike).
+                let row = |k: usize| &d[k * width..][..width];
+                for i in 0..4 {
+                    let (x, y, sign) = match i {
+                        0 => (row(0), row(2), -1.0),
+                        1 => (row(1), row(2), 1.0),
+                        2 => (row(2), row(1), -1.0),
+                        _ => (row(1), row(3), -1.0),
+                    };
+                    for ((o, &x), &y) in tr.iter_mut().zip(x).zip(y) {
                         *o = x + sign * y;
+                    }
+                    // B along the columns: with E, O the even and odd halves,
+                    // v0 = E[tx] − E[tx+1], v1 = O[tx] + E[tx+1], v2 = E[tx+1] − O[tx],
+                    // v3 = O[tx] − O[tx+1].
+                    let (e, o) = tr.split_at(half);
+                    let t0 = ty * tw;
+                    for (j, (x, y, sign)) in [
+                        (&e[..tw], &e[1..], -1.0f32),
+                        (&o[..tw], &e[1..], 1.0),
+                        (&e[1..], &o[..tw], -1.0),
+                        (&o[..tw], &o[1..], -1.0),
+                    ]
+                    .into_iter()
+                    .enumerate()
+                    {
+                        let out = &mut v[((i * 4 + j) * g.c_in + ci) * t_n + t0..][..tw];
+                        for ((o, &x), &y) in out.iter_mut().zip(x).zip(y) {
+                            *o = x + sign * y;
+                        }
                     }
                 }
             }

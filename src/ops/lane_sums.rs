@@ -5,7 +5,7 @@
 //! compiler's own vectorisation of the portable loop stayed at four lanes, and a ReLU mask in
 //! it made it scalar.)
 
-use super::simd::VectorWidth;
+use super::simd::{self, VectorWidth};
 
 /// Lanes of the partial sums.
 pub const LANES: usize = 16;
@@ -14,9 +14,9 @@ pub const LANES: usize = 16;
 pub fn shifted_sums(width: Option<VectorWidth>, plane: &[f32], pivot: f32) -> (f64, f64) {
     let full = plane.len() / LANES * LANES;
     let (mut a, mut q) = ([0f32; LANES], [0f32; LANES]);
-    match checked(width) {
+    match simd::runnable(width) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the machine runs the width (`checked`); the loads stay below `full`.
+        // SAFETY: the machine runs the width (`simd::runnable`); the loads stay below `full`.
         Some(VectorWidth::Avx512) => unsafe {
             x86::shifted_avx512(plane, full, pivot, &mut a, &mut q)
         },
@@ -62,9 +62,9 @@ pub fn gradient_sums(
         mean,
         relu,
     };
-    match checked(width) {
+    match simd::runnable(width) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the machine runs the width (`checked`); the loads stay below `full`.
+        // SAFETY: the machine runs the width (`simd::runnable`); the loads stay below `full`.
         Some(VectorWidth::Avx512) => unsafe { x86::gradient_avx512(&p, &mut a, &mut q) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
@@ -104,10 +104,6 @@ struct Planes<'a> {
     full: usize,
     mean: f32,
     relu: bool,
-}
-
-fn checked(width: Option<VectorWidth>) -> Option<VectorWidth> {
-    width.filter(|&w| Some(w) <= super::simd::widest())
 }
 
 fn lane_sum(lanes: &[f32; LANES]) -> f64 {
@@ -270,7 +266,7 @@ mod tests {
                 gradient_sums(None, &x, &y, &dy, 0.1, true),
                 gradient_sums(None, &x, &y, &dy, 0.1, false),
             );
-            for width in super::super::simd::available() {
+            for width in simd::available() {
                 let got = (
                     shifted_sums(Some(width), &x, 0.25),
                     gradient_sums(Some(width), &x, &y, &dy, 0.1, true),

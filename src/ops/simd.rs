@@ -69,6 +69,11 @@ pub fn available() -> Vec<VectorWidth> {
         .collect()
 }
 
+/// `width` if this machine runs it (what a kernel checks before it enables an extension).
+pub fn runnable(width: Option<VectorWidth>) -> Option<VectorWidth> {
+    width.filter(|&w| Some(w) <= widest())
+}
+
 thread_local! {
     static LIMIT: Cell<Option<VectorWidth>> = const { Cell::new(None) };
 }
@@ -111,7 +116,7 @@ pub trait Kernel {
 pub fn vectorized<K: Kernel>(width: Option<VectorWidth>, k: K) -> K::Output {
     #[cfg(target_arch = "x86_64")]
     {
-        match width.filter(|&w| Some(w) <= widest()) {
+        match runnable(width) {
             // SAFETY: `widest` found AVX-512 F and VL (and AVX2 + FMA) on this machine.
             Some(VectorWidth::Avx512) => return unsafe { run_avx512(k) },
             // SAFETY: `widest` found at least AVX2 + FMA on this machine.
